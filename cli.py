@@ -1,0 +1,250 @@
+"""The ``talksbot`` command: serve, ingest, ask, eval, stats.
+
+Every failure a user can cause ends in a one-line message on stderr and a non-zero exit code,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from config import SAMPLE_CORPUS, Settings, load_settings
+
+log = logging.getLogger("talksbot")
+
+
+class CliError(Exception):
+    """A failure to report in one line (exit code 1)."""
+
+
+def _echo(*parts: object) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def open_answerer(settings: Settings, quiet: bool = False):  # noqa: ANN201 - lazy imports below
+    """Load the searcher for the configured data dir; build it from the sample corpus if empty."""
+    from index.store import Store
+    from retrieval.answer import Answerer
+    from retrieval.search import Searcher
+
+    data_dir = settings.data_dir
+    store = Store(data_dir)
+    empty = store.article_count() == 0
+    store.close()
+    if empty:
+        if not quiet:
+            _echo(f"talksbot: {data_dir} is empty; building it from the sample corpus …")
+        report = run_ingest(settings, [SAMPLE_CORPUS], progress=False)
+        if not quiet:
+            _echo(f"talksbot: {report.summary()}")
+    return Answerer(Searcher.open(data_dir, settings.talksbot_backend))
+
+
+def run_ingest(settings: Settings, paths: list[Path], progress: bool | None = None):  # noqa: ANN201
+    from index.embed import load_embedder
+    from index.ingest import Ingester
+    from index.store import Store
+
+    store = Store(settings.data_dir)
+    try:
+        from index.ingest import ingest_params
+
+        backend = settings.talksbot_backend
+        # Refuse a mismatched store before paying for the model.
+        store.check_params(ingest_params(_ParamsOnly(backend)), write=False)
+        embedder = load_embedder(backend, settings.data_dir / "models")
+        return Ingester(store, embedder).ingest_paths(paths, progress=progress)
+    finally:
+        store.close()
+
+
+class _ParamsOnly:
+    """Stands in for an embedder when only its params are needed."""
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+
+
+# -- commands -------------------------------------------------------------------------------
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    report = run_ingest(settings, [Path(p) for p in args.paths])
+    for error in report.errors:
+        _echo(f"talksbot: skipped {error}")
+    print(report.summary())
+    if report.errors and not (
+        report.added or report.updated or report.unchanged or report.duplicates
+    ):
+        return 1
+    return 1 if report.errors else 0
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.answer import render_text
+
+    if args.question and args.json or args.question:
+        questions = [" ".join(args.question)]
+    elif args.json or not sys.stdin.isatty():
+        questions = None  # stream stdin below
+    else:
+        raise CliError('ask needs a question, e.g.: talksbot ask "Why was the summit paused?"')
+    answerer = open_answerer(settings, quiet=args.json)
+    if questions is None:
+        status = 0
+        for line in sys.stdin:
+            question = line.rstrip("\n")
+            if not question.strip():
+                continue
+            answer = answerer.answer(question, k=args.k)
+            if args.json:
+                print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
+            else:
+                print(render_text(answer) + "\n", flush=True)
+        return status
+    answer = answerer.answer(questions[0], k=args.k)
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+    else:
+        print(render_text(answer))
+    return 2 if answer.status == "invalid" else 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.evaluate import evaluate, format_metrics, load_questions
+
+    questions = load_questions(Path(args.file))
+    answerer = open_answerer(settings, quiet=args.json)
+
+    def ask(q: str) -> tuple[bool, list[str]]:
+        a = answerer.answer(q, k=5)
+        return a.answered, [c.quote for c in a.citations]
+
+    started = time.perf_counter()
+    result = evaluate(questions, ask)
+    result["metrics"]["seconds"] = round(time.perf_counter() - started, 2)
+    if args.json:
+        print(json.dumps(result if args.verbose else result["metrics"], ensure_ascii=False))
+    else:
+        if args.verbose:
+            for r in result["rows"]:
+                mark = "abstain" if not r["answered"] else f"rank {r['rank']}"
+                print(f"{r['id']:>10} {r['kind']:<20} {mark:<8} {r['question']}")
+        print(format_metrics(result["metrics"]))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    from index.store import Store
+
+    open_answerer(settings, quiet=True).searcher.store.close()
+    store = Store(settings.data_dir)
+    stats = store.stats()
+    index_bytes = sum(
+        p.stat().st_size for p in (settings.data_dir / "index").rglob("*") if p.is_file()
+    )
+    db_bytes = sum(p.stat().st_size for p in settings.data_dir.glob("talksbot.db*"))
+    stats.update(index_bytes=index_bytes, db_bytes=db_bytes, data_dir=str(settings.data_dir))
+    if args.json:
+        print(json.dumps(stats))
+        return 0
+    print(f"data dir      {settings.data_dir}")
+    print(f"articles      {stats['articles']}")
+    print(f"sentences     {stats['sentences']} ({stats['indexed_sentences']} indexed)")
+    print(f"outlets       {stats['outlets']}")
+    print(f"date range    {stats['first_published'] or '-'} to {stats['last_published'] or '-'}")
+    print(f"index size    {index_bytes / 1e6:.1f} MB on disk (database {db_bytes / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.telegram_bot_token is not None and settings.telegram_bot_token.get_secret_value():
+        import bot
+
+        bot.run_bot(settings)
+        return 0
+    return console_chat(settings)
+
+
+def console_chat(settings: Settings) -> int:
+    """No token: chat on the terminal over the same answer pipeline (or answer stdin lines)."""
+    from retrieval.answer import render_text
+
+    interactive = sys.stdin.isatty()
+    if interactive:
+        _echo("talksbot: no TELEGRAM_BOT_TOKEN set; starting a console chat.")
+    answerer = open_answerer(settings, quiet=not interactive)
+    if interactive:
+        _echo("Ask about the Russia–Ukraine peace talks coverage (Ctrl-D to quit).")
+    while True:
+        try:
+            line = input("> " if interactive else "")
+        except EOFError:
+            break
+        if not line.strip():
+            continue
+        print(render_text(answerer.answer(line)) + "\n", flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="talksbot", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="more detail")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the Telegram bot (or a console chat without a token)")
+    p = sub.add_parser("ingest", help="add articles from files or folders (.md, .txt, .html)")
+    p.add_argument("paths", nargs="+")
+    p = sub.add_parser("ask", help="answer a question with citations")
+    p.add_argument("question", nargs="*", help="the question; omit to read questions from stdin")
+    p.add_argument("--json", action="store_true", help="one JSON object per question")
+    p.add_argument("-k", type=int, default=3, help="citations per answer (default 3)")
+    p = sub.add_parser("eval", help="hit@k, MRR and abstention on a JSONL question file")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    sub.add_parser("stats", help="what the store holds").add_argument("--json", action="store_true")
+    return parser
+
+
+COMMANDS = {
+    "serve": cmd_serve,
+    "ingest": cmd_ingest,
+    "ask": cmd_ask,
+    "eval": cmd_eval,
+    "stats": cmd_stats,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from index.loaders import IngestError
+    from index.store import StoreError
+    from retrieval.evaluate import EvalFileError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    command = args.command or "serve"
+    try:
+        settings = load_settings()
+        return COMMANDS[command](args, settings)
+    except (CliError, IngestError, StoreError, EvalFileError) as exc:
+        _echo(f"talksbot: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        _echo("talksbot: interrupted")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, details only with -v
+        log.debug("unexpected error", exc_info=True)
+        _echo(f"talksbot: unexpected error: {type(exc).__name__}: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Settings read from the environment (and an optional ``.env``), shared by the CLI and the bot."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_DIR = Path(__file__).resolve().parent
+SAMPLE_CORPUS = PROJECT_DIR / "data" / "sample"
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/talksbot``: per user, so an installed bot never writes into its code."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "talksbot"
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    talksbot_data_dir: Path = Field(default_factory=default_data_dir)
+    # "onnx-int8" (default, fast), "onnx" (fp32 ONNX) or "torch" (plain sentence-transformers).
+    talksbot_backend: str = "onnx-int8"
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_base_url: str = "https://api.telegram.org/bot"
+    telegram_api_file_url: str = "https://api.telegram.org/file/bot"
+    # Webhook mode when a public URL is given; long polling otherwise.
+    telegram_webhook_url: str | None = None
+    telegram_webhook_listen: str = "127.0.0.1"
+    telegram_webhook_port: int = 8443
+    telegram_webhook_secret: SecretStr | None = None
+    # Seconds between getUpdates calls when polling (0 in tests keeps them snappy).
+    telegram_poll_interval: float = 0.0
+    telegram_admin_ids: list[int] = Field(default_factory=list)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.talksbot_data_dir.expanduser()
+
+
+def load_settings() -> Settings:
+    return Settings()

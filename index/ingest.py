@@ -1,0 +1,230 @@
+"""Ingest: files in, deduplicated articles with embedded sentences out.
+
+Each article is written in one transaction (article, URLs, sentences, embeddings), so a run
+killed at any moment leaves whole articles only, and running it again finishes the job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from index.embed import Embedder
+from index.loaders import IngestError, RawArticle, canonical_url, iter_article_files, load_file
+from index.search_index import rebuild
+from index.segment import BOILERPLATE, HEADING, SENTENCE, Unit, segment
+from index.store import Store, embedding_blob, text_hash
+
+NEAR_DUPLICATE_SHARE = 0.8  # share of a new article's sentences already stored in one article
+# Each sentence is embedded twice, alone and after its article title (and section heading);
+# the stored vector is the mean, so one inner product scores both. Recorded in params.json.
+EMBED_CONTEXT = "mean(sentence, title+sentence)"
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    sentences: int = 0
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    added_ids: list[int] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.added} articles added, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.duplicates} duplicates skipped, {self.sentences} sentences indexed, "
+            f"{len(self.errors)} failed, in {self.seconds:.1f} s"
+        )
+
+
+def context_text(title: str, heading: str, sentence: str) -> str:
+    """The sentence after its title and heading, so that "the talks" knows which talks."""
+    context = f"{title}. {heading}." if heading and heading != title else f"{title}."
+    return f"{context} {sentence}"
+
+
+def ingest_params(embedder: Embedder) -> dict:
+    from index.embed import model_params
+
+    return {**model_params(embedder.backend), "context": EMBED_CONTEXT}
+
+
+def article_keys(raw: RawArticle) -> list[str]:
+    """How an article is recognised again: its canonical URL, and last its source file."""
+    source = f"file:{Path(raw.source).resolve()}"
+    url = canonical_url(raw.url)
+    return [url, source] if url else [source]
+
+
+class Ingester:
+    """Adds articles to a store with one embedder; refuses a store built by another."""
+
+    def __init__(self, store: Store, embedder: Embedder) -> None:
+        self.store = store
+        self.embedder = embedder
+        store.check_params(ingest_params(embedder), write=True)
+
+    def ingest_paths(
+        self, paths: Iterable[Path], progress: bool | None = None, on_error: Callable | None = None
+    ) -> IngestReport:
+        """Ingest files and folders; bad files are reported and skipped, the rest go on."""
+        from tqdm import tqdm
+
+        report = IngestReport()
+        started = time.perf_counter()
+        files: list[Path] = []
+        for path in paths:
+            try:
+                files.extend(iter_article_files([Path(path)]))
+            except IngestError as exc:
+                report.errors.append(str(exc))
+        bar = tqdm(
+            files,
+            unit="file",
+            disable=None if progress is None else not progress,
+            leave=False,
+            desc="ingest",
+        )
+        for file in bar:
+            try:
+                self.ingest_article(load_file(file), report)
+            except IngestError as exc:
+                report.errors.append(str(exc))
+                if on_error:
+                    on_error(str(exc))
+        bar.close()
+        if report.added or report.updated or self.store.generation() == 0:
+            rebuild(self.store)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def ingest_article(self, raw: RawArticle, report: IngestReport) -> int | None:
+        """Store one article unless it is already there; return its id when added."""
+        units = segment(raw.text)
+        citable = [u for u in units if u.kind != BOILERPLATE]
+        if not citable:
+            raise IngestError(f"{raw.source}: no article text found (only menus or boilerplate)")
+        hashes = [text_hash(u.text) for u in citable]
+        content_hash = text_hash(" ".join(hashes))
+        keys = article_keys(raw)
+        store = self.store
+
+        same = store.find_by_content(content_hash)
+        if same is not None:
+            if all(store.find_article_by_key(k) == same for k in keys):
+                report.unchanged += 1
+            else:
+                self._alias(keys, same, raw)
+                report.duplicates += 1
+            return None
+        # The file was ingested before and has changed: update that article in place.
+        existing = store.find_article_by_key(keys[-1])
+        if existing is None:
+            # Another file already holds this URL, or nearly all of these sentences.
+            copy_of = store.find_article_by_key(keys[0])
+            near, share = store.best_overlap(hashes)
+            if copy_of is None and near is not None and share >= NEAR_DUPLICATE_SHARE:
+                copy_of = near
+            if copy_of is not None:
+                self._alias(keys, copy_of, raw)
+                report.duplicates += 1
+                return None
+
+        vectors = self._embed(raw.title, units)
+        values = (
+            raw.url,
+            canonical_url(raw.url),
+            raw.title,
+            raw.outlet,
+            raw.published,
+            raw.source,
+            content_hash,
+            time.time(),
+        )
+        with store.transaction() as db:
+            if existing is not None:
+                article_id = existing
+                db.execute("DELETE FROM sentences WHERE article_id=?", (article_id,))
+                db.execute(
+                    "UPDATE articles SET url=?, canonical_url=?, title=?, outlet=?, published=?, "
+                    "source=?, content_hash=?, added_at=? WHERE id=?",
+                    (*values, article_id),
+                )
+            else:
+                article_id = db.execute(
+                    "INSERT INTO articles(url, canonical_url, title, outlet, published, source, "
+                    "content_hash, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    values,
+                ).lastrowid
+            db.executemany(
+                "INSERT OR REPLACE INTO article_urls(url, article_id, outlet, kind) "
+                "VALUES (?, ?, ?, 'primary')",
+                [(k, article_id, raw.outlet) for k in keys],
+            )
+            db.executemany(
+                "INSERT INTO sentences(article_id, para, seq, position, kind, text, hash, "
+                "embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        article_id,
+                        u.para,
+                        u.seq,
+                        pos,
+                        u.kind,
+                        u.text,
+                        text_hash(u.text),
+                        None if vectors[pos] is None else embedding_blob(vectors[pos]),
+                    )
+                    for pos, u in enumerate(units)
+                ],
+            )
+        if existing is not None:
+            report.updated += 1
+        else:
+            report.added += 1
+        report.added_ids.append(article_id)
+        report.sentences += sum(1 for u in units if u.kind == SENTENCE)
+        return article_id
+
+    def _alias(self, keys: list[str], article_id: int, raw: RawArticle) -> None:
+        """Record another URL (or file) of a stored article; another outlet's copy is
+        "also reported by"."""
+        original = self.store.article(article_id)
+        kind = "alias" if original and original.outlet == raw.outlet else "also_reported"
+        with self.store.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO article_urls(url, article_id, outlet, kind) "
+                "VALUES (?, ?, ?, ?)",
+                [(k, article_id, raw.outlet, kind) for k in keys],
+            )
+
+    def _embed(self, title: str, units: list[Unit]) -> list[np.ndarray | None]:
+        """One vector per sentence (mean of it alone and in context); headings and boilerplate
+        get none. Each distinct text is embedded once."""
+        texts: list[str] = []
+        slots: dict[str, int] = {}
+        where: list[tuple[int, int] | None] = []
+
+        def slot(text: str) -> int:
+            if text not in slots:
+                slots[text] = len(texts)
+                texts.append(text)
+            return slots[text]
+
+        heading = ""
+        for u in units:
+            if u.kind == HEADING:
+                heading = u.text
+            if u.kind != SENTENCE:
+                where.append(None)
+                continue
+            where.append((slot(u.text), slot(context_text(title, heading, u.text))))
+        matrix = self.embedder.embed(texts) if texts else np.zeros((0, self.embedder.dim))
+        return [None if w is None else (matrix[w[0]] + matrix[w[1]]) / 2 for w in where]

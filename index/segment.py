@@ -1,0 +1,179 @@
+"""Split an article body into paragraphs and sentences, and mark web boilerplate.
+
+Sentence boundaries come from syntok (abbreviations such as "U.S." and "Mr." do not split).
+Boilerplate (menus, share buttons, cookie and subscription text, link lists, photo credits,
+teasers of other stories) is kept in the store for context but marked never to be cited.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import syntok.segmenter as syntok
+
+HEADING = "heading"
+SENTENCE = "sentence"
+BOILERPLATE = "boilerplate"
+
+MIN_PROSE_WORDS = 7
+MAX_HEADING_WORDS = 16
+ISLAND_MAX_WORDS = 25
+LONG_LINE_WORDS = 20  # a line this long is prose even when cut off mid-sentence
+
+_MD_LINK = re.compile(r"!?\[([^\]]*)\]\((?:[^()\s]|\([^)]*\))*\)")
+_AUTOLINK = re.compile(r"<(https?://[^>\s]+)>")
+_URL = re.compile(r"https?://\S+")
+_EMPHASIS = re.compile(r"(\*\*|__|(?<![\w*])\*(?=\S)|(?<=\S)\*(?![\w*]))")
+_BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
+_HEADING_MARK = re.compile(r"^\s{0,3}#{1,6}\s+")
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*$")
+_BOILERPLATE_PHRASES = re.compile(
+    r"cookie|subscri(be|ption)|sign (up|in)|log ?in\b|newsletter|all rights reserved|copyright|©"
+    r"|privacy (policy|statement)|terms (of|and conditions)|share (this|on)|follow us|advertis"
+    r"|skip to|read more|related (articles|stories|posts)|click here|accept all|javascript"
+    r"|your browser|download (the|our) app|permission to edit|recommended for you|most read"
+    r"|\baccessed (on )?\w+ \d|sponsored|comments?\b.*\bpolicy|\bdonate\b|enable (js|javascript)",
+    re.I,
+)
+_BYLINE = re.compile(r"^(by|photo|image|credit|source|video)\b[: ]", re.I)
+
+
+@dataclass
+class Unit:
+    """One citable (or boilerplate) unit of an article, in reading order."""
+
+    text: str
+    para: int
+    seq: int  # position inside the paragraph
+    kind: str  # HEADING, SENTENCE or BOILERPLATE
+
+
+def clean_line(line: str) -> str:
+    """Markdown syntax off, link text kept: the result reads as the page does."""
+    line = _HEADING_MARK.sub("", line)
+    line = _BULLET.sub("", line)
+    line = _MD_LINK.sub(lambda m: m.group(1), line)
+    line = _AUTOLINK.sub("", line)
+    line = _EMPHASIS.sub("", line)
+    return re.sub(r"\s+", " ", line).strip()
+
+
+def _link_heavy(raw: str) -> bool:
+    """Lines that are mostly links (menus, "related" lists, reference lists)."""
+    links = _MD_LINK.findall(raw) + _AUTOLINK.findall(raw) + _URL.findall(raw)
+    if not links:
+        return False
+    outside = _URL.sub("", _AUTOLINK.sub("", _MD_LINK.sub("", raw)))
+    return len(outside.split()) < 6 or len(_URL.findall(raw)) >= 2
+
+
+def _paragraphs(body: str) -> list[tuple[str, str]]:
+    """(raw, cleaned) paragraphs. A line is a paragraph, except hard-wrapped prose, which is
+    joined back (the line does not end a sentence and the next starts in lower case)."""
+    out: list[tuple[str, str]] = []
+    for raw in body.splitlines():
+        if not raw.strip():
+            out.append(("", ""))
+            continue
+        cleaned = clean_line(raw)
+        prev_raw, prev = out[-1] if out else ("", "")
+        if (
+            prev
+            and cleaned[:1].islower()
+            and not _SENTENCE_END.search(prev)
+            and not _HEADING_MARK.match(raw)
+            and not _BULLET.match(raw)
+            and len(prev.split()) >= MIN_PROSE_WORDS
+        ):
+            out[-1] = (prev_raw + " " + raw.strip(), prev + " " + cleaned)
+        else:
+            out.append((raw, cleaned))
+    return [(r, c) for r, c in out if c]
+
+
+def classify_paragraphs(body: str) -> list[tuple[str, str]]:
+    """Label each paragraph ``SENTENCE`` (prose to split), ``HEADING`` or ``BOILERPLATE``."""
+    paras = _paragraphs(body)
+    labels: list[str] = []
+    seen: set[str] = set()
+    for raw, text in paras:
+        words = len(text.split())
+        key = text.casefold()
+        if (
+            key in seen
+            or _link_heavy(raw)
+            or not re.search(r"[A-Za-z]{2}", text)
+            or text.endswith(("…", "..."))
+            or (words < 30 and _BOILERPLATE_PHRASES.search(text))
+        ):
+            labels.append(BOILERPLATE)
+        elif words >= MIN_PROSE_WORDS and _SENTENCE_END.search(text) or words >= LONG_LINE_WORDS:
+            labels.append(SENTENCE)
+        else:
+            labels.append("short")
+        seen.add(key)
+    # Runs of three or more short lines are menus, share bars or caption lists; a short line or
+    # two between prose paragraphs is a heading (or a one-line paragraph) and stays a unit.
+    i = 0
+    while i < len(labels):
+        if labels[i] == SENTENCE:
+            i += 1
+            continue
+        j = i
+        while j < len(labels) and labels[j] != SENTENCE:
+            j += 1
+        for k in range(i, j):
+            if labels[k] != "short":
+                continue
+            text = paras[k][1]
+            words = len(text.split())
+            heading_like = (
+                j - i <= 2
+                and 2 <= words <= MAX_HEADING_WORDS
+                and not text.isupper()
+                and not _BYLINE.match(text)
+            )
+            labels[k] = HEADING if heading_like else BOILERPLATE
+        i = j
+    # A short "prose" line islanded in boilerplate is widget or form text (weather, sign-up).
+    isolated = [
+        k
+        for k, label in enumerate(labels)
+        if label == SENTENCE
+        and len(paras[k][1].split()) < ISLAND_MAX_WORDS
+        and all(labels[n] == BOILERPLATE for n in range(max(0, k - 2), k))
+        and all(labels[n] == BOILERPLATE for n in range(k + 1, min(len(labels), k + 3)))
+    ]
+    for k in isolated:
+        labels[k] = BOILERPLATE
+    return [(paras[k][1], labels[k]) for k in range(len(paras))]
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences as exact slices of ``text`` (offsets from syntok), so quotes match the source."""
+    spans: list[str] = []
+    for paragraph in syntok.analyze(text):
+        for sentence in paragraph:
+            tokens = list(sentence)
+            if not tokens:
+                continue
+            start = tokens[0].offset
+            end = tokens[-1].offset + len(tokens[-1].value)
+            piece = text[start:end].strip()
+            if piece:
+                spans.append(piece)
+    return spans
+
+
+def segment(body: str) -> list[Unit]:
+    """All units of an article body in reading order."""
+    units: list[Unit] = []
+    for para, (text, label) in enumerate(classify_paragraphs(body)):
+        if label == SENTENCE:
+            for seq, sentence in enumerate(split_sentences(text)):
+                kind = SENTENCE if re.search(r"[A-Za-z]{2}", sentence) else BOILERPLATE
+                units.append(Unit(sentence, para, seq, kind))
+        else:
+            units.append(Unit(text, para, 0, label))
+    return units

@@ -1,0 +1,329 @@
+"""Answers: up to three cited sentences, or an honest abstention.
+
+Nothing here generates text about the world: every claim shown is a quoted sentence from a
+stored article, with its outlet, date and a link that jumps to the quote on the source page.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from urllib.parse import quote as urlquote
+
+import numpy as np
+
+from retrieval.search import Entry, Searcher
+
+MAX_QUESTION_CHARS = 1000
+MAX_QUOTE_CHARS = 400
+SHORT_SENTENCE_CHARS = 90
+PER_ARTICLE = 1  # citations per article before any article gets another
+RUN_ON_MARGIN = 0.4  # a neighbour scoring within this of the sentence joins the quote
+NEAR_DUPLICATE_COSINE = 0.9
+
+# Abstention. On the best candidate's cosine: below DECLINE_BELOW nothing in the corpus is even
+# about the question (off topic: decline); below ABSTAIN_BELOW it is not covered. And a question
+# naming someone or something the corpus never mentions at all is not covered either.
+DECLINE_BELOW = 0.25
+ABSTAIN_BELOW = 0.30
+
+ANSWERED, ABSTAINED, DECLINED, INVALID = "answered", "abstained", "declined", "invalid"
+_ANAPHORA = re.compile(
+    r"^(he|she|it|they|this|that|these|those|his|her|their|its|the move|the decision|but|and"
+    r"|however|instead|meanwhile|also)\b",
+    re.I,
+)
+
+
+@dataclass
+class Citation:
+    quote: str
+    title: str
+    outlet: str
+    url: str
+    published: str
+    score: float
+    link: str
+    sentence_id: int
+    article_id: int
+
+
+@dataclass
+class ArticleRef:
+    title: str
+    outlet: str
+    url: str
+    published: str
+
+
+@dataclass
+class Answer:
+    question: str
+    status: str
+    citations: list[Citation] = field(default_factory=list)
+    message: str = ""
+    nearest: list[ArticleRef] = field(default_factory=list)
+    coverage: dict = field(default_factory=dict)
+    has_more: bool = False
+
+    @property
+    def answered(self) -> bool:
+        return self.status == ANSWERED
+
+    def to_json(self) -> dict:
+        """The ``ask --json`` line: question, answered, citations best first."""
+        return {
+            "question": self.question,
+            "answered": self.answered,
+            "citations": [
+                {
+                    "quote": c.quote,
+                    "title": c.title,
+                    "outlet": c.outlet,
+                    "url": c.url,
+                    "published": c.published,
+                    "score": round(c.score, 4),
+                }
+                for c in self.citations
+            ],
+        }
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def text_fragment_link(url: str, quote: str) -> str:
+    """``url#:~:text=start,end`` so a browser scrolls to (and highlights) the quote."""
+    if not url:
+        return ""
+    core = quote.strip().strip("…").strip()
+    if "…" in core:
+        core = max(core.split("…"), key=len).strip()
+
+    def enc(s: str) -> str:
+        return urlquote(s, safe="").replace("-", "%2D")
+
+    words = core.split()
+    if len(words) <= 8:
+        fragment = enc(core)
+    else:
+        fragment = f"{enc(' '.join(words[:4]))},{enc(' '.join(words[-4:]))}"
+    return f"{url.split('#', 1)[0]}#:~:text={fragment}"
+
+
+def _trim(text: str, terms: list[str], limit: int = MAX_QUOTE_CHARS) -> str:
+    """A window of at most ``limit`` characters, placed where the question's words cluster."""
+    if len(text) <= limit:
+        return text
+    from index.search_index import tokenize
+
+    words = list(re.finditer(r"\S+", text))
+    hits = [i for i, w in enumerate(words) if set(tokenize(w.group())) & set(terms)]
+    best_start, best_score = 0, -1
+    for i in range(len(words)):
+        end = i
+        while end + 1 < len(words) and words[end + 1].end() - words[i].start() <= limit - 2:
+            end += 1
+        score = sum(1 for h in hits if i <= h <= end)
+        if score > best_score:
+            best_start, best_score = i, score
+        if words[-1].end() - words[i].start() <= limit - 2:
+            break
+    end = best_start
+    while end + 1 < len(words) and words[end + 1].end() - words[best_start].start() <= limit - 2:
+        end += 1
+    piece = text[words[best_start].start() : words[end].end()]
+    return ("…" if best_start > 0 else "") + piece + ("…" if end < len(words) - 1 else "")
+
+
+class Answerer:
+    """Turns a question into an ``Answer`` using one loaded ``Searcher``."""
+
+    def __init__(self, searcher: Searcher) -> None:
+        self.searcher = searcher
+
+    def coverage(self) -> dict:
+        return self.searcher.store.stats()
+
+    def answer(self, question: str, k: int = 3, offset: int = 0) -> Answer:
+        question = (question or "").strip()
+        problem = validate_question(question)
+        if problem:
+            return Answer(question, INVALID, message=problem)
+        entries = self.searcher.search(question, limit=60)
+        analysis = self.searcher.analyse(question)
+        best = max((e.metadata["dense"] for e in entries), default=0.0)
+        if best < DECLINE_BELOW:
+            return Answer(
+                question,
+                DECLINED,
+                message="That is outside what I cover: I answer questions about news coverage "
+                "of the Russia–Ukraine war and peace talks.",
+                coverage=self.coverage(),
+            )
+        if best < ABSTAIN_BELOW:
+            return self._abstain(question, entries, [])
+        if analysis.unknown_names:
+            return self._abstain(question, entries, analysis.unknown_names)
+        picked = self._select(entries, analysis.terms, k + offset + 1)
+        citations = picked[offset : offset + k]
+        if not citations:
+            return self._abstain(question, entries, analysis.unknown)
+        return Answer(question, ANSWERED, citations=citations, has_more=len(picked) > offset + k)
+
+    def _abstain(self, question: str, entries: list[Entry], missing: list[str]) -> Answer:
+        nearest: list[ArticleRef] = []
+        seen: set[int] = set()
+        for e in entries:
+            aid = e.metadata["article_id"]
+            if aid in seen:
+                continue
+            seen.add(aid)
+            a = self.searcher.articles[aid]
+            nearest.append(ArticleRef(a.title, a.outlet, a.url, a.published))
+            if len(nearest) == 3:
+                break
+        if missing:
+            names = ", ".join(f"“{w}”" for w in dict.fromkeys(missing))
+            message = f"The coverage I have never mentions {names}, so I cannot answer that."
+        else:
+            message = "I could not find anything in the coverage I have that answers this."
+        return Answer(
+            question,
+            ABSTAINED,
+            message=message,
+            nearest=nearest,
+            coverage=self.coverage(),
+        )
+
+    def _select(self, entries: list[Entry], terms: list[str], limit: int) -> list[Citation]:
+        """Best distinct passages, one per article first (diversity), then seconds if short."""
+        out: list[Citation] = []
+        used: set[int] = set()
+        chosen_rows: list[int] = []
+        deferred: list[Entry] = []
+        for round_ in (1, 2):
+            pending = entries if round_ == 1 else deferred
+            for e in pending:
+                if len(out) >= limit:
+                    return out
+                aid = e.metadata["article_id"]
+                if round_ == 1 and sum(c.article_id == aid for c in out) >= PER_ARTICLE:
+                    deferred.append(e)
+                    continue
+                if e.id in used or self._near_duplicate(e.metadata["row"], chosen_rows):
+                    continue
+                quote, ids = self._quote(e, terms)
+                if ids & used:
+                    continue
+                used |= ids
+                chosen_rows.append(e.metadata["row"])
+                a = self.searcher.articles[aid]
+                out.append(
+                    Citation(
+                        quote=quote,
+                        title=a.title,
+                        outlet=a.outlet,
+                        url=a.url,
+                        published=a.published,
+                        score=e.score,
+                        link=text_fragment_link(a.url, quote),
+                        sentence_id=e.id,
+                        article_id=aid,
+                    )
+                )
+        return out
+
+    def _near_duplicate(self, row: int, chosen: list[int]) -> bool:
+        """The same sentence reported again (wire copy in another outlet)."""
+        if not chosen:
+            return False
+        v = self.searcher.vector(row)
+        others = self.searcher.matrix[chosen]
+        cos = (others @ v) / (np.linalg.norm(others, axis=1) * np.linalg.norm(v) + 1e-9)
+        return bool(cos.max() >= NEAR_DUPLICATE_COSINE)
+
+    def _quote(self, e: Entry, terms: list[str]) -> tuple[str, set[int]]:
+        """The sentence, joined by one neighbour where needed: the sentence cannot stand alone
+        (short, or opens with "He", "This" …), or the passage runs on into the neighbour (it
+        scores nearly as well). Never over ``MAX_QUOTE_CHARS``."""
+        row, text = e.metadata["row"], e.content
+        rows = self.searcher.rows
+        options = []
+        if e.metadata["prev_score"] is not None:
+            options.append((e.metadata["prev_score"], rows[row - 1], True))
+        if e.metadata["next_score"] is not None:
+            options.append((e.metadata["next_score"], rows[row + 1], False))
+        options = [o for o in options if len(o[1].text) + 1 + len(text) <= MAX_QUOTE_CHARS]
+        pick = None
+        if len(text) < SHORT_SENTENCE_CHARS or _ANAPHORA.match(text):
+            pick = next((o for o in options if o[2]), None)
+        if pick is None and options:
+            best = max(options, key=lambda o: o[0])
+            if best[0] >= e.score - RUN_ON_MARGIN:
+                pick = best
+        if pick is None:
+            return _trim(text, terms), {e.id}
+        _, other, before = pick
+        joined = f"{other.text} {text}" if before else f"{text} {other.text}"
+        return joined, {e.id, other.id}
+
+    def context(self, sentence_id: int, before: int = 2, after: int = 2) -> list[str]:
+        """Sentences around a citation, for "more context"."""
+        row = self.searcher.store.sentences([sentence_id]).get(sentence_id)
+        if row is None:
+            return []
+        return [
+            s.text
+            for s in self.searcher.store.neighbours(row.article_id, row.position, before, after)
+        ]
+
+
+def validate_question(question: str) -> str:
+    """A one-line reason the question cannot be searched, or ''."""
+    if not question:
+        return "Please ask a question, for example: What happened at the Geneva talks?"
+    if len(question) > MAX_QUESTION_CHARS:
+        return (
+            f"That question is {len(question):,} characters long; please keep it under "
+            f"{MAX_QUESTION_CHARS:,}."
+        )
+    if not re.search(r"\w", question):
+        return "Please ask a question in words, for example: Who mediates the talks?"
+    return ""
+
+
+def render_text(answer: Answer) -> str:
+    """Plain-text rendering for the console chat and ``talksbot ask``."""
+    if answer.status == INVALID or answer.status == DECLINED:
+        return answer.message
+    if answer.status == ABSTAINED:
+        cov = answer.coverage
+        lines = [answer.message, describe_coverage(cov)]
+        if answer.nearest:
+            lines.append("Nearest articles:")
+            for a in answer.nearest:
+                lines.append(
+                    f"  - {a.title} ({source_line(a.outlet, a.published)}) {a.url}".rstrip()
+                )
+        return "\n".join(lines)
+    lines = []
+    for n, c in enumerate(answer.citations, 1):
+        lines.append(f"[{n}] “{c.quote}”")
+        lines.append(f"    — {c.title}, {source_line(c.outlet, c.published)}")
+        if c.link:
+            lines.append(f"    {c.link}")
+    return "\n".join(lines)
+
+
+def source_line(outlet: str, published: str) -> str:
+    return ", ".join(p for p in (outlet or "unknown outlet", published or "undated") if p)
+
+
+def describe_coverage(cov: dict) -> str:
+    if not cov.get("articles"):
+        return "The store is empty."
+    span = ""
+    if cov.get("first_published"):
+        span = f", published {cov['first_published']} to {cov['last_published']}"
+    return f"My coverage: {cov['articles']} articles from {cov['outlets']} outlets{span}."
