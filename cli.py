@@ -28,46 +28,41 @@ def _echo(*parts: object) -> None:
 
 def open_answerer(settings: Settings, quiet: bool = False):  # noqa: ANN201 - lazy imports below
     """Load the searcher for the configured data dir; build it from the sample corpus if empty."""
+    from index.embed import load_embedder
+    from index.ingest import Ingester, ingest_params
     from index.store import Store
     from retrieval.answer import Answerer
     from retrieval.search import Searcher
 
-    data_dir = settings.data_dir
+    backend, data_dir = settings.talksbot_backend, settings.data_dir
     store = Store(data_dir)
-    empty = store.article_count() == 0
-    store.close()
-    if empty:
-        if not quiet:
-            _echo(f"talksbot: {data_dir} is empty; building it from the sample corpus …")
-        report = run_ingest(settings, [SAMPLE_CORPUS], progress=False)
-        if not quiet:
-            _echo(f"talksbot: {report.summary()}")
-    return Answerer(Searcher.open(data_dir, settings.talksbot_backend))
+    try:
+        store.check_params(ingest_params(backend), write=False)
+        embedder = load_embedder(backend, settings.model_cache)
+        if store.article_count() == 0:
+            if not quiet:
+                _echo(f"talksbot: {data_dir} is empty; building it from the sample corpus …")
+            report = Ingester(store, embedder).ingest_paths([SAMPLE_CORPUS], progress=False)
+            if not quiet:
+                _echo(f"talksbot: {report.summary()}")
+    finally:
+        store.close()
+    return Answerer(Searcher.open(data_dir, backend, embedder=embedder))
 
 
 def run_ingest(settings: Settings, paths: list[Path], progress: bool | None = None):  # noqa: ANN201
     from index.embed import load_embedder
-    from index.ingest import Ingester
+    from index.ingest import Ingester, ingest_params
     from index.store import Store
 
     store = Store(settings.data_dir)
     try:
-        from index.ingest import ingest_params
-
-        backend = settings.talksbot_backend
         # Refuse a mismatched store before paying for the model.
-        store.check_params(ingest_params(_ParamsOnly(backend)), write=False)
-        embedder = load_embedder(backend, settings.data_dir / "models")
+        store.check_params(ingest_params(settings.talksbot_backend), write=False)
+        embedder = load_embedder(settings.talksbot_backend, settings.model_cache)
         return Ingester(store, embedder).ingest_paths(paths, progress=progress)
     finally:
         store.close()
-
-
-class _ParamsOnly:
-    """Stands in for an embedder when only its params are needed."""
-
-    def __init__(self, backend: str) -> None:
-        self.backend = backend
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -96,9 +91,9 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     if questions is None:
         status = 0
         for line in sys.stdin:
-            question = line.rstrip("\n")
-            if not question.strip():
-                continue
+            question = line.rstrip("\r\n")
+            if not question.strip() and not args.json:
+                continue  # --json keeps one output line per input line, blank or not
             answer = answerer.answer(question, k=args.k)
             if args.json:
                 print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
@@ -227,7 +222,6 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
     command = args.command or "serve"
     try:
         settings = load_settings()

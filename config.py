@@ -24,8 +24,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     talksbot_data_dir: Path = Field(default_factory=default_data_dir)
-    # "onnx-int8" (default, fast), "onnx" (fp32 ONNX) or "torch" (plain sentence-transformers).
+    # "onnx-int8" (default, fast), "onnx" (fp32 ONNX) or "torch" (plain sentence-transformers);
+    # "hash" is a model-free fake for tests.
     talksbot_backend: str = "onnx-int8"
+    # Where the one-time ONNX export of the model is kept (default: <data dir>/models).
+    talksbot_model_cache: Path | None = None
 
     telegram_bot_token: SecretStr | None = None
     telegram_api_base_url: str = "https://api.telegram.org/bot"
@@ -42,6 +45,10 @@ class Settings(BaseSettings):
     @property
     def data_dir(self) -> Path:
         return self.talksbot_data_dir.expanduser()
+
+    @property
+    def model_cache(self) -> Path:
+        return (self.talksbot_model_cache or self.data_dir / "models").expanduser()
 
 
 def load_settings() -> Settings:

@@ -107,7 +107,6 @@ def export_onnx(target: Path, quantize: bool, model_dir: Path | None = None) -> 
     from sentence_transformers import SentenceTransformer
 
     quiet_libraries()
-    warnings.filterwarnings("ignore", module=r"(torch|transformers)\b")
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
     target.parent.mkdir(parents=True, exist_ok=True)
     model = SentenceTransformer(str(model_dir or bundled_model_dir()), device="cpu")
@@ -128,7 +127,9 @@ def export_onnx(target: Path, quantize: bool, model_dir: Path | None = None) -> 
     names = ["input_ids", "attention_mask", "token_type_ids"]
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         fp32 = Path(tmp) / "model.onnx"
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # The TorchScript exporter is deprecated but needs no extra packages; it is exact here.
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 _Encoder(),
                 (dummy, dummy, torch.zeros_like(dummy)),

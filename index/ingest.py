@@ -50,10 +50,11 @@ def context_text(title: str, heading: str, sentence: str) -> str:
     return f"{context} {sentence}"
 
 
-def ingest_params(embedder: Embedder) -> dict:
+def ingest_params(backend: str) -> dict:
+    """What params.json records for a store built with ``backend``."""
     from index.embed import model_params
 
-    return {**model_params(embedder.backend), "context": EMBED_CONTEXT}
+    return {**model_params(backend), "context": EMBED_CONTEXT}
 
 
 def article_keys(raw: RawArticle) -> list[str]:
@@ -69,7 +70,7 @@ class Ingester:
     def __init__(self, store: Store, embedder: Embedder) -> None:
         self.store = store
         self.embedder = embedder
-        store.check_params(ingest_params(embedder), write=True)
+        store.check_params(ingest_params(embedder.backend), write=True)
 
     def ingest_paths(
         self, paths: Iterable[Path], progress: bool | None = None, on_error: Callable | None = None

@@ -58,6 +58,16 @@ def canonical_url(url: str) -> str:
     return urlunsplit(("https", host, path.rstrip("/") or "/", query, ""))
 
 
+def clean_url(url: str) -> str:
+    """The URL to show and link: as given, less tracking parameters and fragment."""
+    url = (url or "").strip()
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if not TRACKING_PARAMS.match(k)])
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
 def outlet_from_url(url: str) -> str:
     host = urlsplit(url).netloc.lower() if url else ""
     return host[4:] if host.startswith("www.") else host
@@ -115,7 +125,7 @@ def parse_markdown(text: str, name: str) -> RawArticle:
     if not isinstance(meta, dict) or not meta:
         raise IngestError(f"{name}: malformed front matter: expected 'key: value' lines")
     body = post.content
-    url = _as_text(meta.get("url"))
+    url = clean_url(_as_text(meta.get("url")))
     title = _as_text(meta.get("title")) or _first_line(body) or Path(name).stem
     return RawArticle(
         title=title,
@@ -145,7 +155,7 @@ def parse_html(html: str, name: str, url: str = "") -> RawArticle:
     text = (getattr(doc, "text", None) or "") if doc is not None else ""
     if len(text.split()) < 20:
         raise IngestError(f"{name}: no article text found in the page")
-    page_url = url or (doc.url or "")
+    page_url = clean_url(url or (doc.url or ""))
     return RawArticle(
         title=(doc.title or "").strip() or _first_line(text),
         url=page_url,

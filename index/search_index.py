@@ -10,6 +10,7 @@ whether a question's names occur in the corpus at all) and
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -78,6 +79,11 @@ def tokenize(text: str) -> list[str]:
     return _stemmer().stemWords(words)
 
 
+def quiet_bm25s() -> None:
+    """bm25s logs every index build at DEBUG on a handler of its own."""
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+
 @dataclass
 class SearchIndex:
     ids: np.ndarray  # int64, row -> sentence id
@@ -98,6 +104,7 @@ class SearchIndex:
         import bm25s
         import faiss
 
+        quiet_bm25s()
         ids: list[int] = []
         article_ids: list[int] = []
         vectors: list[np.ndarray] = []
@@ -152,6 +159,7 @@ class SearchIndex:
         import bm25s
         import faiss
 
+        quiet_bm25s()
         manifest = json.loads((directory / "manifest.json").read_text())
         return cls(
             ids=np.load(directory / "ids.npy"),

@@ -19,6 +19,7 @@ BOILERPLATE = "boilerplate"
 MIN_PROSE_WORDS = 7
 MAX_HEADING_WORDS = 16
 ISLAND_MAX_WORDS = 25
+WRAPPED_LINE_CHARS = 60  # a line this long, cut mid-sentence, was hard-wrapped
 LONG_LINE_WORDS = 20  # a line this long is prose even when cut off mid-sentence
 
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\((?:[^()\s]|\([^)]*\))*\)")
@@ -80,8 +81,9 @@ def _paragraphs(body: str) -> list[tuple[str, str]]:
         prev_raw, prev = out[-1] if out else ("", "")
         if (
             prev
-            and cleaned[:1].islower()
             and not _SENTENCE_END.search(prev)
+            and (prev[-1:].islower() or prev.endswith(","))
+            and (cleaned[:1].islower() or len(prev) >= WRAPPED_LINE_CHARS)
             and not _HEADING_MARK.match(raw)
             and not _BULLET.match(raw)
             and len(prev.split()) >= MIN_PROSE_WORDS
@@ -142,8 +144,9 @@ def classify_paragraphs(body: str) -> list[tuple[str, str]]:
         for k, label in enumerate(labels)
         if label == SENTENCE
         and len(paras[k][1].split()) < ISLAND_MAX_WORDS
-        and all(labels[n] == BOILERPLATE for n in range(max(0, k - 2), k))
-        and all(labels[n] == BOILERPLATE for n in range(k + 1, min(len(labels), k + 3)))
+        and k >= 2
+        and k + 2 < len(labels)
+        and all(labels[n] == BOILERPLATE for n in (k - 2, k - 1, k + 1, k + 2))
     ]
     for k in isolated:
         labels[k] = BOILERPLATE

@@ -101,7 +101,7 @@ class Searcher:
     def open(cls, data_dir: Path, backend: str, embedder: Embedder | None = None) -> Searcher:
         store = Store(data_dir)
         embedder = embedder or load_embedder(backend, data_dir / "models")
-        store.check_params(ingest_params(embedder), write=False)
+        store.check_params(ingest_params(embedder.backend), write=False)
         return cls(store, embedder, load_or_rebuild(store))
 
     def _load_rows(self) -> None:

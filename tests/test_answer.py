@@ -1,0 +1,120 @@
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from retrieval.answer import (
+    ABSTAINED,
+    ANSWERED,
+    DECLINED,
+    INVALID,
+    MAX_QUOTE_CHARS,
+    _trim,
+    render_text,
+    text_fragment_link,
+)
+from tests.conftest import CORPUS, ingest, open_answerer
+
+
+@pytest.fixture
+def answerer(data_dir: Path):  # noqa: ANN201
+    ingest(data_dir, CORPUS)
+    return open_answerer(data_dir)
+
+
+def test_answer_cites_the_sentence_with_its_source(answerer) -> None:  # noqa: ANN001
+    a = answerer.answer("How long did the second day of talks in Geneva last?")
+    assert a.status == ANSWERED
+    top = a.citations[0]
+    assert "after just two hours of discussions" in top.quote
+    assert top.title == "Geneva round ends without a deal on the Donbas"
+    assert (top.outlet, top.published) == ("example-news.org", "2026-02-18")
+    assert top.url == "https://example-news.org/world/2026/02/18/geneva-round-ends"
+    assert top.link.startswith(top.url + "#:~:text=The%20second%20day%20of,")
+    assert 1 <= len(a.citations) <= 3
+    assert all(len(c.quote) <= MAX_QUOTE_CHARS for c in a.citations)
+    assert len({c.sentence_id for c in a.citations}) == len(a.citations)
+
+
+def test_a_sentence_that_cannot_stand_alone_brings_the_one_before(answerer) -> None:  # noqa
+    a = answerer.answer("fourth such exchange this year largest since Abu Dhabi")
+    quote = a.citations[0].quote
+    assert quote.startswith("Russia and Ukraine exchanged 157 prisoners")
+    assert quote.endswith("since the talks in Abu Dhabi began.")
+
+
+def test_more_results_page_on_without_repeats(answerer) -> None:  # noqa: ANN001
+    first = answerer.answer("the second day of talks in Geneva ended with no agreement", k=1)
+    second = answerer.answer(
+        "the second day of talks in Geneva ended with no agreement", k=1, offset=1
+    )
+    assert first.has_more
+    assert first.citations[0].sentence_id != second.citations[0].sentence_id
+
+
+def test_names_the_corpus_never_mentions_are_not_answered(answerer) -> None:  # noqa: ANN001
+    a = answerer.answer("What did Erdogan say about the Geneva talks?")
+    assert a.status == ABSTAINED and not a.citations
+    assert "Erdogan" in a.message
+    assert a.nearest and a.nearest[0].title.startswith("Geneva")
+    assert a.coverage["articles"] == 3
+    text = render_text(a)
+    assert "3 articles" in text and "Nearest articles" in text
+
+
+def test_off_topic_is_declined(answerer) -> None:  # noqa: ANN001
+    a = answerer.answer("easy sourdough starter recipe for beginners")
+    assert a.status == DECLINED and not a.citations
+    assert "outside what I cover" in a.message
+
+
+@pytest.mark.parametrize(
+    ("question", "message"),
+    [
+        ("", "Please ask a question"),
+        ("   ", "Please ask a question"),
+        ("?!…", "in words"),
+        ("x" * 10_000, "10,000 characters"),
+    ],
+)
+def test_unusable_questions_get_a_clear_message(answerer, question: str, message: str) -> None:  # noqa: ANN001
+    a = answerer.answer(question)
+    assert a.status == INVALID and message in a.message and not a.citations
+
+
+def test_json_shape(answerer) -> None:  # noqa: ANN001
+    obj = answerer.answer("prisoners exchanged mediated by the Emirates").to_json()
+    assert set(obj) == {"question", "answered", "citations"}
+    assert obj["answered"] is True
+    assert set(obj["citations"][0]) == {"quote", "title", "outlet", "url", "published", "score"}
+    scores = [c["score"] for c in obj["citations"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_more_context_returns_neighbouring_sentences(answerer) -> None:  # noqa: ANN001
+    a = answerer.answer("Monitoring of any ceasefire led by the Americans")
+    context = answerer.context(a.citations[0].sentence_id, before=1, after=1)
+    assert context[0].startswith("Delegates explored a demilitarised zone")
+    assert context[1].startswith("Monitoring of any ceasefire")
+
+
+def test_text_fragment_link_escapes_reserved_characters() -> None:
+    link = text_fragment_link("https://x.org/a#old", "Short-term deal, agreed & signed")
+    assert link == "https://x.org/a#:~:text=Short%2Dterm%20deal%2C%20agreed%20%26%20signed"
+    long_quote = "one two three four five six seven eight nine ten eleven twelve."
+    link = text_fragment_link("https://x.org/a", long_quote)
+    start, end = link.split("#:~:text=")[1].split(",")
+    assert unquote(start) == "one two three four" and unquote(end) == "nine ten eleven twelve."
+    assert text_fragment_link("", "anything") == ""
+
+
+def test_long_sentences_are_trimmed_around_the_question_words() -> None:
+    sentence = (
+        ("Filler words about nothing in particular here. " * 12)
+        + ("The key figure was 230 military engagements on February 26. ")
+        + ("More filler text to pad the sentence out. " * 6)
+    )
+    trimmed = _trim(sentence, ["230", "engag"])
+    assert len(trimmed) <= MAX_QUOTE_CHARS + 2
+    assert "230 military engagements" in trimmed
+    assert trimmed.startswith("…")

@@ -1,0 +1,167 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CORPUS, run_cli
+
+
+@pytest.fixture
+def filled(data_dir: Path) -> Path:
+    result = run_cli(data_dir, "ingest", str(CORPUS))
+    assert result.returncode == 0, result.stderr
+    return data_dir
+
+
+def test_ingest_prints_a_summary(data_dir: Path) -> None:
+    result = run_cli(data_dir, "ingest", str(CORPUS))
+    assert result.returncode == 0
+    assert result.stdout.startswith(
+        "3 articles added, 0 updated, 0 unchanged, 1 duplicates skipped"
+    )
+    assert "12 sentences indexed, 0 failed" in result.stdout
+    again = run_cli(data_dir, "ingest", str(CORPUS))
+    assert again.stdout.startswith("0 articles added, 0 updated, 4 unchanged, 0 duplicates")
+
+
+def stats(data_dir: Path) -> dict:
+    result = run_cli(data_dir, "stats", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.md", b"", "file is empty"),
+        ("binary.html", bytes(range(256)) * 4, "binary file"),
+        ("latin1.md", "---\ntitle: caf\xe9\n---\nbody".encode("latin-1"), "not valid UTF-8"),
+        ("nofm.md", b"Just text, no front matter at all here.", "no YAML front matter"),
+        ("badfm.md", b"---\ntitle: 'unclosed\n---\nbody text", "malformed front matter"),
+        ("huge.md", None, "file too large"),
+        ("missing.md", "absent", "no such file"),
+    ],
+)
+def test_bad_input_gets_one_line_and_loses_nothing(
+    filled: Path, tmp_path: Path, name: str, content: bytes | str | None, message: str
+) -> None:
+    before = stats(filled)
+    target = tmp_path / name
+    if content is None:
+        with target.open("wb") as fh:
+            fh.truncate(50 * 1024 * 1024)
+    elif isinstance(content, bytes):
+        target.write_bytes(content)
+    result = run_cli(filled, "ingest", str(target))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+    after = stats(filled)
+    assert (after["articles"], after["sentences"]) == (before["articles"], before["sentences"])
+    assert run_cli(filled, "ask", "prisoners exchanged mediated by the Emirates").returncode == 0
+
+
+def test_ask_prints_numbered_citations(filled: Path) -> None:
+    result = run_cli(filled, "ask", "How long did the second day of talks in Geneva last?")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("[1] “The second day of talks in Geneva ended after just two")
+    assert "example-news.org, 2026-02-18" in result.stdout
+    assert "#:~:text=" in result.stdout
+
+
+def test_ask_json_reads_stdin_one_object_per_line_in_order(filled: Path) -> None:
+    questions = [
+        "How long did the second day of talks in Geneva last?",
+        "",
+        "easy sourdough starter recipe for beginners",
+        "prisoners exchanged mediated by the Emirates",
+    ]
+    result = run_cli(filled, "ask", "--json", stdin="\n".join(questions) + "\n")
+    assert result.returncode == 0, result.stderr
+    objs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["question"] for o in objs] == questions
+    assert [o["answered"] for o in objs] == [True, False, False, True]
+    assert "two hours" in objs[0]["citations"][0]["quote"]
+    assert objs[2]["citations"] == []
+    assert result.stderr == ""
+
+
+def test_overlong_question_is_refused(filled: Path) -> None:
+    result = run_cli(filled, "ask", "why" * 3333 + "?")
+    assert result.returncode == 2
+    assert "10,000 characters" in result.stdout
+
+
+def test_eval_reports_hits_and_abstention(filled: Path, tmp_path: Path) -> None:
+    qfile = tmp_path / "q.jsonl"
+    rows = [
+        {
+            "question": "How long did the second day of talks in Geneva last?",
+            "answer_contains": ["after just two hours"],
+            "answerable": True,
+        },
+        {
+            "question": "prisoners exchanged mediated by the Emirates",
+            "answer_contains": ["exchanged 157 prisoners"],
+            "answerable": True,
+        },
+        {
+            "question": "easy sourdough starter recipe for beginners",
+            "answer_contains": [],
+            "answerable": False,
+        },
+    ]
+    qfile.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = run_cli(filled, "eval", str(qfile), "--json")
+    assert result.returncode == 0, result.stderr
+    m = json.loads(result.stdout)
+    assert m["hit@1"] == 1.0 and m["mrr"] == 1.0
+    assert m["abstained_unanswerable"] == 1.0 and m["wrongly_abstained"] == 0.0
+    text = run_cli(filled, "eval", str(qfile))
+    assert "hit@1 1.000" in text.stdout
+
+
+def test_eval_with_a_broken_file_says_which_line(filled: Path, tmp_path: Path) -> None:
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text('{"question": "ok", "answer_contains": []}\nnot json\n')
+    result = run_cli(filled, "eval", str(qfile))
+    assert result.returncode == 1
+    assert f"{qfile}:2: not a question object" in result.stderr
+
+
+def test_stats(filled: Path) -> None:
+    s = stats(filled)
+    assert (s["articles"], s["indexed_sentences"], s["outlets"]) == (3, 12, 2)
+    assert (s["first_published"], s["last_published"]) == ("2026-02-18", "2026-02-20")
+    assert s["index_bytes"] > 0
+    text = run_cli(filled, "stats").stdout
+    assert "articles      3" in text and "2026-02-18 to 2026-02-20" in text
+
+
+def test_an_empty_data_dir_is_built_from_the_sample_corpus(data_dir: Path) -> None:
+    result = run_cli(data_dir, "ask", "Why was the Budapest summit paused?")
+    assert result.returncode == 0, result.stderr
+    assert "building it from the sample corpus" in result.stderr
+    assert "Budapest" in result.stdout
+    assert stats(data_dir)["articles"] == 1
+
+
+def test_main_job_answers_each_stdin_line_and_exits(data_dir: Path) -> None:
+    result = run_cli(
+        data_dir, stdin="Why was the Budapest summit paused?\n\nWho is Peskov?\n", script="bot.py"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("[1] “") == 2
+
+
+def test_a_store_built_by_another_backend_is_refused(filled: Path) -> None:
+    result = run_cli(filled, "ask", "anything about Geneva", backend="onnx-int8")
+    assert result.returncode == 1
+    assert "built with different settings" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_bad_configuration_is_one_line(data_dir: Path) -> None:
+    result = run_cli(data_dir, "stats", TELEGRAM_ADMIN_IDS="not-a-list")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

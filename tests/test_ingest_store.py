@@ -1,0 +1,184 @@
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from index.embed import HashEmbedder
+from index.ingest import Ingester
+from index.search_index import current_index_dir, load_or_rebuild
+from index.store import Store, StoreError
+from tests.conftest import CORPUS, ROOT, cli_env, ingest, open_answerer
+
+
+def counts(data_dir: Path) -> tuple[int, int]:
+    db = sqlite3.connect(data_dir / "talksbot.db")
+    try:
+        return (
+            db.execute("SELECT COUNT(*) FROM articles").fetchone()[0],
+            db.execute("SELECT COUNT(*) FROM sentences").fetchone()[0],
+        )
+    finally:
+        db.close()
+
+
+def test_ingest_summary_and_duplicate_under_another_url(data_dir: Path) -> None:
+    report = ingest(data_dir, CORPUS)
+    assert (report.added, report.duplicates, report.errors) == (3, 1, [])
+    assert report.sentences == 12
+    store = Store(data_dir)
+    urls = dict(store.db.execute("SELECT url, kind FROM article_urls").fetchall())
+    # Both files of the Geneva story point at one article; its URL is shown without tracking.
+    geneva = [a for a in store.articles() if a.title.startswith("Geneva")]
+    assert len(geneva) == 1
+    assert geneva[0].url == "https://example-news.org/world/2026/02/18/geneva-round-ends"
+    assert sum(1 for u in urls if u.endswith(("geneva-talks.md", "geneva-talks-copy.md"))) == 2
+
+
+def test_reingest_changes_nothing(data_dir: Path) -> None:
+    ingest(data_dir, CORPUS)
+    before = counts(data_dir)
+    generation = Store(data_dir).generation()
+    report = ingest(data_dir, CORPUS)
+    assert (report.added, report.updated, report.duplicates, report.unchanged) == (0, 0, 0, 4)
+    assert counts(data_dir) == before
+    assert Store(data_dir).generation() == generation
+
+
+def test_changed_file_updates_its_article_in_place(data_dir: Path, corpus_dir: Path) -> None:
+    ingest(data_dir, corpus_dir)
+    f = corpus_dir / "prisoner-exchange.txt"
+    f.write_text(f.read_text() + "A further exchange is planned for March, the mediators said.\n")
+    report = ingest(data_dir, corpus_dir)
+    assert (report.added, report.updated) == (0, 1)
+    answerer = open_answerer(data_dir)
+    assert len(answerer.searcher.articles) == 3
+    texts = [r.text for r in answerer.searcher.rows]
+    assert "A further exchange is planned for March, the mediators said." in texts
+
+
+def test_near_copy_by_another_outlet_is_stored_once(data_dir: Path, tmp_path: Path) -> None:
+    ingest(data_dir, CORPUS / "geneva-talks.md")
+    copy = (CORPUS / "geneva-talks-copy.md").read_text()
+    copy = copy.replace("example-news.org", "wire-reprint.example").replace(
+        "on Wednesday.", "on Wednesday, the agency said."
+    )
+    (tmp_path / "reprint.md").write_text(copy)
+    report = ingest(data_dir, tmp_path / "reprint.md")
+    assert report.duplicates == 1 and report.added == 0
+    kinds = [r[0] for r in Store(data_dir).db.execute("SELECT kind FROM article_urls")]
+    assert "also_reported" in kinds
+
+
+def test_bad_files_are_skipped_and_nothing_stored_is_lost(data_dir: Path, tmp_path: Path) -> None:
+    ingest(data_dir, CORPUS)
+    before = counts(data_dir)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.md").write_bytes(b"")
+    (bad / "bin.md").write_bytes(b"\x00\x01\x02")
+    (bad / "yaml.md").write_text("---\ntitle: [x\n---\ntext\n")
+    report = ingest(data_dir, bad, tmp_path / "missing")
+    assert len(report.errors) == 4 and report.added == 0
+    assert counts(data_dir) == before
+    assert open_answerer(data_dir).answer("prisoners exchanged Emirates").answered
+
+
+def test_index_built_by_another_model_is_refused(data_dir: Path) -> None:
+    ingest(data_dir, CORPUS)
+    params = json.loads((data_dir / "params.json").read_text())
+    params["model"] = "some-other-model"
+    (data_dir / "params.json").write_text(json.dumps(params))
+    with pytest.raises(StoreError, match="different settings.*model"):
+        open_answerer(data_dir)
+    with pytest.raises(StoreError, match="different settings"):
+        Ingester(Store(data_dir), HashEmbedder())
+
+
+def test_stale_or_damaged_index_files_are_rebuilt_from_the_store(data_dir: Path) -> None:
+    ingest(data_dir, CORPUS)
+    store = Store(data_dir)
+    good = load_or_rebuild(store)
+    directory = current_index_dir(store)
+    (directory / "dense.faiss").write_bytes(b"garbage")
+    rebuilt = load_or_rebuild(store)
+    assert rebuilt.size == good.size == 12
+    # A database ahead of its index (killed between commit and rebuild) is caught up.
+    with store.transaction() as db:
+        db.execute("UPDATE articles SET title = title")
+    assert load_or_rebuild(store).manifest["generation"] == store.generation()
+
+
+KILL_SCRIPT = """
+import sys
+from pathlib import Path
+from index.embed import HashEmbedder
+from index.ingest import Ingester
+from index.store import Store
+
+class Slow(HashEmbedder):
+    def embed(self, texts):
+        import time
+        time.sleep(0.03)
+        return super().embed(texts)
+
+Ingester(Store(Path(sys.argv[1])), Slow()).ingest_paths([Path(sys.argv[2])], progress=False)
+"""
+
+
+def make_many(folder: Path, n: int) -> None:
+    folder.mkdir()
+    for i in range(n):
+        body = "\n\n".join(
+            f"Report {i} paragraph {j}: negotiators in Geneva discussed item {i * 100 + j} "
+            f"of the framework on day {j} of the talks."
+            for j in range(6)
+        )
+        (folder / f"a{i:03d}.md").write_text(
+            f"---\ntitle: Article {i}\nurl: https://example.org/{i}\npublished: 2026-02-01\n"
+            f"outlet: example.org\n---\n\n{body}\n"
+        )
+
+
+def wait_for_articles(data_dir: Path, n: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if counts(data_dir)[0] >= n:
+                return
+        except sqlite3.Error:
+            pass
+        time.sleep(0.005)
+    raise AssertionError(f"ingest never reached {n} articles")
+
+
+@pytest.mark.parametrize("kill_at", [1, 17, 42])
+def test_killed_ingest_leaves_a_store_that_loads_and_rerun_finishes(
+    data_dir: Path, tmp_path: Path, kill_at: int
+) -> None:
+    folder = tmp_path / "many"
+    make_many(folder, 60)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(data_dir), str(folder)],
+        cwd=ROOT,
+        env={**cli_env(data_dir), "PYTHONPATH": str(ROOT)},
+    )
+    wait_for_articles(data_dir, kill_at)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    articles, _ = counts(data_dir)
+    assert 0 < articles < 60, "the kill should land mid-run"
+    # What was committed loads and answers, whatever the index files' state.
+    answerer = open_answerer(data_dir)
+    assert len(answerer.searcher.articles) == articles
+    assert answerer.searcher.size == articles * 6
+    # Running again finishes the job, adding only what was missing.
+    report = ingest(data_dir, folder)
+    assert report.added == 60 - articles and report.errors == []
+    assert counts(data_dir) == (60, 360)
+    assert open_answerer(data_dir).searcher.size == 360

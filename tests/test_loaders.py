@@ -1,0 +1,99 @@
+from pathlib import Path
+
+import pytest
+
+from index.loaders import IngestError, canonical_url, clean_url, iter_article_files, load_file
+from tests.conftest import CORPUS
+
+
+def test_markdown_front_matter_is_read() -> None:
+    a = load_file(CORPUS / "geneva-talks.md")
+    assert a.title == "Geneva round ends without a deal on the Donbas"
+    assert a.url == "https://www.example-news.org/world/2026/02/18/geneva-round-ends/"
+    assert a.published == "2026-02-18"
+    assert a.outlet == "example-news.org"
+    assert "InterContinental" in a.text and "title:" not in a.text
+
+
+def test_html_main_text_and_metadata_via_trafilatura() -> None:
+    a = load_file(CORPUS / "energy-truce.html")
+    assert a.title == "Local truce lets engineers repair nuclear plant power line"
+    assert a.outlet == "Atomic Watch"
+    assert a.published == "2026-02-20"
+    assert a.url == "https://atomic-watch.example/news/znpp-truce"
+    assert "backup power line" in a.text
+    assert "Subscribe" not in a.text and "All rights reserved" not in a.text
+
+
+def test_plain_text_takes_its_first_line_as_title() -> None:
+    a = load_file(CORPUS / "prisoner-exchange.txt")
+    assert a.title == "Prisoner exchange completed before the anniversary"
+    assert a.url == "" and a.kind == "text"
+
+
+def test_missing_metadata_is_allowed(tmp_path: Path) -> None:
+    f = tmp_path / "a.md"
+    f.write_text(
+        "---\ntitle: Only a title\nurl:\n---\n\nSome text about the talks in Geneva today.\n"
+    )
+    a = load_file(f)
+    assert (a.title, a.url, a.published, a.outlet) == ("Only a title", "", "", "")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.md", b"", "file is empty"),
+        ("blank.txt", b"  \n\n ", "file is empty"),
+        ("binary.md", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary file"),
+        ("latin1.txt", "Zelensky in Kyiv: caf\xe9 talks".encode("latin-1"), "not valid UTF-8"),
+        ("nofront.md", b"# Just a heading\n\nSome text.\n", "no YAML front matter"),
+        ("badyaml.md", b"---\ntitle: [unclosed\nurl: x\n---\nbody\n", "malformed front matter"),
+        ("listyaml.md", b"---\n- a\n- b\n---\nbody text\n", "malformed front matter"),
+        ("page.html", b"<html><body><nav>Home</nav></body></html>", "no article text"),
+        ("notes.pdf", b"%PDF-1.4 something", "unsupported file type"),
+    ],
+)
+def test_bad_files_give_one_line_messages(
+    tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    f = tmp_path / name
+    f.write_bytes(content)
+    with pytest.raises(IngestError) as err:
+        load_file(f)
+    text = str(err.value)
+    assert message in text and name in text and "\n" not in text
+
+
+def test_huge_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    f = tmp_path / "huge.md"
+    with f.open("wb") as fh:
+        fh.truncate(50 * 1024 * 1024)
+    with pytest.raises(IngestError, match="too large"):
+        load_file(f)
+
+
+def test_missing_path_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match="no such file"):
+        list(iter_article_files([tmp_path / "nope"]))
+
+
+def test_folders_are_walked_for_supported_files(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    for name in ("a.md", "sub/b.html", "c.txt", "d.jpg", ".hidden.md"):
+        (tmp_path / name).write_text("x")
+    found = sorted(p.relative_to(tmp_path).as_posix() for p in iter_article_files([tmp_path]))
+    assert found == ["a.md", "c.txt", "sub/b.html"]
+
+
+def test_url_identity_ignores_cosmetic_differences() -> None:
+    base = canonical_url("https://example.org/world/story")
+    for variant in (
+        "http://www.example.org/world/story/",
+        "https://m.example.org/world/story?utm_source=x&fbclid=y",
+        "https://example.org/world/story#comments",
+        "https://amp.example.org/world/story/amp",
+    ):
+        assert canonical_url(variant) == base
+    assert canonical_url("https://example.org/world/other") != base
+    assert clean_url("https://www.x.org/a?utm_medium=m&id=3#frag") == "https://www.x.org/a?id=3"

@@ -1,0 +1,100 @@
+from index.segment import BOILERPLATE, HEADING, SENTENCE, clean_line, segment, split_sentences
+
+
+def test_abbreviations_do_not_split_sentences() -> None:
+    text = (
+        "The U.S. and European allies met Mr. Lavrov at 4.50am on Feb. 3 in Geneva. "
+        "Talks resumed on Tuesday."
+    )
+    assert split_sentences(text) == [
+        "The U.S. and European allies met Mr. Lavrov at 4.50am on Feb. 3 in Geneva.",
+        "Talks resumed on Tuesday.",
+    ]
+
+
+def test_sentences_are_exact_slices_of_the_source() -> None:
+    text = "He said: “We are ready.”  Then he left,   quietly. A third one?"
+    for sentence in split_sentences(text):
+        assert sentence in text
+
+
+def test_headings_and_one_line_paragraphs_stay_units() -> None:
+    body = (
+        "The first paragraph has enough words to be prose about the talks in Geneva.\n\n"
+        "Moscow refuses to ease demands\n\n"
+        "The second paragraph also has enough words to count as a real sentence here.\n"
+    )
+    units = segment(body)
+    assert [(u.kind, u.text) for u in units] == [
+        (SENTENCE, "The first paragraph has enough words to be prose about the talks in Geneva."),
+        (HEADING, "Moscow refuses to ease demands"),
+        (SENTENCE, "The second paragraph also has enough words to count as a real sentence here."),
+    ]
+    assert [u.para for u in units] == [0, 1, 2]
+
+
+def test_menus_share_bars_cookie_text_and_link_lists_are_boilerplate() -> None:
+    body = "\n".join(
+        [
+            "Home",
+            "World",
+            "Politics",
+            "Sport",
+            "Subscribe",
+            "Negotiators met for six hours in Geneva on Thursday without a breakthrough.",
+            "The next round is expected in Abu Dhabi in early March, officials said.",
+            "Share this article",
+            "Facebook",
+            "Twitter",
+            "WhatsApp",
+            "We use cookies to improve your experience. Accept all cookies to continue.",
+            "- [Privacy policy](https://example.org/privacy)",
+            "- [Terms of use](https://example.org/terms)",
+            "Read more: other stories you may like…",
+        ]
+    )
+    units = segment(body)
+    citable = [u.text for u in units if u.kind != BOILERPLATE]
+    assert citable == [
+        "Negotiators met for six hours in Geneva on Thursday without a breakthrough.",
+        "The next round is expected in Abu Dhabi in early March, officials said.",
+    ]
+
+
+def test_repeated_lines_are_cited_once() -> None:
+    line = "Russia launched 420 drones and 39 missiles at Ukraine overnight, officials said."
+    units = segment(f"{line}\n{line}\n")
+    assert [u.kind for u in units] == [SENTENCE, BOILERPLATE]
+
+
+def test_markdown_syntax_is_removed_but_link_text_kept() -> None:
+    assert (
+        clean_line("## The [Geneva talks](https://x.org/a) were **tense**")
+        == "The Geneva talks were tense"
+    )
+    assert clean_line("- item with <https://x.org/b> autolink") == "item with autolink"
+
+
+def test_hard_wrapped_prose_is_joined() -> None:
+    body = (
+        "Negotiators explored the viability of a demilitarised zone in the\n"
+        "Donbas region, officials said on Friday.\n"
+    )
+    units = segment(body)
+    assert [u.kind for u in units] == [SENTENCE]
+    assert units[0].text.endswith("zone in the Donbas region, officials said on Friday.")
+
+
+def test_weather_widget_islanded_in_menus_is_boilerplate() -> None:
+    body = "\n".join(
+        [
+            "Home",
+            "News",
+            "Weather",
+            "Clear to partly cloudy. Low 57F. Winds SSE at 5 to 10 mph.",
+            "Tonight",
+            "Sports",
+            "Video",
+        ]
+    )
+    assert all(u.kind == BOILERPLATE for u in segment(body))
