@@ -17,7 +17,6 @@ from retrieval.search import Entry, Searcher
 MAX_QUESTION_CHARS = 1000
 MAX_QUOTE_CHARS = 400
 SHORT_SENTENCE_CHARS = 90
-PER_ARTICLE = 1  # citations per article before any article gets another
 RUN_ON_MARGIN = 0.4  # a neighbour scoring within this of the sentence joins the quote
 NEAR_DUPLICATE_COSINE = 0.9
 
@@ -197,41 +196,34 @@ class Answerer:
         )
 
     def _select(self, entries: list[Entry], terms: list[str], limit: int) -> list[Citation]:
-        """Best distinct passages, one per article first (diversity), then seconds if short."""
+        """Best distinct passages: no sentence twice, no near-identical copy of one chosen."""
         out: list[Citation] = []
         used: set[int] = set()
         chosen_rows: list[int] = []
-        deferred: list[Entry] = []
-        for round_ in (1, 2):
-            pending = entries if round_ == 1 else deferred
-            for e in pending:
-                if len(out) >= limit:
-                    return out
-                aid = e.metadata["article_id"]
-                if round_ == 1 and sum(c.article_id == aid for c in out) >= PER_ARTICLE:
-                    deferred.append(e)
-                    continue
-                if e.id in used or self._near_duplicate(e.metadata["row"], chosen_rows):
-                    continue
-                quote, ids = self._quote(e, terms)
-                if ids & used:
-                    continue
-                used |= ids
-                chosen_rows.append(e.metadata["row"])
-                a = self.searcher.articles[aid]
-                out.append(
-                    Citation(
-                        quote=quote,
-                        title=a.title,
-                        outlet=a.outlet,
-                        url=a.url,
-                        published=a.published,
-                        score=e.score,
-                        link=text_fragment_link(a.url, quote),
-                        sentence_id=e.id,
-                        article_id=aid,
-                    )
+        for e in entries:
+            if len(out) >= limit:
+                break
+            if e.id in used or self._near_duplicate(e.metadata["row"], chosen_rows):
+                continue
+            quote, ids = self._quote(e, terms)
+            if ids & used:
+                continue
+            used |= ids
+            chosen_rows.append(e.metadata["row"])
+            a = self.searcher.articles[e.metadata["article_id"]]
+            out.append(
+                Citation(
+                    quote=quote,
+                    title=a.title,
+                    outlet=a.outlet,
+                    url=a.url,
+                    published=a.published,
+                    score=e.score,
+                    link=text_fragment_link(a.url, quote),
+                    sentence_id=e.id,
+                    article_id=a.id,
                 )
+            )
         return out
 
     def _near_duplicate(self, row: int, chosen: list[int]) -> bool:
