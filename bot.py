@@ -1,14 +1,570 @@
-"""talksbot's Telegram front end. ``python bot.py`` is ``talksbot serve``."""
+"""talksbot's Telegram front end. ``python bot.py`` is ``talksbot serve``.
+
+Handlers only parse the update, call the answer pipeline (``retrieval``) and format Telegram
+HTML. Shared services live in ``bot_data["services"]``, loaded once in ``post_init``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import html
+import logging
+import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from telegram import (
+    BotCommand,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InlineQueryResultArticle,
+    InputTextMessageContent,
+    LinkPreviewOptions,
+    Message,
+    MessageEntity,
+    Update,
+)
+from telegram.constants import ChatAction, ChatType, ParseMode
+from telegram.error import BadRequest
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    InlineQueryHandler,
+    MessageHandler,
+    filters,
+)
 
 from config import Settings
+from retrieval.answer import ABSTAINED, ANSWERED, Answer, Answerer, Citation, describe_coverage
+
+log = logging.getLogger("talksbot.bot")
+
+MAX_MESSAGE = 4096
+PAGE = 3  # citations per message
+TYPING_AFTER = 0.5  # seconds before a typing indicator is worth sending
+EXAMPLES = (
+    "Why was the Budapest summit paused?",
+    "Where will the next round of talks be held?",
+    "Who would monitor a ceasefire?",
+)
+PRIVATE_COMMANDS = [
+    BotCommand("start", "What I cover, with example questions"),
+    BotCommand("help", "How to ask"),
+    BotCommand("sources", "Outlets, article count and date range"),
+    BotCommand("latest", "Newest articles"),
+]
+GROUP_COMMANDS = [
+    BotCommand("ask", "Ask about the peace talks coverage"),
+    BotCommand("sources", "Outlets, article count and date range"),
+    BotCommand("latest", "Newest articles"),
+    BotCommand("help", "How to ask"),
+]
+
+
+@dataclass
+class Services:
+    """What every handler needs; one instance in ``bot_data``."""
+
+    answerer: Answerer
+    executor: ThreadPoolExecutor  # one worker: retrieval and SQLite stay on one thread
+
+    async def run(self, fn, *args, **kwargs):  # noqa: ANN001, ANN201
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+
+def services(context: ContextTypes.DEFAULT_TYPE) -> Services:
+    return context.bot_data["services"]
+
+
+# -- formatting ------------------------------------------------------------------------------
+def esc(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def cut(text: str, limit: int) -> str:
+    """Plain text shortened at a word boundary (escaping comes after, so no tag is ever cut)."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - 1)].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+
+
+def citation_html(n: int, c: Citation, quote: str | None = None) -> str:
+    source = esc(c.outlet or "unknown outlet")
+    if c.link or c.url:
+        source = f'<a href="{html.escape(c.link or c.url)}">{source}</a>'
+    date = esc(c.published or "undated")
+    return (
+        f"<b>[{n}]</b> <i>{esc(cut(c.title, 150))}</i>\n"
+        f"<blockquote>{esc(quote if quote is not None else c.quote)}</blockquote>\n"
+        f"{source} · {date}"
+    )
+
+
+def fit(blocks: list[str], limit: int = MAX_MESSAGE) -> str:
+    """Whole blocks joined while they fit; a message is never cut inside a tag."""
+    out: list[str] = []
+    size = 0
+    for block in blocks:
+        extra = len(block) + (2 if out else 0)
+        if size + extra > limit:
+            break
+        out.append(block)
+        size += extra
+    return "\n\n".join(out)
+
+
+def answer_html(answer: Answer, first_number: int = 1) -> str:
+    if answer.status == ANSWERED:
+        header = f"🔎 <b>{esc(cut(answer.question, 300))}</b>"
+        blocks = [header] + [
+            citation_html(first_number + i, c) for i, c in enumerate(answer.citations)
+        ]
+        return fit(blocks)
+    if answer.status == ABSTAINED:
+        blocks = [esc(answer.message), esc(describe_coverage(answer.coverage))]
+        if answer.nearest:
+            lines = ["Nearest articles:"]
+            for a in answer.nearest:
+                title = esc(cut(a.title, 120))
+                link = f'<a href="{html.escape(a.url)}">{title}</a>' if a.url else title
+                lines.append(
+                    f"• {link} ({esc(a.outlet or 'unknown outlet')}, "
+                    f"{esc(a.published or 'undated')})"
+                )
+            blocks.append("\n".join(lines))
+        return fit(blocks)
+    return esc(answer.message)
+
+
+def answer_keyboard(answer_id: int, answer: Answer) -> InlineKeyboardMarkup | None:
+    if answer.status != ANSWERED:
+        return None
+    context_row = [
+        InlineKeyboardButton(
+            f"More context [{i + 1}]", callback_data=f"ctx:{answer_id}:{c.sentence_id}"
+        )
+        for i, c in enumerate(answer.citations)
+    ]
+    actions = []
+    if answer.has_more:
+        actions.append(
+            InlineKeyboardButton("More results", callback_data=f"more:{answer_id}:{PAGE}")
+        )
+    actions += [
+        InlineKeyboardButton("👍", callback_data=f"fb:{answer_id}:1"),
+        InlineKeyboardButton("👎", callback_data=f"fb:{answer_id}:-1"),
+    ]
+    return InlineKeyboardMarkup([context_row, actions])
+
+
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+
+
+# -- answering -------------------------------------------------------------------------------
+async def reply_with_answer(
+    message: Message, question: str, context: ContextTypes.DEFAULT_TYPE
+) -> None:
+    """Answer in the chat (and topic) of ``message``, replying to it, with buttons."""
+    svc = services(context)
+    typing = asyncio.create_task(_typing_later(message))
+    try:
+        answer = await svc.run(svc.answerer.answer, question, k=PAGE)
+        answer_id = None
+        if answer.status == ANSWERED:
+            store = svc.answerer.searcher.store
+            answer_id = await svc.run(
+                store.save_answer,
+                message.chat_id,
+                answer.question,
+                [c.sentence_id for c in answer.citations],
+            )
+    finally:
+        typing.cancel()
+    await message.reply_text(
+        answer_html(answer),
+        parse_mode=ParseMode.HTML,
+        link_preview_options=NO_PREVIEW,
+        reply_markup=answer_keyboard(answer_id, answer) if answer_id else None,
+        do_quote=message.chat.type != ChatType.PRIVATE,
+    )
+
+
+async def _typing_later(message: Message) -> None:
+    """Show "typing…" only when an answer takes long enough for it to matter."""
+    await asyncio.sleep(TYPING_AFTER)
+    await message.chat.send_action(
+        ChatAction.TYPING,
+        message_thread_id=message.message_thread_id if message.is_topic_message else None,
+    )
+
+
+def strip_mention(text: str, username: str) -> str:
+    return re.sub(rf"@{re.escape(username)}\b", " ", text, flags=re.I).strip(" ,:\n")
+
+
+async def private_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """In a private chat every text message is a question."""
+    await reply_with_answer(update.effective_message, update.effective_message.text, context)
+
+
+async def group_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """In a group: a message that @mentions the bot or replies to one of its messages."""
+    message = update.effective_message
+    question = strip_mention(message.text, context.bot.username)
+    if not question:
+        await message.reply_text(
+            f"Ask me something after the mention, e.g. @{context.bot.username} {EXAMPLES[0]}"
+        )
+        return
+    await reply_with_answer(message, question, context)
+
+
+async def ask_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    message = update.effective_message
+    question = " ".join(context.args or []).strip()
+    if not question:
+        await message.reply_text(f"Usage: /ask your question, e.g. /ask {EXAMPLES[0]}")
+        return
+    await reply_with_answer(message, question, context)
+
+
+class _AddressedToMe(filters.MessageFilter):
+    """Group messages for the bot: an @mention of it, or a reply to one of its messages."""
+
+    def filter(self, message: Message) -> bool:
+        bot = message.get_bot()
+        reply = message.reply_to_message
+        if reply and reply.from_user and reply.from_user.id == bot.id:
+            return True
+        for entity, text in message.parse_entities(
+            [MessageEntity.MENTION, MessageEntity.TEXT_MENTION]
+        ).items():
+            if (
+                entity.type == MessageEntity.TEXT_MENTION
+                and entity.user
+                and entity.user.id == bot.id
+            ):
+                return True
+            if bot.username and text.lstrip("@").lower() == bot.username.lower():
+                return True
+        return False
+
+
+# -- commands --------------------------------------------------------------------------------
+async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    svc = services(context)
+    cov = await svc.run(svc.answerer.coverage)
+    keyboard = InlineKeyboardMarkup(
+        [[InlineKeyboardButton(q, callback_data=f"ex:{i}")] for i, q in enumerate(EXAMPLES)]
+    )
+    await update.effective_message.reply_text(
+        "I answer questions about news coverage of the Russia–Ukraine peace talks with quotes "
+        "from the articles, each linked to its source. I never make things up: if the coverage "
+        f"does not say, I tell you.\n\n{esc(describe_coverage(cov))}\n\nTry one:",
+        parse_mode=ParseMode.HTML,
+        reply_markup=keyboard,
+    )
+
+
+async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    await update.effective_message.reply_text(
+        "<b>Ask a question</b> about the peace talks and the war as the news covered them.\n"
+        "• Private chat: just write your question.\n"
+        "• Groups: <code>/ask your question</code>, mention me, or reply to my message.\n"
+        f"• Any chat: type <code>@{esc(context.bot.username or 'bot')} question</code>.\n\n"
+        "Each answer quotes the articles, with outlet, date and a link to the passage. "
+        "/sources lists what I have read, /latest the newest articles.",
+        parse_mode=ParseMode.HTML,
+    )
+
+
+async def sources(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    svc = services(context)
+    cov = await svc.run(svc.answerer.coverage)
+    names = ", ".join(cov.get("outlet_names", [])[:40])
+    more = len(cov.get("outlet_names", [])) - 40
+    text = esc(describe_coverage(cov))
+    if names:
+        text += f"\n\n<b>Outlets:</b> {esc(names)}" + (f" and {more} more" if more > 0 else "")
+    await update.effective_message.reply_text(fit([text]), parse_mode=ParseMode.HTML)
+
+
+async def latest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    svc = services(context)
+    articles = await svc.run(svc.answerer.searcher.store.latest, 5)
+    if not articles:
+        await update.effective_message.reply_text("No articles yet.")
+        return
+    lines = ["<b>Newest articles</b>"]
+    for a in articles:
+        title = esc(cut(a.title, 150))
+        link = f'<a href="{html.escape(a.url)}">{title}</a>' if a.url else title
+        lines.append(
+            f"• {link}\n  {esc(a.outlet or 'unknown outlet')} · {esc(a.published or 'undated')}"
+        )
+    await update.effective_message.reply_text(
+        fit(["\n".join(lines)]), parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW
+    )
+
+
+# -- buttons ---------------------------------------------------------------------------------
+async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Callback data: ``ex:N``, ``more:ANSWER:OFFSET``, ``ctx:ANSWER:SENTENCE``, ``fb:ANSWER:±1``.
+
+    Answers are kept in the store, so buttons keep working after a restart."""
+    query = update.callback_query
+    svc = services(context)
+    store = svc.answerer.searcher.store
+    kind, _, rest = (query.data or "").partition(":")
+    if kind == "ex":
+        await query.answer()
+        index = int(rest) if rest.isdigit() and int(rest) < len(EXAMPLES) else 0
+        await reply_with_answer(query.message, EXAMPLES[index], context)
+        return
+    answer_id_text, _, arg = rest.partition(":")
+    saved = (
+        await svc.run(store.load_answer, int(answer_id_text)) if answer_id_text.isdigit() else None
+    )
+    if saved is None:
+        await query.answer("That answer is no longer available; please ask again.", show_alert=True)
+        return
+    question, shown = saved
+    answer_id = int(answer_id_text)
+    if kind == "fb":
+        vote = 1 if arg == "1" else -1
+        user = update.effective_user
+        await svc.run(
+            store.add_feedback,
+            query.message.chat_id if query.message else None,
+            user.id if user else None,
+            question,
+            shown,
+            vote,
+        )
+        await query.answer("Thanks for the feedback!")
+    elif kind == "more":
+        offset = int(arg) if arg.isdigit() else PAGE
+        answer = await svc.run(svc.answerer.answer, question, k=PAGE, offset=offset)
+        if not answer.citations:
+            await query.answer("No more results.")
+            return
+        await svc.run(store.update_answer, answer_id, [c.sentence_id for c in answer.citations])
+        await query.answer()
+        keyboard = answer_keyboard(answer_id, answer)
+        if keyboard and answer.has_more:  # the next page's offset
+            keyboard = _with_offset(keyboard, offset + PAGE)
+        await _edit(query, answer_html(answer, first_number=offset + 1), keyboard)
+    elif kind == "ctx":
+        sentence_id = int(arg) if arg.isdigit() else -1
+        answer = await svc.run(svc.answerer.answer, question, k=PAGE, offset=0)
+        shown_now = {c.sentence_id: c for c in answer.citations}
+        context_sentences = await svc.run(svc.answerer.context, sentence_id, 2, 2)
+        if not context_sentences:
+            await query.answer("No more context for that passage.")
+            return
+        await query.answer()
+        blocks = [f"🔎 <b>{esc(cut(question, 300))}</b>"]
+        for i, c in enumerate(answer.citations, 1):
+            quote = cut(" ".join(context_sentences), 2500) if c.sentence_id == sentence_id else None
+            blocks.append(citation_html(i, c, quote))
+        if sentence_id not in shown_now:
+            blocks.append(
+                "<blockquote>" + esc(cut(" ".join(context_sentences), 2500)) + "</blockquote>"
+            )
+        await _edit(query, fit(blocks), query.message.reply_markup if query.message else None)
+    else:
+        await query.answer()
+
+
+def _with_offset(keyboard: InlineKeyboardMarkup, offset: int) -> InlineKeyboardMarkup:
+    rows = []
+    for row in keyboard.inline_keyboard:
+        new_row = []
+        for b in row:
+            data = b.callback_data or ""
+            if data.startswith("more:"):
+                data = ":".join(data.split(":")[:2] + [str(offset)])
+            new_row.append(InlineKeyboardButton(b.text, callback_data=data))
+        rows.append(new_row)
+    return InlineKeyboardMarkup(rows)
+
+
+async def _edit(query, text: str, keyboard: InlineKeyboardMarkup | None) -> None:  # noqa: ANN001
+    try:
+        await query.edit_message_text(
+            text, parse_mode=ParseMode.HTML, reply_markup=keyboard, link_preview_options=NO_PREVIEW
+        )
+    except BadRequest as exc:
+        if "not modified" not in str(exc).lower():
+            raise
+
+
+# -- inline mode -----------------------------------------------------------------------------
+async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """``@bot question`` anywhere: up to five cited passages to pick from."""
+    query = update.inline_query
+    question = (query.query or "").strip()
+    if len(question) < 3:
+        await query.answer([], cache_time=10)
+        return
+    svc = services(context)
+    answer = await svc.run(svc.answerer.answer, question, k=5)
+    results = []
+    for i, c in enumerate(answer.citations):
+        results.append(
+            InlineQueryResultArticle(
+                id=f"{c.sentence_id}",
+                title=cut(c.quote, 100),
+                description=f"{c.outlet or 'unknown outlet'} · {c.published or 'undated'} · "
+                f"{cut(c.title, 60)}",
+                input_message_content=InputTextMessageContent(
+                    fit([f"🔎 <b>{esc(cut(question, 300))}</b>", citation_html(i + 1, c)]),
+                    parse_mode=ParseMode.HTML,
+                    link_preview_options=NO_PREVIEW,
+                ),
+            )
+        )
+    if not results:
+        results.append(
+            InlineQueryResultArticle(
+                id="none",
+                title="No answer in the coverage",
+                description=cut(answer.message, 100),
+                input_message_content=InputTextMessageContent(
+                    answer_html(answer), parse_mode=ParseMode.HTML
+                ),
+            )
+        )
+    await query.answer(results, cache_time=60)
+
+
+# -- errors ----------------------------------------------------------------------------------
+async def error_handler(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log every handler error (the token is redacted from all logs) and tell the user briefly."""
+    log.error("error while handling an update", exc_info=context.error)
+    if isinstance(update, Update) and update.effective_message:
+        try:
+            await update.effective_message.reply_text(
+                "Sorry, something went wrong while answering. Please try again."
+            )
+        except Exception:  # noqa: BLE001 - the apology itself may fail (e.g. the API is down)
+            log.warning("could not tell the user about the error")
+
+
+class RedactToken(logging.Filter):
+    """Never let the token reach a log line (httpx logs request URLs, which contain it)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.token:
+            message = record.getMessage()
+            if self.token in message:
+                record.msg = message.replace(self.token, "<token>")
+                record.args = ()
+        return True
+
+
+# -- application -----------------------------------------------------------------------------
+def build_application(settings: Settings, answerer: Answerer | None = None) -> Application:
+    """The Application with every handler registered; the index loads in ``post_init``."""
+    token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else ""
+
+    async def post_init(app: Application) -> None:
+        import cli
+
+        loaded = answerer or await asyncio.to_thread(cli.open_answerer, settings, True)
+        app.bot_data["services"] = Services(loaded, ThreadPoolExecutor(1, "talksbot-answer"))
+        await app.bot.set_my_commands(PRIVATE_COMMANDS, scope=BotCommandScopeAllPrivateChats())
+        await app.bot.set_my_commands(GROUP_COMMANDS, scope=BotCommandScopeAllGroupChats())
+        if app.job_queue:
+            app.job_queue.run_repeating(_refresh, interval=30, first=30)
+        log.info(
+            "talksbot ready as @%s with %d indexed sentences",
+            app.bot.username,
+            loaded.searcher.size,
+        )
+
+    async def post_shutdown(app: Application) -> None:
+        svc: Services | None = app.bot_data.get("services")
+        if svc:
+            svc.executor.shutdown(wait=True)
+
+    app = (
+        Application.builder()
+        .token(token)
+        .base_url(settings.telegram_api_base_url)
+        .base_file_url(settings.telegram_api_file_url)
+        .rate_limiter(AIORateLimiter(overall_max_rate=settings.telegram_rate_limit, max_retries=5))
+        .concurrent_updates(True)
+        .post_init(post_init)
+        .post_shutdown(post_shutdown)
+        .build()
+    )
+    private = filters.ChatType.PRIVATE
+    groups = filters.ChatType.GROUPS
+    app.add_handlers(
+        [
+            # Commands, in private chats and groups (/ask@botname works too).
+            CommandHandler("start", start),
+            CommandHandler("help", help_command),
+            CommandHandler("sources", sources),
+            CommandHandler("latest", latest),
+            CommandHandler("ask", ask_command),
+            # Private chat: any text is a question.
+            MessageHandler(private & filters.TEXT & ~filters.COMMAND, private_text),
+            # Groups: only messages that mention the bot or reply to it.
+            MessageHandler(groups & filters.TEXT & ~filters.COMMAND & _AddressedToMe(), group_text),
+            # Buttons under answers and /start.
+            CallbackQueryHandler(button),
+            # Inline mode.
+            InlineQueryHandler(inline_query),
+        ]
+    )
+    app.add_error_handler(error_handler)
+    return app
+
+
+async def _refresh(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Pick up articles that `talksbot ingest` added in another process."""
+    svc = services(context)
+    if await svc.run(svc.answerer.searcher.refresh):
+        log.info("index reloaded: %d sentences", svc.answerer.searcher.size)
 
 
 def run_bot(settings: Settings) -> None:
-    raise SystemExit("talksbot: the Telegram bot is not built yet")
+    """Long polling, or a webhook when ``TELEGRAM_WEBHOOK_URL`` is set. Stops on SIGINT/SIGTERM."""
+    token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else ""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactToken(token))
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    app = build_application(settings)
+    if settings.telegram_webhook_url:
+        secret = settings.telegram_webhook_secret
+        app.run_webhook(
+            listen=settings.telegram_webhook_listen,
+            port=settings.telegram_webhook_port,
+            url_path="telegram",
+            webhook_url=settings.telegram_webhook_url,
+            secret_token=secret.get_secret_value() if secret else None,
+            allowed_updates=Update.ALL_TYPES,
+        )
+    else:
+        app.run_polling(
+            allowed_updates=Update.ALL_TYPES, poll_interval=settings.telegram_poll_interval
+        )
 
 
 def main() -> int:

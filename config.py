@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     # Seconds between getUpdates calls when polling (0 in tests keeps them snappy).
     telegram_poll_interval: float = 0.0
     telegram_admin_ids: list[int] = Field(default_factory=list)
+    # Messages per second across all chats (Telegram allows about 30).
+    telegram_rate_limit: float = 30.0
 
     @property
     def data_dir(self) -> Path:

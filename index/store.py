@@ -67,6 +67,13 @@ CREATE TABLE IF NOT EXISTS sentences (
 );
 CREATE INDEX IF NOT EXISTS sentences_article ON sentences(article_id, position);
 CREATE INDEX IF NOT EXISTS sentences_hash ON sentences(hash);
+CREATE TABLE IF NOT EXISTS answers (   -- answers shown in chats, so their buttons outlive restarts
+    id INTEGER PRIMARY KEY,
+    created_at REAL NOT NULL,
+    chat_id INTEGER,
+    question TEXT NOT NULL,
+    shown TEXT NOT NULL DEFAULT '[]'  -- JSON list of sentence ids currently shown
+);
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY,
     created_at REAL NOT NULL,
@@ -311,6 +318,26 @@ class Store:
             (n,),
         ).fetchall()
         return [ArticleRow(**dict(r)) for r in rows]
+
+    def save_answer(self, chat_id: int | None, question: str, shown: list[int]) -> int:
+        with self.db:
+            return self.db.execute(
+                "INSERT INTO answers(created_at, chat_id, question, shown) VALUES (?, ?, ?, ?)",
+                (time.time(), chat_id, question, json.dumps(shown)),
+            ).lastrowid
+
+    def update_answer(self, answer_id: int, shown: list[int]) -> None:
+        with self.db:
+            self.db.execute("UPDATE answers SET shown=? WHERE id=?", (json.dumps(shown), answer_id))
+
+    def load_answer(self, answer_id: int) -> tuple[str, list[int]] | None:
+        row = self.db.execute(
+            "SELECT question, shown FROM answers WHERE id=?", (answer_id,)
+        ).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    def feedback(self) -> list[dict]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM feedback ORDER BY id")]
 
     def add_feedback(
         self, chat_id: int | None, user_id: int | None, question: str, ids: list[int], vote: int

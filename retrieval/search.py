@@ -26,6 +26,7 @@ PREV_WEIGHT = 0.1
 ANSWER_TYPE_BOOST = 0.1
 SOURCE_WEIGHT = 0.2
 RARE_WORD_ZIPF = 3.0  # wordfreq Zipf below this: a name or jargon, not an everyday word
+_MARKUP = re.compile(r"<[^>]*>|\b(?:https?://|www\.)\S+|\[[^\]]*\]\([^)]*\)")
 _WORD = re.compile(r"[^\W\d_][\w'’.-]*[\w]|[^\W\d_]", re.UNICODE)
 
 _NUMBER = re.compile(
@@ -132,7 +133,9 @@ class Searcher:
     def analyse(self, question: str) -> QueryAnalysis:
         terms = list(dict.fromkeys(tokenize(question)))
         unknown, names = [], []
-        for match in _WORD.finditer(question):
+        # Markup and links pasted into a question are not names the corpus should know.
+        words_only = _MARKUP.sub(lambda m: " " * len(m.group()), question)
+        for match in _WORD.finditer(words_only):
             word = match.group()
             stems = tokenize(word)
             if not stems or stems[0].isdigit() or stems[0] in self.index.vocabulary:
