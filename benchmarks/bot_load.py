@@ -1,0 +1,138 @@
+"""Answered questions per second and update-to-reply latency of the real bot process against a
+local Bot API server on loopback, with a corpus ingested (default ../shared/corpus).
+
+    python benchmarks/bot_load.py [--corpus DIR] [--rate 40] [--seconds 20]
+
+Each question comes from its own private chat, delivered through getUpdates at a steady rate;
+latency runs from the moment the update is queued at the server (a waiting getUpdates hands it
+out at once) to the moment sendMessage arrives.
+Runs twice: with the rate limiter raised (capacity) and at Telegram's 30 messages/s (default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+from index.embed import load_embedder  # noqa: E402
+from index.ingest import Ingester  # noqa: E402
+from index.store import Store  # noqa: E402
+from retrieval.evaluate import load_questions  # noqa: E402
+from tests.fake_telegram import FakeBotAPI  # noqa: E402
+
+
+def run_load(
+    data_dir: Path, models: Path, questions: list[str], rate: float, seconds: float, limit: float
+) -> dict:
+    api = FakeBotAPI()
+    base_url = api.start()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TALKSBOT_", "TELEGRAM_"))},
+        "TALKSBOT_DATA_DIR": str(data_dir),
+        "TALKSBOT_MODEL_CACHE": str(models),
+        "TELEGRAM_BOT_TOKEN": api.token,
+        "TELEGRAM_API_BASE_URL": base_url,
+        "TELEGRAM_RATE_LIMIT": str(limit),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bot.py")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        api.wait_for("getUpdates", timeout=120)
+        # Warm up.
+        for i in range(5):
+            api.push(api.message(questions[i], chat_id=10_000_000 + i))
+        api.wait_for("sendMessage", lambda c: str(c.params["chat_id"]) == "10000004", timeout=60)
+        total = int(rate * seconds)
+        pushed: dict[int, float] = {}
+        start = time.monotonic()
+        for i in range(total):
+            target = start + i / rate
+            delay = target - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            chat_id = 1_000 + i
+            api.push(api.message(questions[i % len(questions)], chat_id=chat_id))
+            pushed[chat_id] = time.monotonic()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done = {int(c.params["chat_id"]) for c in api.calls_to("sendMessage")}
+            if all(c in done for c in pushed):
+                break
+            time.sleep(0.05)
+        # Latency from the push (a waiting getUpdates hands the update out at once) to the reply.
+        replies: dict[int, float] = {}
+        for c in api.calls_to("sendMessage"):
+            chat = int(c.params["chat_id"])
+            if chat in pushed and chat not in replies:
+                replies[chat] = c.at
+        latencies = [(replies[c] - t) * 1000 for c, t in pushed.items() if c in replies]
+        end = max(replies.values()) if replies else time.monotonic()
+        return {
+            "offered": rate,
+            "limit": limit,
+            "sent": total,
+            "answered": len(replies),
+            "throughput": len(replies) / (end - start),
+            "p50": float(np.percentile(latencies, 50)) if latencies else float("nan"),
+            "p95": float(np.percentile(latencies, 95)) if latencies else float("nan"),
+        }
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        api.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
+    parser.add_argument(
+        "--questions", type=Path, default=ROOT.parent / "shared" / "eval" / "questions-dev.jsonl"
+    )
+    parser.add_argument("--rate", type=float, default=40.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    questions = [q.question for q in load_questions(args.questions)]
+    with tempfile.TemporaryDirectory(prefix="talksbot-botload-") as tmp:
+        data_dir, models = Path(tmp) / "data", Path(tmp) / "models"
+        store = Store(data_dir)
+        Ingester(store, load_embedder("onnx-int8", models)).ingest_paths(
+            [args.corpus], progress=False
+        )
+        store.close()
+        runs = [
+            run_load(data_dir, models, questions, args.rate, args.seconds, limit=1000),
+            run_load(data_dir, models, questions, 30.0, args.seconds, limit=30),
+        ]
+    print(
+        f"{'offered/s':>9} {'limiter/s':>9} {'sent':>5} {'answered':>8} {'answered/s':>10} "
+        f"{'p50 ms':>7} {'p95 ms':>7}"
+    )
+    for r in runs:
+        print(
+            f"{r['offered']:>9.0f} {r['limit']:>9.0f} {r['sent']:>5} {r['answered']:>8} "
+            f"{r['throughput']:>10.1f} {r['p50']:>7.1f} {r['p95']:>7.1f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
