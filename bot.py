@@ -47,7 +47,6 @@ log = logging.getLogger("talksbot.bot")
 
 MAX_MESSAGE = 4096
 PAGE = 3  # citations per message
-TYPING_AFTER = 0.5  # seconds before a typing indicator is worth sending
 EXAMPLES = (
     "Why was the Budapest summit paused?",
     "Where will the next round of talks be held?",
@@ -73,6 +72,7 @@ class Services:
 
     answerer: Answerer
     executor: ThreadPoolExecutor  # one worker: retrieval and SQLite stay on one thread
+    typing_after: float = 0.5  # seconds an answer may take before "typing…" is shown
 
     async def run(self, fn, *args, **kwargs):  # noqa: ANN001, ANN201
         loop = asyncio.get_running_loop()
@@ -173,7 +173,9 @@ async def reply_with_answer(
 ) -> None:
     """Answer in the chat (and topic) of ``message``, replying to it, with buttons."""
     svc = services(context)
-    typing = asyncio.create_task(_typing_later(message))
+    if svc.typing_after <= 0:
+        await _typing_later(message, 0)
+    typing = asyncio.create_task(_typing_later(message, svc.typing_after or 3600))
     try:
         answer = await svc.run(svc.answerer.answer, question, k=PAGE)
         answer_id = None
@@ -196,9 +198,9 @@ async def reply_with_answer(
     )
 
 
-async def _typing_later(message: Message) -> None:
+async def _typing_later(message: Message, delay: float) -> None:
     """Show "typing…" only when an answer takes long enough for it to matter."""
-    await asyncio.sleep(TYPING_AFTER)
+    await asyncio.sleep(delay)
     await message.chat.send_action(
         ChatAction.TYPING,
         message_thread_id=message.message_thread_id if message.is_topic_message else None,
@@ -483,7 +485,9 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
         import cli
 
         loaded = answerer or await asyncio.to_thread(cli.open_answerer, settings, True)
-        app.bot_data["services"] = Services(loaded, ThreadPoolExecutor(1, "talksbot-answer"))
+        app.bot_data["services"] = Services(
+            loaded, ThreadPoolExecutor(1, "talksbot-answer"), settings.telegram_typing_after
+        )
         await app.bot.set_my_commands(PRIVATE_COMMANDS, scope=BotCommandScopeAllPrivateChats())
         await app.bot.set_my_commands(GROUP_COMMANDS, scope=BotCommandScopeAllGroupChats())
         if app.job_queue:

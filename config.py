@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     # Seconds between getUpdates calls when polling (0 in tests keeps them snappy).
     telegram_poll_interval: float = 0.0
     telegram_admin_ids: list[int] = Field(default_factory=list)
+    # Seconds an answer may take before a "typing…" indicator is sent.
+    telegram_typing_after: float = 0.5
     # Messages per second across all chats (Telegram allows about 30).
     telegram_rate_limit: float = 30.0
 

@@ -327,3 +327,81 @@ def test_buttons_work_after_a_restart_and_shutdown_is_clean(tmp_path: Path) -> N
         api.stop()
     log = bot.log.read_text()
     assert api.token not in log and "Traceback" not in log
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_typing_indicator_and_webhook_mode_with_secret(tmp_path: Path) -> None:
+    import json as _json
+    import urllib.error
+    import urllib.request
+
+    data_dir = tmp_path / "data"
+    ingest(data_dir, CORPUS)
+    api = FakeBotAPI()
+    base_url = api.start()
+    port = free_port()
+    env = cli_env(
+        data_dir,
+        TELEGRAM_BOT_TOKEN=api.token,
+        TELEGRAM_API_BASE_URL=base_url,
+        TELEGRAM_WEBHOOK_URL=f"http://127.0.0.1:{port}/telegram",
+        TELEGRAM_WEBHOOK_LISTEN="127.0.0.1",
+        TELEGRAM_WEBHOOK_PORT=str(port),
+        TELEGRAM_WEBHOOK_SECRET="s3cret-token",
+        TELEGRAM_TYPING_AFTER="0",
+    )
+    log = tmp_path / "bot.log"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bot.py")],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        hook = api.wait_for("setWebhook")
+        assert hook.params["url"] == f"http://127.0.0.1:{port}/telegram"
+        assert hook.params["secret_token"] == "s3cret-token"
+        update = {"update_id": 1, **api.message(QUESTION, chat_id=55)}
+
+        def post(secret: str) -> int:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/telegram",
+                data=_json.dumps(update).encode(),
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Telegram-Bot-Api-Secret-Token": secret,
+                },
+            )
+            try:
+                return urllib.request.urlopen(request, timeout=10).status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        for _ in range(100):  # the webhook server starts just after setWebhook
+            try:
+                status = post("wrong")
+                break
+            except urllib.error.URLError:
+                time.sleep(0.1)
+        assert status == 403
+        assert post("s3cret-token") == 200
+        reply = api.wait_for("sendMessage", lambda c: str(c.params["chat_id"]) == "55")
+        assert "two hours" in reply.params["text"]
+        typing = api.calls_to("sendChatAction")
+        assert typing and typing[0].params["action"] == "typing"
+        assert typing[0].at <= reply.at
+        assert [c for c in api.calls_to("sendMessage") if str(c.params["chat_id"]) == "55"] == [
+            reply
+        ]  # the update with the wrong secret was not handled
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        api.stop()
+    assert api.token not in log.read_text()
