@@ -40,7 +40,9 @@ from telegram.ext import (
     filters,
 )
 
+import pushes
 from config import Settings
+from index.loaders import IngestError
 from retrieval.answer import ABSTAINED, ANSWERED, Answer, Answerer, Citation, describe_coverage
 
 log = logging.getLogger("talksbot.bot")
@@ -57,11 +59,17 @@ PRIVATE_COMMANDS = [
     BotCommand("help", "How to ask"),
     BotCommand("sources", "Outlets, article count and date range"),
     BotCommand("latest", "Newest articles"),
+    BotCommand("subscribe", "New coverage as it arrives (optionally on a topic)"),
+    BotCommand("subscriptions", "Your subscriptions"),
+    BotCommand("unsubscribe", "Stop pushes (one topic or all)"),
 ]
 GROUP_COMMANDS = [
     BotCommand("ask", "Ask about the peace talks coverage"),
     BotCommand("sources", "Outlets, article count and date range"),
     BotCommand("latest", "Newest articles"),
+    BotCommand("subscribe", "New coverage in this group (admins)"),
+    BotCommand("subscriptions", "This group's subscriptions"),
+    BotCommand("unsubscribe", "Stop pushes (admins)"),
     BotCommand("help", "How to ask"),
 ]
 
@@ -72,7 +80,9 @@ class Services:
 
     answerer: Answerer
     executor: ThreadPoolExecutor  # one worker: retrieval and SQLite stay on one thread
-    typing_after: float = 0.5  # seconds an answer may take before "typing…" is shown
+    settings: Settings
+    deliverer: pushes.Deliverer | None = None
+    delivery_task: asyncio.Task | None = None
 
     async def run(self, fn, *args, **kwargs):  # noqa: ANN001, ANN201
         loop = asyncio.get_running_loop()
@@ -173,9 +183,10 @@ async def reply_with_answer(
 ) -> None:
     """Answer in the chat (and topic) of ``message``, replying to it, with buttons."""
     svc = services(context)
-    if svc.typing_after <= 0:
+    delay = svc.settings.telegram_typing_after
+    if delay <= 0:
         await _typing_later(message, 0)
-    typing = asyncio.create_task(_typing_later(message, svc.typing_after or 3600))
+    typing = asyncio.create_task(_typing_later(message, delay or 3600))
     try:
         answer = await svc.run(svc.answerer.answer, question, k=PAGE)
         answer_id = None
@@ -316,6 +327,154 @@ async def latest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     )
 
 
+# -- subscriptions and sources ---------------------------------------------------------------
+async def _may_manage(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+    """Anyone in a private chat; in a group, its administrators (anonymous ones included)."""
+    chat, user, message = update.effective_chat, update.effective_user, update.effective_message
+    if chat.type == ChatType.PRIVATE:
+        return True
+    if message and message.sender_chat and message.sender_chat.id == chat.id:
+        return True
+    if user is None:
+        return False
+    member = await context.bot.get_chat_member(chat.id, user.id)
+    return member.status in ("administrator", "creator")
+
+
+async def subscribe_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    message = update.effective_message
+    if not await _may_manage(update, context):
+        await message.reply_text("Only this group's administrators can change its subscriptions.")
+        return
+    try:
+        topic = pushes.normalise_topic(" ".join(context.args or []))
+    except pushes.SubscriptionError as exc:
+        await message.reply_text(str(exc))
+        return
+    svc = services(context)
+    vector = (await svc.run(svc.answerer.searcher.embedder.embed, [topic]))[0] if topic else None
+    added = await svc.run(
+        pushes.subscribe, svc.answerer.searcher.store, message.chat_id, topic, vector
+    )
+    what = f"new coverage about <i>{esc(topic)}</i>" if topic else "all new coverage"
+    text = (
+        f"Subscribed: I will post {what} here as it arrives."
+        if added
+        else f"Already subscribed to {what}."
+    )
+    await message.reply_text(text + " /subscriptions lists them.", parse_mode=ParseMode.HTML)
+
+
+async def subscriptions_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    svc = services(context)
+    subs = await svc.run(
+        pushes.chat_subscriptions, svc.answerer.searcher.store, update.effective_chat.id
+    )
+    if not subs:
+        await update.effective_message.reply_text(
+            "No subscriptions. /subscribe for all new coverage, or /subscribe TOPIC."
+        )
+        return
+    lines = ["<b>Subscriptions</b>"] + [
+        f"• {esc(topic) if topic else 'all new coverage'}" for _, topic in subs
+    ]
+    keyboard = InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    f"Remove: {cut(topic or 'all new coverage', 40)}",
+                    callback_data=f"unsub:{sub_id}",
+                )
+            ]
+            for sub_id, topic in subs
+        ]
+    )
+    await update.effective_message.reply_text(
+        "\n".join(lines), parse_mode=ParseMode.HTML, reply_markup=keyboard
+    )
+
+
+async def unsubscribe_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    message = update.effective_message
+    if not await _may_manage(update, context):
+        await message.reply_text("Only this group's administrators can change its subscriptions.")
+        return
+    topic = " ".join(" ".join(context.args or []).split())
+    svc = services(context)
+    removed = await svc.run(
+        pushes.unsubscribe, svc.answerer.searcher.store, message.chat_id, topic or None
+    )
+    if removed:
+        await message.reply_text(f"Unsubscribed ({removed} subscription{'s' * (removed > 1)}).")
+    else:
+        await message.reply_text("There was no such subscription. /subscriptions lists them.")
+
+
+def _is_admin(update: Update, settings: Settings) -> bool:
+    user = update.effective_user
+    return bool(user and user.id in settings.telegram_admin_ids)
+
+
+async def ingest_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/ingest URL (administrators): fetch a page and store it; subscribers hear of it."""
+    from index.feeds import ingest_url
+
+    svc = services(context)
+    message = update.effective_message
+    if not _is_admin(update, svc.settings):
+        await message.reply_text("Only the bot's administrators can add sources.")
+        return
+    if not context.args:
+        await message.reply_text("Usage: /ingest https://example.org/article")
+        return
+    report = await asyncio.to_thread(
+        _with_ingester, svc, lambda store, ing: ingest_url(store, ing, context.args[0])
+    )
+    text = report.summary() + "".join(f"\n• {e}" for e in report.errors)
+    await message.reply_text(cut(text, 4000))
+    if report.added:
+        await _fan_out(context)
+
+
+async def feeds_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/feeds, /feeds add URL, /feeds remove URL|ID (administrators)."""
+    from index.feeds import add_feed, list_feeds, remove_feed
+
+    svc = services(context)
+    message = update.effective_message
+    if not _is_admin(update, svc.settings):
+        await message.reply_text("Only the bot's administrators can manage feeds.")
+        return
+    args = context.args or []
+    store = svc.answerer.searcher.store
+    try:
+        if args[:1] == ["add"] and len(args) == 2:
+            feed, n = await asyncio.to_thread(
+                _with_ingester, svc, lambda st, _ing: add_feed(st, args[1])
+            )
+            text = f"Added feed {feed.id}: {feed.title} ({n} entries; polled shortly)."
+            if context.job_queue:
+                context.job_queue.run_once(_poll_feeds, when=1)
+        elif args[:1] == ["remove"] and len(args) == 2:
+            removed = await svc.run(remove_feed, store, args[1])
+            text = f"Removed {args[1]}." if removed else f"No feed {args[1]}."
+        elif not args:
+            feeds = await svc.run(list_feeds, store)
+            text = (
+                "\n".join(
+                    f"{f.id}. {f.url} — {f.title}"
+                    + (f" (error: {f.last_error})" if f.last_error else "")
+                    for f in feeds
+                )
+                or "No feeds. /feeds add URL"
+            )
+        else:
+            text = "Usage: /feeds, /feeds add URL, /feeds remove URL|ID"
+    except IngestError as exc:
+        text = str(exc)
+    await message.reply_text(cut(text, 4000), link_preview_options=NO_PREVIEW)
+
+
 # -- buttons ---------------------------------------------------------------------------------
 async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Callback data: ``ex:N``, ``more:ANSWER:OFFSET``, ``ctx:ANSWER:SENTENCE``, ``fb:ANSWER:±1``.
@@ -329,6 +488,25 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await query.answer()
         index = int(rest) if rest.isdigit() and int(rest) < len(EXAMPLES) else 0
         await reply_with_answer(query.message, EXAMPLES[index], context)
+        return
+    if kind == "unsub":
+        if not await _may_manage(update, context):
+            await query.answer("Only the group's administrators can do that.", show_alert=True)
+            return
+        removed = await svc.run(
+            pushes.unsubscribe,
+            store,
+            update.effective_chat.id,
+            None,
+            int(rest) if rest.isdigit() else -1,
+        )
+        await query.answer("Unsubscribed." if removed else "Already unsubscribed.")
+        return
+    if kind == "about":
+        article = await svc.run(store.article, int(rest)) if rest.isdigit() else None
+        await query.answer()
+        if article and query.message:
+            await reply_with_answer(query.message, article.title, context)
         return
     answer_id_text, _, arg = rest.partition(":")
     saved = (
@@ -485,18 +663,36 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
         import cli
 
         loaded = answerer or await asyncio.to_thread(cli.open_answerer, settings, True)
-        app.bot_data["services"] = Services(
-            loaded, ThreadPoolExecutor(1, "talksbot-answer"), settings.telegram_typing_after
-        )
+        svc = Services(loaded, ThreadPoolExecutor(1, "talksbot-answer"), settings)
+        app.bot_data["services"] = svc
+        store = loaded.searcher.store
+        await svc.run(pushes.fan_out, store)  # first run sets the watermark: no backlog pushes
+        svc.deliverer = pushes.Deliverer(app.bot, store, svc.run, rate=settings.telegram_push_rate)
+        svc.delivery_task = asyncio.create_task(svc.deliverer.run_forever())
         await app.bot.set_my_commands(PRIVATE_COMMANDS, scope=BotCommandScopeAllPrivateChats())
         await app.bot.set_my_commands(GROUP_COMMANDS, scope=BotCommandScopeAllGroupChats())
         if app.job_queue:
-            app.job_queue.run_repeating(_refresh, interval=30, first=30)
+            app.job_queue.run_repeating(
+                _fan_out,
+                interval=settings.talksbot_fanout_interval,
+                first=settings.talksbot_fanout_interval,
+            )
+            app.job_queue.run_repeating(
+                _poll_feeds,
+                interval=settings.talksbot_feed_interval,
+                first=min(10.0, settings.talksbot_feed_interval),
+            )
         log.info(
             "talksbot ready as @%s with %d indexed sentences",
             app.bot.username,
             loaded.searcher.size,
         )
+
+    async def post_stop(app: Application) -> None:
+        svc: Services | None = app.bot_data.get("services")
+        if svc and svc.deliverer and svc.delivery_task:
+            svc.deliverer.stop()  # the message in flight is finished and marked, then it stops
+            await svc.delivery_task
 
     async def post_shutdown(app: Application) -> None:
         svc: Services | None = app.bot_data.get("services")
@@ -511,6 +707,7 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
         .rate_limiter(AIORateLimiter(overall_max_rate=settings.telegram_rate_limit, max_retries=5))
         .concurrent_updates(True)
         .post_init(post_init)
+        .post_stop(post_stop)
         .post_shutdown(post_shutdown)
         .build()
     )
@@ -524,6 +721,12 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
             CommandHandler("sources", sources),
             CommandHandler("latest", latest),
             CommandHandler("ask", ask_command),
+            # Subscriptions (in groups, admins only) and the administrators' sources.
+            CommandHandler("subscribe", subscribe_command),
+            CommandHandler("subscriptions", subscriptions_command),
+            CommandHandler("unsubscribe", unsubscribe_command),
+            CommandHandler("ingest", ingest_command),
+            CommandHandler("feeds", feeds_command),
             # Private chat: any text is a question.
             MessageHandler(private & filters.TEXT & ~filters.COMMAND, private_text),
             # Groups: only messages that mention the bot or reply to it.
@@ -538,11 +741,42 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
     return app
 
 
-async def _refresh(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Pick up articles that `talksbot ingest` added in another process."""
+async def _fan_out(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """New stories by any route (feed poll, /ingest, `talksbot ingest` in another process):
+    reload the index and queue pushes for subscribed chats."""
     svc = services(context)
     if await svc.run(svc.answerer.searcher.refresh):
         log.info("index reloaded: %d sentences", svc.answerer.searcher.size)
+    queued = await svc.run(pushes.fan_out, svc.answerer.searcher.store)
+    if queued and svc.deliverer:
+        log.info("queued %d pushes", queued)
+        svc.deliverer.wake.set()
+
+
+def _with_ingester(svc: Services, work):  # noqa: ANN001, ANN202
+    """Run ``work(store, ingester)`` on a store connection of its own (network-bound work stays
+    off the answering thread)."""
+    from index.ingest import Ingester
+    from index.store import Store
+
+    store = Store(svc.settings.data_dir)
+    try:
+        return work(store, Ingester(store, svc.answerer.searcher.embedder))
+    finally:
+        store.close()
+
+
+async def _poll_feeds(context: ContextTypes.DEFAULT_TYPE) -> None:
+    from index.feeds import list_feeds, poll_feeds
+
+    svc = services(context)
+    if not await svc.run(list_feeds, svc.answerer.searcher.store):
+        return
+    report = await asyncio.to_thread(_with_ingester, svc, poll_feeds)
+    for error in report.errors:
+        log.warning("feed poll: %s", error)
+    if report.added:
+        await _fan_out(context)
 
 
 def run_bot(settings: Settings) -> None:

@@ -50,24 +50,47 @@ def open_answerer(settings: Settings, quiet: bool = False):  # noqa: ANN201 - la
     return Answerer(Searcher.open(data_dir, backend, embedder=embedder))
 
 
-def run_ingest(settings: Settings, paths: list[Path], progress: bool | None = None):  # noqa: ANN201
+def open_ingester(settings: Settings):  # noqa: ANN201
+    """An Ingester on the configured store; a mismatched store is refused before the model loads."""
     from index.embed import load_embedder
     from index.ingest import Ingester, ingest_params
     from index.store import Store
 
     store = Store(settings.data_dir)
     try:
-        # Refuse a mismatched store before paying for the model.
         store.check_params(ingest_params(settings.talksbot_backend), write=False)
-        embedder = load_embedder(settings.talksbot_backend, settings.model_cache)
-        return Ingester(store, embedder).ingest_paths(paths, progress=progress)
-    finally:
+        return Ingester(store, load_embedder(settings.talksbot_backend, settings.model_cache))
+    except BaseException:
         store.close()
+        raise
+
+
+def run_ingest(
+    settings: Settings, paths: list[Path], progress: bool | None = None, urls: list[str] = ()
+):  # noqa: ANN201
+    from index.feeds import ingest_url
+
+    ingester = open_ingester(settings)
+    try:
+        report = ingester.ingest_paths(paths, progress=progress) if paths else None
+        for url in urls:
+            one = ingest_url(ingester.store, ingester, url)
+            if report is None:
+                report = one
+            else:
+                report.merge(one)
+        return report
+    finally:
+        ingester.store.close()
 
 
 # -- commands -------------------------------------------------------------------------------
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    report = run_ingest(settings, [Path(p) for p in args.paths])
+    from index.fetch import is_url
+
+    urls = [p for p in args.paths if is_url(p)]
+    files = [Path(p) for p in args.paths if not is_url(p)]
+    report = run_ingest(settings, files, urls=urls)
     for error in report.errors:
         _echo(f"talksbot: skipped {error}")
     print(report.summary())
@@ -132,6 +155,49 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
+    from index.feeds import add_feed, list_feeds, poll_feeds, remove_feed
+    from index.store import Store
+
+    if args.action == "poll":
+        ingester = open_ingester(settings)
+        try:
+            report = poll_feeds(ingester.store, ingester)
+        finally:
+            ingester.store.close()
+        for error in report.errors:
+            _echo(f"talksbot: {error}")
+        print(report.summary())
+        return 0
+    store = Store(settings.data_dir)
+    try:
+        if args.action == "add":
+            if not args.url:
+                raise CliError("feeds add needs a feed URL")
+            feed, n = add_feed(store, args.url)
+            print(f"added feed {feed.id}: {feed.title} ({n} entries now; polled by the bot)")
+        elif args.action == "remove":
+            if not args.url:
+                raise CliError("feeds remove needs a feed URL or id")
+            if not remove_feed(store, args.url):
+                raise CliError(f"no feed {args.url}")
+            print(f"removed {args.url}")
+        else:
+            feeds = list_feeds(store)
+            if not feeds:
+                print("no feeds; add one with: talksbot feeds add URL")
+            for f in feeds:
+                state = (
+                    f"error: {f.last_error}"
+                    if f.last_error
+                    else ("ok" if f.checked_at else "not polled yet")
+                )
+                print(f"{f.id:>3}  {f.url}  {f.title}  [{state}]")
+        return 0
+    finally:
+        store.close()
+
+
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     from index.store import Store
 
@@ -190,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="more detail")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the Telegram bot (or a console chat without a token)")
-    p = sub.add_parser("ingest", help="add articles from files or folders (.md, .txt, .html)")
+    p = sub.add_parser("ingest", help="add articles: files, folders (.md, .txt, .html) or URLs")
     p.add_argument("paths", nargs="+")
     p = sub.add_parser("ask", help="answer a question with citations")
     p.add_argument("question", nargs="*", help="the question; omit to read questions from stdin")
@@ -200,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
     sub.add_parser("stats", help="what the store holds").add_argument("--json", action="store_true")
+    p = sub.add_parser("feeds", help="RSS/Atom feeds the bot polls: list, add, remove, poll")
+    p.add_argument("action", choices=["list", "add", "remove", "poll"], nargs="?", default="list")
+    p.add_argument("url", nargs="?")
     return parser
 
 
@@ -209,6 +278,7 @@ COMMANDS = {
     "ask": cmd_ask,
     "eval": cmd_eval,
     "stats": cmd_stats,
+    "feeds": cmd_feeds,
 }
 
 

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     # Seconds between getUpdates calls when polling (0 in tests keeps them snappy).
     telegram_poll_interval: float = 0.0
     telegram_admin_ids: list[int] = Field(default_factory=list)
+    # Feeds are polled, and new stories fanned out to subscribers, every so many seconds.
+    talksbot_feed_interval: float = 600.0
+    talksbot_fanout_interval: float = 5.0
+    # Pushes per second across all chats (kept just under Telegram's ~30).
+    telegram_push_rate: float = 29.0
     # Seconds an answer may take before a "typing…" indicator is sent.
     telegram_typing_after: float = 0.5
     # Messages per second across all chats (Telegram allows about 30).

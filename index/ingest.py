@@ -6,6 +6,7 @@ killed at any moment leaves whole articles only, and running it again finishes t
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -36,6 +37,12 @@ class IngestReport:
     seconds: float = 0.0
     added_ids: list[int] = field(default_factory=list)
 
+    def merge(self, other: IngestReport) -> None:
+        for name in ("added", "updated", "unchanged", "duplicates", "sentences", "seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors += other.errors
+        self.added_ids += other.added_ids
+
     def summary(self) -> str:
         return (
             f"{self.added} articles added, {self.updated} updated, {self.unchanged} unchanged, "
@@ -58,10 +65,14 @@ def ingest_params(backend: str) -> dict:
 
 
 def article_keys(raw: RawArticle) -> list[str]:
-    """How an article is recognised again: its canonical URL, and last its source file."""
-    source = f"file:{Path(raw.source).resolve()}"
+    """How an article is recognised again: its canonical URL, and last its source (the file,
+    or for a fetched page the URL it came from)."""
     url = canonical_url(raw.url)
-    return [url, source] if url else [source]
+    if re.match(r"^https?://", raw.source):
+        source = canonical_url(raw.source)
+    else:
+        source = f"file:{Path(raw.source).resolve()}"
+    return list(dict.fromkeys([url, source])) if url else [source]
 
 
 class Ingester:

@@ -67,13 +67,52 @@ CREATE TABLE IF NOT EXISTS sentences (
 );
 CREATE INDEX IF NOT EXISTS sentences_article ON sentences(article_id, position);
 CREATE INDEX IF NOT EXISTS sentences_hash ON sentences(hash);
-CREATE TABLE IF NOT EXISTS answers (   -- answers shown in chats, so their buttons outlive restarts
+-- Answers shown in chats, so that their buttons outlive restarts.
+CREATE TABLE IF NOT EXISTS answers (
     id INTEGER PRIMARY KEY,
     created_at REAL NOT NULL,
     chat_id INTEGER,
     question TEXT NOT NULL,
     shown TEXT NOT NULL DEFAULT '[]'  -- JSON list of sentence ids currently shown
 );
+CREATE TABLE IF NOT EXISTS feeds (
+    id INTEGER PRIMARY KEY,
+    url TEXT NOT NULL UNIQUE,
+    title TEXT NOT NULL DEFAULT '',
+    added_at REAL NOT NULL,
+    checked_at REAL,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS feed_entries (   -- entries taken: a poll fetches only new ones
+    feed_id INTEGER NOT NULL REFERENCES feeds(id) ON DELETE CASCADE,
+    entry_key TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (feed_id, entry_key)
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id INTEGER PRIMARY KEY,
+    chat_id INTEGER NOT NULL,
+    topic TEXT NOT NULL DEFAULT '',     -- '' = all new coverage
+    vector BLOB,                        -- topic embedding (NULL for all)
+    created_at REAL NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (chat_id, topic)
+);
+CREATE TABLE IF NOT EXISTS deliveries (  -- the persistent push queue; one row per chat and story
+    id INTEGER PRIMARY KEY,
+    chat_id INTEGER NOT NULL,
+    article_id INTEGER NOT NULL,
+    subscription_id INTEGER,
+    body TEXT NOT NULL,                 -- JSON: what to say (rendered by the bot)
+    status TEXT NOT NULL DEFAULT 'pending',   -- pending, sent, failed
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    sent_at REAL,
+    error TEXT NOT NULL DEFAULT '',
+    UNIQUE (chat_id, article_id)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(status, next_at);
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY,
     created_at REAL NOT NULL,

@@ -1,0 +1,42 @@
+"""Which sentences of a story matter for a topic ("ceasefire terms", "Budapest summit")."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from index.store import Store
+
+TOPIC_MATCH = 0.4  # cosine a story's best sentence needs with a topic to be pushed for it
+
+
+def story_passages(
+    store: Store, article_id: int, topic: np.ndarray | None, k: int = 2
+) -> tuple[float, list[tuple[int, str]]]:
+    """(best cosine, up to ``k`` (sentence id, text) in reading order). With no topic: the
+    lead, the story's own summary; with one: the sentences closest to it by meaning."""
+    rows = store.db.execute(
+        "SELECT id, text, embedding FROM sentences WHERE article_id=? AND embedding IS NOT NULL "
+        "ORDER BY position",
+        (article_id,),
+    ).fetchall()
+    if not rows:
+        return 0.0, []
+    if topic is None:
+        return 1.0, [(r[0], r[1]) for r in rows[:k]]
+    vectors = np.vstack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+    scores = vectors @ (topic / max(float(np.linalg.norm(topic)), 1e-9))
+    best = sorted(np.argsort(-scores)[:k].tolist())
+    return float(scores.max()), [(rows[i][0], rows[i][1]) for i in best]
+
+
+def also_reported(store: Store, article_id: int) -> list[str]:
+    """Other outlets that ran the same story (stored once, recorded as "also reported by")."""
+    return [
+        r[0]
+        for r in store.db.execute(
+            "SELECT DISTINCT outlet FROM article_urls WHERE article_id=? AND kind='also_reported' "
+            "AND outlet != ''",
+            (article_id,),
+        )
+    ]
