@@ -257,7 +257,9 @@ class Deliverer:
         concurrency: int = 8,
     ) -> None:
         self.bot, self.store, self.run = bot, store, run
-        self.limiter = AsyncLimiter(rate, 1)
+        # One message every 1/rate seconds, no bursts: a burst would trip Telegram's per-second
+        # window even when the average is under it.
+        self.limiter = AsyncLimiter(1, 1 / rate)
         self.concurrency = concurrency
         self.wake = asyncio.Event()
         self.last_sent: dict[int, float] = {}

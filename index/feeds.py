@@ -7,7 +7,14 @@ from dataclasses import dataclass
 
 from index.fetch import FeedEntry, fetch_article, fetch_feed, is_url
 from index.ingest import Ingester, IngestReport
-from index.loaders import IngestError, RawArticle, clean_url, outlet_from_url, parse_html
+from index.loaders import (
+    IngestError,
+    RawArticle,
+    canonical_url,
+    clean_url,
+    outlet_from_url,
+    parse_html,
+)
 from index.search_index import rebuild
 from index.store import Store
 
@@ -95,7 +102,10 @@ def poll_feeds(store: Store, ingester: Ingester) -> IngestReport:
             if entry.key in seen or not entry.link:
                 continue
             try:
-                ingester.ingest_article(_entry_article(entry, feed), report)
+                if store.find_article_by_key(canonical_url(entry.link)) is not None:
+                    report.unchanged += 1  # a URL we hold already (tracking, AMP, www …)
+                else:
+                    ingester.ingest_article(_entry_article(entry, feed), report)
             except IngestError as exc:
                 report.errors.append(str(exc))
                 if "could not fetch" in str(exc):

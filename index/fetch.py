@@ -107,6 +107,9 @@ def parse_feed(body: bytes, url: str) -> tuple[str, list[FeedEntry]]:
             t = e.published_parsed
             published = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
         entries.append(FeedEntry(key, link, e.get("title", ""), published, content))
+    if parsed.bozo and not entries:
+        reason = str(parsed.get("bozo_exception", "")).splitlines()[0][:120]
+        raise IngestError(f"{url}: malformed feed XML ({reason or 'unreadable'})")
     return parsed.feed.get("title", "") or url, entries
 
 

@@ -33,6 +33,16 @@ def open_answerer(data_dir: Path) -> Answerer:
     return Answerer(Searcher.open(data_dir, "hash", embedder=HashEmbedder()))
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real model's int8 ONNX export, made once per test session."""
+    from index.embed import load_embedder
+
+    cache = tmp_path_factory.mktemp("models")
+    load_embedder("onnx-int8", cache)
+    return cache
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"

@@ -40,6 +40,9 @@ class FakeBotAPI:
     updates: list[dict] = field(default_factory=list)
     failures: dict[str, list[tuple[int, dict]]] = field(default_factory=dict)
     chats: dict[int, dict] = field(default_factory=dict)
+    blocked: set[int] = field(default_factory=set)  # chats that blocked the bot (403)
+    member_status: str = "administrator"  # what getChatMember says of any user
+    rate_limit: float = 0.0  # sendMessage calls allowed per second (0: no limit)
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
@@ -121,6 +124,32 @@ class FakeBotAPI:
         with self._cond:
             failure = self.failures.get(method)
             status, payload = failure.pop(0) if failure else (200, None)
+            if method == "sendMessage" and self.rate_limit and status == 200:
+                now = time.monotonic()
+                recent = [
+                    c
+                    for c in self.calls[-int(self.rate_limit) * 2 :]
+                    if c.method == method and c.status == 200 and now - c.at < 1.0
+                ]
+                if len(recent) >= self.rate_limit:
+                    status, payload = (
+                        429,
+                        {
+                            "ok": False,
+                            "error_code": 429,
+                            "description": "Too Many Requests: retry after 1",
+                            "parameters": {"retry_after": 1},
+                        },
+                    )
+            if method == "sendMessage" and int(params.get("chat_id", 0)) in self.blocked:
+                status, payload = (
+                    403,
+                    {
+                        "ok": False,
+                        "error_code": 403,
+                        "description": "Forbidden: bot was blocked by the user",
+                    },
+                )
         if payload is None and method == "getUpdates":
             self._record(Call(method, params, time.monotonic(), status))
             return 200, {"ok": True, "result": self._get_updates(params)}
@@ -158,6 +187,29 @@ class FakeBotAPI:
     def _result(self, method: str, params: dict) -> object:
         if method == "getMe":
             return BOT
+        if method == "getChatMember":
+            return {
+                "status": self.member_status,
+                "user": {**USER, "id": int(params["user_id"])},
+                **(
+                    {
+                        "can_be_edited": False,
+                        "is_anonymous": False,
+                        "can_manage_chat": True,
+                        "can_delete_messages": True,
+                        "can_manage_video_chats": True,
+                        "can_restrict_members": True,
+                        "can_promote_members": False,
+                        "can_change_info": True,
+                        "can_invite_users": True,
+                        "can_post_stories": True,
+                        "can_edit_stories": True,
+                        "can_delete_stories": True,
+                    }
+                    if self.member_status == "administrator"
+                    else {}
+                ),
+            }
         if method in ("sendMessage", "editMessageText"):
             chat_id = int(params["chat_id"])
             message = {

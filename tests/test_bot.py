@@ -22,16 +22,21 @@ ALLOWED_TAGS = {"b", "i", "a", "blockquote", "code"}
 
 
 class BotProcess:
-    def __init__(self, data_dir: Path, api: FakeBotAPI, base_url: str) -> None:
+    def __init__(
+        self, data_dir: Path, api: FakeBotAPI, base_url: str, backend: str = "hash", **env: str
+    ) -> None:
         self.data_dir, self.api, self.base_url = data_dir, api, base_url
+        self.backend, self.env = backend, env
         self.proc: subprocess.Popen | None = None
         self.log = data_dir.parent / "bot.log"
 
     def start(self) -> None:
         env = cli_env(
             self.data_dir,
+            self.backend,
             TELEGRAM_BOT_TOKEN=self.api.token,
             TELEGRAM_API_BASE_URL=self.base_url,
+            **self.env,
         )
         polls = len(self.api.calls_to("getUpdates"))
         self.proc = subprocess.Popen(

@@ -12,13 +12,6 @@ from tests.conftest import CORPUS, run_cli
 pytestmark = pytest.mark.model
 
 
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cache = tmp_path_factory.mktemp("models")
-    load_embedder("onnx-int8", cache)  # exports once for the whole session
-    return cache
-
-
 def test_onnx_embeddings_match_sentence_transformers(model_cache: Path) -> None:
     texts = [
         "The second day of talks in Geneva ended after just two hours.",

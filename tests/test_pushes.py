@@ -1,0 +1,277 @@
+"""Subscriptions and pushes: fan-out rules, and the running bot delivering them."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pushes
+from index.embed import HashEmbedder
+from index.store import Store
+from tests.conftest import CORPUS, ingest, run_cli
+from tests.fake_telegram import FakeBotAPI
+from tests.fake_web import FakeWeb, article_html, rss
+from tests.stories import POWER, SANCTIONS
+from tests.test_bot import BotProcess, ask
+
+
+def write_story(folder: Path, name: str, story: tuple, outlet: str = "Atomic Watch") -> Path:
+    title, paragraphs = story
+    path = folder / f"{name}.md"
+    path.write_text(
+        f"---\ntitle: {title}\nurl: https://{outlet.replace(' ', '').lower()}.example/{name}\n"
+        f"published: 2026-02-26\noutlet: {outlet}\n---\n\n" + "\n\n".join(paragraphs) + "\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("topic", "ok"),
+    [("", True), ("x", False), ("ab", False), ("ceasefire terms", True), ("y" * 500, False)],
+)
+def test_topic_bounds(topic: str, ok: bool) -> None:
+    if ok:
+        assert pushes.normalise_topic(topic) == topic
+    else:
+        with pytest.raises(pushes.SubscriptionError, match="at least 3|under 100"):
+            pushes.normalise_topic(topic)
+
+
+def test_fan_out_rules(data_dir: Path, tmp_path: Path) -> None:
+    ingest(data_dir, CORPUS)
+    store = Store(data_dir)
+    assert pushes.fan_out(store) == 0  # the first run only sets the watermark: no backlog
+    embedder = HashEmbedder()
+    power_sentence = POWER[1][1]
+    assert pushes.subscribe(store, 1, "", None)
+    assert not pushes.subscribe(store, 1, "", None)  # already active
+    pushes.subscribe(store, 2, "repairs during ceasefire", embedder.embed([power_sentence])[0])
+    pushes.subscribe(store, 3, "tanker sanctions", embedder.embed([SANCTIONS[1][0]])[0])
+    pushes.subscribe(store, 4, "", None)
+    assert pushes.unsubscribe(store, 4) == 1
+    folder = tmp_path / "new"
+    folder.mkdir()
+    ingest(data_dir, write_story(folder, "power", POWER))
+    assert pushes.fan_out(store) == 2  # chat 1 (all) and chat 2 (topic); 3 off topic; 4 gone
+    assert pushes.fan_out(store) == 0  # nothing twice
+    rows = store.db.execute("SELECT chat_id, body FROM deliveries ORDER BY chat_id").fetchall()
+    assert [r[0] for r in rows] == [1, 2]
+    body = json.loads(rows[1][1])
+    assert body["topic"] == "repairs during ceasefire"
+    assert power_sentence in [p["text"] for p in body["passages"]]
+    assert len(body["passages"]) <= 2
+    html = pushes.push_html(body)
+    assert html.startswith("🆕 <b><a href=") and "<blockquote>" in html
+    # A subscription made after a story arrived does not get that story.
+    pushes.subscribe(store, 5, "", None)
+    ingest(data_dir, write_story(folder, "sanctions", SANCTIONS, outlet="Brussels Desk"))
+    assert pushes.fan_out(store) == 3  # chats 1, 3 and 5, not 2 (off topic)
+
+
+def subscriptions(data_dir: Path) -> dict[int, int]:
+    db = sqlite3.connect(data_dir / "talksbot.db")
+    try:
+        return dict(db.execute("SELECT chat_id, active FROM subscriptions"))
+    finally:
+        db.close()
+
+
+@pytest.mark.model
+def test_subscribe_new_feed_entry_one_push_per_chat(tmp_path: Path, model_cache: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = {"TALKSBOT_MODEL_CACHE": str(model_cache)}
+    assert run_cli(data_dir, "ingest", str(CORPUS), backend="onnx-int8", **env).returncode == 0
+    web, api = FakeWeb(), FakeBotAPI()
+    web.start()
+    feed = web.put("/feed.xml", rss([]), content_type="application/rss+xml")
+    assert run_cli(data_dir, "feeds", "add", feed, backend="onnx-int8", **env).returncode == 0
+    bot = BotProcess(
+        data_dir,
+        api,
+        api.start(),
+        "onnx-int8",
+        TALKSBOT_FEED_INTERVAL="1",
+        TALKSBOT_FANOUT_INTERVAL="0.5",
+        **env,
+    )
+    try:
+        bot.start()
+        for chat, command in [
+            (101, "/subscribe"),
+            (102, "/subscribe nuclear plant repairs"),
+            (103, "/subscribe oil tanker sanctions"),
+            (104, "/subscribe"),
+        ]:
+            assert (
+                "Subscribed"
+                in ask(api, api.message(command, chat_id=chat), chat_id=chat).params["text"]
+            )
+        too_short = ask(api, api.message("/subscribe x", chat_id=105), chat_id=105)
+        assert "at least 3" in too_short.params["text"]
+        api.blocked.add(104)
+        # A new story appears in the feed, then copies of it under other URLs and outlets.
+        title, paragraphs = POWER
+        page = web.put(
+            "/world/power", article_html(title, "Atomic Watch", "2026-02-26", paragraphs)
+        )
+        web.put("/feed.xml", rss([("Power", page)]), content_type="application/rss+xml")
+        first = api.wait_for(
+            "sendMessage",
+            lambda c: str(c.params["chat_id"]) == "101" and "🆕" in c.params["text"],
+            timeout=60,
+        )
+        api.wait_for(
+            "sendMessage",
+            lambda c: str(c.params["chat_id"]) == "102" and "🆕" in c.params["text"],
+            timeout=30,
+        )
+        reprint = web.put("/wire/9", article_html(title, "Wire Daily", "2026-02-26", paragraphs))
+        web.put(
+            "/feed.xml",
+            rss([("Power", page), ("Again", page + "?utm_source=rss"), ("Reprint", reprint)]),
+            content_type="application/rss+xml",
+        )
+        time.sleep(4)  # several polls and fan-outs
+        pushes_sent = [
+            c
+            for c in api.calls_to("sendMessage")
+            if c.status == 200 and "🆕" in c.params.get("text", "")
+        ]
+        assert sorted(int(c.params["chat_id"]) for c in pushes_sent) == [101, 102]
+        text = first.params["text"]
+        assert title in text and "Atomic Watch · 2026-02-26" in text and "<blockquote>" in text
+        buttons = [
+            b["text"] for row in first.params["reply_markup"]["inline_keyboard"] for b in row
+        ]
+        assert buttons == ["Ask about this", "Unsubscribe"]
+        # The chat that blocked the bot is retired, not retried.
+        assert subscriptions(data_dir)[104] == 0
+        assert (
+            len(
+                [
+                    c
+                    for c in api.calls_to("sendMessage")
+                    if str(c.params["chat_id"]) == "104" and c.status == 403
+                ]
+            )
+            == 1
+        )
+        # "Ask about this" answers about the story; "Unsubscribe" ends the subscription.
+        message = api.sent_message(first)
+        about = ask(
+            api,
+            api.callback(
+                first.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"], message
+            ),
+            chat_id=101,
+        )
+        assert "nuclear" in about.params["text"].lower()
+        unsub = first.params["reply_markup"]["inline_keyboard"][0][1]["callback_data"]
+        ask(api, api.callback(unsub, message), method="answerCallbackQuery", text="Unsubscribed.")
+        assert subscriptions(data_dir)[101] == 0
+        listing = ask(api, api.message("/subscriptions", chat_id=102), chat_id=102)
+        assert "nuclear plant repairs" in listing.params["text"]
+    finally:
+        bot.stop()
+        api.stop()
+        web.stop()
+
+
+def test_restart_mid_delivery_and_429_storm(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ingest(data_dir, CORPUS)
+    store = Store(data_dir)
+    chats = list(range(5000, 5040))
+    for chat in chats:
+        pushes.subscribe(store, chat, "", None)
+    store.close()
+    api = FakeBotAPI()
+    bot = BotProcess(
+        data_dir, api, api.start(), TALKSBOT_FANOUT_INTERVAL="0.3", TELEGRAM_PUSH_RATE="10"
+    )
+    folder = tmp_path / "new"
+    folder.mkdir()
+    try:
+        bot.start()
+        for _ in range(4):  # a 429 storm in the middle of the run
+            api.fail_next(
+                "sendMessage",
+                429,
+                {
+                    "ok": False,
+                    "error_code": 429,
+                    "description": "Too Many Requests: retry after 1",
+                    "parameters": {"retry_after": 1},
+                },
+            )
+        # A story ingested by another process while the bot runs.
+        assert run_cli(data_dir, "ingest", str(write_story(folder, "s", SANCTIONS))).returncode == 0
+        api.wait_for(
+            "sendMessage", lambda c: c.status == 200 and "🆕" in c.params["text"], timeout=30
+        )
+        time.sleep(1.0)
+        assert bot.stop(signal.SIGTERM) == 0  # mid-delivery
+        delivered = {
+            int(c.params["chat_id"]) for c in api.calls_to("sendMessage") if c.status == 200
+        }
+        assert 0 < len(delivered) < len(chats)
+        bot.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ok = [int(c.params["chat_id"]) for c in api.calls_to("sendMessage") if c.status == 200]
+            if set(ok) >= set(chats):
+                break
+            time.sleep(0.2)
+        ok = [int(c.params["chat_id"]) for c in api.calls_to("sendMessage") if c.status == 200]
+        assert sorted(ok) == chats  # every chat exactly once: nothing lost, nothing twice
+        assert len([c for c in api.calls_to("sendMessage") if c.status == 429]) == 4
+        db = sqlite3.connect(data_dir / "talksbot.db")
+        assert db.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status").fetchall() == [
+            ("sent", len(chats))
+        ]
+    finally:
+        if bot.proc and bot.proc.poll() is None:
+            bot.stop()
+        api.stop()
+
+
+def test_group_subscriptions_need_an_admin(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ingest(data_dir, CORPUS)
+    api = FakeBotAPI()
+    bot = BotProcess(data_dir, api, api.start())
+    try:
+        bot.start()
+        api.member_status = "member"
+        reply = ask(
+            api,
+            api.message("/subscribe ceasefire terms", chat_id=-900, chat_type="supergroup"),
+            chat_id=-900,
+        )
+        assert "Only this group's administrators" in reply.params["text"]
+        api.member_status = "administrator"
+        reply = ask(
+            api,
+            api.message("/subscribe ceasefire terms", chat_id=-900, chat_type="supergroup"),
+            chat_id=-900,
+        )
+        assert "Subscribed" in reply.params["text"]
+        assert subscriptions(data_dir) == {-900: 1}
+    finally:
+        bot.stop()
+        api.stop()
+
+
+def test_topic_vectors_are_stored(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    store = Store(data_dir)
+    vector = np.arange(4, dtype=np.float32)
+    pushes.subscribe(store, 1, "abc", vector)
+    blob = store.db.execute("SELECT vector FROM subscriptions").fetchone()[0]
+    assert np.array_equal(np.frombuffer(blob, dtype=np.float32), vector)
