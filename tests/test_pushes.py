@@ -275,3 +275,44 @@ def test_topic_vectors_are_stored(tmp_path: Path) -> None:
     pushes.subscribe(store, 1, "abc", vector)
     blob = store.db.execute("SELECT vector FROM subscriptions").fetchone()[0]
     assert np.array_equal(np.frombuffer(blob, dtype=np.float32), vector)
+
+
+def test_admin_ingest_and_feeds_from_telegram(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ingest(data_dir, CORPUS)
+    web, api = FakeWeb(), FakeBotAPI()
+    web.start()
+    bot = BotProcess(data_dir, api, api.start(), TELEGRAM_ADMIN_IDS="[42]",
+                     TALKSBOT_FANOUT_INTERVAL="0.3")
+    outsider = {"id": 7, "is_bot": False, "first_name": "Eve"}
+    try:
+        bot.start()
+        title, paragraphs = SANCTIONS
+        page = web.put("/s", article_html(title, "Brussels Desk", "2026-02-25", paragraphs))
+        refused = ask(api, api.message(f"/ingest {page}", chat_id=7, user=outsider), chat_id=7)
+        assert "Only the bot's administrators" in refused.params["text"]
+        assert "Subscribed" in ask(api, api.message("/subscribe", chat_id=42),
+                                   chat_id=42).params["text"]
+        start = time.monotonic()
+        api.push(api.message(f"/ingest {page}"))
+        summary = api.wait_for("sendMessage", lambda c: c.at >= start
+                               and "articles added" in c.params.get("text", ""))
+        assert summary.params["text"].startswith("1 articles added")
+        push = api.wait_for("sendMessage", lambda c: c.at >= start
+                            and c.params.get("text", "").startswith("🆕"))
+        assert title in push.params["text"]
+        bad = ask(api, api.message(f"/ingest {web.base}/missing"), chat_id=42)
+        assert "HTTP 404" in bad.params["text"]
+        feed = web.put("/f.xml", rss([("S", page)]), content_type="application/rss+xml")
+        added = ask(api, api.message(f"/feeds add {feed}"), chat_id=42)
+        assert "Added feed 1" in added.params["text"]
+        not_feed = ask(api, api.message(f"/feeds add {page}"), chat_id=42)
+        assert "not an RSS or Atom feed" in not_feed.params["text"]
+        listed = ask(api, api.message("/feeds"), chat_id=42)
+        assert feed in listed.params["text"]
+        removed = ask(api, api.message("/feeds remove 1"), chat_id=42)
+        assert "Removed" in removed.params["text"]
+    finally:
+        bot.stop()
+        api.stop()
+        web.stop()
