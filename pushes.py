@@ -9,6 +9,7 @@ accepts it, so a restart resumes the queue with nothing lost and nothing sent tw
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import html
@@ -33,6 +34,7 @@ log = logging.getLogger("talksbot.pushes")
 MIN_TOPIC_CHARS, MAX_TOPIC_CHARS = 3, 100
 MAX_ATTEMPTS = 6
 PER_CHAT_GAP = 1.0  # seconds between two messages to one chat
+WINDOW_SECONDS = 1.0
 WATERMARK = "fanout_article_id"
 
 
@@ -258,8 +260,11 @@ class Deliverer:
     ) -> None:
         self.bot, self.store, self.run = bot, store, run
         # One message every 1/rate seconds, no bursts: a burst would trip Telegram's per-second
-        # window even when the average is under it.
+        # window even when the average is under it. And never more than ``rate`` in any second
+        # (jitter in the event loop can bunch sends that the limiter spaced out).
         self.limiter = AsyncLimiter(1, 1 / rate)
+        self.window_cap = max(1, int(rate))
+        self.window: collections.deque[float] = collections.deque()
         self.concurrency = concurrency
         self.wake = asyncio.Event()
         self.last_sent: dict[int, float] = {}
@@ -298,6 +303,16 @@ class Deliverer:
         await asyncio.gather(*(worker() for _ in range(self.concurrency)))
         return len(batch)
 
+    async def _window_slot(self) -> None:
+        while True:
+            now = time.monotonic()
+            while self.window and now - self.window[0] >= WINDOW_SECONDS:
+                self.window.popleft()
+            if len(self.window) < self.window_cap:
+                self.window.append(now)
+                return
+            await asyncio.sleep(self.window[0] + WINDOW_SECONDS - now)
+
     async def _send(self, d: Delivery) -> None:
         wait = max(
             self.paused_until - time.monotonic(),
@@ -307,6 +322,7 @@ class Deliverer:
             await asyncio.sleep(wait)
         self.last_sent[d.chat_id] = time.monotonic()
         async with self.limiter:
+            await self._window_slot()
             try:
                 await self.bot.send_message(
                     d.chat_id,
