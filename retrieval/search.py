@@ -18,7 +18,7 @@ from index.store import ArticleRow, Store
 DENSE_POOL = 100
 BM25_POOL = 100
 # Score = cosine + BM25_WEIGHT * BM25/max(BM25) + PREV_WEIGHT * (score of the sentence before)
-#       + ANSWER_TYPE_BOOST (a number for "how many", a date for "when")
+#       + ANSWER_TYPE_BOOST (a number for "how many", a date for "when", a cause for "why")
 #       + SOURCE_WEIGHT * (share of the question's IDF found in the article's title/outlet/URL).
 # Tuned on the dev questions as a whole; see benchmarks/quality.py.
 BM25_WEIGHT = 0.2
@@ -38,7 +38,8 @@ _DATE = re.compile(
     r"\b(19|20)\d\d\b|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d"
     r"|\d{1,2} (jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
     r"|\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b|\d ?(am|pm)\b"
-    r"|\b(yesterday|today|tomorrow|last week|this week|next week|early|late|mid)\b",
+    r"|\b(yesterday|today|tomorrow|last week|this week|next week|early|late|mid)\b"
+    r"|\b(january|february|march|april|june|july|august|september|october|november|december)\b",
     re.I,
 )
 _ASKS_NUMBER = re.compile(
@@ -51,12 +52,23 @@ _ASKS_DATE = re.compile(
 )
 
 
+_CAUSE = re.compile(
+    r"\b(because|due to|as a result|in order to|so that|to allow|to enable|aimed at|in response"
+    r"|following|leverage|retaliat\w*|linked|reason|amid|citing|after)\b",
+    re.I,
+)
+ANSWER_PATTERNS = {"number": _NUMBER, "date": _DATE, "cause": _CAUSE}
+
+
 def answer_type(question: str) -> str:
-    """ "number", "date" or "" : what kind of answer the question asks for."""
+    """What kind of answer the question asks for, "number", "date", "cause" or "" (classic
+    answer-type matching: a "how many" answer holds a number, a "why" answer a cause)."""
     if _ASKS_NUMBER.search(question):
         return "number"
     if _ASKS_DATE.search(question):
         return "date"
+    if re.match(r"^\s*why\b", question, re.I):
+        return "cause"
     return ""
 
 
@@ -176,7 +188,7 @@ class Searcher:
             base = dense + BM25_WEIGHT * lexical
             kind = answer_type(question)
             if kind:
-                pattern = _NUMBER if kind == "number" else _DATE
+                pattern = ANSWER_PATTERNS[kind]
                 base = base + ANSWER_TYPE_BOOST * np.array(
                     [bool(pattern.search(rows[r].text)) for r in wanted], np.float32
                 )

@@ -282,8 +282,9 @@ def test_admin_ingest_and_feeds_from_telegram(tmp_path: Path) -> None:
     ingest(data_dir, CORPUS)
     web, api = FakeWeb(), FakeBotAPI()
     web.start()
-    bot = BotProcess(data_dir, api, api.start(), TELEGRAM_ADMIN_IDS="[42]",
-                     TALKSBOT_FANOUT_INTERVAL="0.3")
+    bot = BotProcess(
+        data_dir, api, api.start(), TELEGRAM_ADMIN_IDS="[42]", TALKSBOT_FANOUT_INTERVAL="0.3"
+    )
     outsider = {"id": 7, "is_bot": False, "first_name": "Eve"}
     try:
         bot.start()
@@ -291,15 +292,19 @@ def test_admin_ingest_and_feeds_from_telegram(tmp_path: Path) -> None:
         page = web.put("/s", article_html(title, "Brussels Desk", "2026-02-25", paragraphs))
         refused = ask(api, api.message(f"/ingest {page}", chat_id=7, user=outsider), chat_id=7)
         assert "Only the bot's administrators" in refused.params["text"]
-        assert "Subscribed" in ask(api, api.message("/subscribe", chat_id=42),
-                                   chat_id=42).params["text"]
+        assert (
+            "Subscribed"
+            in ask(api, api.message("/subscribe", chat_id=42), chat_id=42).params["text"]
+        )
         start = time.monotonic()
         api.push(api.message(f"/ingest {page}"))
-        summary = api.wait_for("sendMessage", lambda c: c.at >= start
-                               and "articles added" in c.params.get("text", ""))
+        summary = api.wait_for(
+            "sendMessage", lambda c: c.at >= start and "articles added" in c.params.get("text", "")
+        )
         assert summary.params["text"].startswith("1 articles added")
-        push = api.wait_for("sendMessage", lambda c: c.at >= start
-                            and c.params.get("text", "").startswith("🆕"))
+        push = api.wait_for(
+            "sendMessage", lambda c: c.at >= start and c.params.get("text", "").startswith("🆕")
+        )
         assert title in push.params["text"]
         bad = ask(api, api.message(f"/ingest {web.base}/missing"), chat_id=42)
         assert "HTTP 404" in bad.params["text"]
