@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from telegram import (
+    Bot,
     BotCommand,
     BotCommandScopeAllGroupChats,
     BotCommandScopeAllPrivateChats,
@@ -39,6 +40,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 import pushes
 from config import Settings
@@ -82,6 +84,7 @@ class Services:
     executor: ThreadPoolExecutor  # one worker: retrieval and SQLite stay on one thread
     settings: Settings
     deliverer: pushes.Deliverer | None = None
+    push_bot: Bot | None = None
     delivery_task: asyncio.Task | None = None
 
     async def run(self, fn, *args, **kwargs):  # noqa: ANN001, ANN201
@@ -667,7 +670,17 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
         app.bot_data["services"] = svc
         store = loaded.searcher.store
         await svc.run(pushes.fan_out, store)  # first run sets the watermark: no backlog pushes
-        svc.deliverer = pushes.Deliverer(app.bot, store, svc.run, rate=settings.telegram_push_rate)
+        # Pushes go through a Bot of their own, paced by the Deliverer (which must see 429s).
+        svc.push_bot = Bot(
+            token,
+            base_url=settings.telegram_api_base_url,
+            base_file_url=settings.telegram_api_file_url,
+            request=HTTPXRequest(connection_pool_size=16),
+        )
+        await svc.push_bot.initialize()
+        svc.deliverer = pushes.Deliverer(
+            svc.push_bot, store, svc.run, rate=settings.telegram_push_rate
+        )
         svc.delivery_task = asyncio.create_task(svc.deliverer.run_forever())
         await app.bot.set_my_commands(PRIVATE_COMMANDS, scope=BotCommandScopeAllPrivateChats())
         await app.bot.set_my_commands(GROUP_COMMANDS, scope=BotCommandScopeAllGroupChats())
@@ -693,6 +706,8 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
         if svc and svc.deliverer and svc.delivery_task:
             svc.deliverer.stop()  # the message in flight is finished and marked, then it stops
             await svc.delivery_task
+        if svc and svc.push_bot:
+            await svc.push_bot.shutdown()
 
     async def post_shutdown(app: Application) -> None:
         svc: Services | None = app.bot_data.get("services")

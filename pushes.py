@@ -34,6 +34,7 @@ log = logging.getLogger("talksbot.pushes")
 MIN_TOPIC_CHARS, MAX_TOPIC_CHARS = 3, 100
 MAX_ATTEMPTS = 6
 PER_CHAT_GAP = 1.0  # seconds between two messages to one chat
+GROUP_GAP = 3.0  # a group takes 20 messages a minute
 WINDOW_SECONDS = 1.0
 WATERMARK = "fanout_article_id"
 
@@ -247,8 +248,10 @@ def _seconds(value: object) -> float:
 
 
 class Deliverer:
-    """Sends due deliveries: under ``rate`` messages/s overall, one per chat per second, waits
-    out RetryAfter, retries transient errors with backoff, retires chats that are gone."""
+    """Sends due deliveries: under ``rate`` messages/s overall, one per chat per second (20 a
+    minute per group), waits out RetryAfter, retries transient errors with backoff, retires
+    chats that are gone. Give it a ``Bot`` without a rate limiter of its own: this class is the
+    rate limiter for pushes, and must see each RetryAfter itself."""
 
     def __init__(
         self,
@@ -263,6 +266,7 @@ class Deliverer:
         # window even when the average is under it. And never more than ``rate`` in any second
         # (jitter in the event loop can bunch sends that the limiter spaced out).
         self.limiter = AsyncLimiter(1, 1 / rate)
+        self.gate = asyncio.Lock()
         self.window_cap = max(1, int(rate))
         self.window: collections.deque[float] = collections.deque()
         self.concurrency = concurrency
@@ -314,50 +318,51 @@ class Deliverer:
             await asyncio.sleep(self.window[0] + WINDOW_SECONDS - now)
 
     async def _send(self, d: Delivery) -> None:
-        wait = max(
-            self.paused_until - time.monotonic(),
-            self.last_sent.get(d.chat_id, 0) + PER_CHAT_GAP - time.monotonic(),
-        )
+        gap = GROUP_GAP if d.chat_id < 0 else PER_CHAT_GAP
+        wait = self.last_sent.get(d.chat_id, 0) + gap - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
         self.last_sent[d.chat_id] = time.monotonic()
-        async with self.limiter:
+        # One sender at a time takes its slot: a pause (429) is waited out, then the spacing
+        # and the per-second cap apply, so nothing that waited goes out in a burst afterwards.
+        async with self.gate:
+            while (pause := self.paused_until - time.monotonic()) > 0:
+                await asyncio.sleep(pause)
+            await self.limiter.acquire()
             await self._window_slot()
-            try:
-                await self.bot.send_message(
-                    d.chat_id,
-                    push_html(d.body),
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=push_keyboard(d.article_id, d.body.get("subscription_id")),
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
-                )
-            except RetryAfter as exc:
-                pause = _seconds(exc.retry_after)
-                self.paused_until = max(self.paused_until, time.monotonic() + pause)
+        try:
+            await self.bot.send_message(
+                d.chat_id,
+                push_html(d.body),
+                parse_mode=ParseMode.HTML,
+                reply_markup=push_keyboard(d.article_id, d.body.get("subscription_id")),
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        except RetryAfter as exc:
+            pause = _seconds(exc.retry_after)
+            self.paused_until = max(self.paused_until, time.monotonic() + pause)
+            await self.run(mark, self.store, d.id, "pending", "retry after", time.time() + pause)
+            return
+        except Forbidden as exc:
+            await self.run(retire_chat, self.store, d.chat_id, f"forbidden: {exc.message}")
+            return
+        except ChatMigrated as exc:
+            await self.run(mark, self.store, d.id, "failed", f"migrated to {exc.new_chat_id}")
+            return
+        except BadRequest as exc:
+            if "chat not found" in exc.message.lower():
+                await self.run(retire_chat, self.store, d.chat_id, "chat not found")
+            else:
+                await self.run(mark, self.store, d.id, "failed", exc.message)
+            return
+        except NetworkError as exc:  # includes TimedOut and 5xx answers
+            attempts = d.attempts + 1
+            if attempts >= MAX_ATTEMPTS:
+                await self.run(mark, self.store, d.id, "failed", str(exc), 0, True)
+            else:
+                backoff = min(300.0, 2.0**attempts)
                 await self.run(
-                    mark, self.store, d.id, "pending", "retry after", time.time() + pause
+                    mark, self.store, d.id, "pending", str(exc), time.time() + backoff, True
                 )
-                return
-            except Forbidden as exc:
-                await self.run(retire_chat, self.store, d.chat_id, f"forbidden: {exc.message}")
-                return
-            except ChatMigrated as exc:
-                await self.run(mark, self.store, d.id, "failed", f"migrated to {exc.new_chat_id}")
-                return
-            except BadRequest as exc:
-                if "chat not found" in exc.message.lower():
-                    await self.run(retire_chat, self.store, d.chat_id, "chat not found")
-                else:
-                    await self.run(mark, self.store, d.id, "failed", exc.message)
-                return
-            except NetworkError as exc:  # includes TimedOut and 5xx answers
-                attempts = d.attempts + 1
-                if attempts >= MAX_ATTEMPTS:
-                    await self.run(mark, self.store, d.id, "failed", str(exc), 0, True)
-                else:
-                    backoff = min(300.0, 2.0**attempts)
-                    await self.run(
-                        mark, self.store, d.id, "pending", str(exc), time.time() + backoff, True
-                    )
-                return
+            return
         await self.run(mark, self.store, d.id, "sent")

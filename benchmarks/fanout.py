@@ -106,6 +106,11 @@ def main() -> int:
             proc.wait(timeout=30)
             api.stop()
         calls = api.calls_to("sendMessage")
+        if os.environ.get("FANOUT_TRACE"):
+            for i, c in enumerate(calls):
+                if c.status == 429:
+                    window = [x for x in calls[max(0, i - 40) : i] if c.at - x.at < 1.0]
+                    print(f"429 at {c.at - first:.2f}s, {len(window)} sends in the second before")
         ok = [c for c in calls if c.status == 200]
         delivered = [int(c.params["chat_id"]) for c in ok]
         seconds = max(c.at for c in ok) - first
