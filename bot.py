@@ -413,9 +413,13 @@ async def unsubscribe_command(update: Update, context: ContextTypes.DEFAULT_TYPE
         await message.reply_text("There was no such subscription. /subscriptions lists them.")
 
 
-def _is_admin(update: Update, settings: Settings) -> bool:
+async def _admin_only(update: Update, svc: Services) -> bool:
+    """True for the bot's administrators (``TELEGRAM_ADMIN_IDS``); tells anyone else no."""
     user = update.effective_user
-    return bool(user and user.id in settings.telegram_admin_ids)
+    if user and user.id in svc.settings.telegram_admin_ids:
+        return True
+    await update.effective_message.reply_text("Only the bot's administrators can manage sources.")
+    return False
 
 
 async def ingest_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -424,8 +428,7 @@ async def ingest_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
 
     svc = services(context)
     message = update.effective_message
-    if not _is_admin(update, svc.settings):
-        await message.reply_text("Only the bot's administrators can add sources.")
+    if not await _admin_only(update, svc):
         return
     if not context.args:
         await message.reply_text("Usage: /ingest https://example.org/article")
@@ -445,8 +448,7 @@ async def feeds_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
 
     svc = services(context)
     message = update.effective_message
-    if not _is_admin(update, svc.settings):
-        await message.reply_text("Only the bot's administrators can manage feeds.")
+    if not await _admin_only(update, svc):
         return
     args = context.args or []
     store = svc.answerer.searcher.store

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,29 +29,23 @@ from index.ingest import Ingester  # noqa: E402
 from index.store import Store  # noqa: E402
 from retrieval.evaluate import load_questions  # noqa: E402
 from tests.fake_telegram import FakeBotAPI  # noqa: E402
+from tests.test_bot import BotProcess  # noqa: E402
 
 
 def run_load(
     data_dir: Path, models: Path, questions: list[str], rate: float, seconds: float, limit: float
 ) -> dict:
     api = FakeBotAPI()
-    base_url = api.start()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TALKSBOT_", "TELEGRAM_"))},
-        "TALKSBOT_DATA_DIR": str(data_dir),
-        "TALKSBOT_MODEL_CACHE": str(models),
-        "TELEGRAM_BOT_TOKEN": api.token,
-        "TELEGRAM_API_BASE_URL": base_url,
-        "TELEGRAM_RATE_LIMIT": str(limit),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bot.py")],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    bot = BotProcess(
+        data_dir,
+        api,
+        api.start(),
+        "onnx-int8",
+        TALKSBOT_MODEL_CACHE=str(models),
+        TELEGRAM_RATE_LIMIT=str(limit),
     )
     try:
-        api.wait_for("getUpdates", timeout=120)
+        bot.start()
         # Warm up.
         for i in range(5):
             api.push(api.message(questions[i], chat_id=10_000_000 + i))
@@ -93,11 +85,7 @@ def run_load(
             "p95": float(np.percentile(latencies, 95)) if latencies else float("nan"),
         }
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        bot.stop()
         api.stop()
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +24,7 @@ from index.embed import HashEmbedder  # noqa: E402
 from index.ingest import Ingester  # noqa: E402
 from index.store import Store  # noqa: E402
 from tests.fake_telegram import FakeBotAPI  # noqa: E402
+from tests.test_bot import BotProcess  # noqa: E402
 
 ALLOWED = 30.0
 STORY = """---
@@ -59,22 +58,9 @@ def main() -> int:
                 [(c, time.time()) for c in chats],
             )
         api = FakeBotAPI(rate_limit=ALLOWED)
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("TALKSBOT_", "TELEGRAM_"))},
-            "TALKSBOT_DATA_DIR": str(data_dir),
-            "TALKSBOT_BACKEND": "hash",
-            "TALKSBOT_FANOUT_INTERVAL": "0.5",
-            "TELEGRAM_BOT_TOKEN": api.token,
-            "TELEGRAM_API_BASE_URL": api.start(),
-        }
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "bot.py")],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        bot = BotProcess(data_dir, api, api.start(), "hash", TALKSBOT_FANOUT_INTERVAL="0.5")
         try:
-            api.wait_for("getUpdates", timeout=60)
+            bot.start()
             story = Path(tmp) / "story.md"
             story.write_text(STORY)
             ingester.ingest_paths([story], progress=False)  # "another process" adds a story
@@ -86,24 +72,14 @@ def main() -> int:
                 if len(ok) >= len(chats):
                     break
                 if injected < args.inject and random.random() < 0.05:
-                    api.fail_next(
-                        "sendMessage",
-                        429,
-                        {
-                            "ok": False,
-                            "error_code": 429,
-                            "description": "Too Many Requests",
-                            "parameters": {"retry_after": 1},
-                        },
-                    )
+                    api.flood_next("sendMessage", retry_after=1)
                     injected += 1
                 if time.monotonic() - first > len(chats) / ALLOWED * 2 + 60:
                     break
                 time.sleep(0.5)
             time.sleep(3)  # anything sent twice would show up now
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+            bot.stop()
             api.stop()
         calls = api.calls_to("sendMessage")
         if os.environ.get("FANOUT_TRACE"):

@@ -24,6 +24,15 @@ BOT = {
 USER = {"id": 42, "is_bot": False, "first_name": "Olena", "username": "olena"}
 
 
+def too_many(retry_after: int = 1) -> dict:
+    return {
+        "ok": False,
+        "error_code": 429,
+        "description": f"Too Many Requests: retry after {retry_after}",
+        "parameters": {"retry_after": retry_after},
+    }
+
+
 @dataclass
 class Call:
     method: str
@@ -97,6 +106,10 @@ class FakeBotAPI:
         with self._cond:
             self.failures.setdefault(method, []).append((status, payload))
 
+    def flood_next(self, method: str = "sendMessage", retry_after: int = 1) -> None:
+        """The next call to ``method`` gets 429 Too Many Requests with ``retry_after``."""
+        self.fail_next(method, 429, too_many(retry_after))
+
     def calls_to(self, method: str) -> list[Call]:
         with self._cond:
             return [c for c in self.calls if c.method == method]
@@ -132,15 +145,7 @@ class FakeBotAPI:
                     if c.method == method and c.status == 200 and now - c.at < 1.0
                 ]
                 if len(recent) >= self.rate_limit:
-                    status, payload = (
-                        429,
-                        {
-                            "ok": False,
-                            "error_code": 429,
-                            "description": "Too Many Requests: retry after 1",
-                            "parameters": {"retry_after": 1},
-                        },
-                    )
+                    status, payload = 429, too_many(1)
             if method == "sendMessage" and int(params.get("chat_id", 0)) in self.blocked:
                 status, payload = (
                     403,

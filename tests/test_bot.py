@@ -272,16 +272,7 @@ def test_inline_query_offers_cited_passages(world) -> None:  # noqa: ANN001
 # -- failures ------------------------------------------------------------------------------
 def test_retry_after_is_waited_out_not_dropped(world) -> None:  # noqa: ANN001
     api, _ = world
-    api.fail_next(
-        "sendMessage",
-        429,
-        {
-            "ok": False,
-            "error_code": 429,
-            "description": "Too Many Requests: retry after 1",
-            "parameters": {"retry_after": 1},
-        },
-    )
+    api.flood_next("sendMessage", retry_after=1)
     start = time.monotonic()
     call = ask(api, api.message(QUESTION, chat_id=43))
     attempts = [

@@ -200,16 +200,7 @@ def test_restart_mid_delivery_and_429_storm(tmp_path: Path) -> None:
     try:
         bot.start()
         for _ in range(4):  # a 429 storm in the middle of the run
-            api.fail_next(
-                "sendMessage",
-                429,
-                {
-                    "ok": False,
-                    "error_code": 429,
-                    "description": "Too Many Requests: retry after 1",
-                    "parameters": {"retry_after": 1},
-                },
-            )
+            api.flood_next("sendMessage", retry_after=1)
         # A story ingested by another process while the bot runs.
         assert run_cli(data_dir, "ingest", str(write_story(folder, "s", SANCTIONS))).returncode == 0
         api.wait_for(
