@@ -51,6 +51,7 @@ log = logging.getLogger("talksbot.bot")
 
 MAX_MESSAGE = 4096
 PAGE = 3  # citations per message
+MAX_PAGES = 10  # "More results" goes this deep
 EXAMPLES = (
     "Why was the Budapest summit paused?",
     "Where will the next round of talks be held?",
@@ -156,19 +157,23 @@ def answer_html(answer: Answer, first_number: int = 1) -> str:
     return esc(answer.message)
 
 
-def answer_keyboard(answer_id: int, answer: Answer) -> InlineKeyboardMarkup | None:
+def answer_keyboard(
+    answer_id: int, answer: Answer, first_number: int = 1
+) -> InlineKeyboardMarkup | None:
+    """Context buttons per citation, "More results" (next page), 👍/👎."""
     if answer.status != ANSWERED:
         return None
     context_row = [
         InlineKeyboardButton(
-            f"More context [{i + 1}]", callback_data=f"ctx:{answer_id}:{c.sentence_id}"
+            f"More context [{n}]", callback_data=f"ctx:{answer_id}:{c.sentence_id}"
         )
-        for i, c in enumerate(answer.citations)
+        for n, c in enumerate(answer.citations, first_number)
     ]
     actions = []
-    if answer.has_more:
+    next_offset = first_number - 1 + PAGE
+    if answer.has_more and next_offset < MAX_PAGES * PAGE:
         actions.append(
-            InlineKeyboardButton("More results", callback_data=f"more:{answer_id}:{PAGE}")
+            InlineKeyboardButton("More results", callback_data=f"more:{answer_id}:{next_offset}")
         )
     actions += [
         InlineKeyboardButton("👍", callback_data=f"fb:{answer_id}:1"),
@@ -535,50 +540,34 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         )
         await query.answer("Thanks for the feedback!")
     elif kind == "more":
-        offset = int(arg) if arg.isdigit() else PAGE
+        offset = min(int(arg) if arg.isdigit() else PAGE, (MAX_PAGES - 1) * PAGE)
         answer = await svc.run(svc.answerer.answer, question, k=PAGE, offset=offset)
         if not answer.citations:
             await query.answer("No more results.")
             return
         await svc.run(store.update_answer, answer_id, [c.sentence_id for c in answer.citations])
         await query.answer()
-        keyboard = answer_keyboard(answer_id, answer)
-        if keyboard and answer.has_more:  # the next page's offset
-            keyboard = _with_offset(keyboard, offset + PAGE)
+        keyboard = answer_keyboard(answer_id, answer, first_number=offset + 1)
         await _edit(query, answer_html(answer, first_number=offset + 1), keyboard)
     elif kind == "ctx":
         sentence_id = int(arg) if arg.isdigit() else -1
-        answer = await svc.run(svc.answerer.answer, question, k=PAGE, offset=0)
-        shown_now = {c.sentence_id: c for c in answer.citations}
         context_sentences = await svc.run(svc.answerer.context, sentence_id, 2, 2)
         if not context_sentences:
             await query.answer("No more context for that passage.")
             return
+        # The page of results that holds this citation (the message may show a later page).
+        for offset in range(0, MAX_PAGES * PAGE, PAGE):
+            answer = await svc.run(svc.answerer.answer, question, k=PAGE, offset=offset)
+            if not answer.citations or sentence_id in {c.sentence_id for c in answer.citations}:
+                break
         await query.answer()
         blocks = [f"🔎 <b>{esc(cut(question, 300))}</b>"]
-        for i, c in enumerate(answer.citations, 1):
+        for i, c in enumerate(answer.citations, offset + 1):
             quote = cut(" ".join(context_sentences), 2500) if c.sentence_id == sentence_id else None
             blocks.append(citation_html(i, c, quote))
-        if sentence_id not in shown_now:
-            blocks.append(
-                "<blockquote>" + esc(cut(" ".join(context_sentences), 2500)) + "</blockquote>"
-            )
         await _edit(query, fit(blocks), query.message.reply_markup if query.message else None)
     else:
         await query.answer()
-
-
-def _with_offset(keyboard: InlineKeyboardMarkup, offset: int) -> InlineKeyboardMarkup:
-    rows = []
-    for row in keyboard.inline_keyboard:
-        new_row = []
-        for b in row:
-            data = b.callback_data or ""
-            if data.startswith("more:"):
-                data = ":".join(data.split(":")[:2] + [str(offset)])
-            new_row.append(InlineKeyboardButton(b.text, callback_data=data))
-        rows.append(new_row)
-    return InlineKeyboardMarkup(rows)
 
 
 async def _edit(query, text: str, keyboard: InlineKeyboardMarkup | None) -> None:  # noqa: ANN001

@@ -197,7 +197,16 @@ def test_more_results_more_context_and_feedback(world) -> None:  # noqa: ANN001
     more = ask(api, api.callback(buttons["More results"], message), method="editMessageText")
     assert "<b>[4]</b>" in more.params["text"]
     check_html(more.params["text"])
-    # More context edits in the sentences around the first citation.
+    page2 = {
+        b["text"]: b["callback_data"]
+        for row in more.params["reply_markup"]["inline_keyboard"]
+        for b in row
+    }
+    assert "More context [4]" in page2 and "More context [1]" not in page2
+    # More context edits in the sentences around a citation, on the page that shows it.
+    ctx = ask(api, api.callback(page2["More context [4]"], message), method="editMessageText")
+    assert "<b>[4]</b>" in ctx.params["text"] and "<b>[1]</b>" not in ctx.params["text"]
+    check_html(ctx.params["text"])
     ctx = ask(api, api.callback(buttons["More context [1]"], message), method="editMessageText")
     assert "Negotiators from the U.S. and Ukraine met Russian officials" in ctx.params["text"]
     check_html(ctx.params["text"])
