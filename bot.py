@@ -65,6 +65,7 @@ PRIVATE_COMMANDS = [
     BotCommand("subscribe", "New coverage as it arrives (optionally on a topic)"),
     BotCommand("subscriptions", "Your subscriptions"),
     BotCommand("unsubscribe", "Stop pushes (one topic or all)"),
+    BotCommand("digest", "One message per interval instead of one per story"),
 ]
 GROUP_COMMANDS = [
     BotCommand("ask", "Ask about the peace talks coverage"),
@@ -73,6 +74,7 @@ GROUP_COMMANDS = [
     BotCommand("subscribe", "New coverage in this group (admins)"),
     BotCommand("subscriptions", "This group's subscriptions"),
     BotCommand("unsubscribe", "Stop pushes (admins)"),
+    BotCommand("digest", "Digest mode for this group (admins)"),
     BotCommand("help", "How to ask"),
 ]
 
@@ -418,6 +420,39 @@ async def unsubscribe_command(update: Update, context: ContextTypes.DEFAULT_TYPE
         await message.reply_text("There was no such subscription. /subscriptions lists them.")
 
 
+async def digest_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/digest (status), /digest on [MINUTES], /digest off."""
+    message = update.effective_message
+    svc = services(context)
+    store = svc.answerer.searcher.store
+    args = [a.lower() for a in context.args or []]
+    if not args:
+        minutes = await svc.run(pushes.digest_minutes, store, message.chat_id)
+        state = f"on, every {minutes} minutes" if minutes else "off (one message per story)"
+        await message.reply_text(f"Digest mode is {state}. /digest on [MINUTES] or /digest off.")
+        return
+    if not await _may_manage(update, context):
+        await message.reply_text("Only this group's administrators can change its pushes.")
+        return
+    if args[0] == "off" and len(args) == 1:
+        minutes = 0
+    elif args[0] == "on" and (len(args) == 1 or (len(args) == 2 and args[1].isdigit())):
+        minutes = int(args[1]) if len(args) == 2 else pushes.DIGEST_DEFAULT_MINUTES
+    else:
+        await message.reply_text("Usage: /digest on [MINUTES], /digest off")
+        return
+    try:
+        await svc.run(pushes.set_digest, store, message.chat_id, minutes)
+    except pushes.SubscriptionError as exc:
+        await message.reply_text(str(exc))
+        return
+    await message.reply_text(
+        f"Digest on: one message every {minutes} minutes listing new stories."
+        if minutes
+        else "Digest off: one message per new story."
+    )
+
+
 async def _admin_only(update: Update, svc: Services) -> bool:
     """True for the bot's administrators (``TELEGRAM_ADMIN_IDS``); tells anyone else no."""
     user = update.effective_user
@@ -731,6 +766,7 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
             CommandHandler("subscribe", subscribe_command),
             CommandHandler("subscriptions", subscriptions_command),
             CommandHandler("unsubscribe", unsubscribe_command),
+            CommandHandler("digest", digest_command),
             CommandHandler("ingest", ingest_command),
             CommandHandler("feeds", feeds_command),
             # Private chat: any text is a question.

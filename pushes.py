@@ -123,6 +123,10 @@ def fan_out(store: Store, now: float | None = None) -> int:
         subs = store.db.execute(
             "SELECT id, chat_id, topic, vector, created_at FROM subscriptions WHERE active=1"
         ).fetchall()
+        digest_chats = {
+            r[0]
+            for r in store.db.execute("SELECT chat_id FROM chat_settings WHERE digest_minutes > 0")
+        }
         articles = store.db.execute(
             "SELECT id, url, title, outlet, published, added_at FROM articles WHERE id > ? "
             "ORDER BY id",
@@ -154,8 +158,15 @@ def fan_out(store: Store, now: float | None = None) -> int:
                 }
                 cur = store.db.execute(
                     "INSERT OR IGNORE INTO deliveries(chat_id, article_id, subscription_id, body, "
-                    "created_at) VALUES (?, ?, ?, ?, ?)",
-                    (chat_id, article_id, sub_id, json.dumps(body), now),
+                    "created_at, status) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        chat_id,
+                        article_id,
+                        sub_id,
+                        json.dumps(body),
+                        now,
+                        "digest" if chat_id in digest_chats else "pending",
+                    ),
                 )
                 queued += cur.rowcount
         store.db.execute("UPDATE meta SET value=? WHERE key=?", (latest, WATERMARK))
@@ -203,13 +214,89 @@ def retire_chat(store: Store, chat_id: int, reason: str) -> None:
     with store.db:
         store.db.execute("UPDATE subscriptions SET active=0 WHERE chat_id=?", (chat_id,))
         store.db.execute(
-            "UPDATE deliveries SET status='failed', error=? WHERE chat_id=? AND status='pending'",
+            "UPDATE deliveries SET status='failed', error=? WHERE chat_id=? "
+            "AND status IN ('pending', 'digest')",
             (reason, chat_id),
         )
 
 
 def queue_counts(store: Store) -> dict[str, int]:
     return dict(store.db.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status"))
+
+
+# -- digests ---------------------------------------------------------------------------------
+DIGEST_DEFAULT_MINUTES, DIGEST_MIN_MINUTES, DIGEST_MAX_MINUTES = 60, 5, 1440
+DIGEST_MAX_STORIES = 20
+
+
+def set_digest(store: Store, chat_id: int, minutes: int) -> None:
+    """Digest mode for a chat (``minutes`` > 0) or single pushes again (0): queued stories
+    then go out one by one."""
+    if minutes and not DIGEST_MIN_MINUTES <= minutes <= DIGEST_MAX_MINUTES:
+        raise SubscriptionError(
+            f"A digest interval is {DIGEST_MIN_MINUTES} to {DIGEST_MAX_MINUTES} minutes."
+        )
+    with store.db:
+        # The first digest comes one interval after digests are turned on.
+        store.db.execute(
+            "INSERT INTO chat_settings(chat_id, digest_minutes, last_digest_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(chat_id) DO UPDATE SET digest_minutes=excluded.digest_minutes, "
+            "last_digest_at=excluded.last_digest_at",
+            (chat_id, minutes, time.time()),
+        )
+        if not minutes:
+            store.db.execute(
+                "UPDATE deliveries SET status='pending' WHERE chat_id=? AND status='digest'",
+                (chat_id,),
+            )
+
+
+def digest_minutes(store: Store, chat_id: int) -> int:
+    row = store.db.execute(
+        "SELECT digest_minutes FROM chat_settings WHERE chat_id=?", (chat_id,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def digests_due(store: Store, now: float | None = None) -> list[tuple[int, list[Delivery]]]:
+    now = time.time() if now is None else now
+    chats = store.db.execute(
+        "SELECT c.chat_id FROM chat_settings c WHERE c.digest_minutes > 0 "
+        "AND c.last_digest_at + c.digest_minutes * 60 <= ? AND EXISTS (SELECT 1 FROM deliveries "
+        "d WHERE d.chat_id = c.chat_id AND d.status='digest')",
+        (now,),
+    ).fetchall()
+    out = []
+    for (chat_id,) in chats:
+        rows = store.db.execute(
+            "SELECT id, chat_id, article_id, body, attempts FROM deliveries WHERE chat_id=? "
+            "AND status='digest' ORDER BY id LIMIT ?",
+            (chat_id, DIGEST_MAX_STORIES),
+        ).fetchall()
+        out.append((chat_id, [Delivery(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]))
+    return out
+
+
+def digest_sent(store: Store, chat_id: int, ids: list[int]) -> None:
+    with store.db:
+        store.db.executemany(
+            "UPDATE deliveries SET status='sent', sent_at=? WHERE id=?",
+            [(time.time(), i) for i in ids],
+        )
+        store.db.execute(
+            "UPDATE chat_settings SET last_digest_at=? WHERE chat_id=?", (time.time(), chat_id)
+        )
+
+
+def digest_html(rows: list[Delivery]) -> str:
+    lines = [f"🗞 <b>{len(rows)} new stor{'y' if len(rows) == 1 else 'ies'}</b>"]
+    for d in rows:
+        b = d.body
+        title = html.escape(b["title"][:150], quote=False)
+        link = f'<a href="{html.escape(b["url"])}">{title}</a>' if b["url"] else title
+        meta = html.escape(f"{b['outlet'] or 'unknown outlet'} · {b['published'] or 'undated'}")
+        lines.append(f"• {link}\n  {meta}")
+    return "\n".join(lines)[:4000]
 
 
 # -- the message -----------------------------------------------------------------------------
@@ -292,10 +379,10 @@ class Deliverer:
                     await asyncio.wait_for(self.wake.wait(), timeout=1.0)
 
     async def deliver_due(self) -> int:
-        """Send what is due now; returns how many were handled."""
+        """Send what is due now (single pushes, then digests); returns how many were handled."""
         batch = await self.run(due, self.store, 200)
         if not batch:
-            return 0
+            return await self.send_digests()
         queue: asyncio.Queue[Delivery] = asyncio.Queue()
         for d in batch:
             queue.put_nowait(d)
@@ -317,52 +404,82 @@ class Deliverer:
                 return
             await asyncio.sleep(self.window[0] + WINDOW_SECONDS - now)
 
-    async def _send(self, d: Delivery) -> None:
-        gap = GROUP_GAP if d.chat_id < 0 else PER_CHAT_GAP
-        wait = self.last_sent.get(d.chat_id, 0) + gap - time.monotonic()
+    async def _slot(self, chat_id: int) -> None:
+        """Wait for this chat's gap, then (one sender at a time) for any 429 pause, the spacing
+        and the per-second cap, so nothing that waited goes out in a burst afterwards."""
+        gap = GROUP_GAP if chat_id < 0 else PER_CHAT_GAP
+        wait = self.last_sent.get(chat_id, 0) + gap - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
-        self.last_sent[d.chat_id] = time.monotonic()
-        # One sender at a time takes its slot: a pause (429) is waited out, then the spacing
-        # and the per-second cap apply, so nothing that waited goes out in a burst afterwards.
+        self.last_sent[chat_id] = time.monotonic()
         async with self.gate:
             while (pause := self.paused_until - time.monotonic()) > 0:
                 await asyncio.sleep(pause)
             await self.limiter.acquire()
             await self._window_slot()
+
+    async def _post(self, chat_id: int, text: str, keyboard: InlineKeyboardMarkup | None) -> str:
+        """Send one message; returns "sent", "retry:SECONDS", "gone:REASON", "failed:REASON"
+        or "transient:REASON"."""
+        await self._slot(chat_id)
         try:
             await self.bot.send_message(
-                d.chat_id,
-                push_html(d.body),
+                chat_id,
+                text,
                 parse_mode=ParseMode.HTML,
-                reply_markup=push_keyboard(d.article_id, d.body.get("subscription_id")),
+                reply_markup=keyboard,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
             )
         except RetryAfter as exc:
             pause = _seconds(exc.retry_after)
             self.paused_until = max(self.paused_until, time.monotonic() + pause)
-            await self.run(mark, self.store, d.id, "pending", "retry after", time.time() + pause)
-            return
+            return f"retry:{pause}"
         except Forbidden as exc:
-            await self.run(retire_chat, self.store, d.chat_id, f"forbidden: {exc.message}")
-            return
+            return f"gone:forbidden: {exc.message}"
         except ChatMigrated as exc:
-            await self.run(mark, self.store, d.id, "failed", f"migrated to {exc.new_chat_id}")
-            return
+            return f"failed:migrated to {exc.new_chat_id}"
         except BadRequest as exc:
             if "chat not found" in exc.message.lower():
-                await self.run(retire_chat, self.store, d.chat_id, "chat not found")
-            else:
-                await self.run(mark, self.store, d.id, "failed", exc.message)
-            return
+                return "gone:chat not found"
+            return f"failed:{exc.message}"
         except NetworkError as exc:  # includes TimedOut and 5xx answers
+            return f"transient:{exc}"
+        return "sent"
+
+    async def _send(self, d: Delivery) -> None:
+        outcome = await self._post(
+            d.chat_id, push_html(d.body), push_keyboard(d.article_id, d.body.get("subscription_id"))
+        )
+        kind, _, detail = outcome.partition(":")
+        if kind == "sent":
+            await self.run(mark, self.store, d.id, "sent")
+        elif kind == "retry":
+            await self.run(
+                mark, self.store, d.id, "pending", "retry after", time.time() + float(detail)
+            )
+        elif kind == "gone":
+            await self.run(retire_chat, self.store, d.chat_id, detail)
+        elif kind == "failed":
+            await self.run(mark, self.store, d.id, "failed", detail)
+        else:
             attempts = d.attempts + 1
             if attempts >= MAX_ATTEMPTS:
-                await self.run(mark, self.store, d.id, "failed", str(exc), 0, True)
+                await self.run(mark, self.store, d.id, "failed", detail, 0, True)
             else:
                 backoff = min(300.0, 2.0**attempts)
                 await self.run(
-                    mark, self.store, d.id, "pending", str(exc), time.time() + backoff, True
+                    mark, self.store, d.id, "pending", detail, time.time() + backoff, True
                 )
-            return
-        await self.run(mark, self.store, d.id, "sent")
+
+    async def send_digests(self) -> int:
+        """One message per digest chat whose interval has passed, listing its new stories."""
+        ready = await self.run(digests_due, self.store)
+        for chat_id, rows in ready:
+            outcome = await self._post(chat_id, digest_html(rows), None)
+            kind, _, detail = outcome.partition(":")
+            if kind == "sent":
+                await self.run(digest_sent, self.store, chat_id, [r.id for r in rows])
+            elif kind == "gone":
+                await self.run(retire_chat, self.store, chat_id, detail)
+            # retry / transient / failed: the stories stay queued for the next round
+        return len(ready)

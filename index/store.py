@@ -104,7 +104,7 @@ CREATE TABLE IF NOT EXISTS deliveries (  -- the persistent push queue; one row p
     article_id INTEGER NOT NULL,
     subscription_id INTEGER,
     body TEXT NOT NULL,                 -- JSON: what to say (rendered by the bot)
-    status TEXT NOT NULL DEFAULT 'pending',   -- pending, sent, failed
+    status TEXT NOT NULL DEFAULT 'pending',   -- pending, digest (waits), sent, failed
     attempts INTEGER NOT NULL DEFAULT 0,
     next_at REAL NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
@@ -113,6 +113,11 @@ CREATE TABLE IF NOT EXISTS deliveries (  -- the persistent push queue; one row p
     UNIQUE (chat_id, article_id)
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(status, next_at);
+CREATE TABLE IF NOT EXISTS chat_settings (
+    chat_id INTEGER PRIMARY KEY,
+    digest_minutes INTEGER NOT NULL DEFAULT 0,   -- 0: one push per story; else one digest
+    last_digest_at REAL NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY,
     created_at REAL NOT NULL,

@@ -312,3 +312,70 @@ def test_admin_ingest_and_feeds_from_telegram(tmp_path: Path) -> None:
         bot.stop()
         api.stop()
         web.stop()
+
+
+async def test_digest_mode_sends_one_message_listing_new_stories(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    from telegram import Bot
+
+    ingest(data_dir, CORPUS)
+    store = Store(data_dir)
+    pushes.fan_out(store)
+    pushes.subscribe(store, 11, "", None)
+    pushes.subscribe(store, 12, "", None)
+    pushes.set_digest(store, 11, 30)
+    with pytest.raises(pushes.SubscriptionError, match="5 to 1440 minutes"):
+        pushes.set_digest(store, 12, 2)
+    folder = tmp_path / "new"
+    folder.mkdir()
+    ingest(data_dir, write_story(folder, "power", POWER), write_story(folder, "s", SANCTIONS))
+    assert pushes.fan_out(store) == 4
+    assert pushes.queue_counts(store) == {"digest": 2, "pending": 2}
+    api = FakeBotAPI()
+    bot = Bot(api.token, base_url=api.start())
+    await bot.initialize()
+
+    async def run(fn, *args, **kwargs):  # noqa: ANN001, ANN202
+        return fn(*args, **kwargs)
+
+    try:
+        deliverer = pushes.Deliverer(bot, store, run, rate=50)
+        assert await deliverer.deliver_due() == 2  # chat 12's two single pushes
+        assert await deliverer.deliver_due() == 0  # chat 11's digest is not due yet
+        with store.db:  # the interval passes
+            store.db.execute("UPDATE chat_settings SET last_digest_at = 0 WHERE chat_id = 11")
+        assert await deliverer.deliver_due() == 1
+        to_11 = [c for c in api.calls_to("sendMessage") if str(c.params["chat_id"]) == "11"]
+        assert len(to_11) == 1
+        text = to_11[0].params["text"]
+        assert text.startswith("🗞 <b>2 new stories</b>")
+        assert POWER[0] in text and SANCTIONS[0] in text
+        assert pushes.queue_counts(store) == {"sent": 4}
+        # Turning digests off sends what waits one by one.
+        pushes.set_digest(store, 11, 0)
+        assert pushes.digest_minutes(store, 11) == 0
+    finally:
+        await bot.shutdown()
+        api.stop()
+
+
+def test_digest_command(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ingest(data_dir, CORPUS)
+    api = FakeBotAPI()
+    bot = BotProcess(data_dir, api, api.start())
+    try:
+        bot.start()
+        assert "off" in ask(api, api.message("/digest", chat_id=31), chat_id=31).params["text"]
+        on = ask(api, api.message("/digest on 30", chat_id=31), chat_id=31)
+        assert "every 30 minutes" in on.params["text"]
+        status = ask(api, api.message("/digest", chat_id=31), chat_id=31)
+        assert "on, every 30 minutes" in status.params["text"]
+        bad = ask(api, api.message("/digest on 1", chat_id=31), chat_id=31)
+        assert "5 to 1440 minutes" in bad.params["text"]
+        off = ask(api, api.message("/digest off", chat_id=31), chat_id=31)
+        assert "Digest off" in off.params["text"]
+    finally:
+        bot.stop()
+        api.stop()
