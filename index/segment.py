@@ -19,7 +19,6 @@ BOILERPLATE = "boilerplate"
 MIN_PROSE_WORDS = 7
 MAX_HEADING_WORDS = 16
 ISLAND_MAX_WORDS = 25
-WRAPPED_LINE_CHARS = 60  # a line this long, cut mid-sentence, was hard-wrapped
 LONG_LINE_WORDS = 20  # a line this long is prose even when cut off mid-sentence
 
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\((?:[^()\s]|\([^)]*\))*\)")
@@ -35,6 +34,12 @@ _BOILERPLATE_PHRASES = re.compile(
     r"|skip to|read more|related (articles|stories|posts)|click here|accept all|javascript"
     r"|your browser|download (the|our) app|permission to edit|recommended for you|most read"
     r"|\baccessed (on )?\w+ \d|sponsored|comments?\b.*\bpolicy|\bdonate\b|enable (js|javascript)",
+    re.I,
+)
+# A line ending in one of these words was cut mid-sentence (hard-wrapped).
+_CONTINUES = re.compile(
+    r"\b(the|a|an|of|in|on|at|to|for|with|by|from|and|or|but|that|which|who|its|their|his|her"
+    r"|as|than|into|over|under|between|after|before|during)$",
     re.I,
 )
 _BYLINE = re.compile(r"^(by|photo|image|credit|source|video)\b[: ]", re.I)
@@ -71,7 +76,8 @@ def _link_heavy(raw: str) -> bool:
 
 def _paragraphs(body: str) -> list[tuple[str, str]]:
     """(raw, cleaned) paragraphs. A line is a paragraph, except hard-wrapped prose, which is
-    joined back (the line does not end a sentence and the next starts in lower case)."""
+    joined back: the line does not end a sentence, and it ends in a comma or a word like "the",
+    or the next line starts in lower case."""
     out: list[tuple[str, str]] = []
     for raw in body.splitlines():
         if not raw.strip():
@@ -82,8 +88,7 @@ def _paragraphs(body: str) -> list[tuple[str, str]]:
         if (
             prev
             and not _SENTENCE_END.search(prev)
-            and (prev[-1:].islower() or prev.endswith(","))
-            and (cleaned[:1].islower() or len(prev) >= WRAPPED_LINE_CHARS)
+            and (cleaned[:1].islower() or prev.endswith(",") or _CONTINUES.search(prev))
             and not _HEADING_MARK.match(raw)
             and not _BULLET.match(raw)
             and len(prev.split()) >= MIN_PROSE_WORDS
@@ -138,15 +143,17 @@ def classify_paragraphs(body: str) -> list[tuple[str, str]]:
             )
             labels[k] = HEADING if heading_like else BOILERPLATE
         i = j
-    # A short "prose" line islanded in boilerplate is widget or form text (weather, sign-up).
+
+    # A short "prose" line islanded in boilerplate (up to two paragraphs each side, the
+    # document's edge counting as boilerplate) is widget or form text (weather, sign-up).
+    def islanded(k: int) -> bool:
+        around = [n for n in (k - 2, k - 1, k + 1, k + 2) if 0 <= n < len(labels)]
+        return len(around) >= 2 and all(labels[n] == BOILERPLATE for n in around)
+
     isolated = [
         k
         for k, label in enumerate(labels)
-        if label == SENTENCE
-        and len(paras[k][1].split()) < ISLAND_MAX_WORDS
-        and k >= 2
-        and k + 2 < len(labels)
-        and all(labels[n] == BOILERPLATE for n in (k - 2, k - 1, k + 1, k + 2))
+        if label == SENTENCE and len(paras[k][1].split()) < ISLAND_MAX_WORDS and islanded(k)
     ]
     for k in isolated:
         labels[k] = BOILERPLATE
