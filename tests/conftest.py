@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from index.ingest import Ingester, IngestReport
 from index.store import Store
 from retrieval.answer import Answerer
 from retrieval.search import Searcher
+from tests.fake_web import FakeWeb
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -41,6 +43,15 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.mktemp("models")
     load_embedder("onnx-int8", cache)
     return cache
+
+
+@pytest.fixture
+def web() -> Iterator[FakeWeb]:
+    """A local web server for feeds and article pages."""
+    w = FakeWeb()
+    w.start()
+    yield w
+    w.stop()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ Bot API server on 127.0.0.1. Tests script updates and assert on what the bot sen
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sqlite3
 import subprocess
@@ -56,6 +57,22 @@ class BotProcess:
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
+
+
+@contextlib.contextmanager
+def running_bot(
+    data_dir: Path, backend: str = "hash", **env: str
+) -> Iterator[tuple[FakeBotAPI, BotProcess]]:
+    """A fake Bot API server and ``python bot.py`` against it, both stopped afterwards."""
+    api = FakeBotAPI()
+    bot = BotProcess(data_dir, api, api.start(), backend, **env)
+    try:
+        bot.start()
+        yield api, bot
+    finally:
+        if bot.proc and bot.proc.poll() is None:
+            bot.stop()
+        api.stop()
 
 
 @pytest.fixture(scope="module")
@@ -307,10 +324,7 @@ def test_server_error_is_caught_and_the_user_told(world) -> None:  # noqa: ANN00
 def test_buttons_work_after_a_restart_and_shutdown_is_clean(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     ingest(data_dir, CORPUS)
-    api = FakeBotAPI()
-    bot = BotProcess(data_dir, api, api.start())
-    try:
-        bot.start()
+    with running_bot(data_dir) as (api, bot):
         answer = ask(api, api.message("the second day of talks in Geneva ended with no agreement"))
         buttons = {
             b["text"]: b["callback_data"]
@@ -326,10 +340,6 @@ def test_buttons_work_after_a_restart_and_shutdown_is_clean(tmp_path: Path) -> N
         )
         assert "<b>[4]</b>" in more.params["text"]
         assert bot.stop(signal.SIGINT) == 0
-    finally:
-        if bot.proc and bot.proc.poll() is None:
-            bot.proc.kill()
-        api.stop()
     log = bot.log.read_text()
     assert api.token not in log and "Traceback" not in log
 

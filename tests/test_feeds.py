@@ -14,14 +14,6 @@ from tests.fake_web import FakeWeb, article_html, rss
 from tests.stories import POWER, SANCTIONS
 
 
-@pytest.fixture
-def web():  # noqa: ANN201
-    w = FakeWeb()
-    w.start()
-    yield w
-    w.stop()
-
-
 def publish(web: FakeWeb, path: str, story: tuple, outlet: str = "Atomic Watch") -> str:
     title, paragraphs = story
     return web.put(path, article_html(title, outlet, "2026-02-26", paragraphs))

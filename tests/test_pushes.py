@@ -18,7 +18,7 @@ from tests.conftest import CORPUS, ingest, run_cli
 from tests.fake_telegram import FakeBotAPI
 from tests.fake_web import FakeWeb, article_html, rss
 from tests.stories import POWER, SANCTIONS
-from tests.test_bot import BotProcess, ask
+from tests.test_bot import ask, running_bot
 
 
 def write_story(folder: Path, name: str, story: tuple, outlet: str = "Atomic Watch") -> Path:
@@ -83,25 +83,17 @@ def subscriptions(data_dir: Path) -> dict[int, int]:
 
 
 @pytest.mark.model
-def test_subscribe_new_feed_entry_one_push_per_chat(tmp_path: Path, model_cache: Path) -> None:
+def test_subscribe_new_feed_entry_one_push_per_chat(
+    tmp_path: Path, model_cache: Path, web: FakeWeb
+) -> None:
     data_dir = tmp_path / "data"
     env = {"TALKSBOT_MODEL_CACHE": str(model_cache)}
     assert run_cli(data_dir, "ingest", str(CORPUS), backend="onnx-int8", **env).returncode == 0
-    web, api = FakeWeb(), FakeBotAPI()
-    web.start()
     feed = web.put("/feed.xml", rss([]), content_type="application/rss+xml")
     assert run_cli(data_dir, "feeds", "add", feed, backend="onnx-int8", **env).returncode == 0
-    bot = BotProcess(
-        data_dir,
-        api,
-        api.start(),
-        "onnx-int8",
-        TALKSBOT_FEED_INTERVAL="1",
-        TALKSBOT_FANOUT_INTERVAL="0.5",
-        **env,
-    )
-    try:
-        bot.start()
+    with running_bot(
+        data_dir, "onnx-int8", TALKSBOT_FEED_INTERVAL="1", TALKSBOT_FANOUT_INTERVAL="0.5", **env
+    ) as (api, _):
         for chat, command in [
             (101, "/subscribe"),
             (102, "/subscribe nuclear plant repairs"),
@@ -177,10 +169,6 @@ def test_subscribe_new_feed_entry_one_push_per_chat(tmp_path: Path, model_cache:
         assert subscriptions(data_dir)[101] == 0
         listing = ask(api, api.message("/subscriptions", chat_id=102), chat_id=102)
         assert "nuclear plant repairs" in listing.params["text"]
-    finally:
-        bot.stop()
-        api.stop()
-        web.stop()
 
 
 def test_restart_mid_delivery_and_429_storm(tmp_path: Path) -> None:
@@ -191,14 +179,12 @@ def test_restart_mid_delivery_and_429_storm(tmp_path: Path) -> None:
     for chat in chats:
         pushes.subscribe(store, chat, "", None)
     store.close()
-    api = FakeBotAPI()
-    bot = BotProcess(
-        data_dir, api, api.start(), TALKSBOT_FANOUT_INTERVAL="0.3", TELEGRAM_PUSH_RATE="10"
-    )
     folder = tmp_path / "new"
     folder.mkdir()
-    try:
-        bot.start()
+    with running_bot(data_dir, TALKSBOT_FANOUT_INTERVAL="0.3", TELEGRAM_PUSH_RATE="10") as (
+        api,
+        bot,
+    ):
         for _ in range(4):  # a 429 storm in the middle of the run
             api.flood_next("sendMessage", retry_after=1)
         # A story ingested by another process while the bot runs.
@@ -226,19 +212,12 @@ def test_restart_mid_delivery_and_429_storm(tmp_path: Path) -> None:
         assert db.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status").fetchall() == [
             ("sent", len(chats))
         ]
-    finally:
-        if bot.proc and bot.proc.poll() is None:
-            bot.stop()
-        api.stop()
 
 
 def test_group_subscriptions_need_an_admin(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     ingest(data_dir, CORPUS)
-    api = FakeBotAPI()
-    bot = BotProcess(data_dir, api, api.start())
-    try:
-        bot.start()
+    with running_bot(data_dir) as (api, _):
         api.member_status = "member"
         reply = ask(
             api,
@@ -254,9 +233,6 @@ def test_group_subscriptions_need_an_admin(tmp_path: Path) -> None:
         )
         assert "Subscribed" in reply.params["text"]
         assert subscriptions(data_dir) == {-900: 1}
-    finally:
-        bot.stop()
-        api.stop()
 
 
 def test_topic_vectors_are_stored(tmp_path: Path) -> None:
@@ -268,17 +244,14 @@ def test_topic_vectors_are_stored(tmp_path: Path) -> None:
     assert np.array_equal(np.frombuffer(blob, dtype=np.float32), vector)
 
 
-def test_admin_ingest_and_feeds_from_telegram(tmp_path: Path) -> None:
+def test_admin_ingest_and_feeds_from_telegram(tmp_path: Path, web: FakeWeb) -> None:
     data_dir = tmp_path / "data"
     ingest(data_dir, CORPUS)
-    web, api = FakeWeb(), FakeBotAPI()
-    web.start()
-    bot = BotProcess(
-        data_dir, api, api.start(), TELEGRAM_ADMIN_IDS="[42]", TALKSBOT_FANOUT_INTERVAL="0.3"
-    )
     outsider = {"id": 7, "is_bot": False, "first_name": "Eve"}
-    try:
-        bot.start()
+    with running_bot(data_dir, TELEGRAM_ADMIN_IDS="[42]", TALKSBOT_FANOUT_INTERVAL="0.3") as (
+        api,
+        _,
+    ):
         title, paragraphs = SANCTIONS
         page = web.put("/s", article_html(title, "Brussels Desk", "2026-02-25", paragraphs))
         refused = ask(api, api.message(f"/ingest {page}", chat_id=7, user=outsider), chat_id=7)
@@ -308,10 +281,6 @@ def test_admin_ingest_and_feeds_from_telegram(tmp_path: Path) -> None:
         assert feed in listed.params["text"]
         removed = ask(api, api.message("/feeds remove 1"), chat_id=42)
         assert "Removed" in removed.params["text"]
-    finally:
-        bot.stop()
-        api.stop()
-        web.stop()
 
 
 async def test_digest_mode_sends_one_message_listing_new_stories(
@@ -363,10 +332,7 @@ async def test_digest_mode_sends_one_message_listing_new_stories(
 def test_digest_command(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     ingest(data_dir, CORPUS)
-    api = FakeBotAPI()
-    bot = BotProcess(data_dir, api, api.start())
-    try:
-        bot.start()
+    with running_bot(data_dir) as (api, _):
         assert "off" in ask(api, api.message("/digest", chat_id=31), chat_id=31).params["text"]
         on = ask(api, api.message("/digest on 30", chat_id=31), chat_id=31)
         assert "every 30 minutes" in on.params["text"]
@@ -376,6 +342,3 @@ def test_digest_command(tmp_path: Path) -> None:
         assert "5 to 1440 minutes" in bad.params["text"]
         off = ask(api, api.message("/digest off", chat_id=31), chat_id=31)
         assert "Digest off" in off.params["text"]
-    finally:
-        bot.stop()
-        api.stop()
