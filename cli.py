@@ -102,33 +102,29 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    from retrieval.answer import render_text
+    from retrieval.answer import INVALID, render_text
 
-    if args.question and args.json or args.question:
-        questions = [" ".join(args.question)]
-    elif args.json or not sys.stdin.isatty():
-        questions = None  # stream stdin below
-    else:
+    if not args.question and not args.json and sys.stdin.isatty():
         raise CliError('ask needs a question, e.g.: talksbot ask "Why was the summit paused?"')
     answerer = open_answerer(settings, quiet=args.json)
-    if questions is None:
-        status = 0
-        for line in sys.stdin:
-            question = line.rstrip("\r\n")
-            if not question.strip() and not args.json:
-                continue  # --json keeps one output line per input line, blank or not
-            answer = answerer.answer(question, k=args.k)
-            if args.json:
-                print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
-            else:
-                print(render_text(answer) + "\n", flush=True)
-        return status
-    answer = answerer.answer(questions[0], k=args.k)
-    if args.json:
-        print(json.dumps(answer.to_json(), ensure_ascii=False))
-    else:
-        print(render_text(answer))
-    return 2 if answer.status == "invalid" else 0
+
+    def show(question: str) -> str:
+        answer = answerer.answer(question, k=args.k)
+        if args.json:
+            print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
+        else:
+            print(render_text(answer), flush=True)
+        return answer.status
+
+    if args.question:
+        return 2 if show(" ".join(args.question)) == INVALID else 0
+    for line in sys.stdin:  # one question a line, answered in order
+        question = line.rstrip("\r\n")
+        if question.strip() or args.json:  # --json keeps one output line per input line
+            show(question)
+            if not args.json:
+                print(flush=True)
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
@@ -199,10 +195,7 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
-    from index.store import Store
-
-    open_answerer(settings, quiet=True).searcher.store.close()
-    store = Store(settings.data_dir)
+    store = open_answerer(settings, quiet=True).searcher.store  # builds an empty data dir
     stats = store.stats()
     index_bytes = sum(
         p.stat().st_size for p in (settings.data_dir / "index").rglob("*") if p.is_file()
