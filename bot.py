@@ -667,20 +667,22 @@ async def error_handler(update: object, context: ContextTypes.DEFAULT_TYPE) -> N
             log.warning("could not tell the user about the error")
 
 
-class RedactToken(logging.Filter):
-    """Never let the token reach a log line (httpx logs request URLs, which contain it)."""
+class LogFormatter(logging.Formatter):
+    """Never lets the token reach a log line (request URLs and some errors contain it, in the
+    message or a traceback), and shows an error as one line unless ``verbose``."""
 
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        self.token = token
+    def __init__(self, token: str, fmt: str, verbose: bool = False) -> None:
+        super().__init__(fmt)
+        self.token, self.verbose = token, verbose
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.token:
-            message = record.getMessage()
-            if self.token in message:
-                record.msg = message.replace(self.token, "<token>")
-                record.args = ()
-        return True
+    def formatException(self, ei) -> str:  # noqa: ANN001, N802 - logging's API
+        if self.verbose:
+            return super().formatException(ei)
+        return f"  {ei[0].__name__}: {ei[1]}"
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text.replace(self.token, "<token>") if self.token else text
 
 
 # -- application -----------------------------------------------------------------------------
@@ -821,14 +823,13 @@ async def _poll_feeds(context: ContextTypes.DEFAULT_TYPE) -> None:
         await _fan_out(context)
 
 
-def run_bot(settings: Settings) -> None:
+def run_bot(settings: Settings, verbose: bool = False) -> None:
     """Long polling, or a webhook when ``TELEGRAM_WEBHOOK_URL`` is set. Stops on SIGINT/SIGTERM."""
     token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else ""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=logging.INFO, format=fmt)
     for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactToken(token))
+        handler.setFormatter(LogFormatter(token, fmt, verbose))
     logging.getLogger("httpx").setLevel(logging.WARNING)
     app = build_application(settings)
     if settings.telegram_webhook_url:
@@ -850,7 +851,7 @@ def run_bot(settings: Settings) -> None:
 def main() -> int:
     import cli
 
-    return cli.main(["serve", *sys.argv[1:]])
+    return cli.main([*sys.argv[1:], "serve"])  # e.g. `python bot.py -v` for full tracebacks
 
 
 if __name__ == "__main__":

@@ -218,7 +218,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if settings.telegram_bot_token is not None and settings.telegram_bot_token.get_secret_value():
         import bot
 
-        bot.run_bot(settings)
+        bot.run_bot(settings, verbose=args.verbose)
         return 0
     return console_chat(settings)
 
@@ -299,7 +299,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception as exc:  # noqa: BLE001 - last resort: one line, details only with -v
         log.debug("unexpected error", exc_info=True)
-        _echo(f"talksbot: unexpected error: {type(exc).__name__}: {exc}")
+        message = str(exc)
+        token = settings.telegram_bot_token if "settings" in locals() else None
+        if token is not None and token.get_secret_value():
+            message = message.replace(token.get_secret_value(), "<token>")
+        if type(exc).__name__ == "InvalidToken":
+            message = "Telegram rejected the bot token (check TELEGRAM_BOT_TOKEN)"
+        _echo(
+            f"talksbot: {message}"
+            if type(exc).__name__ == "InvalidToken"
+            else f"talksbot: unexpected error: {type(exc).__name__}: {message}"
+        )
         return 1
 
 

@@ -420,3 +420,25 @@ def test_typing_indicator_and_webhook_mode_with_secret(tmp_path: Path) -> None:
         assert proc.wait(timeout=20) == 0
         api.stop()
     assert api.token not in log.read_text()
+
+
+def test_a_rejected_token_is_one_line_without_the_token(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ingest(data_dir, CORPUS)
+    api = FakeBotAPI()
+    base_url = api.start()
+    api.fail_next("getMe", 401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+    try:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "bot.py")],
+            env=cli_env(data_dir, TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_BASE_URL=base_url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        api.stop()
+    assert result.returncode == 1
+    assert "Telegram rejected the bot token" in result.stderr
+    assert api.token not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
