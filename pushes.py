@@ -27,7 +27,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, Re
 
 from index.store import Store
 from retrieval.answer import text_fragment_link
-from retrieval.topics import TOPIC_MATCH, also_reported, story_passages
+from retrieval.topics import TOPIC_MATCH, Story, also_reported
 
 log = logging.getLogger("talksbot.pushes")
 
@@ -136,14 +136,15 @@ def fan_out(store: Store, now: float | None = None) -> int:
         for article in articles:
             article_id, url, title, outlet, published, added_at = article
             also = also_reported(store, article_id)
-            lead = story_passages(store, article_id, None)[1]
+            story = Story.load(store, article_id)  # read once, scored for every topic
+            lead = story.passages(None)[1]
             for sub_id, chat_id, topic, blob, created_at in subs:
                 if created_at > added_at:
                     continue  # subscribed after the story came in
                 passages = lead
                 if topic:
                     vector = np.frombuffer(blob, dtype=np.float32)
-                    score, passages = story_passages(store, article_id, vector)
+                    score, passages = story.passages(vector)
                     if score < TOPIC_MATCH:
                         continue
                 body = {
