@@ -35,13 +35,11 @@ class IngestReport:
     sentences: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    added_ids: list[int] = field(default_factory=list)
 
     def merge(self, other: IngestReport) -> None:
         for name in ("added", "updated", "unchanged", "duplicates", "sentences", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors
-        self.added_ids += other.added_ids
 
     def summary(self) -> str:
         return (
@@ -201,7 +199,6 @@ class Ingester:
             report.updated += 1
         else:
             report.added += 1
-        report.added_ids.append(article_id)
         report.sentences += sum(1 for u in units if u.kind == SENTENCE)
         return article_id
 

@@ -110,7 +110,7 @@ class SearchIndex:
         vectors: list[np.ndarray] = []
         corpus_tokens: list[list[str]] = []
         df: dict[str, int] = {}
-        for sentence_id, article_id, _title, text, blob in store.indexable():
+        for sentence_id, article_id, text, blob in store.indexable():
             ids.append(sentence_id)
             article_ids.append(article_id)
             vectors.append(np.frombuffer(blob, dtype=np.float32))
@@ -192,7 +192,10 @@ def rebuild(store: Store) -> SearchIndex:
     name = f"gen-{built.manifest['generation']:08d}-{os.getpid()}"
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
     built.save(tmp)
-    os.replace(tmp, root / name) if not (root / name).exists() else rmtree_quiet(tmp)
+    if (root / name).exists():
+        rmtree_quiet(tmp)  # this generation was built already (by another process)
+    else:
+        os.replace(tmp, root / name)
     with tempfile.NamedTemporaryFile("w", dir=root, delete=False) as f:
         f.write(name)
     os.replace(f.name, root / "CURRENT")

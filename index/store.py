@@ -313,19 +313,25 @@ class Store:
         ).fetchall()
         return [SentenceRow(**dict(r)) for r in rows]
 
-    def indexable(self) -> Iterator[tuple[int, int, str, str, bytes]]:
-        """(sentence id, article id, title, text, embedding) of everything searchable."""
+    def indexable(self) -> Iterator[tuple[int, int, str, bytes]]:
+        """(sentence id, article id, text, embedding) of everything searchable."""
         yield from self.db.execute(
-            "SELECT s.id, s.article_id, a.title, s.text, s.embedding FROM sentences s "
-            "JOIN articles a ON a.id = s.article_id "
-            "WHERE s.embedding IS NOT NULL ORDER BY s.id"
+            "SELECT id, article_id, text, embedding FROM sentences "
+            "WHERE embedding IS NOT NULL ORDER BY id"
         )
+
+    def metadata_texts(self) -> Iterator[tuple[int, str]]:
+        """(article id, title + outlet + URL words): what names a source."""
+        for article_id, title, outlet, url in self.db.execute(
+            "SELECT id, title, outlet, url FROM articles"
+        ):
+            yield article_id, f"{title} {outlet} {re.sub(r'[/_.?=&-]+', ' ', url)}"
 
     def vocabulary_texts(self) -> Iterator[str]:
         """Every text the corpus holds, boilerplate (bylines) and metadata included: what the
         corpus mentions at all, as opposed to what may be cited."""
-        for title, outlet, url in self.db.execute("SELECT title, outlet, url FROM articles"):
-            yield f"{title} {outlet} {re.sub(r'[/_.?=&-]+', ' ', url)}"
+        for _, text in self.metadata_texts():
+            yield text
         for (text,) in self.db.execute("SELECT text FROM sentences"):
             yield text
 
@@ -379,9 +385,6 @@ class Store:
             "SELECT question, shown FROM answers WHERE id=?", (answer_id,)
         ).fetchone()
         return (row[0], json.loads(row[1])) if row else None
-
-    def feedback(self) -> list[dict]:
-        return [dict(r) for r in self.db.execute("SELECT * FROM feedback ORDER BY id")]
 
     def add_feedback(
         self, chat_id: int | None, user_id: int | None, question: str, ids: list[int], vote: int

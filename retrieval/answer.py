@@ -7,7 +7,7 @@ stored article, with its outlet, date and a link that jumps to the quote on the 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from urllib.parse import quote as urlquote
 
 import numpy as np
@@ -87,9 +87,6 @@ class Answer:
             ],
         }
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def text_fragment_link(url: str, quote: str) -> str:
     """``url#:~:text=start,end`` so a browser scrolls to (and highlights) the quote."""
@@ -167,7 +164,7 @@ class Answerer:
         picked = self._select(entries, analysis.terms, k + offset + 1)
         citations = picked[offset : offset + k]
         if not citations:
-            return self._abstain(question, entries, analysis.unknown)
+            return self._abstain(question, entries, [])
         return Answer(question, ANSWERED, citations=citations, has_more=len(picked) > offset + k)
 
     def _abstain(self, question: str, entries: list[Entry], missing: list[str]) -> Answer:
@@ -230,7 +227,7 @@ class Answerer:
         """The same sentence reported again (wire copy in another outlet)."""
         if not chosen:
             return False
-        v = self.searcher.vector(row)
+        v = self.searcher.matrix[row]
         others = self.searcher.matrix[chosen]
         cos = (others @ v) / (np.linalg.norm(others, axis=1) * np.linalg.norm(v) + 1e-9)
         return bool(cos.max() >= NEAR_DUPLICATE_COSINE)

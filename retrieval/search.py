@@ -87,8 +87,7 @@ class QueryAnalysis:
     """What the question's words say about coverage, used to abstain."""
 
     terms: list[str]  # stemmed content terms
-    unknown: list[str]  # words (as typed) that occur nowhere in the corpus
-    unknown_names: list[str]  # of those, names or rare words: the corpus does not cover them
+    unknown_names: list[str]  # names or rare words (as typed) the corpus never mentions
 
 
 def looks_like_name(word: str, start: int) -> bool:
@@ -122,8 +121,7 @@ class Searcher:
         self.rows = [rows[int(i)] for i in self.index.ids]
         self.articles: dict[int, ArticleRow] = {a.id: a for a in self.store.articles()}
         self.source_terms = {
-            a.id: set(tokenize(f"{a.title} {a.outlet} {re.sub(r'[/_.?=&-]+', ' ', a.url)}"))
-            for a in self.articles.values()
+            article_id: set(tokenize(text)) for article_id, text in self.store.metadata_texts()
         }
         n = self.index.size
         self.matrix = self.index.vectors.reconstruct_n(0, n) if n else np.zeros((0, 1), np.float32)
@@ -144,18 +142,16 @@ class Searcher:
 
     def analyse(self, question: str) -> QueryAnalysis:
         terms = list(dict.fromkeys(tokenize(question)))
-        unknown, names = [], []
+        names = []
         # Markup and links pasted into a question are not names the corpus should know.
         words_only = _MARKUP.sub(lambda m: " " * len(m.group()), question)
         for match in _WORD.finditer(words_only):
             word = match.group()
             stems = tokenize(word)
-            if not stems or stems[0].isdigit() or stems[0] in self.index.vocabulary:
-                continue
-            unknown.append(word)
-            if looks_like_name(word, match.start()):
+            unknown = stems and not stems[0].isdigit() and stems[0] not in self.index.vocabulary
+            if unknown and looks_like_name(word, match.start()):
                 names.append(word)
-        return QueryAnalysis(terms, unknown, names)
+        return QueryAnalysis(terms, names)
 
     def search(self, question: str, limit: int = 50) -> list[Entry]:
         """Candidates best first. Metadata carries the parts of the score and, for quoting,
@@ -246,9 +242,6 @@ class Searcher:
             if shared:
                 out[article_id] = shared / total
         return out
-
-    def vector(self, row: int) -> np.ndarray:
-        return self.matrix[row]
 
 
 def idf(df: int, n: int) -> float:
