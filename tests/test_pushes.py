@@ -218,20 +218,17 @@ def test_group_subscriptions_need_an_admin(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     ingest(data_dir, CORPUS)
     with running_bot(data_dir) as (api, _):
-        api.member_status = "member"
-        reply = ask(
-            api,
-            api.message("/subscribe ceasefire terms", chat_id=-900, chat_type="supergroup"),
-            chat_id=-900,
-        )
-        assert "Only this group's administrators" in reply.params["text"]
-        api.member_status = "administrator"
-        reply = ask(
-            api,
-            api.message("/subscribe ceasefire terms", chat_id=-900, chat_type="supergroup"),
-            chat_id=-900,
-        )
-        assert "Subscribed" in reply.params["text"]
+        for status, expected in [
+            ("member", "Only this group's administrators"),
+            ("administrator", "Subscribed"),
+        ]:
+            api.member_status = status
+            reply = ask(
+                api,
+                api.message("/subscribe ceasefire terms", chat_id=-900, chat_type="supergroup"),
+                chat_id=-900,
+            )
+            assert expected in reply.params["text"]
         assert subscriptions(data_dir) == {-900: 1}
 
 
