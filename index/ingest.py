@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from index.embed import Embedder
+from index.live_index import after_write
 from index.loaders import IngestError, RawArticle, canonical_url, iter_article_files, load_file
-from index.search_index import rebuild
 from index.segment import BOILERPLATE, HEADING, SENTENCE, Unit, segment
 from index.store import Store, embedding_blob, text_hash
+from index.terms import add_article_terms
 
 NEAR_DUPLICATE_SHARE = 0.8  # share of a new article's sentences already stored in one article
 # Each sentence is embedded twice, alone and after its article title (and section heading);
@@ -110,8 +111,7 @@ class Ingester:
                 if on_error:
                     on_error(str(exc))
         bar.close()
-        if report.added or report.updated or self.store.generation() == 0:
-            rebuild(self.store)
+        after_write(self.store)  # a new snapshot only when there is none or the tail is large
         report.seconds = time.perf_counter() - started
         return report
 
@@ -195,6 +195,7 @@ class Ingester:
                     for pos, u in enumerate(units)
                 ],
             )
+            add_article_terms(db, article_id)
         if existing is not None:
             report.updated += 1
         else:

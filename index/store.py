@@ -182,6 +182,9 @@ class Store:
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            from index.terms import install
+
+            install(self.db)  # token tables and change log of the live index
         except (OSError, sqlite3.DatabaseError) as exc:
             raise StoreError(f"cannot open the store in {self.data_dir}: {exc}") from None
 

@@ -1,0 +1,555 @@
+"""The search index as a snapshot plus a tail, kept current without rebuilds.
+
+A **snapshot** is a folder of named files built from the store at one position of its change
+log (``index_log``)::
+
+    index/snap-<seq>-<pid>/
+        dense.faiss     FAISS over the sentence vectors, ids = sentence ids: an IndexIDMap2 over
+                        a flat inner-product index; past IVF_MIN_VECTORS an IVF index (flat
+                        codes up to 128 dimensions, SQ8 beyond), memory-mapped when loaded
+        bm25/           bm25s over the stored tokens, rows in sentence-id order
+        ids.npy         bm25 row -> sentence id
+        manifest.json   log position, counts, dense kind, the params that built it
+
+The live snapshot is named in the store's ``meta`` table (``index_snapshot``), so switching
+snapshots and trimming the change log are one transaction.
+
+A **reader** (``LiveIndex``) maps a snapshot, then replays the log past the snapshot's position:
+added sentences (embedding from SQLite, tokens from ``sentence_terms``) go to a small in-memory
+tail searched exhaustively, deleted ones are masked out. ``refresh`` repeats that for whatever
+was committed since, so a process sees another's ingest at its next poll without a rebuild.
+Writers call ``after_write``: it rewrites the snapshot only when the tail has grown past
+``REWRITE_MIN_TAIL`` or ``REWRITE_SHARE`` of the snapshot (Lucene's segments-and-merge idea in
+its smallest form); ``rebuild`` rewrites it unconditionally (``talksbot reindex``).
+
+Scores: a snapshot's BM25 weights use the snapshot's IDF; tail sentences are scored with the
+same formula (bm25s "lucene") on document frequencies counted over snapshot and tail, and the
+snapshot's mean length. A deleted sentence still counts in document frequencies until the next
+rewrite. A rewrite makes all of it exact again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import math
+import os
+import sqlite3
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from index import terms as term_store
+from index.search_index import tokenize
+from index.store import Store, rmtree_quiet
+
+log = logging.getLogger(__name__)
+
+K1, B = 1.2, 0.75  # BM25, as bm25s.BM25(k1=1.2, b=0.75)
+IVF_MIN_VECTORS = 200_000  # below: exact flat search (measured: 1M x 64 flat costs ~40 ms/query)
+IVF_NPROBE = 48
+REWRITE_MIN_TAIL = 20_000
+REWRITE_SHARE = 0.05
+SNAPSHOT_KEY = "index_snapshot"
+EMPTY_TOKEN = "_empty_"
+
+
+def _bm25s():
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
+# -- snapshot files ---------------------------------------------------------------------------
+@dataclass
+class Snapshot:
+    """One built, read-only snapshot (arrays memory-mapped)."""
+
+    name: str
+    seq: int
+    ids: np.ndarray  # int64, sorted: bm25 row -> sentence id
+    dense: object  # faiss index with sentence ids
+    bm25: object | None  # bm25s.BM25 (None when empty)
+    avgdl: float
+    dim: int
+    manifest: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    def df(self, term: str) -> int:
+        if self.bm25 is None:
+            return 0
+        tid = self.bm25.vocab_dict.get(term)
+        if tid is None:
+            return 0
+        indptr = self.bm25.scores["indptr"]
+        return int(indptr[tid + 1] - indptr[tid])
+
+    @classmethod
+    def load(cls, directory: Path) -> Snapshot:
+        import faiss
+
+        manifest = json.loads((directory / "manifest.json").read_text())
+        dense_path = str(directory / "dense.faiss")
+        try:
+            flag = faiss.IO_FLAG_MMAP if manifest["dense"].startswith("ivf") else 0
+            flag = flag or getattr(faiss, "IO_FLAG_MMAP_IFC", 0)
+            dense = faiss.read_index(dense_path, flag)
+        except RuntimeError:
+            dense = faiss.read_index(dense_path)
+        if manifest["dense"].startswith("ivf"):
+            faiss.extract_index_ivf(dense).nprobe = IVF_NPROBE
+        bm25 = None
+        if manifest["sentences"]:
+            bm25 = _bm25s().BM25.load(str(directory / "bm25"), mmap=True, show_progress=False)
+        return cls(
+            name=directory.name,
+            seq=int(manifest["seq"]),
+            ids=np.load(directory / "ids.npy", mmap_mode="r"),
+            dense=dense,
+            bm25=bm25,
+            avgdl=float(manifest["avgdl"]),
+            dim=int(manifest["dim"]),
+            manifest=manifest,
+        )
+
+
+def _dense_index(vectors: np.ndarray, ids: np.ndarray, dim: int) -> tuple[object, str]:
+    import faiss
+
+    n = len(ids)
+    if n < IVF_MIN_VECTORS:
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        if n:
+            index.add_with_ids(vectors, ids)
+        return index, "flat"
+    nlist = int(4 * math.sqrt(n))
+    quantizer = faiss.IndexFlatIP(dim)
+    if dim <= 128:
+        index, kind = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT), "ivf"
+    else:
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        kind = "ivf-sq8"
+    sample = np.random.default_rng(0).choice(n, min(n, 30 * nlist), replace=False)
+    index.train(vectors[np.sort(sample)])
+    index.add_with_ids(vectors, ids)
+    return index, kind
+
+
+def build_snapshot(store: Store, root: Path) -> Path:
+    """Write a snapshot of the store as it is now into a new folder under ``root``."""
+    import faiss
+
+    db = store.db
+    params = store.read_params() or {}
+    with _read_transaction(db):
+        seq = term_store.log_position(db)
+        n = db.execute("SELECT COUNT(*) FROM sentences WHERE embedding IS NOT NULL").fetchone()[0]
+        dim = int(params.get("dim") or 0)
+        ids = np.empty(n, np.int64)
+        vectors: np.ndarray | None = None
+        corpus: list[list[str]] = []
+        rows = db.execute(
+            "SELECT s.id, s.embedding, t.terms, s.text FROM sentences s LEFT JOIN sentence_terms t"
+            " ON t.rowid = s.id WHERE s.embedding IS NOT NULL ORDER BY s.id"
+        )
+        for i, (sentence_id, blob, terms, text) in enumerate(rows):
+            vector = np.frombuffer(blob, dtype=np.float32)
+            if vectors is None:
+                dim = len(vector)
+                vectors = np.empty((n, dim), np.float32)
+            ids[i] = sentence_id
+            vectors[i] = vector
+            tokens = terms.split() if terms is not None else tokenize(text)
+            corpus.append(tokens or [EMPTY_TOKEN])
+    dim = dim or 384
+    if vectors is None:
+        vectors = np.zeros((0, dim), np.float32)
+    dense, kind = _dense_index(vectors, ids, dim)
+    del vectors
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+    faiss.write_index(dense, str(tmp / "dense.faiss"))
+    np.save(tmp / "ids.npy", ids)
+    avgdl = float(np.mean([len(t) for t in corpus])) if corpus else 1.0
+    if corpus:
+        bm25 = _bm25s().BM25(k1=K1, b=B)
+        bm25.index(corpus, show_progress=False)
+        bm25.save(str(tmp / "bm25"), show_progress=False)
+    manifest = {
+        "seq": seq,
+        "sentences": n,
+        "dim": dim,
+        "dense": kind,
+        "avgdl": avgdl,
+        "params": params,
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    final = root / f"snap-{seq:010d}-{os.getpid()}-{threading.get_ident() % 10000}"
+    os.replace(tmp, final)
+    return final
+
+
+@contextlib.contextmanager
+def _read_transaction(db: sqlite3.Connection):
+    """One consistent view of the database across several SELECTs (WAL snapshot)."""
+    if db.in_transaction:
+        yield
+        return
+    db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        db.execute("COMMIT")
+
+
+def index_root(store: Store) -> Path:
+    return store.data_dir / "index"
+
+
+def current_snapshot_name(db: sqlite3.Connection) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key=?", (SNAPSHOT_KEY,)).fetchone()
+    return row[0] if row else None
+
+
+def _publish(store: Store, folder: Path) -> None:
+    """Make ``folder`` the live snapshot, trim the log it covers, remove older folders."""
+    seq = json.loads((folder / "manifest.json").read_text())["seq"]
+    with store.db:
+        store.db.execute("BEGIN IMMEDIATE")
+        store.db.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (SNAPSHOT_KEY, folder.name),
+        )
+        store.db.execute("DELETE FROM index_log WHERE seq <= ?", (seq,))
+    for old in folder.parent.iterdir():
+        # Readers that still map an older snapshot keep reading it (unlinked files live on).
+        if old.is_dir() and old.name != folder.name and not old.name.startswith(".build-"):
+            rmtree_quiet(old)
+        elif old.name == "CURRENT":  # the pre-snapshot layout's pointer
+            old.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _writer_lock(store: Store, wait: bool):
+    """One snapshot writer at a time per data dir; yields False when busy and not waiting."""
+    root = index_root(store)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def rebuild(store: Store) -> str:
+    """Rewrite the snapshot from the store (``talksbot reindex``, or a tail grown large)."""
+    with _writer_lock(store, wait=True):
+        folder = build_snapshot(store, index_root(store))
+        _publish(store, folder)
+        return folder.name
+
+
+def tail_length(store: Store) -> tuple[int, int]:
+    """(log entries since the live snapshot: additions and deletions, the snapshot's size);
+    (-1, 0) when there is no snapshot."""
+    name = current_snapshot_name(store.db)
+    if name is None or not (index_root(store) / name / "manifest.json").exists():
+        return -1, 0
+    manifest = json.loads((index_root(store) / name / "manifest.json").read_text())
+    pending = store.db.execute(
+        "SELECT COUNT(*) FROM index_log WHERE seq > ?", (manifest["seq"],)
+    ).fetchone()[0]
+    return pending, int(manifest["sentences"])
+
+
+def after_write(store: Store) -> bool:
+    """After a writer's commits: rewrite the snapshot if there is none or the tail is large.
+    True when it rewrote. Another process rewriting at the same time makes this a no-op."""
+    pending, size = tail_length(store)
+    if pending >= 0 and pending < max(REWRITE_MIN_TAIL, REWRITE_SHARE * size):
+        return False
+    with _writer_lock(store, wait=False) as mine:
+        if not mine:
+            return False
+        pending, size = tail_length(store)  # someone may have rewritten it meanwhile
+        if pending >= 0 and pending < max(REWRITE_MIN_TAIL, REWRITE_SHARE * size):
+            return False
+        _publish(store, build_snapshot(store, index_root(store)))
+        return True
+
+
+# -- the reader -------------------------------------------------------------------------------
+@dataclass
+class LexicalScores:
+    """BM25 of one query over the live index: top hits and the score of any sentence."""
+
+    snapshot_ids: np.ndarray
+    snapshot_scores: np.ndarray  # per snapshot row (deleted rows zeroed)
+    tail: dict[int, float]  # sentence id -> score, tail sentences with a match
+
+    @property
+    def max(self) -> float:
+        best = float(self.snapshot_scores.max()) if len(self.snapshot_scores) else 0.0
+        return max([best, *self.tail.values()])
+
+    def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``k`` (sentence ids, scores) with a positive score, best first."""
+        s = self.snapshot_scores
+        ids: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
+        if len(s):
+            rows = np.argpartition(-s, min(k, len(s) - 1))[:k] if len(s) > k else np.arange(len(s))
+            rows = rows[s[rows] > 0]
+            ids.append(np.asarray(self.snapshot_ids[rows], np.int64))
+            scores.append(s[rows].astype(np.float32))
+        if self.tail:
+            ids.append(np.fromiter(self.tail.keys(), np.int64, len(self.tail)))
+            scores.append(np.fromiter(self.tail.values(), np.float32, len(self.tail)))
+        if not ids:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        all_ids, all_scores = np.concatenate(ids), np.concatenate(scores)
+        order = np.argsort(-all_scores, kind="stable")[:k]
+        return all_ids[order], all_scores[order]
+
+    def scores_for(self, sentence_ids: list[int]) -> np.ndarray:
+        out = np.zeros(len(sentence_ids), np.float32)
+        if not len(sentence_ids):
+            return out
+        wanted = np.asarray(sentence_ids, np.int64)
+        if len(self.snapshot_ids):
+            rows = np.searchsorted(self.snapshot_ids, wanted)
+            rows = np.minimum(rows, len(self.snapshot_ids) - 1)
+            hit = self.snapshot_ids[rows] == wanted
+            out[hit] = self.snapshot_scores[rows[hit]]
+        for i, sid in enumerate(sentence_ids):
+            if sid in self.tail:
+                out[i] = self.tail[sid]
+        return out
+
+
+class LiveIndex:
+    """A process's view of the index: a mapped snapshot, an in-memory tail, a deletion mask.
+
+    Memory: the snapshot's arrays are memory-mapped (shared between processes, paged in as
+    touched); the tail holds only sentences added since the snapshot. Sentence text and
+    metadata are never held: callers look up their candidates in SQLite.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = threading.RLock()
+        self.snapshot: Snapshot | None = None
+        self.position = 0
+        self._reset_tail()
+
+    def _reset_tail(self) -> None:
+        self.deleted: set[int] = set()  # snapshot sentence ids deleted since
+        self._deleted_rows = np.zeros(0, np.int64)
+        self.tail_ids: list[int] = []
+        self.tail_vectors = np.zeros((0, self.snapshot.dim if self.snapshot else 1), np.float32)
+        self.tail_alive: list[bool] = []
+        self.tail_index: dict[int, int] = {}  # sentence id -> tail row
+        self.tail_lengths: list[int] = []
+        self.tail_postings: dict[str, dict[int, int]] = {}  # term -> {tail row: tf}
+
+    @classmethod
+    def open(cls, store: Store) -> LiveIndex:
+        """The store's live index; a store without a snapshot (new, or made before snapshots
+        existed) gets one built first."""
+        live = cls(store)
+        live.refresh()
+        return live
+
+    # -- keeping current ----------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Catch up with commits made since the last call (by any process). True if changed."""
+        with self._lock:
+            for _ in range(5):
+                name = current_snapshot_name(self.store.db)
+                if name is None or not (index_root(self.store) / name).exists():
+                    rebuild(self.store)
+                    continue
+                if self.snapshot is None or self.snapshot.name != name:
+                    try:
+                        self.snapshot = Snapshot.load(index_root(self.store) / name)
+                    except (OSError, ValueError, KeyError, RuntimeError):
+                        log.warning("snapshot %s unreadable; rebuilding", name, exc_info=True)
+                        rebuild(self.store)
+                        continue
+                    self.position = self.snapshot.seq
+                    self._reset_tail()
+                    changed = True
+                else:
+                    changed = False
+                applied = self._replay(name)
+                if applied is None:
+                    continue  # the snapshot changed under us; load the new one
+                return changed or applied
+            raise RuntimeError("the index kept changing while loading; try again")
+
+    def _replay(self, name: str) -> bool | None:
+        """Apply the log past ``self.position``; None if the live snapshot changed."""
+        db = self.store.db
+        if term_store.log_position(db) == self.position:
+            return False
+        with _read_transaction(db):
+            if current_snapshot_name(db) != name:
+                return None
+            upto = term_store.log_position(db)
+            entries = db.execute(
+                "SELECT sentence_id, added FROM index_log WHERE seq > ? AND seq <= ? ORDER BY seq",
+                (self.position, upto),
+            ).fetchall()
+            added = list({sid for sid, a in entries if a})
+            rows: dict[int, tuple[bytes, str]] = {}
+            for start in range(0, len(added), 500):
+                chunk = added[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for sid, blob, terms in db.execute(
+                    "SELECT s.id, s.embedding, t.terms FROM sentences s LEFT JOIN sentence_terms"
+                    f" t ON t.rowid = s.id WHERE s.id IN ({marks}) AND s.embedding IS NOT NULL",
+                    chunk,
+                ):
+                    rows[sid] = (blob, terms or "")
+        new_vectors: list[np.ndarray] = []
+        for sid, was_added in entries:
+            self._drop(sid)
+            if was_added and sid in rows:
+                blob, terms = rows[sid]
+                new_vectors.append(self._append(sid, blob, terms))
+        if new_vectors:
+            parts = [self.tail_vectors] if len(self.tail_vectors) else []
+            self.tail_vectors = np.vstack([*parts, *new_vectors]).astype(np.float32)
+        self.position = upto
+        snap = self.snapshot
+        if snap is not None and self.deleted:
+            deleted = np.fromiter(self.deleted, np.int64, len(self.deleted))
+            self._deleted_rows = np.searchsorted(snap.ids, deleted)
+        return bool(entries)
+
+    def _drop(self, sid: int) -> None:
+        row = self.tail_index.pop(sid, None)
+        if row is not None:
+            self.tail_alive[row] = False
+            return
+        snap = self.snapshot
+        if snap is not None and snap.size:
+            at = int(np.searchsorted(snap.ids, sid))
+            if at < snap.size and int(snap.ids[at]) == sid:
+                self.deleted.add(sid)
+
+    def _append(self, sid: int, blob: bytes, terms: str) -> np.ndarray:
+        row = len(self.tail_ids)
+        self.tail_ids.append(sid)
+        self.tail_alive.append(True)
+        self.tail_index[sid] = row
+        tokens = terms.split() or [EMPTY_TOKEN]
+        self.tail_lengths.append(len(tokens))
+        for token in tokens:
+            postings = self.tail_postings.setdefault(token, {})
+            postings[row] = postings.get(row, 0) + 1
+        return np.frombuffer(blob, dtype=np.float32)
+
+    # -- reading ------------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        snap = self.snapshot.size if self.snapshot else 0
+        return snap - len(self.deleted) + len(self.tail_index)
+
+    def df(self, term: str) -> int:
+        """Searchable sentences using ``term`` (deleted ones count until the next rewrite)."""
+        snap = self.snapshot.df(term) if self.snapshot else 0
+        tail = sum(1 for row in self.tail_postings.get(term, ()) if self.tail_alive[row])
+        return snap + tail
+
+    def mentioned(self, term: str) -> bool:
+        """Whether the corpus uses ``term`` anywhere (bylines, titles and URLs included)."""
+        return term_store.mentioned(self.store.db, term)
+
+    def dense_search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``k`` (sentence ids, inner products) nearest to ``vector``, best first."""
+        q = np.asarray(vector, np.float32).reshape(1, -1)
+        ids: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
+        with self._lock:
+            snap = self.snapshot
+            if snap is not None and snap.size:
+                fetch = min(snap.size, k + len(self.deleted))
+                found_scores, found_ids = snap.dense.search(q, fetch)
+                keep = found_ids[0] >= 0
+                if self.deleted:
+                    keep &= ~np.isin(found_ids[0], np.fromiter(self.deleted, np.int64))
+                ids.append(found_ids[0][keep])
+                scores.append(found_scores[0][keep])
+            if self.tail_index:
+                rows = np.fromiter(self.tail_index.values(), np.int64, len(self.tail_index))
+                sims = self.tail_vectors[rows] @ q[0]
+                best = np.argsort(-sims)[:k]
+                ids.append(np.asarray(self.tail_ids, np.int64)[rows[best]])
+                scores.append(sims[best].astype(np.float32))
+        if not ids:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        all_ids, all_scores = np.concatenate(ids), np.concatenate(scores)
+        order = np.argsort(-all_scores, kind="stable")[:k]
+        return all_ids[order].astype(np.int64), all_scores[order]
+
+    def lexical(self, terms: list[str]) -> LexicalScores:
+        """BM25 of the query ``terms`` (duplicates count twice, as in bm25s) for every
+        searchable sentence."""
+        with self._lock:
+            snap = self.snapshot
+            if snap is not None and snap.bm25 is not None:
+                known = [t for t in terms if t in snap.bm25.vocab_dict]
+                if known:
+                    scores = np.asarray(snap.bm25.get_scores(known), np.float32)
+                    if len(self._deleted_rows):
+                        scores = scores.copy()
+                        scores[self._deleted_rows] = 0.0
+                else:
+                    scores = np.zeros(snap.size, np.float32)
+                snapshot_ids = snap.ids
+            else:
+                scores, snapshot_ids = np.zeros(0, np.float32), np.zeros(0, np.int64)
+            return LexicalScores(snapshot_ids, scores, self._tail_bm25(terms))
+
+    def _tail_bm25(self, terms: list[str]) -> dict[int, float]:
+        if not self.tail_index:
+            return {}
+        snap = self.snapshot
+        n = self.size
+        avgdl = (
+            snap.avgdl
+            if snap is not None and snap.size
+            else float(np.mean([self.tail_lengths[r] for r in self.tail_index.values()]))
+        )
+        out: dict[int, float] = {}
+        for term in terms:
+            postings = self.tail_postings.get(term)
+            if not postings:
+                continue
+            df = self.df(term)
+            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            for row, tf in postings.items():
+                if not self.tail_alive[row]:
+                    continue
+                norm = K1 * ((1 - B) + B * self.tail_lengths[row] / avgdl)
+                sid = self.tail_ids[row]
+                out[sid] = out.get(sid, 0.0) + idf * tf / (norm + tf)
+        return out

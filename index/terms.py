@@ -1,0 +1,169 @@
+"""What the live index reads from the database: stored tokens and a change log.
+
+Three FTS5 tables hold the project's own folded, stemmed tokens (``tokenize``), space-joined, so
+nothing is ever tokenized twice and the corpus vocabulary is answered by SQLite:
+
+* ``sentence_terms``: one row per searchable sentence (rowid = sentence id);
+* ``mention_terms``: headings and boilerplate (bylines), which are not searchable but are words
+  the corpus uses;
+* ``article_terms``: an article's title, outlet and URL words (rowid = article id).
+
+``index_log`` records every searchable sentence added or deleted, in commit order (SQL
+triggers, so no write path can forget it). A reader replays the log past its snapshot's
+position to catch up; a reused sentence id is a deletion followed by an addition.
+
+Rows are written by ``add_article_terms`` inside the ingest transaction (tokenizing needs
+Python); deletions are SQL triggers, so deleting an article by any route cleans up.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterable
+
+from index.search_index import tokenize
+
+TERMS_VERSION = "1"  # meta 'terms_version': the tables are filled for every stored row
+_FTS = "fts5(terms, tokenize=\"ascii tokenchars '_'\", detail=none, columnsize=0)"
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS index_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    sentence_id INTEGER NOT NULL,
+    added INTEGER NOT NULL            -- 1 added, 0 deleted
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS sentence_terms USING {_FTS};
+CREATE VIRTUAL TABLE IF NOT EXISTS mention_terms USING {_FTS};
+CREATE VIRTUAL TABLE IF NOT EXISTS article_terms USING {_FTS};
+CREATE TRIGGER IF NOT EXISTS sentence_indexed AFTER INSERT ON sentences
+WHEN NEW.embedding IS NOT NULL BEGIN
+    INSERT INTO index_log(sentence_id, added) VALUES (NEW.id, 1);
+END;
+CREATE TRIGGER IF NOT EXISTS sentence_reembedded AFTER UPDATE OF embedding ON sentences BEGIN
+    INSERT INTO index_log(sentence_id, added) SELECT OLD.id, 0 WHERE OLD.embedding IS NOT NULL;
+    INSERT INTO index_log(sentence_id, added) SELECT NEW.id, 1 WHERE NEW.embedding IS NOT NULL;
+END;
+CREATE TRIGGER IF NOT EXISTS sentence_deleted AFTER DELETE ON sentences BEGIN
+    INSERT INTO index_log(sentence_id, added) SELECT OLD.id, 0 WHERE OLD.embedding IS NOT NULL;
+    DELETE FROM sentence_terms WHERE rowid = OLD.id;
+    DELETE FROM mention_terms WHERE rowid = OLD.id;
+END;
+CREATE TRIGGER IF NOT EXISTS article_deleted AFTER DELETE ON articles BEGIN
+    DELETE FROM article_terms WHERE rowid = OLD.id;
+END;
+"""
+
+
+def metadata_text(title: str, outlet: str, url: str) -> str:
+    """Title, outlet and URL words: what names a source ("the Bloomberg report")."""
+    return f"{title} {outlet} {re.sub(r'[/_.?=&-]+', ' ', url)}"
+
+
+def install(db: sqlite3.Connection) -> None:
+    """Create the tables and triggers, and fill them once for a store made before they existed
+    (one write transaction; a store of a million sentences takes a minute or two, once)."""
+    db.executescript(SCHEMA)
+    if _version(db) == TERMS_VERSION:
+        return
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        if _version(db) != TERMS_VERSION:  # another process may have filled them meanwhile
+            refill(db)
+
+
+def _version(db: sqlite3.Connection) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key='terms_version'").fetchone()
+    return row[0] if row else None
+
+
+def refill(db: sqlite3.Connection) -> None:
+    """Tokenize every stored row again (inside the caller's write transaction)."""
+    for table in ("sentence_terms", "mention_terms", "article_terms"):
+        db.execute(f"DELETE FROM {table}")
+    _insert_sentences(db, db.execute("SELECT id, text, embedding IS NOT NULL FROM sentences"))
+    db.executemany(
+        "INSERT INTO article_terms(rowid, terms) VALUES (?, ?)",
+        (
+            (aid, " ".join(tokenize(metadata_text(title, outlet, url))))
+            for aid, title, outlet, url in db.execute(
+                "SELECT id, title, outlet, url FROM articles"
+            ).fetchall()
+        ),
+    )
+    db.execute(
+        "INSERT INTO meta(key, value) VALUES ('terms_version', ?) "
+        "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+        (TERMS_VERSION,),
+    )
+
+
+def _insert_sentences(db: sqlite3.Connection, rows: Iterable[tuple[int, str, int]]) -> None:
+    searchable, mentions = [], []
+    for sentence_id, text, indexed in rows:
+        (searchable if indexed else mentions).append((sentence_id, " ".join(tokenize(text))))
+        if len(searchable) + len(mentions) >= 5000:
+            _flush(db, searchable, mentions)
+    _flush(db, searchable, mentions)
+
+
+def _flush(db: sqlite3.Connection, searchable: list, mentions: list) -> None:
+    db.executemany("INSERT INTO sentence_terms(rowid, terms) VALUES (?, ?)", searchable)
+    db.executemany("INSERT INTO mention_terms(rowid, terms) VALUES (?, ?)", mentions)
+    searchable.clear()
+    mentions.clear()
+
+
+def add_article_terms(db: sqlite3.Connection, article_id: int) -> None:
+    """Store the tokens of one article just written (call inside its write transaction; an
+    updated article's old rows were removed with its old sentences)."""
+    db.execute("DELETE FROM article_terms WHERE rowid=?", (article_id,))
+    row = db.execute("SELECT title, outlet, url FROM articles WHERE id=?", (article_id,)).fetchone()
+    if row is None:
+        return
+    db.execute(
+        "INSERT INTO article_terms(rowid, terms) VALUES (?, ?)",
+        (article_id, " ".join(tokenize(metadata_text(*row)))),
+    )
+    _insert_sentences(
+        db,
+        db.execute(
+            "SELECT id, text, embedding IS NOT NULL FROM sentences WHERE article_id=? "
+            "ORDER BY position",
+            (article_id,),
+        ).fetchall(),
+    )
+
+
+def fts_phrase(term: str) -> str:
+    """One token as an FTS5 string (quotes doubled), never an operator."""
+    return '"' + term.replace('"', '""') + '"'
+
+
+def mentioned(db: sqlite3.Connection, term: str) -> bool:
+    """Whether any stored text (sentences, bylines, titles, URLs) uses this token."""
+    phrase = fts_phrase(term)
+    return any(
+        db.execute(f"SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT 1", (phrase,)).fetchone()
+        for table in ("sentence_terms", "article_terms", "mention_terms")
+    )
+
+
+def article_terms(db: sqlite3.Connection, article_ids: Iterable[int]) -> dict[int, set[str]]:
+    """Title/outlet/URL tokens of these articles."""
+    ids = list(dict.fromkeys(article_ids))
+    out: dict[int, set[str]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for aid, terms in db.execute(
+            f"SELECT rowid, terms FROM article_terms WHERE rowid IN ({marks})", chunk
+        ):
+            out[aid] = set(terms.split())
+    return out
+
+
+def log_position(db: sqlite3.Connection) -> int:
+    """The change log's last entry: the index generation a reader polls."""
+    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='index_log'").fetchone()
+    return int(row[0]) if row else 0

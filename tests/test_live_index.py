@@ -1,0 +1,190 @@
+"""The live index: articles added, changed and deleted without a rebuild, picked up by another
+process, equal to a full reindex, and a store made before it existed still opens."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index import live_index
+from index.embed import HashEmbedder
+from index.ingest import Ingester
+from index.live_index import LiveIndex, current_snapshot_name, rebuild
+from index.search_index import tokenize
+from index.store import Store
+from tests.conftest import CORPUS, FIXTURES, ROOT, cli_env, ingest
+
+EMBED = HashEmbedder()
+
+
+def write_article(folder: Path, name: str, title: str, sentences: list[str]) -> Path:
+    path = folder / f"{name}.md"
+    path.write_text(
+        f'---\ntitle: "{title}"\nurl: https://news.example/{name}\npublished: 2026-03-01\n'
+        f"outlet: News Example\n---\n\n" + " ".join(sentences) + "\n"
+    )
+    return path
+
+
+QUOKKA = [
+    "Negotiators in Reykjavik discussed a quokka sanctuary as a confidence-building gesture.",
+    "The quokka proposal surprised delegates from both sides of the front line.",
+    "Officials said the sanctuary would be funded by a neutral trust in Iceland.",
+]
+
+
+def ids_of(store: Store, article_title: str) -> list[int]:
+    return [
+        r[0]
+        for r in store.db.execute(
+            "SELECT s.id FROM sentences s JOIN articles a ON a.id = s.article_id "
+            "WHERE a.title = ? AND s.embedding IS NOT NULL ORDER BY s.id",
+            (article_title,),
+        )
+    ]
+
+
+def vector(text: str) -> np.ndarray:
+    return EMBED.embed([text])[0]
+
+
+@pytest.fixture
+def store(data_dir: Path) -> Store:
+    ingest(data_dir, CORPUS)
+    s = Store(data_dir)
+    yield s
+    s.close()
+
+
+def test_add_update_delete_without_rebuild(store: Store, data_dir: Path, tmp_path: Path) -> None:
+    live = LiveIndex.open(store)
+    snapshot, size = live.snapshot.name, live.size
+    assert size == 12 and not live.mentioned("quokka")
+
+    # Add: the reader's next refresh finds the article, the snapshot is not rewritten.
+    folder = tmp_path / "new"
+    folder.mkdir()
+    path = write_article(folder, "quokka", "Quokka sanctuary floated", QUOKKA)
+    ingest(data_dir, folder)
+    assert current_snapshot_name(store.db) == snapshot
+    assert live.refresh() and not live.refresh()
+    assert live.snapshot.name == snapshot and live.size == size + 3
+    added = ids_of(store, "Quokka sanctuary floated")
+    assert len(added) == 3
+    ids, scores = live.dense_search(vector(QUOKKA[1]), 5)
+    assert int(ids[0]) in added and scores[0] == pytest.approx(max(scores))
+    lex = live.lexical(tokenize("quokka sanctuary"))
+    top_ids, _ = lex.top(3)
+    assert set(top_ids.tolist()) == set(added)
+    assert live.df("quokka") == 2 and live.mentioned("quokka")
+
+    # Update: the old sentences leave, the new ones arrive.
+    path.write_text(path.read_text().replace("quokka sanctuary", "wombat refuge"))
+    ingest(data_dir, folder)
+    assert live.refresh()
+    updated = ids_of(store, "Quokka sanctuary floated")
+    assert live.size == size + 3
+    found = set(live.dense_search(vector(QUOKKA[0]), 50)[0].tolist())
+    assert not found & (set(added) - set(updated)) and found >= set(updated)
+    assert live.df("wombat") == 1
+
+    # Delete an article stored in the snapshot: masked at once, everywhere.
+    geneva = ids_of(store, "Geneva round ends without a deal on the Donbas")
+    with store.transaction() as db:
+        db.execute("DELETE FROM articles WHERE title LIKE 'Geneva%'")
+    assert live.refresh()
+    assert live.size == size + 3 - len(geneva)
+    found = set(live.dense_search(vector("Geneva Donbas Umerov delegation"), 50)[0].tolist())
+    assert not found & set(geneva)
+    top_ids, _ = live.lexical(tokenize("Umerov demilitarised zone")).top(10)
+    assert not set(top_ids.tolist()) & set(geneva)
+    assert not live.mentioned("umerov")  # its only article is gone
+
+
+def test_a_second_process_picks_up_changes(store: Store, data_dir: Path, tmp_path: Path) -> None:
+    live = LiveIndex.open(store)
+    folder = tmp_path / "new"
+    folder.mkdir()
+    write_article(folder, "quokka", "Quokka sanctuary floated", QUOKKA)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "ingest", str(folder)],
+        env=cli_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert live.refresh()
+    assert set(live.lexical(["quokka"]).top(5)[0].tolist()) == set(
+        ids_of(store, "Quokka sanctuary floated")[:2]
+    )
+
+
+def test_reindex_gives_the_same_index(store: Store, data_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for i in range(3):
+        write_article(folder, f"extra{i}", f"Extra report {i}", [f"{s} ({i})" for s in QUOKKA])
+    ingest(data_dir, folder)
+    with store.transaction() as db:
+        db.execute("DELETE FROM articles WHERE title = 'Extra report 1'")
+    incremental = LiveIndex.open(store)
+    assert incremental.tail_index  # built incrementally: a snapshot plus a tail
+    rebuild(store)
+    full = LiveIndex.open(store)
+    assert not full.tail_index and not full.deleted
+    assert incremental.size == full.size
+    for text in [*QUOKKA, "Geneva round Donbas", "prisoners exchanged in Abu Dhabi"]:
+        a_ids, a_scores = incremental.dense_search(vector(text), 8)
+        b_ids, b_scores = full.dense_search(vector(text), 8)
+        np.testing.assert_allclose(a_scores, b_scores, rtol=1e-5)
+        cut = a_scores[-1] + 1e-6  # the same ids above the last score (ties may swap)
+        assert set(a_ids[a_scores > cut].tolist()) == set(b_ids[b_scores > cut].tolist())
+        terms = tokenize(text)
+        a_top, _ = incremental.lexical(terms).top(3)
+        b_top, _ = full.lexical(terms).top(3)
+        assert a_top[0] == b_top[0]
+        for term in terms:
+            assert incremental.df(term) == full.df(term)
+
+
+def test_tail_grown_large_rewrites_the_snapshot(
+    store: Store, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = current_snapshot_name(store.db)
+    monkeypatch.setattr(live_index, "REWRITE_MIN_TAIL", 2)
+    folder = tmp_path / "new"
+    folder.mkdir()
+    write_article(folder, "quokka", "Quokka sanctuary floated", QUOKKA)
+    Ingester(store, EMBED).ingest_paths([folder], progress=False)
+    after = current_snapshot_name(store.db)
+    assert after != before
+    assert store.db.execute("SELECT COUNT(*) FROM index_log").fetchone()[0] == 0
+    assert [p.name for p in (data_dir / "index").iterdir() if p.is_dir()] == [after]
+    assert LiveIndex.open(store).size == 15
+
+
+def test_a_store_from_before_the_live_index_opens(tmp_path: Path) -> None:
+    """tests/fixtures/store-v1 was written by the code before this index existed."""
+    data_dir = tmp_path / "old"
+    shutil.copytree(FIXTURES / "store-v1", data_dir)
+    store = Store(data_dir)
+    try:
+        live = LiveIndex.open(store)
+        assert live.size == 12 and live.mentioned("umerov")
+        ids, _ = live.lexical(tokenize("prisoners of war swap")).top(1)
+        text = store.sentences([int(ids[0])])[int(ids[0])].text
+        assert "157 prisoners of war" in text
+        # The old store keeps working as a live one.
+        folder = tmp_path / "new"
+        folder.mkdir()
+        write_article(folder, "quokka", "Quokka sanctuary floated", QUOKKA)
+        Ingester(store, EMBED).ingest_paths([folder], progress=False)
+        assert live.refresh() and live.size == 15
+    finally:
+        store.close()
