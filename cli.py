@@ -1,4 +1,4 @@
-"""The ``talksbot`` command: serve, ingest, ask, eval, stats.
+"""The ``talksbot`` command: serve, ingest, ask, eval, stats, reindex, feeds.
 
 Every failure a user can cause ends in a one-line message on stderr and a non-zero exit code,
 never a traceback.
@@ -151,6 +151,30 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    """Tokenize every stored text again and rewrite the index snapshot from the store (no model
+    needed: embeddings are stored). Running bots pick the new snapshot up at their next poll."""
+    from index.ingest import ingest_params
+    from index.live_index import rebuild
+    from index.store import Store
+    from index.terms import refill_in_batches
+
+    store = Store(settings.data_dir)
+    try:
+        store.check_params(ingest_params(settings.talksbot_backend), write=False)
+        started = time.perf_counter()
+        refill_in_batches(store.db)
+        name = rebuild(store)
+        n = store.db.execute("SELECT COUNT(*) FROM sentences WHERE embedding IS NOT NULL")
+        print(
+            f"reindexed {n.fetchone()[0]} sentences into index/{name} "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+        return 0
+    finally:
+        store.close()
+
+
 def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
     from index.feeds import add_feed, list_feeds, poll_feeds, remove_feed
     from index.store import Store
@@ -258,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="hit@k, MRR and abstention on a JSONL question file")
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
+    sub.add_parser("reindex", help="rebuild the search index from the store (no model needed)")
     sub.add_parser("stats", help="what the store holds").add_argument("--json", action="store_true")
     p = sub.add_parser("feeds", help="RSS/Atom feeds the bot polls: list, add, remove, poll")
     p.add_argument("action", choices=["list", "add", "remove", "poll"], nargs="?", default="list")
@@ -271,6 +296,7 @@ COMMANDS = {
     "ask": cmd_ask,
     "eval": cmd_eval,
     "stats": cmd_stats,
+    "reindex": cmd_reindex,
     "feeds": cmd_feeds,
 }
 

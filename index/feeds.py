@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from index.fetch import FeedEntry, fetch_article, fetch_feed, is_url
 from index.ingest import Ingester, IngestReport
+from index.live_index import after_write
 from index.loaders import (
     IngestError,
     RawArticle,
@@ -15,7 +16,6 @@ from index.loaders import (
     outlet_from_url,
     parse_html,
 )
-from index.search_index import rebuild
 from index.store import Store
 
 
@@ -121,8 +121,7 @@ def poll_feeds(store: Store, ingester: Ingester) -> IngestReport:
                 "UPDATE feeds SET title=?, checked_at=?, last_error=? WHERE id=?",
                 (title, time.time(), error, feed.id),
             )
-    if report.added or report.updated:
-        rebuild(store)
+    after_write(store)  # readers replay the change log; a large tail gets a new snapshot
     report.seconds = time.perf_counter() - started
     return report
 
@@ -135,7 +134,6 @@ def ingest_url(store: Store, ingester: Ingester, url: str) -> IngestReport:
         ingester.ingest_article(fetch_article(url), report)
     except IngestError as exc:
         report.errors.append(str(exc))
-    if report.added or report.updated:
-        rebuild(store)
+    after_write(store)  # readers replay the change log; a large tail gets a new snapshot
     report.seconds = time.perf_counter() - started
     return report

@@ -3,7 +3,7 @@
 A **snapshot** is a folder of named files built from the store at one position of its change
 log (``index_log``)::
 
-    index/snap-<seq>-<pid>/
+    index/snap-<seq>-<random>/
         dense.faiss     FAISS over the sentence vectors, ids = sentence ids: an IndexIDMap2 over
                         a flat inner-product index; past IVF_MIN_VECTORS an IVF index (flat
                         codes up to 128 dimensions, SQ8 beyond), memory-mapped when loaded
@@ -46,7 +46,7 @@ import numpy as np
 
 from index import terms as term_store
 from index.search_index import tokenize
-from index.store import Store, rmtree_quiet
+from index.store import SentenceRow, Store, rmtree_quiet
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def build_snapshot(store: Store, root: Path) -> Path:
         "params": params,
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    final = root / f"snap-{seq:010d}-{os.getpid()}-{threading.get_ident() % 10000}"
+    final = root / f"snap-{seq:010d}-{tmp.name.removeprefix('.build-')}"
     os.replace(tmp, final)
     return final
 
@@ -553,3 +553,95 @@ class LiveIndex:
                 sid = self.tail_ids[row]
                 out[sid] = out.get(sid, 0.0) + idf * tf / (norm + tf)
         return out
+
+
+# -- candidates' rows -------------------------------------------------------------------------
+@dataclass
+class Neighbourhood:
+    """Stored rows of some sentences and of the searchable sentences around them."""
+
+    rows: dict[int, SentenceRow]
+    vectors: dict[int, np.ndarray]
+    before: dict[int, list[int]]  # id -> searchable ids before it in its article, nearest first
+    after: dict[int, list[int]]  # id -> searchable ids after it, nearest first
+
+
+def neighbourhood(db: sqlite3.Connection, ids: list[int], before: int, after: int) -> Neighbourhood:
+    """Rows (with vectors) of ``ids`` and of up to ``before``/``after`` searchable sentences
+    around each in its own article.
+
+    An article's sentences are written in one transaction, in reading order, and removed only
+    with it, so its live rows are one gapless run of ids: the neighbours are found by reading
+    a short id window around each id (widened for the rare sentence amid long boilerplate),
+    never by scanning articles.
+    """
+    wanted = sorted(set(ids))
+    meta: dict[int, tuple] = {}
+    out_before: dict[int, list[int]] = {}
+    out_after: dict[int, list[int]] = {}
+    window, pending = 6, wanted
+    while pending:
+        _read_windows(db, pending, window, meta)
+        retry = []
+        for sid in pending:
+            row = meta.get(sid)
+            if row is None:
+                continue
+            found_b, open_b = _walk(meta, sid, -1, before, window)
+            found_a, open_a = _walk(meta, sid, +1, after, window)
+            if (open_b and len(found_b) < before) or (open_a and len(found_a) < after):
+                retry.append(sid)
+            out_before[sid], out_after[sid] = found_b, found_a
+        pending, window = retry, window * 4
+    keep = {sid for sid in wanted if sid in meta}
+    for sid in keep:
+        keep.update(out_before.get(sid, ()))
+        keep.update(out_after.get(sid, ()))
+    keep_list = sorted(keep)
+    vectors: dict[int, np.ndarray] = {}
+    for start in range(0, len(keep_list), 500):
+        chunk = keep_list[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for sid, blob in db.execute(
+            f"SELECT id, embedding FROM sentences WHERE id IN ({marks}) AND embedding IS NOT NULL",
+            chunk,
+        ):
+            vectors[sid] = np.frombuffer(blob, dtype=np.float32)
+    rows = {sid: SentenceRow(*meta[sid][:7]) for sid in keep_list}
+    return Neighbourhood(rows, vectors, out_before, out_after)
+
+
+def _read_windows(db: sqlite3.Connection, ids: list[int], window: int, meta: dict) -> None:
+    spans: list[list[int]] = []
+    for sid in ids:
+        lo, hi = sid - window, sid + window
+        if spans and lo <= spans[-1][1] + 1:
+            spans[-1][1] = max(spans[-1][1], hi)
+        else:
+            spans.append([lo, hi])
+    for start in range(0, len(spans), 200):
+        chunk = spans[start : start + 200]
+        where = " OR ".join("id BETWEEN ? AND ?" for _ in chunk)
+        for row in db.execute(
+            "SELECT id, article_id, para, seq, position, kind, text, embedding IS NOT NULL "
+            f"FROM sentences WHERE {where}",
+            [v for span in chunk for v in span],
+        ):
+            meta[row[0]] = row
+
+
+def _walk(meta: dict, sid: int, step: int, need: int, window: int) -> tuple[list[int], bool]:
+    """Searchable ids next to ``sid`` in its article; True if the window ended first."""
+    article = meta[sid][1]
+    found: list[int] = []
+    at = sid
+    for _ in range(window):
+        if len(found) >= need:
+            return found, False
+        at += step
+        row = meta.get(at)
+        if row is None or row[1] != article:
+            return found, False
+        if row[7]:
+            found.append(at)
+    return found, len(found) < need

@@ -82,6 +82,39 @@ def refill(db: sqlite3.Connection) -> None:
     for table in ("sentence_terms", "mention_terms", "article_terms"):
         db.execute(f"DELETE FROM {table}")
     _insert_sentences(db, db.execute("SELECT id, text, embedding IS NOT NULL FROM sentences"))
+    _insert_articles(db)
+    db.execute(
+        "INSERT INTO meta(key, value) VALUES ('terms_version', ?) "
+        "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+        (TERMS_VERSION,),
+    )
+
+
+def refill_in_batches(db: sqlite3.Connection, batch: int = 20_000) -> None:
+    """``refill`` as short write transactions over id ranges (``talksbot reindex``): ingests
+    in other processes wait a moment at most, and each range is consistent on its own."""
+    top = db.execute("SELECT COALESCE(MAX(id), 0) FROM sentences").fetchone()[0]
+    for low in range(0, top + 1, batch):
+        high = low + batch - 1
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            for table in ("sentence_terms", "mention_terms"):
+                db.execute(f"DELETE FROM {table} WHERE rowid BETWEEN ? AND ?", (low, high))
+            _insert_sentences(
+                db,
+                db.execute(
+                    "SELECT id, text, embedding IS NOT NULL FROM sentences "
+                    "WHERE id BETWEEN ? AND ?",
+                    (low, high),
+                ).fetchall(),
+            )
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("DELETE FROM article_terms")
+        _insert_articles(db)
+
+
+def _insert_articles(db: sqlite3.Connection) -> None:
     db.executemany(
         "INSERT INTO article_terms(rowid, terms) VALUES (?, ?)",
         (
@@ -90,11 +123,6 @@ def refill(db: sqlite3.Connection) -> None:
                 "SELECT id, title, outlet, url FROM articles"
             ).fetchall()
         ),
-    )
-    db.execute(
-        "INSERT INTO meta(key, value) VALUES ('terms_version', ?) "
-        "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-        (TERMS_VERSION,),
     )
 
 

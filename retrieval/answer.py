@@ -175,7 +175,9 @@ class Answerer:
             if aid in seen:
                 continue
             seen.add(aid)
-            a = self.searcher.articles[aid]
+            a = self.searcher.article(aid)
+            if a is None:  # deleted since the search
+                continue
             nearest.append(ArticleRef(a.title, a.outlet, a.url, a.published))
             if len(nearest) == 3:
                 break
@@ -196,18 +198,20 @@ class Answerer:
         """Best distinct passages: no sentence twice, no near-identical copy of one chosen."""
         out: list[Citation] = []
         used: set[int] = set()
-        chosen_rows: list[int] = []
+        chosen: list[np.ndarray] = []
         for e in entries:
             if len(out) >= limit:
                 break
-            if e.id in used or self._near_duplicate(e.metadata["row"], chosen_rows):
+            if e.id in used or self._near_duplicate(e.metadata["vector"], chosen):
+                continue
+            a = self.searcher.article(e.metadata["article_id"])
+            if a is None:  # deleted since the search
                 continue
             quote, ids = self._quote(e, terms)
             if ids & used:
                 continue
             used |= ids
-            chosen_rows.append(e.metadata["row"])
-            a = self.searcher.articles[e.metadata["article_id"]]
+            chosen.append(e.metadata["vector"])
             out.append(
                 Citation(
                     quote=quote,
@@ -223,12 +227,11 @@ class Answerer:
             )
         return out
 
-    def _near_duplicate(self, row: int, chosen: list[int]) -> bool:
+    def _near_duplicate(self, v: np.ndarray, chosen: list[np.ndarray]) -> bool:
         """The same sentence reported again (wire copy in another outlet)."""
         if not chosen:
             return False
-        v = self.searcher.matrix[row]
-        others = self.searcher.matrix[chosen]
+        others = np.vstack(chosen)
         cos = (others @ v) / (np.linalg.norm(others, axis=1) * np.linalg.norm(v) + 1e-9)
         return bool(cos.max() >= NEAR_DUPLICATE_COSINE)
 
@@ -236,13 +239,12 @@ class Answerer:
         """The sentence, joined by one neighbour where needed: the sentence cannot stand alone
         (short, or opens with "He", "This" …), or the passage runs on into the neighbour (it
         scores nearly as well). Never over ``MAX_QUOTE_CHARS``."""
-        row, text = e.metadata["row"], e.content
-        rows = self.searcher.rows
+        text = e.content
         options = []
         if e.metadata["prev_score"] is not None:
-            options.append((e.metadata["prev_score"], rows[row - 1], True))
+            options.append((e.metadata["prev_score"], e.metadata["prev"], True))
         if e.metadata["next_score"] is not None:
-            options.append((e.metadata["next_score"], rows[row + 1], False))
+            options.append((e.metadata["next_score"], e.metadata["next"], False))
         options = [o for o in options if len(o[1].text) + 1 + len(text) <= MAX_QUOTE_CHARS]
         pick = None
         if len(text) < SHORT_SENTENCE_CHARS or _ANAPHORA.match(text):

@@ -12,8 +12,10 @@ import numpy as np
 
 from index.embed import Embedder, load_embedder
 from index.ingest import ingest_params
-from index.search_index import SearchIndex, load_or_rebuild, tokenize
+from index.live_index import LiveIndex, neighbourhood
+from index.search_index import tokenize
 from index.store import ArticleRow, Store
+from index.terms import article_terms
 
 DENSE_POOL = 100
 BM25_POOL = 100
@@ -100,125 +102,132 @@ def looks_like_name(word: str, start: int) -> bool:
 
 
 class Searcher:
-    """Loads the index of a data dir once and answers many queries."""
+    """Answers many queries over a data dir's live index.
 
-    def __init__(self, store: Store, embedder: Embedder, index: SearchIndex) -> None:
+    Holds no sentence, article or vector of its own: the index maps its snapshot files, and
+    the rows of a query's candidates (and their neighbours) are read from SQLite per query.
+    """
+
+    def __init__(self, store: Store, embedder: Embedder, index: LiveIndex) -> None:
         self.store = store
         self.embedder = embedder
         self.index = index
         self._lock = threading.Lock()
-        self._load_rows()
 
     @classmethod
     def open(cls, data_dir: Path, backend: str, embedder: Embedder | None = None) -> Searcher:
         store = Store(data_dir)
         embedder = embedder or load_embedder(backend, data_dir / "models")
         store.check_params(ingest_params(embedder.backend), write=False)
-        return cls(store, embedder, load_or_rebuild(store))
-
-    def _load_rows(self) -> None:
-        rows = self.store.sentences([int(i) for i in self.index.ids])
-        self.rows = [rows[int(i)] for i in self.index.ids]
-        self.articles: dict[int, ArticleRow] = {a.id: a for a in self.store.articles()}
-        self.source_terms = {
-            article_id: set(tokenize(text)) for article_id, text in self.store.metadata_texts()
-        }
-        n = self.index.size
-        self.matrix = self.index.vectors.reconstruct_n(0, n) if n else np.zeros((0, 1), np.float32)
-        self.generation = self.index.manifest.get("generation")
+        return cls(store, embedder, LiveIndex.open(store))
 
     def refresh(self) -> bool:
-        """Pick up articles another process ingested; True when the index changed."""
-        if self.store.generation() == self.generation:
-            return False
+        """Pick up what any process committed since; True when the index changed. Cheap when
+        nothing did (one read of the change log's position)."""
         with self._lock:
-            self.index = load_or_rebuild(self.store)
-            self._load_rows()
-        return True
+            return self.index.refresh()
 
     @property
     def size(self) -> int:
         return self.index.size
+
+    def article(self, article_id: int) -> ArticleRow | None:
+        return self.store.article(article_id)
 
     def analyse(self, question: str) -> QueryAnalysis:
         terms = list(dict.fromkeys(tokenize(question)))
         names = []
         # Markup and links pasted into a question are not names the corpus should know.
         words_only = _MARKUP.sub(lambda m: " " * len(m.group()), question)
-        for match in _WORD.finditer(words_only):
-            word = match.group()
-            stems = tokenize(word)
-            unknown = stems and not stems[0].isdigit() and stems[0] not in self.index.vocabulary
-            if unknown and looks_like_name(word, match.start()):
-                names.append(word)
+        with self._lock:
+            for match in _WORD.finditer(words_only):
+                word = match.group()
+                stems = tokenize(word)
+                unknown = stems and not stems[0].isdigit() and not self.index.mentioned(stems[0])
+                if unknown and looks_like_name(word, match.start()):
+                    names.append(word)
         return QueryAnalysis(terms, names)
 
     def search(self, question: str, limit: int = 50) -> list[Entry]:
         """Candidates best first. Metadata carries the parts of the score and, for quoting,
-        the scores of the sentences before and after (``prev_score``/``next_score``)."""
-        n = self.index.size
-        if n == 0:
-            return []
+        the scores and rows of the sentences before and after (``prev_score``/``prev``...)."""
         vector = self.embedder.embed([question])
         q = vector[0]
         with self._lock:
-            index, rows = self.index, self.rows
-            _, dense_rows = index.vectors.search(vector, min(n, DENSE_POOL))
-            terms = [t for t in tokenize(question) if t in index.df]
-            bm25 = (
-                np.asarray(index.bm25.get_scores(terms), np.float32)
-                if terms
-                else np.zeros(n, np.float32)
+            index = self.index
+            if index.size == 0:
+                return []
+            dense_ids, _ = index.dense_search(q, DENSE_POOL)
+            pool = {int(i) for i in dense_ids}
+            terms = [t for t in tokenize(question) if index.df(t) > 0]
+            lex = index.lexical(terms) if terms else None
+            if lex is not None:
+                pool.update(int(i) for i in lex.top(BM25_POOL)[0])
+            # Candidates and their neighbours in their article (two back: a neighbour's score
+            # counts its own predecessor), scored in one matrix product.
+            near = neighbourhood(self.store.db, sorted(pool), before=2, after=1)
+            pool = {i for i in pool if i in near.rows}
+            wanted = sorted(near.vectors)
+            pos = {sid: i for i, sid in enumerate(wanted)}
+            dense = (
+                np.vstack([near.vectors[i] for i in wanted]) @ q
+                if wanted
+                else np.zeros(0, np.float32)
             )
-            pool = {int(r) for r in dense_rows[0] if r >= 0}
-            if terms:
-                top = np.argpartition(-bm25, min(BM25_POOL, n - 1))[:BM25_POOL]
-                pool.update(int(r) for r in top if bm25[r] > 0)
-            # Candidates and their neighbours (two back: a neighbour's score counts its own
-            # predecessor), scored in one matrix product.
-            wanted = sorted({m for r in pool for m in range(r - 2, r + 2) if 0 <= m < n})
-            pos = {r: i for i, r in enumerate(wanted)}
-            dense = self.matrix[wanted] @ q
-            bm25_max = float(bm25.max()) if terms else 0.0
-            lexical = bm25[wanted] / bm25_max if bm25_max > 0 else np.zeros(len(wanted))
+            bm25_max = lex.max if lex is not None else 0.0
+            lexical = (
+                lex.scores_for(wanted) / bm25_max
+                if lex is not None and bm25_max > 0
+                else np.zeros(len(wanted))
+            )
             base = dense + BM25_WEIGHT * lexical
             kind = answer_type(question)
             if kind:
                 pattern = ANSWER_PATTERNS[kind]
                 base = base + ANSWER_TYPE_BOOST * np.array(
-                    [bool(pattern.search(rows[r].text)) for r in wanted], np.float32
+                    [bool(pattern.search(near.rows[i].text)) for i in wanted], np.float32
                 )
-            source = self._source_match(terms)
-            article_ids = index.article_ids
+            source = self._source_match(terms, {near.rows[i].article_id for i in pool})
 
-            def score(r: int) -> float | None:
-                """Full score of row r, or None for a row outside r's article."""
-                before = (
-                    base[pos[r - 1]] if r - 1 in pos and article_ids[r - 1] == article_ids[r] else 0
-                )
+            def prev_of(sid: int) -> int | None:
+                found = near.before.get(sid) or []
+                return found[0] if found else None
+
+            def next_of(sid: int) -> int | None:
+                found = near.after.get(sid) or []
+                return found[0] if found else None
+
+            def score(sid: int, prev: int | None) -> float:
+                before = base[pos[prev]] if prev is not None and prev in pos else 0
                 return (
-                    float(base[pos[r]])
+                    float(base[pos[sid]])
                     + PREV_WEIGHT * max(float(before), 0.0)
-                    + SOURCE_WEIGHT * source.get(int(article_ids[r]), 0.0)
+                    + SOURCE_WEIGHT * source.get(near.rows[sid].article_id, 0.0)
                 )
 
             entries = []
-            for r in pool:
-                i = pos[r]
-                same_prev = r - 1 >= 0 and article_ids[r - 1] == article_ids[r]
-                same_next = r + 1 < n and article_ids[r + 1] == article_ids[r]
-                sentence = rows[r]
+            for sid in pool:
+                i = pos[sid]
+                prev, nxt = prev_of(sid), next_of(sid)
+                sentence = near.rows[sid]
+                before2 = near.before.get(sid, [])
                 entries.append(
                     Entry(
-                        id=sentence.id,
-                        score=score(r),
+                        id=sid,
+                        score=score(sid, prev),
                         content=sentence.text,
                         metadata={
-                            "row": r,
                             "dense": float(dense[i]),
                             "lexical": float(lexical[i]),
-                            "prev_score": score(r - 1) if same_prev else None,
-                            "next_score": score(r + 1) if same_next else None,
+                            "vector": near.vectors[sid],
+                            "prev_score": (
+                                score(prev, before2[1] if len(before2) > 1 else None)
+                                if prev is not None
+                                else None
+                            ),
+                            "next_score": score(nxt, sid) if nxt is not None else None,
+                            "prev": near.rows[prev] if prev is not None else None,
+                            "next": near.rows[nxt] if nxt is not None else None,
                             "article_id": sentence.article_id,
                             "position": sentence.position,
                             "para": sentence.para,
@@ -226,18 +235,19 @@ class Searcher:
                         },
                     )
                 )
-        entries.sort(key=lambda e: e.score, reverse=True)
+        entries.sort(key=lambda e: (-e.score, e.id))
         return entries[:limit]
 
-    def _source_match(self, terms: list[str]) -> dict[int, float]:
-        """Per article, the share of the question's IDF weight found in its title, outlet or
-        URL: "the Bloomberg report", "Ignatius's column" point at one source."""
+    def _source_match(self, terms: list[str], article_ids: set[int]) -> dict[int, float]:
+        """Per candidate article, the share of the question's IDF weight found in its title,
+        outlet or URL: "the Bloomberg report", "Ignatius's column" point at one source."""
         if not terms:
             return {}
-        weights = {t: idf(self.index.df.get(t, 0), self.index.size) for t in set(terms)}
+        n = self.index.size
+        weights = {t: idf(self.index.df(t), n) for t in set(terms)}
         total = sum(weights.values())
         out = {}
-        for article_id, meta_terms in self.source_terms.items():
+        for article_id, meta_terms in article_terms(self.store.db, article_ids).items():
             shared = sum(w for t, w in weights.items() if t in meta_terms)
             if shared:
                 out[article_id] = shared / total

@@ -11,7 +11,7 @@ import pytest
 
 from index.embed import HashEmbedder
 from index.ingest import Ingester
-from index.search_index import current_index_dir, load_or_rebuild
+from index.live_index import LiveIndex, current_snapshot_name
 from index.store import Store, StoreError
 from tests.conftest import CORPUS, ROOT, cli_env, ingest, open_answerer
 
@@ -57,9 +57,9 @@ def test_changed_file_updates_its_article_in_place(data_dir: Path, corpus_dir: P
     report = ingest(data_dir, corpus_dir)
     assert (report.added, report.updated) == (0, 1)
     answerer = open_answerer(data_dir)
-    assert len(answerer.searcher.articles) == 3
-    texts = [r.text for r in answerer.searcher.rows]
-    assert "A further exchange is planned for March, the mediators said." in texts
+    assert answerer.searcher.store.article_count() == 3
+    added = "A further exchange is planned for March, the mediators said."
+    assert answerer.searcher.search(added, limit=1)[0].content == added
 
 
 def test_near_copy_by_another_outlet_is_stored_once(data_dir: Path, tmp_path: Path) -> None:
@@ -103,15 +103,18 @@ def test_index_built_by_another_model_is_refused(data_dir: Path) -> None:
 def test_stale_or_damaged_index_files_are_rebuilt_from_the_store(data_dir: Path) -> None:
     ingest(data_dir, CORPUS)
     store = Store(data_dir)
-    good = load_or_rebuild(store)
-    directory = current_index_dir(store)
+    good = LiveIndex.open(store)
+    directory = data_dir / "index" / current_snapshot_name(store.db)
     (directory / "dense.faiss").write_bytes(b"garbage")
-    rebuilt = load_or_rebuild(store)
+    rebuilt = LiveIndex.open(store)
     assert rebuilt.size == good.size == 12
-    # A database ahead of its index (killed between commit and rebuild) is caught up.
-    with store.transaction() as db:
-        db.execute("UPDATE articles SET title = title")
-    assert load_or_rebuild(store).manifest["generation"] == store.generation()
+    assert rebuilt.snapshot.name != good.snapshot.name
+    # Snapshot files gone altogether (a copied database without its index folder): rebuilt.
+    for path in (data_dir / "index").iterdir():
+        if path.is_dir():
+            for f in path.iterdir():
+                f.unlink() if f.is_file() else None
+    assert LiveIndex.open(store).size == 12
 
 
 KILL_SCRIPT = """
@@ -175,7 +178,7 @@ def test_killed_ingest_leaves_a_store_that_loads_and_rerun_finishes(
     assert 0 < articles < 60, "the kill should land mid-run"
     # What was committed loads and answers, whatever the index files' state.
     answerer = open_answerer(data_dir)
-    assert len(answerer.searcher.articles) == articles
+    assert answerer.searcher.store.article_count() == articles
     assert answerer.searcher.size == articles * 6
     # Running again finishes the job, adding only what was missing.
     report = ingest(data_dir, folder)
