@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 K1, B = 1.2, 0.75  # BM25, as bm25s.BM25(k1=1.2, b=0.75)
 IVF_MIN_VECTORS = 200_000  # below: exact flat search (measured: 1M x 64 flat costs ~40 ms/query)
-IVF_NPROBE = 48
+IVF_NPROBE = 32
 REWRITE_MIN_TAIL = 20_000
 REWRITE_SHARE = 0.05
 SNAPSHOT_KEY = "index_snapshot"
@@ -131,7 +131,7 @@ def _dense_index(vectors: np.ndarray, ids: np.ndarray, dim: int) -> tuple[object
         if n:
             index.add_with_ids(vectors, ids)
         return index, "flat"
-    nlist = int(4 * math.sqrt(n))
+    nlist = int(math.sqrt(n))  # ~1,000 lists at a million: k-means in seconds
     quantizer = faiss.IndexFlatIP(dim)
     if dim <= 128:
         index, kind = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT), "ivf"
@@ -482,6 +482,14 @@ class LiveIndex:
     def mentioned(self, term: str) -> bool:
         """Whether the corpus uses ``term`` anywhere (bylines, titles and URLs included)."""
         return term_store.mentioned(self.store.db, term)
+
+    def source_terms(self, article_ids: set[int]) -> dict[int, set[str]]:
+        """Tokens of these articles' titles, outlets and URLs."""
+        return term_store.article_terms(self.store.db, article_ids)
+
+    def neighbourhood(self, ids: list[int], before: int, after: int) -> Neighbourhood:
+        """Rows and vectors of ``ids`` and of the searchable sentences around each."""
+        return neighbourhood(self.store.db, ids, before, after)
 
     def dense_search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``k`` (sentence ids, inner products) nearest to ``vector``, best first."""

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from index.backend import SearchBackend
 from index.embed import Embedder, load_embedder
 from index.ingest import ingest_params
-from index.live_index import LiveIndex, neighbourhood
+from index.live_index import LiveIndex
 from index.search_index import tokenize
 from index.store import ArticleRow, Store
-from index.terms import article_terms
 
 DENSE_POOL = 100
 BM25_POOL = 100
@@ -108,7 +108,7 @@ class Searcher:
     the rows of a query's candidates (and their neighbours) are read from SQLite per query.
     """
 
-    def __init__(self, store: Store, embedder: Embedder, index: LiveIndex) -> None:
+    def __init__(self, store: Store, embedder: Embedder, index: SearchBackend) -> None:
         self.store = store
         self.embedder = embedder
         self.index = index
@@ -165,7 +165,7 @@ class Searcher:
                 pool.update(int(i) for i in lex.top(BM25_POOL)[0])
             # Candidates and their neighbours in their article (two back: a neighbour's score
             # counts its own predecessor), scored in one matrix product.
-            near = neighbourhood(self.store.db, sorted(pool), before=2, after=1)
+            near = index.neighbourhood(sorted(pool), before=2, after=1)
             pool = {i for i in pool if i in near.rows}
             wanted = sorted(near.vectors)
             pos = {sid: i for i, sid in enumerate(wanted)}
@@ -247,7 +247,7 @@ class Searcher:
         weights = {t: idf(self.index.df(t), n) for t in set(terms)}
         total = sum(weights.values())
         out = {}
-        for article_id, meta_terms in article_terms(self.store.db, article_ids).items():
+        for article_id, meta_terms in self.index.source_terms(article_ids).items():
             shared = sum(w for t, w in weights.items() if t in meta_terms)
             if shared:
                 out[article_id] = shared / total

@@ -188,3 +188,37 @@ def test_a_store_from_before_the_live_index_opens(tmp_path: Path) -> None:
         assert live.refresh() and live.size == 15
     finally:
         store.close()
+
+
+def test_answers_after_reindex_match_the_incremental_index(
+    store: Store, data_dir: Path, tmp_path: Path
+) -> None:
+    from retrieval.answer import Answerer
+    from retrieval.search import Searcher
+
+    folder = tmp_path / "new"
+    folder.mkdir()
+    write_article(folder, "quokka", "Quokka sanctuary floated", QUOKKA)
+    ingest(data_dir, folder)
+    questions = [
+        "Who proposed a quokka sanctuary?",
+        "Who mediated the prisoner exchange?",
+        "What did the Geneva round decide about the Donbas?",
+        "Why was there a local truce at the nuclear plant?",
+    ]
+    incremental = Answerer(Searcher.open(data_dir, "hash", embedder=EMBED))
+    assert incremental.searcher.index.tail_index
+    before = [[c.quote for c in incremental.answer(q).citations] for q in questions]
+    assert before[0] and "quokka" in before[0][0]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "reindex"],
+        env=cli_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "reindexed 15 sentences" in done.stdout, done.stderr
+    assert incremental.searcher.refresh()  # the running process moves to the new snapshot
+    assert not incremental.searcher.index.tail_index
+    after = [[c.quote for c in incremental.answer(q).citations] for q in questions]
+    assert after == before
