@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import sqlite3
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -107,6 +108,8 @@ class Snapshot:
             dense = faiss.read_index(dense_path)
         if manifest["dense"].startswith("ivf"):
             faiss.extract_index_ivf(dense).nprobe = IVF_NPROBE
+        # One query at a time: OpenMP threads only contend (measured 2-7x slower on 2 busy cores).
+        faiss.omp_set_num_threads(1)
         bm25 = None
         if manifest["sentences"]:
             bm25 = _bm25s().BM25.load(str(directory / "bm25"), mmap=True, show_progress=False)
@@ -141,8 +144,12 @@ def _dense_index(vectors: np.ndarray, ids: np.ndarray, dim: int) -> tuple[object
         )
         kind = "ivf-sq8"
     sample = np.random.default_rng(0).choice(n, min(n, 30 * nlist), replace=False)
-    index.train(vectors[np.sort(sample)])
-    index.add_with_ids(vectors, ids)
+    faiss.omp_set_num_threads(os.cpu_count() or 1)  # a build is one big batch
+    try:
+        index.train(vectors[np.sort(sample)])
+        index.add_with_ids(vectors, ids)
+    finally:
+        faiss.omp_set_num_threads(1)
     return index, kind
 
 
@@ -170,7 +177,8 @@ def build_snapshot(store: Store, root: Path) -> Path:
                 vectors = np.empty((n, dim), np.float32)
             ids[i] = sentence_id
             vectors[i] = vector
-            tokens = terms.split() if terms is not None else tokenize(text)
+            # One string object per distinct token: a million sentences' tokens fit.
+            tokens = list(map(sys.intern, terms.split() if terms is not None else tokenize(text)))
             corpus.append(tokens or [EMPTY_TOKEN])
     dim = dim or 384
     if vectors is None:
@@ -569,7 +577,8 @@ class Neighbourhood:
     """Stored rows of some sentences and of the searchable sentences around them."""
 
     rows: dict[int, SentenceRow]
-    vectors: dict[int, np.ndarray]
+    order: list[int]  # the searchable ids among them, in the order of ``matrix``'s rows
+    matrix: np.ndarray  # their vectors
     before: dict[int, list[int]]  # id -> searchable ids before it in its article, nearest first
     after: dict[int, list[int]]  # id -> searchable ids after it, nearest first
 
@@ -587,42 +596,39 @@ def neighbourhood(db: sqlite3.Connection, ids: list[int], before: int, after: in
     meta: dict[int, tuple] = {}
     out_before: dict[int, list[int]] = {}
     out_after: dict[int, list[int]] = {}
-    window, pending = 6, wanted
+    # Rows read per candidate are the cost (a few microseconds each): start with one spare.
+    back, ahead, pending = before + 1, after + 1, wanted
     while pending:
-        _read_windows(db, pending, window, meta)
+        _read_windows(db, pending, back, ahead, meta)
         retry = []
         for sid in pending:
             row = meta.get(sid)
             if row is None:
                 continue
-            found_b, open_b = _walk(meta, sid, -1, before, window)
-            found_a, open_a = _walk(meta, sid, +1, after, window)
+            found_b, open_b = _walk(meta, sid, -1, before, back)
+            found_a, open_a = _walk(meta, sid, +1, after, ahead)
             if (open_b and len(found_b) < before) or (open_a and len(found_a) < after):
                 retry.append(sid)
             out_before[sid], out_after[sid] = found_b, found_a
-        pending, window = retry, window * 4
-    keep = {sid for sid in wanted if sid in meta}
-    for sid in keep:
+        pending, back, ahead = retry, back * 4, ahead * 4
+    present = [sid for sid in wanted if sid in meta]
+    keep = set(present)
+    for sid in present:
         keep.update(out_before.get(sid, ()))
         keep.update(out_after.get(sid, ()))
-    keep_list = sorted(keep)
-    vectors: dict[int, np.ndarray] = {}
-    for start in range(0, len(keep_list), 500):
-        chunk = keep_list[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        for sid, blob in db.execute(
-            f"SELECT id, embedding FROM sentences WHERE id IN ({marks}) AND embedding IS NOT NULL",
-            chunk,
-        ):
-            vectors[sid] = np.frombuffer(blob, dtype=np.float32)
-    rows = {sid: SentenceRow(*meta[sid][:7]) for sid in keep_list}
-    return Neighbourhood(rows, vectors, out_before, out_after)
+    rows = {sid: SentenceRow(*meta[sid][:7]) for sid in sorted(keep)}
+    order = [sid for sid in rows if meta[sid][7] is not None]
+    blobs = b"".join(meta[sid][7] for sid in order)
+    matrix = np.frombuffer(blobs, dtype=np.float32).reshape(len(order), -1)
+    return Neighbourhood(rows, order, matrix, out_before, out_after)
 
 
-def _read_windows(db: sqlite3.Connection, ids: list[int], window: int, meta: dict) -> None:
+def _read_windows(
+    db: sqlite3.Connection, ids: list[int], back: int, ahead: int, meta: dict
+) -> None:
     spans: list[list[int]] = []
     for sid in ids:
-        lo, hi = sid - window, sid + window
+        lo, hi = sid - back, sid + ahead
         if spans and lo <= spans[-1][1] + 1:
             spans[-1][1] = max(spans[-1][1], hi)
         else:
@@ -631,7 +637,7 @@ def _read_windows(db: sqlite3.Connection, ids: list[int], window: int, meta: dic
         chunk = spans[start : start + 200]
         where = " OR ".join("id BETWEEN ? AND ?" for _ in chunk)
         for row in db.execute(
-            "SELECT id, article_id, para, seq, position, kind, text, embedding IS NOT NULL "
+            "SELECT id, article_id, para, seq, position, kind, text, embedding "
             f"FROM sentences WHERE {where}",
             [v for span in chunk for v in span],
         ):
@@ -650,6 +656,6 @@ def _walk(meta: dict, sid: int, step: int, need: int, window: int) -> tuple[list
         row = meta.get(at)
         if row is None or row[1] != article:
             return found, False
-        if row[7]:
+        if row[7] is not None:
             found.append(at)
     return found, len(found) < need

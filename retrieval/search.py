@@ -167,13 +167,9 @@ class Searcher:
             # counts its own predecessor), scored in one matrix product.
             near = index.neighbourhood(sorted(pool), before=2, after=1)
             pool = {i for i in pool if i in near.rows}
-            wanted = sorted(near.vectors)
+            wanted = near.order
             pos = {sid: i for i, sid in enumerate(wanted)}
-            dense = (
-                np.vstack([near.vectors[i] for i in wanted]) @ q
-                if wanted
-                else np.zeros(0, np.float32)
-            )
+            dense = near.matrix @ q
             bm25_max = lex.max if lex is not None else 0.0
             lexical = (
                 lex.scores_for(wanted) / bm25_max
@@ -219,7 +215,7 @@ class Searcher:
                         metadata={
                             "dense": float(dense[i]),
                             "lexical": float(lexical[i]),
-                            "vector": near.vectors[sid],
+                            "vector": near.matrix[i],
                             "prev_score": (
                                 score(prev, before2[1] if len(before2) > 1 else None)
                                 if prev is not None

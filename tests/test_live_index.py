@@ -222,3 +222,20 @@ def test_answers_after_reindex_match_the_incremental_index(
     assert not incremental.searcher.index.tail_index
     after = [[c.quote for c in incremental.answer(q).citations] for q in questions]
     assert after == before
+
+
+def test_neighbourhood_reads_the_sentences_around_candidates(store: Store, tmp_path: Path) -> None:
+    folder = tmp_path / "new"
+    folder.mkdir()
+    write_article(folder, "quokka", "Quokka sanctuary floated", QUOKKA)
+    Ingester(store, EMBED).ingest_paths([folder], progress=False)
+    first, middle, last = ids_of(store, "Quokka sanctuary floated")
+    near = LiveIndex.open(store).neighbourhood([middle, last], before=2, after=1)
+    assert near.before[middle] == [first] and near.after[middle] == [last]
+    assert near.before[last] == [middle, first] and near.after[last] == []
+    assert set(near.rows) == set(near.order) == {first, middle, last}
+    stored = store.db.execute("SELECT embedding FROM sentences WHERE id=?", (first,)).fetchone()
+    np.testing.assert_array_equal(
+        near.matrix[near.order.index(first)], np.frombuffer(stored[0], np.float32)
+    )
+    assert near.rows[first].text == QUOKKA[0]
