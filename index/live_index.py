@@ -143,7 +143,7 @@ def _dense_index(vectors: np.ndarray, ids: np.ndarray, dim: int) -> tuple[object
             quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
         )
         kind = "ivf-sq8"
-    sample = np.random.default_rng(0).choice(n, min(n, 30 * nlist), replace=False)
+    sample = np.random.default_rng(0).choice(n, min(n, 40 * nlist), replace=False)
     faiss.omp_set_num_threads(os.cpu_count() or 1)  # a build is one big batch
     try:
         index.train(vectors[np.sort(sample)])
@@ -323,8 +323,9 @@ class LexicalScores:
         ids: list[np.ndarray] = []
         scores: list[np.ndarray] = []
         if len(s):
-            rows = np.argpartition(-s, min(k, len(s) - 1))[:k] if len(s) > k else np.arange(len(s))
-            rows = rows[s[rows] > 0]
+            rows = np.flatnonzero(s > 0)  # usually a small share of a million rows
+            if len(rows) > k:
+                rows = rows[np.argpartition(-s[rows], k - 1)[:k]]
             ids.append(np.asarray(self.snapshot_ids[rows], np.int64))
             scores.append(s[rows].astype(np.float32))
         if self.tail:
@@ -333,7 +334,7 @@ class LexicalScores:
         if not ids:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         all_ids, all_scores = np.concatenate(ids), np.concatenate(scores)
-        order = np.argsort(-all_scores, kind="stable")[:k]
+        order = np.lexsort((all_ids, -all_scores))[:k]  # ties: lower id first
         return all_ids[order], all_scores[order]
 
     def scores_for(self, sentence_ids: list[int]) -> np.ndarray:
@@ -362,6 +363,8 @@ class LiveIndex:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # Candidates' rows are read per query: keep the hot pages in this process (32 MB).
+        store.db.execute("PRAGMA cache_size=-32768")
         self._lock = threading.RLock()
         self.snapshot: Snapshot | None = None
         self.position = 0
@@ -550,11 +553,9 @@ class LiveIndex:
             return {}
         snap = self.snapshot
         n = self.size
-        avgdl = (
-            snap.avgdl
-            if snap is not None and snap.size
-            else float(np.mean([self.tail_lengths[r] for r in self.tail_index.values()]))
-        )
+        alive = [self.tail_lengths[r] for r in self.tail_index.values()]
+        snap_n = snap.size if snap is not None else 0
+        avgdl = ((snap.avgdl * snap_n if snap_n else 0.0) + sum(alive)) / (snap_n + len(alive))
         out: dict[int, float] = {}
         for term in terms:
             postings = self.tail_postings.get(term)

@@ -146,9 +146,11 @@ def test_reindex_gives_the_same_index(store: Store, data_dir: Path, tmp_path: Pa
         cut = a_scores[-1] + 1e-6  # the same ids above the last score (ties may swap)
         assert set(a_ids[a_scores > cut].tolist()) == set(b_ids[b_scores > cut].tolist())
         terms = tokenize(text)
-        a_top, _ = incremental.lexical(terms).top(3)
-        b_top, _ = full.lexical(terms).top(3)
-        assert a_top[0] == b_top[0]
+        a_top, a_best = incremental.lexical(terms).top(3)
+        b_top, b_best = full.lexical(terms).top(3)
+        # The same best sentence (or one tied with it). Scores differ a little: until a
+        # rewrite, snapshot rows keep the snapshot's IDF (here 12 sentences against 21).
+        assert a_top[0] in b_top[b_best >= b_best[0] * 0.999]
         for term in terms:
             assert incremental.df(term) == full.df(term)
 
