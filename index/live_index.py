@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 K1, B = 1.2, 0.75  # BM25, as bm25s.BM25(k1=1.2, b=0.75)
 IVF_MIN_VECTORS = 200_000  # below: exact flat search (measured: 1M x 64 flat costs ~40 ms/query)
-IVF_NPROBE = 32
+IVF_NPROBE = 64  # measured at 1M (hash): recall@100 .956 against exact (32: .90)
 REWRITE_MIN_TAIL = 20_000
 REWRITE_SHARE = 0.05
 SNAPSHOT_KEY = "index_snapshot"
@@ -165,21 +165,35 @@ def build_snapshot(store: Store, root: Path) -> Path:
         dim = int(params.get("dim") or 0)
         ids = np.empty(n, np.int64)
         vectors: np.ndarray | None = None
-        corpus: list[list[str]] = []
         rows = db.execute(
-            "SELECT s.id, s.embedding, t.terms, s.text FROM sentences s LEFT JOIN sentence_terms t"
-            " ON t.rowid = s.id WHERE s.embedding IS NOT NULL ORDER BY s.id"
+            "SELECT id, embedding FROM sentences WHERE embedding IS NOT NULL ORDER BY id"
         )
-        for i, (sentence_id, blob, terms, text) in enumerate(rows):
+        for i, (sentence_id, blob) in enumerate(rows):
             vector = np.frombuffer(blob, dtype=np.float32)
             if vectors is None:
                 dim = len(vector)
                 vectors = np.empty((n, dim), np.float32)
             ids[i] = sentence_id
             vectors[i] = vector
-            # One string object per distinct token: a million sentences' tokens fit.
-            tokens = list(map(sys.intern, terms.split() if terms is not None else tokenize(text)))
-            corpus.append(tokens or [EMPTY_TOKEN])
+        # Tokens as stored (an FTS5 scan is in rowid order, like ids), merged in one pass; one
+        # string object per distinct token, so a million sentences' tokens fit.
+        corpus: list[list[str] | None] = [None] * n
+        at = 0
+        for sentence_id, terms in db.execute(
+            "SELECT rowid, terms FROM sentence_terms ORDER BY rowid"
+        ):
+            while at < n and ids[at] < sentence_id:
+                at += 1
+            if at < n and ids[at] == sentence_id:
+                corpus[at] = list(map(sys.intern, terms.split())) or [EMPTY_TOKEN]
+        missing = [int(ids[i]) for i, tokens in enumerate(corpus) if tokens is None]
+        for start in range(0, len(missing), 500):  # none unless a writer skipped the tokens
+            chunk = missing[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for sentence_id, text in db.execute(
+                f"SELECT id, text FROM sentences WHERE id IN ({marks})", chunk
+            ):
+                corpus[int(np.searchsorted(ids, sentence_id))] = tokenize(text) or [EMPTY_TOKEN]
     dim = dim or 384
     if vectors is None:
         vectors = np.zeros((0, dim), np.float32)

@@ -241,3 +241,13 @@ def test_neighbourhood_reads_the_sentences_around_candidates(store: Store, tmp_p
         near.matrix[near.order.index(first)], np.frombuffer(stored[0], np.float32)
     )
     assert near.rows[first].text == QUOKKA[0]
+
+
+def test_a_snapshot_tokenizes_sentences_whose_tokens_are_missing(store: Store) -> None:
+    (umerov,) = [
+        r[0] for r in store.db.execute("SELECT id FROM sentences WHERE text LIKE '%Umerov%'")
+    ]
+    with store.db:
+        store.db.execute("DELETE FROM sentence_terms WHERE rowid=?", (umerov,))
+    rebuild(store)
+    assert LiveIndex.open(store).lexical(["umerov"]).top(1)[0].tolist() == [umerov]
