@@ -474,7 +474,9 @@ async def ingest_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         await message.reply_text("Usage: /ingest https://example.org/article")
         return
     report = await asyncio.to_thread(
-        _with_ingester, svc, lambda store, ing: ingest_url(store, ing, context.args[0])
+        _with_ingester,
+        svc,
+        lambda store, ing: ingest_url(store, ing, context.args[0], svc.settings.fetch_policy),
     )
     text = report.summary() + "".join(f"\n• {e}" for e in report.errors)
     await message.reply_text(cut(text, 4000))
@@ -495,7 +497,9 @@ async def feeds_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     try:
         if args[:1] == ["add"] and len(args) == 2:
             feed, n = await asyncio.to_thread(
-                _with_ingester, svc, lambda st, _ing: add_feed(st, args[1])
+                _with_ingester,
+                svc,
+                lambda st, _ing: add_feed(st, args[1], svc.settings.fetch_policy),
             )
             text = f"Added feed {feed.id}: {feed.title} ({n} entries; polled shortly)."
             if context.job_queue:
@@ -816,7 +820,9 @@ async def _poll_feeds(context: ContextTypes.DEFAULT_TYPE) -> None:
     svc = services(context)
     if not await svc.run(list_feeds, svc.answerer.searcher.store):
         return
-    report = await asyncio.to_thread(_with_ingester, svc, poll_feeds)
+    report = await asyncio.to_thread(
+        _with_ingester, svc, lambda st, ing: poll_feeds(st, ing, svc.settings.fetch_policy)
+    )
     for error in report.errors:
         log.warning("feed poll: %s", error)
     if report.added:

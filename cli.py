@@ -74,7 +74,7 @@ def run_ingest(
     try:
         report = ingester.ingest_paths(paths, progress=progress) if paths else None
         for url in urls:
-            one = ingest_url(ingester.store, ingester, url)
+            one = ingest_url(ingester.store, ingester, url, settings.fetch_policy)
             if report is None:
                 report = one
             else:
@@ -158,7 +158,7 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "poll":
         ingester = open_ingester(settings)
         try:
-            report = poll_feeds(ingester.store, ingester)
+            report = poll_feeds(ingester.store, ingester, settings.fetch_policy)
         finally:
             ingester.store.close()
         for error in report.errors:
@@ -170,7 +170,7 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "add":
             if not args.url:
                 raise CliError("feeds add needs a feed URL")
-            feed, n = add_feed(store, args.url)
+            feed, n = add_feed(store, args.url, settings.fetch_policy)
             print(f"added feed {feed.id}: {feed.title} ({n} entries now; polled by the bot)")
         elif args.action == "remove":
             if not args.url:

@@ -87,7 +87,7 @@ def test_subscribe_new_feed_entry_one_push_per_chat(
     tmp_path: Path, model_cache: Path, web: FakeWeb
 ) -> None:
     data_dir = tmp_path / "data"
-    env = {"TALKSBOT_MODEL_CACHE": str(model_cache)}
+    env = {"TALKSBOT_MODEL_CACHE": str(model_cache), "TALKSBOT_FETCH_ALLOW_HOSTS": "127.0.0.1"}
     assert run_cli(data_dir, "ingest", str(CORPUS), backend="onnx-int8", **env).returncode == 0
     feed = web.put("/feed.xml", rss([]), content_type="application/rss+xml")
     assert run_cli(data_dir, "feeds", "add", feed, backend="onnx-int8", **env).returncode == 0
@@ -245,7 +245,12 @@ def test_admin_ingest_and_feeds_from_telegram(tmp_path: Path, web: FakeWeb) -> N
     data_dir = tmp_path / "data"
     ingest(data_dir, CORPUS)
     outsider = {"id": 7, "is_bot": False, "first_name": "Eve"}
-    with running_bot(data_dir, TELEGRAM_ADMIN_IDS="[42]", TALKSBOT_FANOUT_INTERVAL="0.3") as (
+    with running_bot(
+        data_dir,
+        TELEGRAM_ADMIN_IDS="[42]",
+        TALKSBOT_FANOUT_INTERVAL="0.3",
+        TALKSBOT_FETCH_ALLOW_HOSTS="127.0.0.1",
+    ) as (
         api,
         _,
     ):
