@@ -90,7 +90,7 @@ class Services:
     push_bot: Bot | None = None
     delivery_task: asyncio.Task | None = None
 
-    async def run(self, fn, *args, **kwargs):  # noqa: ANN001, ANN201
+    async def run(self, fn, *args, **kwargs):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
@@ -605,7 +605,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await query.answer()
 
 
-async def _edit(query, text: str, keyboard: InlineKeyboardMarkup | None) -> None:  # noqa: ANN001
+async def _edit(query, text: str, keyboard: InlineKeyboardMarkup | None) -> None:
     try:
         await query.edit_message_text(
             text, parse_mode=ParseMode.HTML, reply_markup=keyboard, link_preview_options=NO_PREVIEW
@@ -663,7 +663,7 @@ async def error_handler(update: object, context: ContextTypes.DEFAULT_TYPE) -> N
             await update.effective_message.reply_text(
                 "Sorry, something went wrong while answering. Please try again."
             )
-        except Exception:  # noqa: BLE001 - the apology itself may fail (e.g. the API is down)
+        except Exception:
             log.warning("could not tell the user about the error")
 
 
@@ -675,7 +675,7 @@ class LogFormatter(logging.Formatter):
         super().__init__(fmt)
         self.token, self.verbose = token, verbose
 
-    def formatException(self, ei) -> str:  # noqa: ANN001, N802 - logging's API
+    def formatException(self, ei) -> str:
         if self.verbose:
             return super().formatException(ei)
         return f"  {ei[0].__name__}: {ei[1]}"
@@ -797,7 +797,7 @@ async def _fan_out(context: ContextTypes.DEFAULT_TYPE) -> None:
         svc.deliverer.wake.set()
 
 
-def _with_ingester(svc: Services, work):  # noqa: ANN001, ANN202
+def _with_ingester(svc: Services, work):
     """Run ``work(store, ingester)`` on a store connection of its own (network-bound work stays
     off the answering thread)."""
     from index.ingest import Ingester

@@ -26,7 +26,7 @@ def _echo(*parts: object) -> None:
     print(*parts, file=sys.stderr, flush=True)
 
 
-def open_answerer(settings: Settings, quiet: bool = False):  # noqa: ANN201 - lazy imports below
+def open_answerer(settings: Settings, quiet: bool = False):
     """Load the searcher for the configured data dir; build it from the sample corpus if empty."""
     from index.embed import load_embedder
     from index.ingest import Ingester, ingest_params
@@ -50,7 +50,7 @@ def open_answerer(settings: Settings, quiet: bool = False):  # noqa: ANN201 - la
     return Answerer(Searcher.open(data_dir, backend, embedder=embedder))
 
 
-def open_ingester(settings: Settings):  # noqa: ANN201
+def open_ingester(settings: Settings):
     """An Ingester on the configured store; a mismatched store is refused before the model loads."""
     from index.embed import load_embedder
     from index.ingest import Ingester, ingest_params
@@ -67,7 +67,7 @@ def open_ingester(settings: Settings):  # noqa: ANN201
 
 def run_ingest(
     settings: Settings, paths: list[Path], progress: bool | None = None, urls: list[str] = ()
-):  # noqa: ANN201
+):
     from index.feeds import ingest_url
 
     ingester = open_ingester(settings)
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # noqa: BLE001 - last resort: one line, details only with -v
+    except Exception as exc:
         log.debug("unexpected error", exc_info=True)
         message = str(exc)
         token = settings.telegram_bot_token if "settings" in locals() else None

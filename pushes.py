@@ -371,7 +371,7 @@ class Deliverer:
         while not self._stopping:
             try:
                 sent = await self.deliver_due()
-            except Exception:  # noqa: BLE001 - the worker must outlive any one failure
+            except Exception:
                 log.exception("delivery round failed")
                 sent = 0
             if not sent and not self._stopping:

@@ -47,7 +47,7 @@ from retrieval.search import Searcher  # noqa: E402
 K = 5
 
 
-def quality_row(name: str, questions, answer) -> dict:  # noqa: ANN001
+def quality_row(name: str, questions, answer) -> dict:
     lengths: list[int] = []
 
     def wrapped(q: str) -> tuple[bool, list[str]]:
@@ -61,7 +61,7 @@ def quality_row(name: str, questions, answer) -> dict:  # noqa: ANN001
     return m
 
 
-def talksbot_quality(name: str, data_dir: Path, backend: str, questions, embedder=None) -> dict:  # noqa: ANN001
+def talksbot_quality(name: str, data_dir: Path, backend: str, questions, embedder=None) -> dict:
     answerer = Answerer(Searcher.open(data_dir, backend, embedder=embedder))
 
     def ask(q: str) -> tuple[bool, list[str]]:
@@ -84,7 +84,7 @@ def corpus_units(corpus: Path) -> tuple[list[str], list[str], list[str]]:
     return units, list(dict.fromkeys(sentences)), bodies
 
 
-def baselines(corpus: Path, questions, st: TorchEmbedder) -> list[dict]:  # noqa: ANN001
+def baselines(corpus: Path, questions, st: TorchEmbedder) -> list[dict]:
     import bm25s
     import faiss
 
@@ -101,7 +101,7 @@ def baselines(corpus: Path, questions, st: TorchEmbedder) -> list[dict]:  # noqa
 
     rows.append(quality_row("BM25 over sentences", questions, ask_bm25))
 
-    def dense(texts: list[str]):  # noqa: ANN202
+    def dense(texts: list[str]):
         index = faiss.IndexFlatIP(st.dim)
         index.add(st.embed(texts))
 
@@ -121,7 +121,7 @@ def baselines(corpus: Path, questions, st: TorchEmbedder) -> list[dict]:  # noqa
     return rows
 
 
-def speed(corpus: Path, questions, work: Path, st: TorchEmbedder) -> dict:  # noqa: ANN001
+def speed(corpus: Path, questions, work: Path, st: TorchEmbedder) -> dict:
     units, sentences, _ = corpus_units(corpus)
     out: dict = {"units": len(units), "sentences": len(sentences)}
 

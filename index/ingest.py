@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,7 +82,7 @@ class Ingester:
         store.check_params(ingest_params(embedder.backend), write=True)
 
     def ingest_paths(
-        self, paths: Iterable[Path], progress: bool | None = None, on_error: Callable | None = None
+        self, paths: Iterable[Path], progress: bool | None = None
     ) -> IngestReport:
         """Ingest files and folders; bad files are reported and skipped, the rest go on."""
         from tqdm import tqdm
@@ -107,8 +107,6 @@ class Ingester:
                 self.ingest_article(load_file(file), report)
             except IngestError as exc:
                 report.errors.append(str(exc))
-                if on_error:
-                    on_error(str(exc))
         bar.close()
         if report.added or report.updated or self.store.generation() == 0:
             rebuild(self.store)

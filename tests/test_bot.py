@@ -89,11 +89,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeBotAPI
     api.stop()
 
 
-def sent_after(api: FakeBotAPI, update_id_marker: float, method: str = "sendMessage"):  # noqa: ANN201
+def sent_after(api: FakeBotAPI, update_id_marker: float, method: str = "sendMessage"):
     return [c for c in api.calls_to(method) if c.at >= update_id_marker]
 
 
-def ask(api: FakeBotAPI, update: dict, method: str = "sendMessage", **match: object):  # noqa: ANN201
+def ask(api: FakeBotAPI, update: dict, method: str = "sendMessage", **match: object):
     start = time.monotonic()
     api.push(update)
     return api.wait_for(
@@ -129,7 +129,7 @@ def check_html(text: str) -> None:
 
 
 # -- startup -------------------------------------------------------------------------------
-def test_startup_sets_command_menus_per_scope(world) -> None:  # noqa: ANN001
+def test_startup_sets_command_menus_per_scope(world) -> None:
     api, _ = world
     scopes = {c.params["scope"]["type"] for c in api.calls_to("setMyCommands")}
     assert scopes == {"all_private_chats", "all_group_chats"}
@@ -141,7 +141,7 @@ def test_startup_sets_command_menus_per_scope(world) -> None:  # noqa: ANN001
 
 
 # -- private chat --------------------------------------------------------------------------
-def test_private_question_gets_cited_answer_with_buttons(world) -> None:  # noqa: ANN001
+def test_private_question_gets_cited_answer_with_buttons(world) -> None:
     api, _ = world
     call = ask(api, api.message(QUESTION), chat_id=42)
     text = call.params["text"]
@@ -157,7 +157,7 @@ def test_private_question_gets_cited_answer_with_buttons(world) -> None:  # noqa
     assert any(b.startswith("fb:") and b.endswith(":1") for b in buttons)
 
 
-def test_start_help_sources_latest(world) -> None:  # noqa: ANN001
+def test_start_help_sources_latest(world) -> None:
     api, _ = world
     start = ask(api, api.message("/start"))
     assert "3 articles from 2 outlets" in start.params["text"]
@@ -171,7 +171,7 @@ def test_start_help_sources_latest(world) -> None:  # noqa: ANN001
     check_html(latest)
 
 
-def test_example_button_asks_the_example(world) -> None:  # noqa: ANN001
+def test_example_button_asks_the_example(world) -> None:
     api, _ = world
     start = ask(api, api.message("/start"))
     before = time.monotonic()
@@ -180,7 +180,7 @@ def test_example_button_asks_the_example(world) -> None:  # noqa: ANN001
     assert "Budapest" in reply.params["text"]  # the example was asked (this corpus lacks it)
 
 
-def test_hostile_markup_in_the_question_is_escaped(world) -> None:  # noqa: ANN001
+def test_hostile_markup_in_the_question_is_escaped(world) -> None:
     api, _ = world
     hostile = (
         "the second day of talks in Geneva ended with no agreement <b>bold</b> & "
@@ -193,7 +193,7 @@ def test_hostile_markup_in_the_question_is_escaped(world) -> None:  # noqa: ANN0
     assert "&lt;/blockquote&gt;" in text
 
 
-def test_a_4000_character_question_gets_a_short_clear_reply(world) -> None:  # noqa: ANN001
+def test_a_4000_character_question_gets_a_short_clear_reply(world) -> None:
     api, _ = world
     text = ask(api, api.message("Geneva " * 570)).params["text"]
     assert "characters long; please keep it under 1,000" in text
@@ -201,7 +201,7 @@ def test_a_4000_character_question_gets_a_short_clear_reply(world) -> None:  # n
 
 
 # -- buttons -------------------------------------------------------------------------------
-def test_more_results_more_context_and_feedback(world) -> None:  # noqa: ANN001
+def test_more_results_more_context_and_feedback(world) -> None:
     api, bot = world
     answer = ask(api, api.message("the second day of talks in Geneva ended with no agreement"))
     message = api.sent_message(answer)
@@ -241,7 +241,7 @@ def test_more_results_more_context_and_feedback(world) -> None:  # noqa: ANN001
 
 
 # -- groups --------------------------------------------------------------------------------
-def test_group_ask_command_replies_to_the_asker(world) -> None:  # noqa: ANN001
+def test_group_ask_command_replies_to_the_asker(world) -> None:
     api, _ = world
     update = api.message(f"/ask {QUESTION}", chat_id=-100, chat_type="supergroup")
     call = ask(api, update, chat_id=-100)
@@ -251,7 +251,7 @@ def test_group_ask_command_replies_to_the_asker(world) -> None:  # noqa: ANN001
     assert "two hours" in ask(api, update, chat_id=-100).params["text"]
 
 
-def test_group_ignores_other_traffic_but_answers_mentions_and_replies(world) -> None:  # noqa: ANN001
+def test_group_ignores_other_traffic_but_answers_mentions_and_replies(world) -> None:
     api, _ = world
     start = time.monotonic()
     api.push(api.message(QUESTION, chat_id=-200, chat_type="supergroup"))  # not for the bot
@@ -276,7 +276,7 @@ def test_group_ignores_other_traffic_but_answers_mentions_and_replies(world) -> 
     assert len(to_group) == 2  # nothing for the unaddressed message or the other bot's command
 
 
-def test_forum_topic_reply_stays_in_the_topic(world) -> None:  # noqa: ANN001
+def test_forum_topic_reply_stays_in_the_topic(world) -> None:
     api, _ = world
     update = api.message(f"/ask {QUESTION}", chat_id=-300, chat_type="supergroup", thread_id=77)
     call = ask(api, update, chat_id=-300)
@@ -284,7 +284,7 @@ def test_forum_topic_reply_stays_in_the_topic(world) -> None:  # noqa: ANN001
 
 
 # -- inline mode ---------------------------------------------------------------------------
-def test_inline_query_offers_cited_passages(world) -> None:  # noqa: ANN001
+def test_inline_query_offers_cited_passages(world) -> None:
     api, _ = world
     call = ask(api, api.inline("second day of talks in Geneva"), method="answerInlineQuery")
     results = call.params["results"]
@@ -296,7 +296,7 @@ def test_inline_query_offers_cited_passages(world) -> None:  # noqa: ANN001
 
 
 # -- failures ------------------------------------------------------------------------------
-def test_retry_after_is_waited_out_not_dropped(world) -> None:  # noqa: ANN001
+def test_retry_after_is_waited_out_not_dropped(world) -> None:
     api, _ = world
     api.flood_next("sendMessage", retry_after=1)
     start = time.monotonic()
@@ -309,7 +309,7 @@ def test_retry_after_is_waited_out_not_dropped(world) -> None:  # noqa: ANN001
     assert "two hours" in call.params["text"]
 
 
-def test_server_error_is_caught_and_the_user_told(world) -> None:  # noqa: ANN001
+def test_server_error_is_caught_and_the_user_told(world) -> None:
     api, _ = world
     api.fail_next(
         "sendMessage", 500, {"ok": False, "error_code": 500, "description": "Internal Server Error"}

@@ -41,7 +41,7 @@ def test_fetch_article_extracts_text_and_metadata(web: FakeWeb) -> None:
         (lambda w: "http://127.0.0.1:9/closed", "could not fetch"),
     ],
 )
-def test_bad_pages_give_clear_messages(web: FakeWeb, setup, message: str) -> None:  # noqa: ANN001
+def test_bad_pages_give_clear_messages(web: FakeWeb, setup, message: str) -> None:
     url = setup(web)
     with pytest.raises(IngestError, match=message):
         fetch_article(url)

@@ -302,7 +302,7 @@ async def test_digest_mode_sends_one_message_listing_new_stories(
     bot = Bot(api.token, base_url=api.start())
     await bot.initialize()
 
-    async def run(fn, *args, **kwargs):  # noqa: ANN001, ANN202
+    async def run(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
     try:
