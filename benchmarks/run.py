@@ -37,9 +37,9 @@ import numpy as np  # noqa: E402
 from index.embed import TorchEmbedder, load_embedder  # noqa: E402
 from index.ingest import Ingester  # noqa: E402
 from index.loaders import iter_article_files, load_file  # noqa: E402
-from index.search_index import tokenize  # noqa: E402
 from index.segment import SENTENCE, segment  # noqa: E402
 from index.store import Store  # noqa: E402
+from index.text import tokenize  # noqa: E402
 from retrieval.answer import Answerer  # noqa: E402
 from retrieval.evaluate import evaluate, load_questions  # noqa: E402
 from retrieval.search import Searcher  # noqa: E402
@@ -159,12 +159,12 @@ def speed(corpus: Path, questions, work: Path, st: TorchEmbedder) -> dict:
     out["query_p95_ms"] = float(np.percentile(latencies, 95))
 
     # Cold start: a fresh process answering one question.
-    env = {**os.environ, "TALKSBOT_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "TALKSBOT_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
     cold = []
     for _ in range(3):
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, str(ROOT / "cli.py"), "ask", questions[0].question],
+            [sys.executable, "-m", "talksbot.cli", "ask", questions[0].question],
             env=env,
             check=True,
             capture_output=True,
