@@ -14,6 +14,7 @@ from typing import TypeVar
 from index.embed import Embedder, load_embedder
 from index.ingest import Ingester, IngestReport
 from index.params import ingest_params
+from index.search_index import load_or_rebuild
 from index.store import Store
 from retrieval.answer import Answerer
 from retrieval.search import Searcher
@@ -27,7 +28,8 @@ def _echo(*parts: object) -> None:
 
 
 def open_answerer(settings: Settings, quiet: bool = False) -> Answerer:
-    """Load the searcher for the configured data dir; build it from the sample corpus if empty."""
+    """The answer pipeline on one store connection; an empty data dir is first built from the
+    sample corpus, and a store built with other settings is refused before the model loads."""
     backend, data_dir = settings.talksbot_backend, settings.data_dir
     store = Store(data_dir)
     try:
@@ -39,9 +41,10 @@ def open_answerer(settings: Settings, quiet: bool = False) -> Answerer:
             report = Ingester(store, embedder).ingest_paths([SAMPLE_CORPUS], progress=False)
             if not quiet:
                 _echo(f"talksbot: {report.summary()}")
-    finally:
+        return Answerer(Searcher(store, embedder, load_or_rebuild(store)))
+    except BaseException:
         store.close()
-    return Answerer(Searcher.open(data_dir, backend, embedder=embedder))
+        raise
 
 
 def open_ingester(settings: Settings, embedder: Embedder | None = None) -> Ingester:

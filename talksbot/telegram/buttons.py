@@ -4,6 +4,7 @@ store, so buttons under them keep working after a restart."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from telegram import CallbackQuery, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
@@ -64,57 +65,63 @@ async def about_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         await reply_with_answer(query.message, article.title, context)
 
 
-async def _saved_answer(
-    query: CallbackQuery, svc: Services, answer_id: int | None
-) -> tuple[str, list[int]] | None:
-    """The stored answer a button belongs to; tells the user when it is gone."""
-    saved = await svc.run(svc.store.answers.load, answer_id) if answer_id is not None else None
+@dataclass
+class AnswerButton:
+    """A button under a stored answer, with what it needs to act."""
+
+    query: CallbackQuery
+    svc: Services
+    data: Vote | MoreResults | MoreContext
+    question: str
+    shown: list[int]
+
+
+async def _answer_button(
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    data: Vote | MoreResults | MoreContext | None,
+) -> AnswerButton | None:
+    """The stored answer a button belongs to; None (and the user told) when it is gone."""
+    query, svc = update.callback_query, services(context)
+    saved = await svc.run(svc.store.answers.load, data.answer_id) if data else None
     if saved is None:
         await query.answer(EXPIRED, show_alert=True)
-    return saved
+        return None
+    return AnswerButton(query, svc, data, *saved)
 
 
 async def vote_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """👍/👎: stored with the question and the citations shown."""
-    query = update.callback_query
-    data = decode(Vote, query.data)
-    svc = services(context)
-    saved = await _saved_answer(query, svc, data.answer_id if data else None)
-    if saved is None:
+    b = await _answer_button(update, context, decode(Vote, update.callback_query.data))
+    if b is None:
         return
-    question, shown = saved
-    user = update.effective_user
-    await svc.run(
-        svc.store.answers.add_feedback,
-        query.message.chat_id if query.message else None,
+    user, message = update.effective_user, b.query.message
+    await b.svc.run(
+        b.svc.store.answers.add_feedback,
+        message.chat_id if message else None,
         user.id if user else None,
-        question,
-        shown,
-        1 if data.vote == 1 else -1,
+        b.question,
+        b.shown,
+        1 if b.data.vote == 1 else -1,
     )
-    await query.answer("Thanks for the feedback!")
+    await b.query.answer("Thanks for the feedback!")
 
 
 async def more_results_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """ "More results": the next page of citations, edited into the answer's message."""
-    query = update.callback_query
-    data = decode(MoreResults, query.data)
-    svc = services(context)
-    saved = await _saved_answer(query, svc, data.answer_id if data else None)
-    if saved is None:
+    b = await _answer_button(update, context, decode(MoreResults, update.callback_query.data))
+    if b is None:
         return
-    question, _ = saved
-    offset = min(max(data.offset, 0), (MAX_PAGES - 1) * PAGE)
-    answer = await svc.run(svc.answerer.answer, question, k=PAGE, offset=offset)
+    offset = min(max(b.data.offset, 0), (MAX_PAGES - 1) * PAGE)
+    answer = await b.svc.run(b.svc.answerer.answer, b.question, k=PAGE, offset=offset)
     if not answer.citations:
-        await query.answer("No more results.")
+        await b.query.answer("No more results.")
         return
-    await svc.run(
-        svc.store.answers.update, data.answer_id, [c.sentence_id for c in answer.citations]
-    )
-    await query.answer()
-    keyboard = answer_keyboard(data.answer_id, answer, first_number=offset + 1)
-    await _edit(query, answer_html(answer, first_number=offset + 1), keyboard)
+    shown = [c.sentence_id for c in answer.citations]
+    await b.svc.run(b.svc.store.answers.update, b.data.answer_id, shown)
+    await b.query.answer()
+    keyboard = answer_keyboard(b.data.answer_id, answer, first_number=offset + 1)
+    await _edit(b.query, answer_html(answer, first_number=offset + 1), keyboard)
 
 
 def _legacy_context(text: str | None) -> MoreContext | None:
@@ -125,30 +132,27 @@ def _legacy_context(text: str | None) -> MoreContext | None:
 
 async def more_context_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """ "More context [n]": the sentences around citation n, quoted in its place."""
-    query = update.callback_query
-    data = decode(MoreContext, query.data) or _legacy_context(query.data)
-    svc = services(context)
-    saved = await _saved_answer(query, svc, data.answer_id if data else None)
-    if saved is None:
+    text = update.callback_query.data
+    b = await _answer_button(update, context, decode(MoreContext, text) or _legacy_context(text))
+    if b is None:
         return
-    question, _ = saved
+    svc, data = b.svc, b.data
     around = await svc.run(svc.answerer.context, data.sentence_id, 2, 2)
     if not around:
-        await query.answer("No more context for that passage.")
+        await b.query.answer("No more context for that passage.")
         return
     if 0 <= data.offset < MAX_PAGES * PAGE:
         offset = data.offset
-        answer = await svc.run(svc.answerer.answer, question, k=PAGE, offset=offset)
+        answer = await svc.run(svc.answerer.answer, b.question, k=PAGE, offset=offset)
     else:  # an old button: find the page of results that holds this citation
         for offset in range(0, MAX_PAGES * PAGE, PAGE):
-            answer = await svc.run(svc.answerer.answer, question, k=PAGE, offset=offset)
-            if not answer.citations or data.sentence_id in {
-                c.sentence_id for c in answer.citations
-            }:
+            answer = await svc.run(svc.answerer.answer, b.question, k=PAGE, offset=offset)
+            shown = {c.sentence_id for c in answer.citations}
+            if not shown or data.sentence_id in shown:
                 break
-    await query.answer()
-    text = context_html(question, answer.citations, offset + 1, data.sentence_id, around)
-    await _edit(query, text, query.message.reply_markup if query.message else None)
+    await b.query.answer()
+    page = context_html(b.question, answer.citations, offset + 1, data.sentence_id, around)
+    await _edit(b.query, page, b.query.message.reply_markup if b.query.message else None)
 
 
 async def unknown_button(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
