@@ -16,9 +16,9 @@ from index.feeds import add_feed, ingest_url, poll_feeds
 from index.fetch import FetchError, FetchPolicy, fetch, fetch_article, is_public, parse_feed
 from index.ingest import Ingester
 from index.store import Store
-from tests.conftest import run_cli
-from tests.fake_web import FakeWeb, article_html, rss
-from tests.stories import POWER
+from tests.harness.data import run_cli
+from tests.harness.stories import POWER
+from tests.harness.web import FakeWeb, article_html, rss
 
 LOCAL = FetchPolicy.parse("127.0.0.1")
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 SAMPLE_CORPUS = PROJECT_DIR / "data" / "sample"
 
 if TYPE_CHECKING:
