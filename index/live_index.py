@@ -46,8 +46,8 @@ from pathlib import Path
 import numpy as np
 
 from index import terms as term_store
-from index.search_index import tokenize
 from index.store import SentenceRow, Store, rmtree_quiet
+from index.text import tokenize
 
 log = logging.getLogger(__name__)
 

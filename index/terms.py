@@ -9,7 +9,8 @@ nothing is ever tokenized twice and the corpus vocabulary is answered by SQLite:
 * ``article_terms``: an article's title, outlet and URL words (rowid = article id).
 
 ``index_log`` records every searchable sentence added or deleted, in commit order (SQL
-triggers, so no write path can forget it). A reader replays the log past its snapshot's
+triggers, so no write path can forget it; the tables come with migration 3 in
+``index/schema.py``). A reader replays the log past its snapshot's
 position to catch up; a reused sentence id is a deletion followed by an addition.
 
 Rows are written by ``add_article_terms`` inside the ingest transaction (tokenizing needs
@@ -22,37 +23,9 @@ import re
 import sqlite3
 from collections.abc import Iterable
 
-from index.search_index import tokenize
+from index.text import tokenize
 
 TERMS_VERSION = "1"  # meta 'terms_version': the tables are filled for every stored row
-_FTS = "fts5(terms, tokenize=\"ascii tokenchars '_'\", detail=none, columnsize=0)"
-
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS index_log (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    sentence_id INTEGER NOT NULL,
-    added INTEGER NOT NULL            -- 1 added, 0 deleted
-);
-CREATE VIRTUAL TABLE IF NOT EXISTS sentence_terms USING {_FTS};
-CREATE VIRTUAL TABLE IF NOT EXISTS mention_terms USING {_FTS};
-CREATE VIRTUAL TABLE IF NOT EXISTS article_terms USING {_FTS};
-CREATE TRIGGER IF NOT EXISTS sentence_indexed AFTER INSERT ON sentences
-WHEN NEW.embedding IS NOT NULL BEGIN
-    INSERT INTO index_log(sentence_id, added) VALUES (NEW.id, 1);
-END;
-CREATE TRIGGER IF NOT EXISTS sentence_reembedded AFTER UPDATE OF embedding ON sentences BEGIN
-    INSERT INTO index_log(sentence_id, added) SELECT OLD.id, 0 WHERE OLD.embedding IS NOT NULL;
-    INSERT INTO index_log(sentence_id, added) SELECT NEW.id, 1 WHERE NEW.embedding IS NOT NULL;
-END;
-CREATE TRIGGER IF NOT EXISTS sentence_deleted AFTER DELETE ON sentences BEGIN
-    INSERT INTO index_log(sentence_id, added) SELECT OLD.id, 0 WHERE OLD.embedding IS NOT NULL;
-    DELETE FROM sentence_terms WHERE rowid = OLD.id;
-    DELETE FROM mention_terms WHERE rowid = OLD.id;
-END;
-CREATE TRIGGER IF NOT EXISTS article_deleted AFTER DELETE ON articles BEGIN
-    DELETE FROM article_terms WHERE rowid = OLD.id;
-END;
-"""
 
 
 def metadata_text(title: str, outlet: str, url: str) -> str:
@@ -60,10 +33,9 @@ def metadata_text(title: str, outlet: str, url: str) -> str:
     return f"{title} {outlet} {re.sub(r'[/_.?=&-]+', ' ', url)}"
 
 
-def install(db: sqlite3.Connection) -> None:
-    """Create the tables and triggers, and fill them once for a store made before they existed
+def fill_once(db: sqlite3.Connection) -> None:
+    """Fill the token tables (created by migration 3) once for a store made before they existed
     (one write transaction; a store of a million sentences takes a minute or two, once)."""
-    db.executescript(SCHEMA)
     if _version(db) == TERMS_VERSION:
         return
     with db:

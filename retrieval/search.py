@@ -5,17 +5,17 @@ from __future__ import annotations
 import math
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from index.backend import SearchBackend
 from index.embed import Embedder, load_embedder
-from index.ingest import ingest_params
 from index.live_index import LiveIndex
-from index.search_index import tokenize
-from index.store import ArticleRow, Store
+from index.params import ingest_params
+from index.store import ArticleRow, SentenceRow, Store
+from index.text import tokenize
 
 DENSE_POOL = 100
 BM25_POOL = 100
@@ -75,13 +75,24 @@ def answer_type(question: str) -> str:
 
 
 @dataclass
-class Entry:
-    """One scored sentence (llm-style: id, score, content, metadata)."""
+class Candidate:
+    """One scored sentence, with the parts of its score and, for quoting, the sentences
+    before and after it in its article with their full scores (None at the article's edge)."""
 
     id: int
     score: float
     content: str
-    metadata: dict = field(default_factory=dict)
+    vector: np.ndarray  # its embedding (near-duplicate checks)
+    dense: float
+    lexical: float
+    prev_score: float | None
+    next_score: float | None
+    prev: SentenceRow | None
+    next: SentenceRow | None
+    article_id: int
+    position: int
+    para: int
+    kind: str
 
 
 @dataclass
@@ -113,6 +124,7 @@ class Searcher:
         self.embedder = embedder
         self.index = index
         self._lock = threading.Lock()
+        self._coverage: tuple[int, dict] | None = None
 
     @classmethod
     def open(cls, data_dir: Path, backend: str, embedder: Embedder | None = None) -> Searcher:
@@ -134,6 +146,13 @@ class Searcher:
     def article(self, article_id: int) -> ArticleRow | None:
         return self.store.article(article_id)
 
+    def coverage(self) -> dict:
+        """The store's coverage (articles, outlets, dates), recounted only after a write."""
+        generation = self.store.generation()
+        if self._coverage is None or self._coverage[0] != generation:
+            self._coverage = (generation, self.store.coverage())
+        return self._coverage[1]
+
     def analyse(self, question: str) -> QueryAnalysis:
         terms = list(dict.fromkeys(tokenize(question)))
         names = []
@@ -148,9 +167,8 @@ class Searcher:
                     names.append(word)
         return QueryAnalysis(terms, names)
 
-    def search(self, question: str, limit: int = 50) -> list[Entry]:
-        """Candidates best first. Metadata carries the parts of the score and, for quoting,
-        the scores and rows of the sentences before and after (``prev_score``/``prev``...)."""
+    def search(self, question: str, limit: int = 50) -> list[Candidate]:
+        """Candidates best first."""
         vector = self.embedder.embed([question])
         q = vector[0]
         with self._lock:
@@ -208,27 +226,25 @@ class Searcher:
                 sentence = near.rows[sid]
                 before2 = near.before.get(sid, [])
                 entries.append(
-                    Entry(
+                    Candidate(
                         id=sid,
                         score=score(sid, prev),
                         content=sentence.text,
-                        metadata={
-                            "dense": float(dense[i]),
-                            "lexical": float(lexical[i]),
-                            "vector": near.matrix[i],
-                            "prev_score": (
-                                score(prev, before2[1] if len(before2) > 1 else None)
-                                if prev is not None
-                                else None
-                            ),
-                            "next_score": score(nxt, sid) if nxt is not None else None,
-                            "prev": near.rows[prev] if prev is not None else None,
-                            "next": near.rows[nxt] if nxt is not None else None,
-                            "article_id": sentence.article_id,
-                            "position": sentence.position,
-                            "para": sentence.para,
-                            "kind": sentence.kind,
-                        },
+                        vector=near.matrix[i],
+                        dense=float(dense[i]),
+                        lexical=float(lexical[i]),
+                        prev_score=(
+                            score(prev, before2[1] if len(before2) > 1 else None)
+                            if prev is not None
+                            else None
+                        ),
+                        next_score=score(nxt, sid) if nxt is not None else None,
+                        prev=near.rows[prev] if prev is not None else None,
+                        next=near.rows[nxt] if nxt is not None else None,
+                        article_id=sentence.article_id,
+                        position=sentence.position,
+                        para=sentence.para,
+                        kind=sentence.kind,
                     )
                 )
         entries.sort(key=lambda e: (-e.score, e.id))

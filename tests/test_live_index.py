@@ -4,8 +4,7 @@ process, equal to a full reindex, and a store made before it existed still opens
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +14,9 @@ from index import live_index
 from index.embed import HashEmbedder
 from index.ingest import Ingester
 from index.live_index import LiveIndex, current_snapshot_name, rebuild
-from index.search_index import tokenize
 from index.store import Store
-from tests.conftest import CORPUS, FIXTURES, ROOT, cli_env, ingest
+from index.text import tokenize
+from tests.harness.data import CORPUS, FIXTURES, ingest, run_cli
 
 EMBED = HashEmbedder()
 
@@ -54,14 +53,18 @@ def vector(text: str) -> np.ndarray:
 
 
 @pytest.fixture
-def store(data_dir: Path) -> Store:
+def corpus_store(data_dir: Path) -> Iterator[Store]:
+    """The fixture corpus, ingested (so with a snapshot)."""
     ingest(data_dir, CORPUS)
     s = Store(data_dir)
     yield s
     s.close()
 
 
-def test_add_update_delete_without_rebuild(store: Store, data_dir: Path, tmp_path: Path) -> None:
+def test_add_update_delete_without_rebuild(
+    corpus_store: Store, data_dir: Path, tmp_path: Path
+) -> None:
+    store = corpus_store
     live = LiveIndex.open(store)
     snapshot, size = live.snapshot.name, live.size
     assert size == 12 and not live.mentioned("quokka")
@@ -106,18 +109,15 @@ def test_add_update_delete_without_rebuild(store: Store, data_dir: Path, tmp_pat
     assert not live.mentioned("umerov")  # its only article is gone
 
 
-def test_a_second_process_picks_up_changes(store: Store, data_dir: Path, tmp_path: Path) -> None:
+def test_a_second_process_picks_up_changes(
+    corpus_store: Store, data_dir: Path, tmp_path: Path
+) -> None:
+    store = corpus_store
     live = LiveIndex.open(store)
     folder = tmp_path / "new"
     folder.mkdir()
     write_article(folder, "quokka", "Quokka sanctuary floated", QUOKKA)
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "ingest", str(folder)],
-        env=cli_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cli(data_dir, "ingest", str(folder))
     assert done.returncode == 0, done.stderr
     assert live.refresh()
     assert set(live.lexical(["quokka"]).top(5)[0].tolist()) == set(
@@ -125,7 +125,8 @@ def test_a_second_process_picks_up_changes(store: Store, data_dir: Path, tmp_pat
     )
 
 
-def test_reindex_gives_the_same_index(store: Store, data_dir: Path, tmp_path: Path) -> None:
+def test_reindex_gives_the_same_index(corpus_store: Store, data_dir: Path, tmp_path: Path) -> None:
+    store = corpus_store
     folder = tmp_path / "new"
     folder.mkdir()
     for i in range(3):
@@ -156,8 +157,9 @@ def test_reindex_gives_the_same_index(store: Store, data_dir: Path, tmp_path: Pa
 
 
 def test_tail_grown_large_rewrites_the_snapshot(
-    store: Store, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    corpus_store: Store, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    store = corpus_store
     before = current_snapshot_name(store.db)
     monkeypatch.setattr(live_index, "REWRITE_MIN_TAIL", 2)
     folder = tmp_path / "new"
@@ -193,7 +195,7 @@ def test_a_store_from_before_the_live_index_opens(tmp_path: Path) -> None:
 
 
 def test_answers_after_reindex_match_the_incremental_index(
-    store: Store, data_dir: Path, tmp_path: Path
+    corpus_store: Store, data_dir: Path, tmp_path: Path
 ) -> None:
     from retrieval.answer import Answerer
     from retrieval.search import Searcher
@@ -212,13 +214,7 @@ def test_answers_after_reindex_match_the_incremental_index(
     assert incremental.searcher.index.tail_index
     before = [[c.quote for c in incremental.answer(q).citations] for q in questions]
     assert before[0] and "quokka" in before[0][0]
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "reindex"],
-        env=cli_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cli(data_dir, "reindex")
     assert done.returncode == 0 and "reindexed 15 sentences" in done.stdout, done.stderr
     assert incremental.searcher.refresh()  # the running process moves to the new snapshot
     assert not incremental.searcher.index.tail_index
@@ -226,7 +222,10 @@ def test_answers_after_reindex_match_the_incremental_index(
     assert after == before
 
 
-def test_neighbourhood_reads_the_sentences_around_candidates(store: Store, tmp_path: Path) -> None:
+def test_neighbourhood_reads_the_sentences_around_candidates(
+    corpus_store: Store, tmp_path: Path
+) -> None:
+    store = corpus_store
     folder = tmp_path / "new"
     folder.mkdir()
     write_article(folder, "quokka", "Quokka sanctuary floated", QUOKKA)
@@ -243,7 +242,8 @@ def test_neighbourhood_reads_the_sentences_around_candidates(store: Store, tmp_p
     assert near.rows[first].text == QUOKKA[0]
 
 
-def test_a_snapshot_tokenizes_sentences_whose_tokens_are_missing(store: Store) -> None:
+def test_a_snapshot_tokenizes_sentences_whose_tokens_are_missing(corpus_store: Store) -> None:
+    store = corpus_store
     (umerov,) = [
         r[0] for r in store.db.execute("SELECT id FROM sentences WHERE text LIKE '%Umerov%'")
     ]

@@ -1,8 +1,9 @@
-"""Tokens for lexical search: folded, stop-worded, stemmed. The index itself is
-``index/live_index.py``."""
+"""Words as search sees them, shared by the write side (indexing, dedup) and the read side
+(queries): one tokenizer and one folding, so a question meets the corpus on equal terms."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from functools import lru_cache
 
@@ -61,3 +62,9 @@ def tokenize(text: str) -> list[str]:
     words = [fold_token(t) for t in _TOKEN.findall(text)]
     words = [w for w in words if w and w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
     return _stemmer().stemWords(words)
+
+
+def text_hash(text: str) -> str:
+    """Identity of a sentence across copies: case, punctuation and spacing folded."""
+    folded = re.sub(r"[\W_]+", " ", text.casefold()).strip()
+    return hashlib.blake2b(folded.encode(), digest_size=10).hexdigest()
