@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # Feeds are polled, and new stories fanned out to subscribers, every so many seconds.
     talksbot_feed_interval: float = 600.0
     talksbot_fanout_interval: float = 5.0
+    # Seconds between checks for articles other processes stored (one read of the index's
+    # change-log position; new sentences are searchable within this and a moment).
+    talksbot_index_poll: float = 2.0
     # Pushes per second across all chats (kept just under Telegram's ~30).
     telegram_push_rate: float = 29.0
     # Seconds an answer may take before a "typing…" indicator is sent.

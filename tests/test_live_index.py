@@ -251,3 +251,24 @@ def test_a_snapshot_tokenizes_sentences_whose_tokens_are_missing(corpus_store: S
         store.db.execute("DELETE FROM sentence_terms WHERE rowid=?", (umerov,))
     rebuild(store)
     assert LiveIndex.open(store).lexical(["umerov"]).top(1)[0].tolist() == [umerov]
+
+
+def test_a_running_bot_answers_from_articles_another_process_stored(
+    corpus_store: Store, data_dir: Path, tmp_path: Path
+) -> None:
+    from tests.harness.chat import ask, wait_until
+    from tests.harness.in_process import app_bot
+
+    folder = tmp_path / "new"
+    folder.mkdir()
+    write_article(folder, "quokka", "Quokka sanctuary floated", QUOKKA)
+    with app_bot(data_dir, talksbot_index_poll=0.5) as (api, bot):
+        searcher = bot.answerer.searcher
+        snapshot = searcher.index.snapshot.name
+        done = run_cli(data_dir, "ingest", str(folder))
+        assert done.returncode == 0, done.stderr
+        # Picked up by the bot's poll, well within 5 s, and without a new snapshot.
+        wait_until(lambda: searcher.size == 15, timeout=5, what="the bot's index to catch up")
+        assert searcher.index.snapshot.name == snapshot
+        reply = ask(api, api.message("Who proposed a quokka sanctuary in Reykjavik?"), chat_id=42)
+        assert "quokka" in reply.params["text"]

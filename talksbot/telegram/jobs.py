@@ -31,6 +31,13 @@ async def fan_out_now(context: ContextTypes.DEFAULT_TYPE) -> None:
         svc.deliverer.wake.set()
 
 
+async def refresh_index(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Make what any process stored searchable: replays the store's change log (no rebuild)."""
+    svc = services(context)
+    if await svc.run(svc.answerer.searcher.refresh):
+        log.info("index caught up: %d sentences", svc.answerer.searcher.size)
+
+
 async def poll_feeds(context: ContextTypes.DEFAULT_TYPE) -> None:
     svc = services(context)
     if not await svc.run(list_feeds, svc.store):
@@ -46,6 +53,8 @@ async def poll_feeds(context: ContextTypes.DEFAULT_TYPE) -> None:
 def schedule(job_queue: JobQueue | None, svc: Services) -> None:
     if job_queue is None:
         return
+    poll = svc.settings.talksbot_index_poll
+    job_queue.run_repeating(refresh_index, interval=poll, first=poll)
     interval = svc.settings.talksbot_fanout_interval
     job_queue.run_repeating(fan_out_now, interval=interval, first=interval)
     feeds = svc.settings.talksbot_feed_interval
