@@ -13,7 +13,7 @@ Runs the real ``talksbot`` command in subprocesses, as an operator would, and pr
 The store and index are measured with the model-free ``hash`` backend (``TALKSBOT_BACKEND``),
 except in the real-model line. Articles come from ``../shared/bench/synth_corpus.py``.
 
-usage: python benchmarks/scale.py [--articles 40000] [--real 2000] [--work DIR]
+usage: python benchmarks/scale.py [--articles 40000] [--real 2000] [--work DIR] [--store DIR]
 """
 
 from __future__ import annotations
@@ -144,27 +144,40 @@ def main() -> int:
     parser.add_argument("--real", type=int, default=2_000, help="articles for the real model")
     parser.add_argument("--work", type=Path, default=Path("/tmp/talksbot-scale"))
     parser.add_argument("--rounds", type=int, default=110, help="warm questions asked")
+    parser.add_argument(
+        "--store",
+        type=Path,
+        help="measure this existing hash-backend data dir instead (no bulk ingest line; the "
+        "one more article is added to it)",
+    )
     args = parser.parse_args()
     if not (SHARED / "bench" / "synth_corpus.py").exists():
         raise SystemExit(f"{SHARED / 'bench' / 'synth_corpus.py'} not found")
 
     args.work.mkdir(parents=True, exist_ok=True)
-    corpus = synth(args.articles, args.work / f"corpus-{args.articles}", seed=7)
     extra = synth(1, args.work / "corpus-extra", seed=99)
-    data = args.work / f"store-{args.articles}"
-    shutil.rmtree(data, ignore_errors=True)
+    data = args.store or args.work / f"store-{args.articles}"
     hash_env = env_for(data, "hash")
-
-    print(
-        f"scale benchmark: {args.articles:,} synthetic articles, hash backend, "
-        f"{os.cpu_count()} cores"
-    )
-    seconds, rss, out = run_measured([*talksbot(), "ingest", str(corpus)], hash_env)
-    n = sentences_indexed(out)
-    print(
-        f"bulk ingest           {seconds:8.1f} s   {n:,} sentences   {n / seconds:8.0f} sentences/s"
-        f"   peak {rss:6.0f} MB"
-    )
+    # The machine may be shared: the load says how far figures are from an idle machine's.
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    if args.store:
+        print(
+            f"scale benchmark: existing store {data}, hash backend, {os.cpu_count()} cores, "
+            f"load average {load}"
+        )
+    else:
+        corpus = synth(args.articles, args.work / f"corpus-{args.articles}", seed=7)
+        shutil.rmtree(data, ignore_errors=True)
+        print(
+            f"scale benchmark: {args.articles:,} synthetic articles, hash backend, "
+            f"{os.cpu_count()} cores, load average {load}"
+        )
+        seconds, rss, out = run_measured([*talksbot(), "ingest", str(corpus)], hash_env)
+        n = sentences_indexed(out)
+        print(
+            f"bulk ingest           {seconds:8.1f} s   {n:,} sentences   "
+            f"{n / seconds:8.0f} sentences/s   peak {rss:6.0f} MB"
+        )
 
     seconds, rss, out = run_measured([*talksbot(), "ingest", str(extra)], hash_env)
     print(
@@ -193,7 +206,8 @@ def main() -> int:
         if not (real_corpus / ".complete").exists():
             shutil.rmtree(real_corpus, ignore_errors=True)
             real_corpus.mkdir()
-            for f in sorted(corpus.glob("*.md"))[: args.real]:
+            source = synth(args.articles, args.work / f"corpus-{args.articles}", seed=7)
+            for f in sorted(source.glob("*.md"))[: args.real]:
                 (real_corpus / f.name).write_bytes(f.read_bytes())
             (real_corpus / ".complete").touch()
         real_data = args.work / "store-real"

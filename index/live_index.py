@@ -40,6 +40,7 @@ import sqlite3
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,8 +258,11 @@ def _publish(store: Store, folder: Path) -> None:
         store.db.execute("DELETE FROM index_log WHERE seq <= ?", (seq,))
     for old in folder.parent.iterdir():
         # Readers that still map an older snapshot keep reading it (unlinked files live on).
-        if old.is_dir() and old.name != folder.name and not old.name.startswith(".build-"):
-            rmtree_quiet(old)
+        # A build folder is another writer's work in progress, unless a day old (killed).
+        building = old.name.startswith(".build-")
+        if old.is_dir() and old.name != folder.name:
+            if not building or time.time() - old.stat().st_mtime > 86_400:
+                rmtree_quiet(old)
         elif old.name == "CURRENT":  # the pre-snapshot layout's pointer
             old.unlink(missing_ok=True)
 

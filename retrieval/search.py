@@ -22,7 +22,7 @@ BM25_POOL = 100
 # Score = cosine + BM25_WEIGHT * BM25/max(BM25) + PREV_WEIGHT * (score of the sentence before)
 #       + ANSWER_TYPE_BOOST (a number for "how many", a date for "when", a cause for "why")
 #       + SOURCE_WEIGHT * (share of the question's IDF found in the article's title/outlet/URL).
-# Tuned on the dev questions as a whole; see benchmarks/quality.py.
+# Tuned on the dev questions as a whole; benchmarks/run.py prints the figures.
 BM25_WEIGHT = 0.2
 PREV_WEIGHT = 0.1
 ANSWER_TYPE_BOOST = 0.1
