@@ -70,6 +70,43 @@ def _bm25s():
 
 # -- snapshot files ---------------------------------------------------------------------------
 @dataclass
+class Bm25Files:
+    """A bm25s index as saved (``BM25.save``), read without importing bm25s (and scipy): the
+    vocabulary and the memory-mapped CSC matrix of precomputed term scores. Scores are summed
+    exactly as ``BM25.get_scores`` does (float32, term by term, duplicates counted twice)."""
+
+    vocab: dict[str, int]
+    data: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+    num_docs: int
+
+    @classmethod
+    def load(cls, folder: Path) -> Bm25Files:
+        params = json.loads((folder / "params.index.json").read_text())
+        return cls(
+            vocab=json.loads((folder / "vocab.index.json").read_text()),
+            data=np.load(folder / "data.csc.index.npy", mmap_mode="r"),
+            indices=np.load(folder / "indices.csc.index.npy", mmap_mode="r"),
+            indptr=np.load(folder / "indptr.csc.index.npy", mmap_mode="r"),
+            num_docs=int(params["num_docs"]),
+        )
+
+    def df(self, term: str) -> int:
+        tid = self.vocab.get(term)
+        return 0 if tid is None else int(self.indptr[tid + 1] - self.indptr[tid])
+
+    def scores(self, terms: list[str]) -> np.ndarray:
+        out = np.zeros(self.num_docs, np.float32)
+        for term in terms:
+            tid = self.vocab.get(term)
+            if tid is not None:
+                start, end = int(self.indptr[tid]), int(self.indptr[tid + 1])
+                out[self.indices[start:end]] += self.data[start:end]  # rows unique per term
+        return out
+
+
+@dataclass
 class Snapshot:
     """One built, read-only snapshot (arrays memory-mapped)."""
 
@@ -77,7 +114,7 @@ class Snapshot:
     seq: int
     ids: np.ndarray  # int64, sorted: bm25 row -> sentence id
     dense: object  # faiss index with sentence ids
-    bm25: object | None  # bm25s.BM25 (None when empty)
+    bm25: Bm25Files | None  # None when empty
     avgdl: float
     dim: int
     manifest: dict = field(default_factory=dict)
@@ -87,13 +124,7 @@ class Snapshot:
         return len(self.ids)
 
     def df(self, term: str) -> int:
-        if self.bm25 is None:
-            return 0
-        tid = self.bm25.vocab_dict.get(term)
-        if tid is None:
-            return 0
-        indptr = self.bm25.scores["indptr"]
-        return int(indptr[tid + 1] - indptr[tid])
+        return self.bm25.df(term) if self.bm25 is not None else 0
 
     @classmethod
     def load(cls, directory: Path) -> Snapshot:
@@ -113,7 +144,7 @@ class Snapshot:
         faiss.omp_set_num_threads(1)
         bm25 = None
         if manifest["sentences"]:
-            bm25 = _bm25s().BM25.load(str(directory / "bm25"), mmap=True, show_progress=False)
+            bm25 = Bm25Files.load(directory / "bm25")
         return cls(
             name=directory.name,
             seq=int(manifest["seq"]),
@@ -553,11 +584,10 @@ class LiveIndex:
         with self._lock:
             snap = self.snapshot
             if snap is not None and snap.bm25 is not None:
-                known = [t for t in terms if t in snap.bm25.vocab_dict]
+                known = [t for t in terms if t in snap.bm25.vocab]
                 if known:
-                    scores = np.asarray(snap.bm25.get_scores(known), np.float32)
+                    scores = snap.bm25.scores(known)
                     if len(self._deleted_rows):
-                        scores = scores.copy()
                         scores[self._deleted_rows] = 0.0
                 else:
                     scores = np.zeros(snap.size, np.float32)

@@ -272,3 +272,17 @@ def test_a_running_bot_answers_from_articles_another_process_stored(
         assert searcher.index.snapshot.name == snapshot
         reply = ask(api, api.message("Who proposed a quokka sanctuary in Reykjavik?"), chat_id=42)
         assert "quokka" in reply.params["text"]
+
+
+def test_snapshot_bm25_scores_are_those_of_bm25s(corpus_store: Store, data_dir: Path) -> None:
+    import bm25s
+
+    live = LiveIndex.open(corpus_store)
+    folder = data_dir / "index" / live.snapshot.name / "bm25"
+    reference = bm25s.BM25.load(str(folder), mmap=True)
+    for terms in (["geneva", "talk"], ["prison", "exchang", "prison"], ["umerov"]):
+        known = [t for t in terms if t in reference.vocab_dict]
+        np.testing.assert_array_equal(
+            live.snapshot.bm25.scores(terms), np.asarray(reference.get_scores(known), np.float32)
+        )
+        assert live.snapshot.bm25.df(terms[0]) > 0
