@@ -107,6 +107,16 @@ CREATE TABLE IF NOT EXISTS feedback (
 """,
     # 2: the push queue is read per chat (digests, retiring a chat, digest mode off).
     "CREATE INDEX IF NOT EXISTS deliveries_chat ON deliveries(chat_id, status);",
+    # 3: buttons name their answer by an unguessable token (not a walkable id); feed entries
+    # that failed are retried with backoff and given up after a few tries.
+    """
+ALTER TABLE answers ADD COLUMN token TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS answers_token ON answers(token);
+ALTER TABLE feed_entries ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE feed_entries ADD COLUMN next_try_at REAL NOT NULL DEFAULT 0;
+ALTER TABLE feed_entries ADD COLUMN state TEXT NOT NULL DEFAULT 'done';  -- done, retry, gave_up
+ALTER TABLE feed_entries ADD COLUMN last_error TEXT NOT NULL DEFAULT '';
+""",
 ]
 
 
