@@ -8,6 +8,7 @@ existing database instead of only fresh ones. Append; never edit a migration onc
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 MIGRATIONS: list[str] = [
@@ -130,6 +131,21 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
+_ADD_COLUMN = re.compile(r"ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s+(\w+)", re.I)
+
+
+def _apply(db: sqlite3.Connection, statement: str) -> None:
+    """One statement; adding a column the table already has is a no-op (SQLite has no
+    ``ADD COLUMN IF NOT EXISTS``), so every migration can be replayed like the ``IF NOT EXISTS``
+    ones."""
+    match = _ADD_COLUMN.match(statement)
+    if match:
+        columns = {r[1] for r in db.execute(f"PRAGMA table_info({match[1]})")}
+        if match[2] in columns:
+            return
+    db.execute(statement)
+
+
 def migrate(db: sqlite3.Connection) -> int:
     """Apply the migrations this database lacks, all in one transaction taken before the version
     is read (two processes opening one store migrate it once); returns the version now."""
@@ -138,7 +154,7 @@ def migrate(db: sqlite3.Connection) -> int:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         for script in MIGRATIONS[version:]:
             for statement in _statements(script):
-                db.execute(statement)
+                _apply(db, statement)
         if version < len(MIGRATIONS):
             db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
     return max(version, len(MIGRATIONS))
