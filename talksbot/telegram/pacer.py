@@ -1,0 +1,254 @@
+"""One pacer for everything the bot sends: answers, edits, pushes and digests all go through the
+Application's one Bot, and this rate limiter spaces them within Telegram's windows.
+
+Telegram refuses (429) more than 30 messages a second overall, more than one a second to a chat
+and more than 20 a minute to a group. The pacer holds each message until all three windows have
+room, and it counts a message against them from the moment it is handed to the network until one
+window-length after its answer came back. The server sees the message somewhere between those
+two moments, so the server's window can never hold more than the pacer's: no timing jitter on
+either side turns into a 429. Answers (the default) go before pushes (``Priority.PUSH``), and
+pushes leave part of each second free, so a question during a large fan-out waits at most for
+the next free slot. A 429 that comes anyway (another client on the same token) pauses all
+sending for its ``retry_after`` and the message is sent again in its place: nothing is lost,
+and nothing overtakes it in its chat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import collections
+import contextlib
+import datetime as dt
+import itertools
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from telegram.error import RetryAfter
+from telegram.ext import BaseRateLimiter
+
+log = logging.getLogger("talksbot.pacer")
+
+#: Methods that put a message in a chat (or change one): what Telegram's windows count.
+PACED_PREFIXES = ("send", "edit", "copyMessage", "forwardMessage")
+UNPACED = frozenset({"sendChatAction"})
+
+
+class Priority(IntEnum):
+    """``rate_limit_args`` for a send. Answers are the default (pass nothing); never 0, which
+    PTB drops."""
+
+    ANSWER = 1
+    PUSH = 2
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Telegram's windows, and how much of the overall one pushes may take."""
+
+    per_second: int = 30
+    chat_gap: float = 1.0  # seconds between two messages to one chat
+    group_per_minute: int = 20
+    group_window: float = 60.0  # seconds (a minute at Telegram; shorter in tests)
+    push_per_second: int = 27  # the rest of each second stays free for answers
+    max_retry_after: float = 60.0  # a longer 429 is raised to the caller, not waited out
+    max_retries: int = 8
+
+
+def _seconds(value: object) -> float:
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+def chat_key(data: dict[str, Any]) -> tuple[int | str | None, bool]:
+    """The chat a request writes to and whether it is a group (negative id or ``@name``)."""
+    chat = data.get("chat_id")
+    if chat is None:
+        return None, False
+    with contextlib.suppress(TypeError, ValueError):
+        chat = int(chat)
+    return chat, isinstance(chat, str) or chat < 0
+
+
+@dataclass(eq=False)
+class _Ticket:
+    priority: int
+    seq: int
+    chat: int | str | None
+    group: bool
+    ready: asyncio.Future = field(repr=False)
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return self.priority, self.seq
+
+
+class Pacer(BaseRateLimiter[int]):
+    """A PTB rate limiter that throttles every message to stay inside Telegram's windows."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self._seq = itertools.count()
+        self._waiting: list[_Ticket] = []  # by (priority, seq)
+        self._recent: collections.deque[float] = collections.deque()  # done, last second
+        self._in_flight = 0
+        self._busy: set[int | str] = set()  # chats with a message in flight
+        self._chat_free_at: dict[int | str, float] = {}
+        self._group_recent: dict[int | str, collections.deque[float]] = {}
+        self._paused_until = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self.retries = 0  # 429s waited out (for logs and tests)
+
+    async def initialize(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | dict | list[dict]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> bool | dict | list[dict]:
+        if endpoint in UNPACED or not endpoint.startswith(PACED_PREFIXES):
+            return await self._unpaced(callback, args, kwargs)
+        chat, group = chat_key(data)
+        priority = int(rate_limit_args or Priority.ANSWER)
+        seq = next(self._seq)  # kept across retries: a message sent again keeps its place
+        attempts = 0
+        while True:
+            ticket = _Ticket(priority, seq, chat, group, asyncio.get_running_loop().create_future())
+            bisect.insort(self._waiting, ticket, key=lambda t: t.order)
+            self._pump()
+            try:
+                await ticket.ready
+            except asyncio.CancelledError:
+                if ticket in self._waiting:
+                    self._waiting.remove(ticket)
+                elif ticket.ready.done() and not ticket.ready.cancelled():
+                    self._finish(ticket, counted=False)
+                raise
+            try:
+                result = await callback(*args, **kwargs)
+            except RetryAfter as exc:
+                self._finish(ticket, counted=False, pump=False)
+                attempts += 1
+                wait = _seconds(exc.retry_after)
+                if wait > self.limits.max_retry_after or attempts > self.limits.max_retries:
+                    self._pump()
+                    raise
+                self.retries += 1
+                self._paused_until = max(self._paused_until, time.monotonic() + wait)
+                log.warning(
+                    "Telegram asked to wait %.0f s (%s); all sending paused", wait, endpoint
+                )
+                continue  # back in the queue in its old place, before anything queued later
+            except BaseException:
+                self._finish(ticket, counted=True)  # it may have reached Telegram: count it
+                raise
+            self._finish(ticket, counted=True)
+            return result
+
+    async def _unpaced(self, callback, args, kwargs):  # noqa: ANN001, ANN202
+        """Calls no window counts (answerCallbackQuery, getChatMember, ...): 429s waited out."""
+        for attempt in itertools.count(1):
+            try:
+                return await callback(*args, **kwargs)
+            except RetryAfter as exc:
+                wait = _seconds(exc.retry_after)
+                if wait > self.limits.max_retry_after or attempt > self.limits.max_retries:
+                    raise
+                await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
+
+    # -- the windows ------------------------------------------------------------------------
+    def _finish(self, ticket: _Ticket, counted: bool, pump: bool = True) -> None:
+        self._in_flight -= 1
+        now = time.monotonic()
+        if ticket.chat is not None:
+            self._busy.discard(ticket.chat)
+            if counted:
+                self._chat_free_at[ticket.chat] = now + self.limits.chat_gap
+                if ticket.group:
+                    self._group_recent.setdefault(ticket.chat, collections.deque()).append(now)
+        if counted:
+            self._recent.append(now)
+        if pump:
+            self._pump()
+
+    def _group_full(self, chat: int | str, now: float) -> float | None:
+        """When the group's minute window frees a slot, or None if it has room."""
+        recent = self._group_recent.get(chat)
+        if not recent:
+            return None
+        while recent and recent[0] <= now - self.limits.group_window:
+            recent.popleft()
+        if not recent:
+            del self._group_recent[chat]
+            return None
+        if len(recent) < self.limits.group_per_minute:
+            return None
+        return recent[0] + self.limits.group_window
+
+    def _pump(self) -> None:
+        """Release every waiting message that fits now, best first; wake again when the next
+        one could."""
+        if self._timer:
+            self._timer.cancel()
+            self._timer = None
+        now = time.monotonic()
+        wake = float("inf")
+        if now < self._paused_until:
+            wake = self._paused_until
+        else:
+            while self._recent and self._recent[0] <= now - 1.0:
+                self._recent.popleft()
+            if len(self._chat_free_at) > 10_000:
+                self._chat_free_at = {c: t for c, t in self._chat_free_at.items() if t > now}
+            held: set[int | str] = set()  # chats whose earlier message still waits
+            keep: list[_Ticket] = []
+            for i, ticket in enumerate(self._waiting):
+                if ticket.ready.done():  # cancelled while waiting
+                    continue
+                cap = (
+                    self.limits.per_second
+                    if ticket.priority <= Priority.ANSWER
+                    else min(self.limits.push_per_second, self.limits.per_second)
+                )
+                if self._in_flight + len(self._recent) >= cap:
+                    if self._recent:
+                        wake = min(wake, self._recent[0] + 1.0)
+                    keep.extend(t for t in self._waiting[i:] if not t.ready.done())
+                    break  # everything after has the same or a lower cap
+                chat = ticket.chat
+                if chat is not None:
+                    if chat in held or chat in self._busy:
+                        held.add(chat)
+                        keep.append(ticket)
+                        continue  # woken when the message in flight is done
+                    free_at = self._chat_free_at.get(chat, 0.0)
+                    group_at = self._group_full(chat, now) if ticket.group else None
+                    if free_at > now or group_at is not None:
+                        held.add(chat)
+                        keep.append(ticket)
+                        wake = min(wake, max(free_at, group_at or 0.0))
+                        continue
+                    self._busy.add(chat)
+                self._in_flight += 1
+                ticket.ready.set_result(None)
+            self._waiting = keep
+        if self._waiting and wake != float("inf"):
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(0.0, wake - now) + 0.001, self._pump)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
