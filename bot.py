@@ -11,11 +11,11 @@ import html
 import logging
 import re
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from telegram import (
-    Bot,
     BotCommand,
     BotCommandScopeAllGroupChats,
     BotCommandScopeAllPrivateChats,
@@ -31,7 +31,6 @@ from telegram import (
 from telegram.constants import ChatAction, ChatType, ParseMode
 from telegram.error import BadRequest
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     CallbackQueryHandler,
     CommandHandler,
@@ -40,12 +39,12 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
-from telegram.request import HTTPXRequest
 
 import pushes
 from config import Settings
 from index.loaders import IngestError
 from retrieval.answer import ABSTAINED, ANSWERED, Answer, Answerer, Citation, describe_coverage
+from talksbot.telegram.pacer import Limits, Pacer
 
 log = logging.getLogger("talksbot.bot")
 
@@ -87,7 +86,6 @@ class Services:
     executor: ThreadPoolExecutor  # one worker: retrieval and SQLite stay on one thread
     settings: Settings
     deliverer: pushes.Deliverer | None = None
-    push_bot: Bot | None = None
     delivery_task: asyncio.Task | None = None
 
     async def run(self, fn, *args, **kwargs):  # noqa: ANN001, ANN201
@@ -363,8 +361,9 @@ async def subscribe_command(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         return
     svc = services(context)
     vector = (await svc.run(svc.answerer.searcher.embedder.embed, [topic]))[0] if topic else None
+    thread = message.message_thread_id if message.is_topic_message else None
     added = await svc.run(
-        pushes.subscribe, svc.answerer.searcher.store, message.chat_id, topic, vector
+        pushes.subscribe, svc.answerer.searcher.store, message.chat_id, topic, vector, thread
     )
     what = f"new coverage about <i>{esc(topic)}</i>" if topic else "all new coverage"
     text = (
@@ -698,16 +697,9 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
         app.bot_data["services"] = svc
         store = loaded.searcher.store
         await svc.run(pushes.fan_out, store)  # first run sets the watermark: no backlog pushes
-        # Pushes go through a Bot of their own, paced by the Deliverer (which must see 429s).
-        svc.push_bot = Bot(
-            token,
-            base_url=settings.telegram_api_base_url,
-            base_file_url=settings.telegram_api_file_url,
-            request=HTTPXRequest(connection_pool_size=16),
-        )
-        await svc.push_bot.initialize()
+        # Pushes go through the one Bot and its pacer, as pushes (answers go first).
         svc.deliverer = pushes.Deliverer(
-            svc.push_bot, store, svc.run, rate=settings.telegram_push_rate
+            app.bot, store, svc.run, lease_seconds=settings.talksbot_push_lease_seconds
         )
         svc.delivery_task = asyncio.create_task(svc.deliverer.run_forever())
         await app.bot.set_my_commands(PRIVATE_COMMANDS, scope=BotCommandScopeAllPrivateChats())
@@ -723,6 +715,7 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
                 interval=settings.talksbot_feed_interval,
                 first=min(10.0, settings.talksbot_feed_interval),
             )
+            app.job_queue.run_repeating(_prune, interval=6 * 3600, first=1.0)
         log.info(
             "talksbot ready as @%s with %d indexed sentences",
             app.bot.username,
@@ -734,8 +727,6 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
         if svc and svc.deliverer and svc.delivery_task:
             svc.deliverer.stop()  # the message in flight is finished and marked, then it stops
             await svc.delivery_task
-        if svc and svc.push_bot:
-            await svc.push_bot.shutdown()
 
     async def post_shutdown(app: Application) -> None:
         svc: Services | None = app.bot_data.get("services")
@@ -747,7 +738,15 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
         .token(token)
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_api_file_url)
-        .rate_limiter(AIORateLimiter(overall_max_rate=settings.telegram_rate_limit, max_retries=5))
+        # One pacer for everything sent: answers, edits and pushes share Telegram's windows.
+        .rate_limiter(
+            Pacer(
+                Limits(
+                    per_second=settings.telegram_rate_limit,
+                    push_per_second=settings.telegram_push_rate,
+                )
+            )
+        )
         .concurrent_updates(True)
         .post_init(post_init)
         .post_stop(post_stop)
@@ -775,6 +774,8 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
             MessageHandler(private & filters.TEXT & ~filters.COMMAND, private_text),
             # Groups: only messages that mention the bot or reply to it.
             MessageHandler(groups & filters.TEXT & ~filters.COMMAND & _AddressedToMe(), group_text),
+            # A group upgraded to a supergroup: subscriptions move with it.
+            MessageHandler(filters.StatusUpdate.MIGRATE & filters.ChatType.GROUP, chat_migrated),
             # Buttons under answers and /start.
             CallbackQueryHandler(button),
             # Inline mode.
@@ -791,10 +792,32 @@ async def _fan_out(context: ContextTypes.DEFAULT_TYPE) -> None:
     svc = services(context)
     if await svc.run(svc.answerer.searcher.refresh):
         log.info("index reloaded: %d sentences", svc.answerer.searcher.size)
-    queued = await svc.run(pushes.fan_out, svc.answerer.searcher.store)
+    max_age = svc.settings.talksbot_push_max_age_hours * 3600
+    queued = await svc.run(pushes.fan_out, svc.answerer.searcher.store, max_age=max_age)
     if queued and svc.deliverer:
         log.info("queued %d pushes", queued)
         svc.deliverer.wake.set()
+
+
+async def _prune(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Retention: old answers (their buttons then say so), feedback and finished pushes go."""
+    svc = services(context)
+    before = time.time() - svc.settings.talksbot_retention_days * 86400
+    pruned = await svc.run(svc.answerer.searcher.store.prune, before)
+    if any(pruned.values()):
+        log.info("pruned %s", pruned)
+
+
+async def chat_migrated(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A group became a supergroup: its subscriptions and queued pushes follow it."""
+    message = update.effective_message
+    svc = services(context)
+    await svc.run(
+        pushes.migrate_chat,
+        svc.answerer.searcher.store,
+        message.chat_id,
+        message.migrate_to_chat_id,
+    )
 
 
 def _with_ingester(svc: Services, work):  # noqa: ANN001, ANN202

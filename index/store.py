@@ -31,11 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
+from index.store_leases import SCHEMA as LEASES_SCHEMA
+from index.store_leases import Leases
+
 SCHEMA_VERSION = 1
 DB_NAME = "talksbot.db"
 PARAMS_NAME = "params.json"
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS articles (
     id INTEGER PRIMARY KEY,
@@ -96,6 +100,7 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     vector BLOB,                        -- topic embedding (NULL for all)
     created_at REAL NOT NULL,
     active INTEGER NOT NULL DEFAULT 1,
+    thread_id INTEGER,                  -- the forum topic it was made in (pushed there)
     UNIQUE (chat_id, topic)
 );
 CREATE TABLE IF NOT EXISTS deliveries (  -- the persistent push queue; one row per chat and story
@@ -104,12 +109,15 @@ CREATE TABLE IF NOT EXISTS deliveries (  -- the persistent push queue; one row p
     article_id INTEGER NOT NULL,
     subscription_id INTEGER,
     body TEXT NOT NULL,                 -- JSON: what to say (rendered by the bot)
-    status TEXT NOT NULL DEFAULT 'pending',   -- pending, digest (waits), sent, failed
+    -- pending, digest (waits), claimed, sending, digest-sending, sent, failed, cancelled
+    status TEXT NOT NULL DEFAULT 'pending',
     attempts INTEGER NOT NULL DEFAULT 0,
     next_at REAL NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     sent_at REAL,
     error TEXT NOT NULL DEFAULT '',
+    lease_holder TEXT NOT NULL DEFAULT '',   -- the process that claimed it
+    lease_until REAL NOT NULL DEFAULT 0,     -- its claim lapses then
     UNIQUE (chat_id, article_id)
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(status, next_at);
@@ -128,6 +136,8 @@ CREATE TABLE IF NOT EXISTS feedback (
     vote INTEGER NOT NULL      -- +1 or -1
 );
 """
+    + LEASES_SCHEMA
+)
 
 
 class StoreError(Exception):
@@ -182,6 +192,7 @@ class Store:
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            self.leases = Leases(self.db)
         except (OSError, sqlite3.DatabaseError) as exc:
             raise StoreError(f"cannot open the store in {self.data_dir}: {exc}") from None
 
@@ -395,6 +406,23 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (time.time(), chat_id, user_id, question, json.dumps(ids), vote),
             )
+
+    def prune(self, before: float) -> dict[str, int]:
+        """Retention: answers, feedback and finished queue rows older than ``before`` go."""
+        with self.db:
+            return {
+                "answers": self.db.execute(
+                    "DELETE FROM answers WHERE created_at < ?", (before,)
+                ).rowcount,
+                "feedback": self.db.execute(
+                    "DELETE FROM feedback WHERE created_at < ?", (before,)
+                ).rowcount,
+                "deliveries": self.db.execute(
+                    "DELETE FROM deliveries WHERE status IN ('sent', 'failed', 'cancelled') "
+                    "AND COALESCE(sent_at, created_at) < ?",
+                    (before,),
+                ).rowcount,
+            }
 
 
 def rmtree_quiet(path: Path) -> None:

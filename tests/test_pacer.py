@@ -84,7 +84,9 @@ async def test_answers_go_before_pushes(api: FakeBotAPI, bot: ExtBot) -> None:
     assert api.refused() == []
     order = [c.params["text"] for c in accepted(api)]
     assert len(order) == 65
-    assert max(order.index(f"answer {n}") for n in range(5)) < 32
+    # Three go in the first second beside 27 pushes, two at the next free slots (a push-first
+    # pacer would put them after all 60 pushes).
+    assert max(order.index(f"answer {n}") for n in range(5)) < 36
     assert sorted(t for t in order if t.startswith("push")) == sorted(
         f"push {n}" for n in range(60)
     )

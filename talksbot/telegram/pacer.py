@@ -23,7 +23,7 @@ import datetime as dt
 import itertools
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -44,6 +44,22 @@ class Priority(IntEnum):
 
     ANSWER = 1
     PUSH = 2
+
+
+class NotSent(Exception):
+    """A send whose ``on_turn`` said no when its turn came: nothing went to Telegram."""
+
+
+@dataclass
+class Send:
+    """``rate_limit_args`` for a send that must know its turn: ``on_turn`` runs when the windows
+    have room, right before the request (False cancels it: ``NotSent``), and ``dispatched``
+    says whether it went on the wire, so a send cancelled before that was certainly not
+    delivered."""
+
+    priority: int = Priority.PUSH
+    on_turn: Callable[[], Awaitable[bool]] | None = None
+    dispatched: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,7 +102,7 @@ class _Ticket:
         return self.priority, self.seq
 
 
-class Pacer(BaseRateLimiter[int]):
+class Pacer(BaseRateLimiter[int | Send]):
     """A PTB rate limiter that throttles every message to stay inside Telegram's windows."""
 
     def __init__(self, limits: Limits | None = None) -> None:
@@ -116,12 +132,13 @@ class Pacer(BaseRateLimiter[int]):
         kwargs: dict[str, Any],
         endpoint: str,
         data: dict[str, Any],
-        rate_limit_args: int | None,
+        rate_limit_args: int | Send | None,
     ) -> bool | dict | list[dict]:
         if endpoint in UNPACED or not endpoint.startswith(PACED_PREFIXES):
             return await self._unpaced(callback, args, kwargs)
         chat, group = chat_key(data)
-        priority = int(rate_limit_args or Priority.ANSWER)
+        send = rate_limit_args if isinstance(rate_limit_args, Send) else None
+        priority = int((send.priority if send else rate_limit_args) or Priority.ANSWER)
         seq = next(self._seq)  # kept across retries: a message sent again keeps its place
         attempts = 0
         while True:
@@ -136,9 +153,22 @@ class Pacer(BaseRateLimiter[int]):
                 elif ticket.ready.done() and not ticket.ready.cancelled():
                     self._finish(ticket, counted=False)
                 raise
+            if send and send.on_turn:
+                try:
+                    go = await send.on_turn()
+                except BaseException:
+                    self._finish(ticket, counted=False)
+                    raise
+                if not go:
+                    self._finish(ticket, counted=False)
+                    raise NotSent(endpoint)
+            if send:
+                send.dispatched = True
             try:
                 result = await callback(*args, **kwargs)
             except RetryAfter as exc:
+                if send:
+                    send.dispatched = False  # refused: certainly not delivered
                 self._finish(ticket, counted=False, pump=False)
                 attempts += 1
                 wait = _seconds(exc.retry_after)
