@@ -25,7 +25,7 @@ from talksbot.telegram.pacer import Pacer
 from tests.conftest import CORPUS, ingest, run_cli
 from tests.fake_telegram import FakeBotAPI
 from tests.stories import POWER
-from tests.test_bot import BotProcess, ask
+from tests.test_bot import BotProcess, ask, running_bot
 
 TODAY = dt.date.today().isoformat()
 
@@ -273,6 +273,8 @@ def test_two_bot_processes_one_sender_taken_over_after_kill_9(
             b.start()
         assert run_cli(data_dir, "ingest", str(story(tmp_path / "new", "first"))).returncode == 0
         wait_until(lambda: len(pushes_of("first")) >= len(chats), 60, "first story everywhere")
+        wait_until(lambda: query(data_dir, "SELECT DISTINCT status FROM deliveries") == [("sent",)])
+        assert pushes_of("first") == chats  # once each, from one of the two processes
         holder = query(data_dir, "SELECT holder FROM leases WHERE name='pushes'")[0][0]
         pid = int(holder.split(":")[1])
         sender = next(b for b in bots if b.proc.pid == pid)
@@ -297,3 +299,80 @@ def test_two_bot_processes_one_sender_taken_over_after_kill_9(
                 b.stop()
         for api in apis:
             api.stop()
+
+
+# -- "600 questions at 30/s" ---------------------------------------------------------------
+def test_questions_during_a_fan_out_all_answered_without_a_429(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    ingest(data_dir, CORPUS)
+    subscribers = list(range(8000, 8120))
+    store = Store(data_dir)
+    for chat in subscribers:
+        pushes.subscribe(store, chat, "", None)
+    store.close()
+    askers = list(range(9000, 9060))
+    with running_bot(data_dir, TALKSBOT_FANOUT_INTERVAL="0.3") as (api, _):
+        assert run_cli(data_dir, "ingest", str(story(tmp_path / "new", "fanned"))).returncode == 0
+        api.wait_for("sendMessage", lambda c: c.params.get("text", "").startswith("🆕"))
+        for chat in askers:  # 60 questions at once, in the middle of the fan-out
+            api.push(api.message("How long did the second day of talks last?", chat_id=chat))
+
+        def sent_to(chats: list[int]) -> list[int]:
+            return sorted(
+                int(c.params["chat_id"]) for c in accepted(api) if int(c.params["chat_id"]) in chats
+            )
+
+        wait_until(lambda: len(sent_to(askers)) >= len(askers), 60, "every question answered")
+        wait_until(lambda: len(sent_to(subscribers)) >= len(subscribers), 60, "every push")
+        assert api.refused() == []  # no 429: answers and pushes share one pacer
+        assert sent_to(askers) == askers and sent_to(subscribers) == subscribers  # each once
+
+
+# -- forum topics ---------------------------------------------------------------------------
+def test_a_forum_topic_subscription_is_pushed_to_its_topic(data_dir: Path, tmp_path: Path) -> None:
+    ingest(data_dir, CORPUS)
+    with running_bot(data_dir, TALKSBOT_FANOUT_INTERVAL="0.3") as (api, _):
+        update = api.message("/subscribe", chat_id=-600, chat_type="supergroup", thread_id=7)
+        assert "Subscribed" in ask(api, update, chat_id=-600).params["text"]
+        assert run_cli(data_dir, "ingest", str(story(tmp_path / "new", "topic"))).returncode == 0
+        push = api.wait_for("sendMessage", lambda c: c.params.get("text", "").startswith("🆕"))
+        assert int(push.params["chat_id"]) == -600
+        assert int(push.params["message_thread_id"]) == 7
+
+
+# -- retention ------------------------------------------------------------------------------
+def test_old_answers_feedback_and_finished_pushes_are_pruned(data_dir: Path) -> None:
+    ingest(data_dir, CORPUS)
+    store = Store(data_dir)
+    old, recent = time.time() - 31 * 86400, time.time() - 29 * 86400
+    for when in (old, recent):
+        answer = store.save_answer(1, f"asked at {when}", [1])
+        store.add_feedback(1, 42, f"asked at {when}", [1], 1)
+        with store.db:
+            store.db.execute("UPDATE answers SET created_at=? WHERE id=?", (when, answer))
+            store.db.execute(
+                "UPDATE feedback SET created_at=? WHERE question=?", (when, f"asked at {when}")
+            )
+            for article, status in enumerate(("sent", "failed", "cancelled", "digest"), 1):
+                store.db.execute(
+                    "INSERT INTO deliveries(chat_id, article_id, body, created_at, sent_at, "
+                    "status) VALUES (?, ?, '{}', ?, ?, ?)",
+                    (int(when), article, when, when, status),
+                )
+    store.close()
+    with running_bot(data_dir, TALKSBOT_RETENTION_DAYS="30"):
+        wait_until(
+            lambda: query(data_dir, "SELECT COUNT(*) FROM answers") == [(1,)], 30, "old answer gone"
+        )
+        wait_until(lambda: query(data_dir, "SELECT COUNT(*) FROM deliveries") == [(5,)], 30, "rows")
+    assert query(data_dir, "SELECT created_at FROM answers") == [(recent,)]
+    assert query(data_dir, "SELECT created_at FROM feedback") == [(recent,)]
+    # Finished rows go when old; a row still queued stays, whatever its age.
+    assert sorted(query(data_dir, "SELECT status, created_at FROM deliveries")) == [
+        ("cancelled", recent),
+        ("digest", old),
+        ("digest", recent),
+        ("failed", recent),
+        ("sent", recent),
+    ]
