@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from index.fetch import FeedEntry, fetch_article, fetch_feed, is_url
 from index.ingest import Ingester, IngestReport
@@ -17,15 +16,7 @@ from index.loaders import (
 )
 from index.search_index import rebuild
 from index.store import Store
-
-
-@dataclass
-class Feed:
-    id: int
-    url: str
-    title: str
-    checked_at: float | None
-    last_error: str
+from index.store_feeds import Feed
 
 
 def add_feed(store: Store, url: str) -> tuple[Feed, int]:
@@ -37,28 +28,18 @@ def add_feed(store: Store, url: str) -> tuple[Feed, int]:
     if existing:
         raise IngestError(f"{url}: already subscribed as feed {existing[0].id}")
     title, entries = fetch_feed(url)
-    with store.db:
-        feed_id = store.db.execute(
-            "INSERT INTO feeds(url, title, added_at) VALUES (?, ?, ?)", (url, title, time.time())
-        ).lastrowid
-    return Feed(feed_id, url, title, None, ""), len(entries)
+    return store.feeds.add(url, title), len(entries)
 
 
 def list_feeds(store: Store) -> list[Feed]:
-    rows = store.db.execute(
-        "SELECT id, url, title, checked_at, last_error FROM feeds ORDER BY id"
-    ).fetchall()
-    return [Feed(*r) for r in rows]
+    return store.feeds.all()
 
 
 def remove_feed(store: Store, url_or_id: str) -> bool:
     key = url_or_id.strip()
-    with store.db:
-        if key.isdigit():
-            cur = store.db.execute("DELETE FROM feeds WHERE id=?", (int(key),))
-        else:
-            cur = store.db.execute("DELETE FROM feeds WHERE url=?", (key,))
-    return cur.rowcount > 0
+    if key.isdigit():
+        return store.feeds.remove(feed_id=int(key))
+    return store.feeds.remove(url=key)
 
 
 def _entry_article(entry: FeedEntry, feed: Feed) -> RawArticle:
@@ -92,12 +73,7 @@ def poll_feeds(store: Store, ingester: Ingester) -> IngestReport:
         except IngestError as exc:
             title, entries, error = feed.title, [], str(exc)
             report.errors.append(error)
-        seen = {
-            r[0]
-            for r in store.db.execute(
-                "SELECT entry_key FROM feed_entries WHERE feed_id=?", (feed.id,)
-            )
-        }
+        seen = store.feeds.seen_entries(feed.id)
         for entry in entries:
             if entry.key in seen or not entry.link:
                 continue
@@ -110,17 +86,8 @@ def poll_feeds(store: Store, ingester: Ingester) -> IngestReport:
                 report.errors.append(str(exc))
                 if "could not fetch" in str(exc):
                     continue  # transient: try again next poll
-            with store.db:
-                store.db.execute(
-                    "INSERT OR IGNORE INTO feed_entries(feed_id, entry_key, seen_at) "
-                    "VALUES (?, ?, ?)",
-                    (feed.id, entry.key, time.time()),
-                )
-        with store.db:
-            store.db.execute(
-                "UPDATE feeds SET title=?, checked_at=?, last_error=? WHERE id=?",
-                (title, time.time(), error, feed.id),
-            )
+            store.feeds.mark_seen(feed.id, entry.key)
+        store.feeds.polled(feed.id, title, error)
     if report.added or report.updated:
         rebuild(store)
     report.seconds = time.perf_counter() - started

@@ -12,7 +12,8 @@ from urllib.parse import quote as urlquote
 
 import numpy as np
 
-from retrieval.search import Entry, Searcher
+from index.text import tokenize
+from retrieval.search import Candidate, Searcher
 
 MAX_QUESTION_CHARS = 1000
 MAX_QUOTE_CHARS = 400
@@ -111,8 +112,6 @@ def _trim(text: str, terms: list[str], limit: int = MAX_QUOTE_CHARS) -> str:
     """A window of at most ``limit`` characters, placed where the question's words cluster."""
     if len(text) <= limit:
         return text
-    from index.search_index import tokenize
-
     words = list(re.finditer(r"\S+", text))
     hits = [i for i, w in enumerate(words) if set(tokenize(w.group())) & set(terms)]
     best_start, best_score = 0, -1
@@ -148,7 +147,7 @@ class Answerer:
             return Answer(question, INVALID, message=problem)
         entries = self.searcher.search(question, limit=60)
         analysis = self.searcher.analyse(question)
-        best = max((e.metadata["dense"] for e in entries), default=0.0)
+        best = max((e.dense for e in entries), default=0.0)
         if best < DECLINE_BELOW:
             return Answer(
                 question,
@@ -167,11 +166,11 @@ class Answerer:
             return self._abstain(question, entries, [])
         return Answer(question, ANSWERED, citations=citations, has_more=len(picked) > offset + k)
 
-    def _abstain(self, question: str, entries: list[Entry], missing: list[str]) -> Answer:
+    def _abstain(self, question: str, entries: list[Candidate], missing: list[str]) -> Answer:
         nearest: list[ArticleRef] = []
         seen: set[int] = set()
         for e in entries:
-            aid = e.metadata["article_id"]
+            aid = e.article_id
             if aid in seen:
                 continue
             seen.add(aid)
@@ -192,7 +191,7 @@ class Answerer:
             coverage=self.coverage(),
         )
 
-    def _select(self, entries: list[Entry], terms: list[str], limit: int) -> list[Citation]:
+    def _select(self, entries: list[Candidate], terms: list[str], limit: int) -> list[Citation]:
         """Best distinct passages: no sentence twice, no near-identical copy of one chosen."""
         out: list[Citation] = []
         used: set[int] = set()
@@ -200,14 +199,14 @@ class Answerer:
         for e in entries:
             if len(out) >= limit:
                 break
-            if e.id in used or self._near_duplicate(e.metadata["row"], chosen_rows):
+            if e.id in used or self._near_duplicate(e.row, chosen_rows):
                 continue
             quote, ids = self._quote(e, terms)
             if ids & used:
                 continue
             used |= ids
-            chosen_rows.append(e.metadata["row"])
-            a = self.searcher.articles[e.metadata["article_id"]]
+            chosen_rows.append(e.row)
+            a = self.searcher.articles[e.article_id]
             out.append(
                 Citation(
                     quote=quote,
@@ -232,17 +231,17 @@ class Answerer:
         cos = (others @ v) / (np.linalg.norm(others, axis=1) * np.linalg.norm(v) + 1e-9)
         return bool(cos.max() >= NEAR_DUPLICATE_COSINE)
 
-    def _quote(self, e: Entry, terms: list[str]) -> tuple[str, set[int]]:
+    def _quote(self, e: Candidate, terms: list[str]) -> tuple[str, set[int]]:
         """The sentence, joined by one neighbour where needed: the sentence cannot stand alone
         (short, or opens with "He", "This" …), or the passage runs on into the neighbour (it
         scores nearly as well). Never over ``MAX_QUOTE_CHARS``."""
-        row, text = e.metadata["row"], e.content
+        row, text = e.row, e.content
         rows = self.searcher.rows
         options = []
-        if e.metadata["prev_score"] is not None:
-            options.append((e.metadata["prev_score"], rows[row - 1], True))
-        if e.metadata["next_score"] is not None:
-            options.append((e.metadata["next_score"], rows[row + 1], False))
+        if e.prev_score is not None:
+            options.append((e.prev_score, rows[row - 1], True))
+        if e.next_score is not None:
+            options.append((e.next_score, rows[row + 1], False))
         options = [o for o in options if len(o[1].text) + 1 + len(text) <= MAX_QUOTE_CHARS]
         pick = None
         if len(text) < SHORT_SENTENCE_CHARS or _ANAPHORA.match(text):

@@ -5,22 +5,23 @@ from __future__ import annotations
 import math
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from index.embed import Embedder, load_embedder
-from index.ingest import ingest_params
-from index.search_index import SearchIndex, load_or_rebuild, tokenize
+from index.params import ingest_params
+from index.search_index import SearchIndex, load_or_rebuild
 from index.store import ArticleRow, Store
+from index.text import tokenize
 
 DENSE_POOL = 100
 BM25_POOL = 100
 # Score = cosine + BM25_WEIGHT * BM25/max(BM25) + PREV_WEIGHT * (score of the sentence before)
 #       + ANSWER_TYPE_BOOST (a number for "how many", a date for "when", a cause for "why")
 #       + SOURCE_WEIGHT * (share of the question's IDF found in the article's title/outlet/URL).
-# Tuned on the dev questions as a whole; see benchmarks/quality.py.
+# Tuned on the dev questions as a whole; benchmarks/run.py prints the figures.
 BM25_WEIGHT = 0.2
 PREV_WEIGHT = 0.1
 ANSWER_TYPE_BOOST = 0.1
@@ -73,13 +74,22 @@ def answer_type(question: str) -> str:
 
 
 @dataclass
-class Entry:
-    """One scored sentence (llm-style: id, score, content, metadata)."""
+class Candidate:
+    """One scored sentence, with the parts of its score and, for quoting, the full scores of
+    the sentences before and after it in its article (None at the article's edge)."""
 
     id: int
     score: float
     content: str
-    metadata: dict = field(default_factory=dict)
+    row: int  # position in the index (and in ``Searcher.rows``/``matrix``)
+    dense: float
+    lexical: float
+    prev_score: float | None
+    next_score: float | None
+    article_id: int
+    position: int
+    para: int
+    kind: str
 
 
 @dataclass
@@ -153,9 +163,8 @@ class Searcher:
                 names.append(word)
         return QueryAnalysis(terms, names)
 
-    def search(self, question: str, limit: int = 50) -> list[Entry]:
-        """Candidates best first. Metadata carries the parts of the score and, for quoting,
-        the scores of the sentences before and after (``prev_score``/``next_score``)."""
+    def search(self, question: str, limit: int = 50) -> list[Candidate]:
+        """Candidates best first."""
         n = self.index.size
         if n == 0:
             return []
@@ -209,21 +218,19 @@ class Searcher:
                 same_next = r + 1 < n and article_ids[r + 1] == article_ids[r]
                 sentence = rows[r]
                 entries.append(
-                    Entry(
+                    Candidate(
                         id=sentence.id,
                         score=score(r),
                         content=sentence.text,
-                        metadata={
-                            "row": r,
-                            "dense": float(dense[i]),
-                            "lexical": float(lexical[i]),
-                            "prev_score": score(r - 1) if same_prev else None,
-                            "next_score": score(r + 1) if same_next else None,
-                            "article_id": sentence.article_id,
-                            "position": sentence.position,
-                            "para": sentence.para,
-                            "kind": sentence.kind,
-                        },
+                        row=r,
+                        dense=float(dense[i]),
+                        lexical=float(lexical[i]),
+                        prev_score=score(r - 1) if same_prev else None,
+                        next_score=score(r + 1) if same_next else None,
+                        article_id=sentence.article_id,
+                        position=sentence.position,
+                        para=sentence.para,
+                        kind=sentence.kind,
                     )
                 )
         entries.sort(key=lambda e: e.score, reverse=True)

@@ -1,4 +1,3 @@
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -9,9 +8,10 @@ from index.fetch import fetch_article, fetch_feed
 from index.ingest import Ingester
 from index.loaders import IngestError
 from index.store import Store
-from tests.conftest import run_cli
-from tests.fake_web import FakeWeb, article_html, rss
-from tests.stories import POWER, SANCTIONS
+from tests.harness.chat import query
+from tests.harness.data import run_cli
+from tests.harness.stories import POWER, SANCTIONS
+from tests.harness.web import FakeWeb, article_html, rss
 
 
 def publish(web: FakeWeb, path: str, story: tuple, outlet: str = "Atomic Watch") -> str:
@@ -41,7 +41,7 @@ def test_fetch_article_extracts_text_and_metadata(web: FakeWeb) -> None:
         (lambda w: "http://127.0.0.1:9/closed", "could not fetch"),
     ],
 )
-def test_bad_pages_give_clear_messages(web: FakeWeb, setup, message: str) -> None:  # noqa: ANN001
+def test_bad_pages_give_clear_messages(web: FakeWeb, setup, message: str) -> None:
     url = setup(web)
     with pytest.raises(IngestError, match=message):
         fetch_article(url)
@@ -63,8 +63,9 @@ def test_feed_checks(web: FakeWeb) -> None:
     assert title == "Peace talks wire" and [e.link for e in entries] == [page]
 
 
-def test_poll_ingests_new_entries_once_and_dedups_copies(web: FakeWeb, data_dir: Path) -> None:
-    store = Store(data_dir)
+def test_poll_ingests_new_entries_once_and_dedups_copies(
+    web: FakeWeb, data_dir: Path, store: Store
+) -> None:
     ingester = Ingester(store, HashEmbedder())
     power = publish(web, "/world/power", POWER)
     feed_url = web.put("/feed.xml", rss([("Power", power)]), content_type="application/rss+xml")
@@ -103,8 +104,9 @@ def test_poll_ingests_new_entries_once_and_dedups_copies(web: FakeWeb, data_dir:
     assert remove_feed(store, str(feed.id)) and not list_feeds(store)
 
 
-def test_broken_feed_is_reported_and_others_go_on(web: FakeWeb, data_dir: Path) -> None:
-    store = Store(data_dir)
+def test_broken_feed_is_reported_and_others_go_on(
+    web: FakeWeb, data_dir: Path, store: Store
+) -> None:
     ingester = Ingester(store, HashEmbedder())
     good = web.put(
         "/good.xml", rss([("S", publish(web, "/s", SANCTIONS))]), content_type="application/rss+xml"
@@ -119,8 +121,9 @@ def test_broken_feed_is_reported_and_others_go_on(web: FakeWeb, data_dir: Path) 
     assert "HTTP 500" in errors[flaky] and errors[good] == ""
 
 
-def test_ingest_url_keeps_store_intact_on_failure(web: FakeWeb, data_dir: Path) -> None:
-    store = Store(data_dir)
+def test_ingest_url_keeps_store_intact_on_failure(
+    web: FakeWeb, data_dir: Path, store: Store
+) -> None:
     ingester = Ingester(store, HashEmbedder())
     assert ingest_url(store, ingester, publish(web, "/p", POWER)).added == 1
     report = ingest_url(store, ingester, web.base + "/nope")
@@ -145,5 +148,4 @@ def test_cli_feeds_and_ingest_url(web: FakeWeb, data_dir: Path) -> None:
     missing = run_cli(data_dir, "ingest", web.base + "/gone")
     assert missing.returncode == 1 and "HTTP 404" in missing.stderr
     assert run_cli(data_dir, "feeds", "remove", "1").returncode == 0
-    db = sqlite3.connect(data_dir / "talksbot.db")
-    assert db.execute("SELECT COUNT(*) FROM articles").fetchone()[0] == 1
+    assert query(data_dir, "SELECT COUNT(*) FROM articles") == [(1,)]

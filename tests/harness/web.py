@@ -32,7 +32,7 @@ class FakeWeb:
         web = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 web.hits.append(self.path)
                 path = self.path.split("?")[0]
                 if path == "/huge":
@@ -58,7 +58,7 @@ class FakeWeb:
                 pass
 
         class Server(ThreadingHTTPServer):
-            def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+            def handle_error(self, request, client_address) -> None:
                 pass
 
         self._server = Server(("127.0.0.1", 0), Handler)

@@ -1,0 +1,16 @@
+"""What ``params.json`` records about how a store was built, so a process never mixes vectors of
+two models. Shared by the write side (ingest records it) and the read side (search checks it),
+without the read side importing the ingest pipeline."""
+
+from __future__ import annotations
+
+# Each sentence is embedded twice, alone and after its article title (and section heading);
+# the stored vector is the mean, so one inner product scores both.
+EMBED_CONTEXT = "mean(sentence, title+sentence)"
+
+
+def ingest_params(backend: str) -> dict:
+    """What params.json records for a store built with ``backend``."""
+    from index.embed import model_params
+
+    return {**model_params(backend), "context": EMBED_CONTEXT}
