@@ -107,6 +107,21 @@ CREATE TABLE IF NOT EXISTS feedback (
 """,
     # 2: the push queue is read per chat (digests, retiring a chat, digest mode off).
     "CREATE INDEX IF NOT EXISTS deliveries_chat ON deliveries(chat_id, status);",
+    # 3: pushes exactly once: a row is claimed by one process (lease_holder, lease_until) and
+    # goes through 'claimed' and 'sending' (or 'digest-sending') to sent/failed/cancelled; one
+    # process per store sends (leases); forum-topic subscriptions (thread_id).
+    """
+ALTER TABLE deliveries ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';
+ALTER TABLE deliveries ADD COLUMN lease_until REAL NOT NULL DEFAULT 0;
+ALTER TABLE subscriptions ADD COLUMN thread_id INTEGER;
+CREATE TABLE IF NOT EXISTS leases (  -- one process per job (e.g. 'pushes'); taken over on expiry
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,           -- host:pid:nonce of the holding process
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS answers_created ON answers(created_at);
+CREATE INDEX IF NOT EXISTS feedback_created ON feedback(created_at);
+""",
 ]
 
 

@@ -1,7 +1,8 @@
 """Process leases (table ``leases``): one row per job only one process may run at a time, such as
 sending pushes. A holder renews its lease well before it expires; a holder that dies (even
 ``kill -9``) stops renewing, and another process takes the lease over once it has expired.
-Times are wall-clock (``time.time()``): the processes share a store, not a monotonic clock."""
+Times are wall-clock (``time.time()``): the processes share a store, not a monotonic clock.
+The table comes with migration 3 (``index/schema.py``)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,6 @@ import time
 from dataclasses import dataclass
 
 PUSHES = "pushes"  # the lease for sending pushes
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS leases (  -- one process per job (e.g. 'pushes'); taken over on expiry
-    name TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,           -- host:pid:random of the holding process
-    expires_at REAL NOT NULL
-);
-"""
 
 
 @dataclass(frozen=True)

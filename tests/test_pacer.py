@@ -12,7 +12,7 @@ from telegram.ext import ExtBot
 from telegram.request import HTTPXRequest
 
 from talksbot.telegram.pacer import Limits, Pacer, Priority
-from tests.fake_telegram import FakeBotAPI
+from tests.harness.bot_api import FakeBotAPI
 from tests.harness.telegram_rules import FloodControl, check_text
 
 

@@ -18,34 +18,17 @@ import pytest
 from telegram.ext import ExtBot
 from telegram.request import HTTPXRequest
 
-import pushes
 from index.store import Store
-from pushes import Deliverer, fan_out
+from talksbot.pushes.deliver import Deliverer
+from talksbot.pushes.fanout import fan_out
 from talksbot.telegram.pacer import Pacer
-from tests.conftest import CORPUS, ingest, run_cli
-from tests.fake_telegram import FakeBotAPI
-from tests.stories import POWER
-from tests.test_bot import BotProcess, ask, running_bot
+from tests.harness.bot_api import FakeBotAPI
+from tests.harness.bot_process import BotProcess, running_bot
+from tests.harness.chat import ask, query, wait_until
+from tests.harness.data import CORPUS, ingest, run_cli
+from tests.harness.stories import POWER
 
 TODAY = dt.date.today().isoformat()
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 30, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return value
-
-
-def query(data_dir: Path, sql: str, *args: object) -> list[tuple]:
-    db = sqlite3.connect(data_dir / "talksbot.db", timeout=30)
-    try:
-        with db:
-            return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
 
 
 def story(
@@ -63,13 +46,6 @@ def story(
         + "\n"
     )
     return path
-
-
-@pytest.fixture
-def store(data_dir: Path) -> Store:
-    opened = Store(data_dir)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture
@@ -120,7 +96,7 @@ def queued(data_dir: Path, tmp_path: Path) -> Callable[..., Store]:
         opened.append(store)
         fan_out(store)
         for chat in chats:
-            pushes.subscribe(store, chat, "", None)
+            store.pushes.subscribe(chat, "", None)
         ingest(data_dir, *(story(tmp_path / "new", f"s{n}") for n in range(stories)))
         assert fan_out(store) == len(chats) * stories
         return store
@@ -154,15 +130,15 @@ async def test_one_failed_mark_or_send_never_stops_the_others_nor_resends(
     chats = list(range(5000, 5040))
     store = queued(chats)
     victim = store.db.execute("SELECT id FROM deliveries WHERE chat_id=5007").fetchone()[0]
-    real_mark, failures = pushes.mark, []
+    real_mark, failures = store.pushes.mark, []
 
-    def mark(store: Store, delivery_id: int, status: str, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def mark(delivery_id: int, status: str, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         if delivery_id == victim and status == "sent" and not failures:
             failures.append(delivery_id)
             raise sqlite3.OperationalError("database is locked")
-        return real_mark(store, delivery_id, status, *args, **kwargs)
+        return real_mark(delivery_id, status, *args, **kwargs)
 
-    monkeypatch.setattr(pushes, "mark", mark)
+    monkeypatch.setattr(store.pushes, "mark", mark)
     api.blocked.add(5011)  # one send refused for good
     api.fail_next(
         "sendMessage", 502, {"ok": False, "error_code": 502, "description": "Bad Gateway"}
@@ -170,7 +146,7 @@ async def test_one_failed_mark_or_send_never_stops_the_others_nor_resends(
     deliverer = Deliverer(bot, store, on_thread)
     await deliver_until(
         deliverer,
-        lambda: pushes.queue_counts(store) == {"sent": 39, "failed": 1},
+        lambda: store.pushes.counts() == {"sent": 39, "failed": 1},
         "every row recorded",
     )
     assert failures == [victim]  # the write did fail once, and was written again
@@ -185,7 +161,7 @@ async def test_six_stories_for_one_group_keep_its_windows(
 ) -> None:
     store = queued([-300, 301], stories=6)
     deliverer = Deliverer(bot, store, on_thread)
-    await deliver_until(deliverer, lambda: pushes.queue_counts(store) == {"sent": 12}, "12 pushes")
+    await deliver_until(deliverer, lambda: store.pushes.counts() == {"sent": 12}, "12 pushes")
     assert api.refused() == []  # no 429: nothing paused the other chats
     to_group = accepted(api, -300)
     assert len(to_group) == 6
@@ -203,8 +179,8 @@ async def test_chat_migrated_moves_subscriptions_and_queue(
     deliverer = Deliverer(bot, store, on_thread)
     await deliver_until(deliverer, lambda: len(accepted(api, -100400)) == 2, "both at the new id")
     assert [c.status for c in api.calls_to("sendMessage")].count(400) == 1
-    assert pushes.chat_subscriptions(store, -100400) and not pushes.chat_subscriptions(store, -400)
-    assert pushes.queue_counts(store) == {"sent": 2}
+    assert store.pushes.chat_subscriptions(-100400) and not store.pushes.chat_subscriptions(-400)
+    assert store.pushes.counts() == {"sent": 2}
     ingest(data_dir, story(tmp_path / "new", "later"))
     assert fan_out(store) == 1
     pending = store.db.execute("SELECT chat_id FROM deliveries WHERE status='pending'")
@@ -217,7 +193,7 @@ def test_backfill_of_old_articles_pushes_nothing(
 ) -> None:
     ingest(data_dir, CORPUS)
     fan_out(store)
-    pushes.subscribe(store, 1, "", None)
+    store.pushes.subscribe(1, "", None)
     old = [
         story(tmp_path / "old", f"old{n}", f"2019-{1 + n % 12:02d}-{1 + n % 28:02d}")
         for n in range(300)
@@ -238,9 +214,9 @@ def test_backfill_of_old_articles_pushes_nothing(
 
 def test_unsubscribing_cancels_the_chats_queued_rows(queued) -> None:
     store = queued([71, 72], stories=2)
-    assert pushes.unsubscribe(store, 71) == 1
-    assert pushes.queue_counts(store) == {"cancelled": 2, "pending": 2}
-    claimed = pushes.claim(store, "me", 10)
+    assert store.pushes.unsubscribe(71) == 1
+    assert store.pushes.counts() == {"cancelled": 2, "pending": 2}
+    claimed = store.pushes.claim("me", 10)
     assert [d.chat_id for d in claimed] == [72]  # one row per chat at a time
 
 
@@ -253,7 +229,7 @@ def test_two_bot_processes_one_sender_taken_over_after_kill_9(
     query(data_dir, "SELECT 1")
     store = Store(data_dir)
     for chat in chats:
-        pushes.subscribe(store, chat, "", None)
+        store.pushes.subscribe(chat, "", None)
     store.close()
     env = {"TALKSBOT_FANOUT_INTERVAL": "0.3", "TALKSBOT_PUSH_LEASE_SECONDS": "2"}
     apis = [FakeBotAPI(), FakeBotAPI()]
@@ -309,7 +285,7 @@ def test_questions_during_a_fan_out_all_answered_without_a_429(
     subscribers = list(range(8000, 8120))
     store = Store(data_dir)
     for chat in subscribers:
-        pushes.subscribe(store, chat, "", None)
+        store.pushes.subscribe(chat, "", None)
     store.close()
     askers = list(range(9000, 9060))
     with running_bot(data_dir, TALKSBOT_FANOUT_INTERVAL="0.3") as (api, _):
@@ -347,8 +323,8 @@ def test_old_answers_feedback_and_finished_pushes_are_pruned(data_dir: Path) -> 
     store = Store(data_dir)
     old, recent = time.time() - 31 * 86400, time.time() - 29 * 86400
     for when in (old, recent):
-        answer = store.save_answer(1, f"asked at {when}", [1])
-        store.add_feedback(1, 42, f"asked at {when}", [1], 1)
+        answer = store.answers.save(1, f"asked at {when}", [1])
+        store.answers.add_feedback(1, 42, f"asked at {when}", [1], 1)
         with store.db:
             store.db.execute("UPDATE answers SET created_at=? WHERE id=?", (when, answer))
             store.db.execute(
@@ -376,3 +352,22 @@ def test_old_answers_feedback_and_finished_pushes_are_pruned(data_dir: Path) -> 
         ("failed", recent),
         ("sent", recent),
     ]
+
+
+def test_an_existing_store_gains_the_lease_table_and_claim_columns(data_dir: Path) -> None:
+    from index.schema import MIGRATIONS, _statements
+
+    data_dir.mkdir(parents=True)
+    db = sqlite3.connect(data_dir / "talksbot.db")
+    for script in MIGRATIONS[:2]:  # a store made before pushes had leases
+        for statement in _statements(script):
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    with Store(data_dir) as store:
+        assert store.leases.acquire("pushes", "a", 10)
+        assert not store.leases.acquire("pushes", "b", 10)  # held by a
+        assert store.leases.acquire("pushes", "b", 10, now=time.time() + 11)  # a stopped renewing
+        columns = {r[1] for r in store.db.execute("PRAGMA table_info(deliveries)")}
+        assert {"lease_holder", "lease_until"} <= columns
