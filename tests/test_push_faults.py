@@ -371,3 +371,23 @@ def test_an_existing_store_gains_the_lease_table_and_claim_columns(data_dir: Pat
         assert store.leases.acquire("pushes", "b", 10, now=time.time() + 11)  # a stopped renewing
         columns = {r[1] for r in store.db.execute("PRAGMA table_info(deliveries)")}
         assert {"lease_holder", "lease_until"} <= columns
+
+
+async def test_a_long_digest_goes_out_in_several_messages_each_story_once(
+    data_dir: Path, tmp_path: Path, store: Store, api: FakeBotAPI, bot: ExtBot
+) -> None:
+    ingest(data_dir, CORPUS)
+    fan_out(store)
+    store.pushes.subscribe(77, "", None)
+    store.pushes.set_digest(77, 30)
+    names = [f"d{n:02d}-{'long-path-segment-' * 10}" for n in range(20)]  # a full digest
+    ingest(data_dir, *(story(tmp_path / "digest", name) for name in names))
+    assert fan_out(store) == 20
+    with store.db:  # the interval passes
+        store.db.execute("UPDATE chat_settings SET last_digest_at = 0 WHERE chat_id = 77")
+    assert await Deliverer(bot, store, on_thread).deliver_due() == 1
+    messages = [c.params["text"] for c in accepted(api, 77)]
+    assert len(messages) >= 2 and api.refused(400) == []  # each one Telegram accepts
+    listed = [name[:3] for text in messages for name in names if f"/{name}" in text]
+    assert sorted(listed) == sorted(n[:3] for n in names)  # every story once
+    assert store.pushes.counts() == {"sent": 20}
