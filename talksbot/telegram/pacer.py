@@ -7,10 +7,10 @@ room, and it counts a message against them from the moment it is handed to the n
 window-length after its answer came back. The server sees the message somewhere between those
 two moments, so the server's window can never hold more than the pacer's: no timing jitter on
 either side turns into a 429. Answers (the default) go before pushes (``Priority.PUSH``), and
-pushes leave part of each second free, so a question during a large fan-out waits at most for
-the next free slot. A 429 that comes anyway (another client on the same token) pauses all
-sending for its ``retry_after`` and the message is sent again in its place: nothing is lost,
-and nothing overtakes it in its chat.
+pushes go evenly spaced and leave part of each second free, so a question during a large
+fan-out waits at most for the next free slot. A 429 that comes anyway (another client on the
+same token) pauses all sending for its ``retry_after`` and the message is sent again in its
+place: nothing is lost, and nothing overtakes it in its chat.
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ class Pacer(BaseRateLimiter[int | Send]):
         self._chat_free_at: dict[int | str, float] = {}
         self._group_recent: dict[int | str, collections.deque[float]] = {}
         self._paused_until = 0.0
+        self._next_push_at = 0.0  # pushes go evenly spaced, never in bursts
         self._timer: asyncio.TimerHandle | None = None
         self.retries = 0  # 429s waited out (for logs and tests)
 
@@ -253,11 +254,15 @@ class Pacer(BaseRateLimiter[int | Send]):
                     if ticket.priority <= Priority.ANSWER
                     else min(self.limits.push_per_second, self.limits.per_second)
                 )
-                if self._in_flight + len(self._recent) >= cap:
-                    if self._recent:
+                push = ticket.priority > Priority.ANSWER
+                full = self._in_flight + len(self._recent) >= cap
+                if full or (push and now < self._next_push_at):
+                    if full and self._recent:
                         wake = min(wake, self._recent[0] + 1.0)
+                    if not full:
+                        wake = min(wake, self._next_push_at)
                     keep.extend(t for t in self._waiting[i:] if not t.ready.done())
-                    break  # everything after has the same or a lower cap
+                    break  # everything after is held back the same way
                 chat = ticket.chat
                 if chat is not None:
                     if chat in held or chat in self._busy:
@@ -272,6 +277,9 @@ class Pacer(BaseRateLimiter[int | Send]):
                         wake = min(wake, max(free_at, group_at or 0.0))
                         continue
                     self._busy.add(chat)
+                if push:  # spread out, so a window full of pushes frees a slot every 1/rate
+                    # (a late timer may catch up a little: the window still caps the second)
+                    self._next_push_at = max(now - 0.1, self._next_push_at) + 1.0 / cap
                 self._in_flight += 1
                 ticket.ready.set_result(None)
             self._waiting = keep
