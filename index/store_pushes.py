@@ -242,6 +242,16 @@ class PushTables:
                 == 1
             )
 
+    def unstart(self, delivery_id: int, holder: str) -> None:
+        """A send stopped before it went on the wire: the row goes back to the queue (if it is
+        still this holder's)."""
+        with self.db:
+            self.db.execute(
+                "UPDATE deliveries SET status='pending', lease_holder='' WHERE id=? "
+                "AND lease_holder=? AND status IN ('claimed', 'sending')",
+                (delivery_id, holder),
+            )
+
     def release_claims(self, holder: str) -> int:
         """A clean stop: rows claimed but not sent go back to the queue."""
         with self.db:

@@ -219,7 +219,7 @@ class Deliverer:
             await self._record(lambda: self.store.pushes.mark(d.id, "failed", why))
             return
 
-        started = False
+        started = False  # this row is 'sending' (set once, kept across 429 retries)
 
         async def on_turn() -> bool:
             """Right before the request (and again before a retry after a 429): still ours
@@ -236,8 +236,8 @@ class Deliverer:
         except NotSent:
             return  # the row went elsewhere (unsubscribed, lease lost): nothing was sent
         except asyncio.CancelledError:
-            if started and not send.dispatched:  # stopped while waiting out a 429: not sent
-                self._unrecorded.append(lambda: self.store.pushes.mark(d.id, "pending"))
+            if not send.dispatched:  # stopped before it went on the wire: certainly not sent
+                self._unrecorded.append(lambda: self.store.pushes.unstart(d.id, self.holder))
             raise
         except Exception as exc:  # e.g. the start could not be written: still claimed,
             log.warning("push %d not sent: %s", d.id, exc)  # claimed again when it lapses
@@ -307,8 +307,9 @@ class Deliverer:
             except NotSent:
                 continue
             except asyncio.CancelledError:
-                if taken and not send.dispatched:
-                    self._unrecorded.append(lambda ids=taken: self.store.pushes.digest_release(ids))
+                if not send.dispatched:  # not on the wire: its stories wait for the next digest
+                    ids = [r.id for r in page]
+                    self._unrecorded.append(lambda ids=ids: self.store.pushes.digest_release(ids))
                 raise
             except Exception as exc:
                 log.warning("digest for chat %d not sent: %s", chat_id, exc)
