@@ -26,6 +26,7 @@ from tests.harness.bot_api import FakeBotAPI
 from tests.harness.bot_process import BotProcess, running_bot
 from tests.harness.chat import ask, query, wait_until
 from tests.harness.data import CORPUS, ingest, run_cli
+from tests.harness.in_process import app_bot
 from tests.harness.stories import POWER
 
 TODAY = dt.date.today().isoformat()
@@ -391,3 +392,29 @@ async def test_a_long_digest_goes_out_in_several_messages_each_story_once(
     listed = [name[:3] for text in messages for name in names if f"/{name}" in text]
     assert sorted(listed) == sorted(n[:3] for n in names)  # every story once
     assert store.pushes.counts() == {"sent": 20}
+
+
+def test_a_group_upgraded_to_a_supergroup_takes_its_subscriptions_along(data_dir: Path) -> None:
+    ingest(data_dir, CORPUS)
+    with Store(data_dir) as store:
+        store.pushes.subscribe(-700, "", None)
+        store.pushes.subscribe(-700, "ceasefire terms", None)
+    with app_bot(data_dir) as (api, _):
+        api.push(  # Telegram's service message in the old group
+            {
+                "message": {
+                    "message_id": 5,
+                    "date": int(time.time()),
+                    "chat": {"id": -700, "type": "group", "title": "Talks"},
+                    "from": {"id": 42, "is_bot": False, "first_name": "Olena"},
+                    "migrate_to_chat_id": -100700,
+                }
+            }
+        )
+        wait_until(
+            lambda: (
+                query(data_dir, "SELECT DISTINCT chat_id FROM subscriptions WHERE active=1")
+                == [(-100700,)]
+            ),
+            what="subscriptions at the new id",
+        )
