@@ -101,7 +101,9 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
     from index.store import Store
 
     if args.action == "poll":
-        report = with_ingester(settings, poll_feeds)
+        report = with_ingester(
+            settings, lambda store, ing: poll_feeds(store, ing, settings.fetch_policy)
+        )
         for error in report.errors:
             _echo(f"talksbot: {error}")
         print(report.summary())
@@ -111,7 +113,7 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "add":
             if not args.url:
                 raise CliError("feeds add needs a feed URL")
-            feed, n = add_feed(store, args.url)
+            feed, n = add_feed(store, args.url, settings.fetch_policy)
             print(f"added feed {feed.id}: {feed.title} ({n} entries now; polled by the bot)")
         elif args.action == "remove":
             if not args.url:

@@ -80,7 +80,7 @@ def run_ingest(settings: Settings, paths: list[Path], urls: list[str] = ()) -> I
     def work(store: Store, ingester: Ingester) -> IngestReport:
         report = ingester.ingest_paths(paths) if paths else IngestReport()
         for url in urls:
-            report.merge(ingest_url(store, ingester, url))
+            report.merge(ingest_url(store, ingester, url, settings.fetch_policy))
         return report
 
     return with_ingester(settings, work)

@@ -96,7 +96,7 @@ def subscriptions(data_dir: Path) -> dict[int, int]:
 def test_subscribe_new_feed_entry_one_push_per_chat(
     data_dir: Path, model_cache: Path, web: FakeWeb
 ) -> None:
-    env = {"TALKSBOT_MODEL_CACHE": str(model_cache)}
+    env = {"TALKSBOT_MODEL_CACHE": str(model_cache), "TALKSBOT_FETCH_ALLOW_HOSTS": "127.0.0.1"}
     assert run_cli(data_dir, "ingest", str(CORPUS), backend="onnx-int8", **env).returncode == 0
     feed = web.put("/feed.xml", rss([]), content_type="application/rss+xml")
     assert run_cli(data_dir, "feeds", "add", feed, backend="onnx-int8", **env).returncode == 0
@@ -263,7 +263,12 @@ def test_topic_vectors_are_stored(data_dir: Path, store: Store) -> None:
 def test_admin_ingest_and_feeds_from_telegram(data_dir: Path, web: FakeWeb) -> None:
     ingest(data_dir, CORPUS)
     outsider = {"id": 7, "is_bot": False, "first_name": "Eve"}
-    with app_bot(data_dir, telegram_admin_ids=[42], talksbot_fanout_interval=0.3) as (api, _):
+    with app_bot(
+        data_dir,
+        telegram_admin_ids=[42],
+        talksbot_fanout_interval=0.3,
+        talksbot_fetch_allow_hosts="127.0.0.1",
+    ) as (api, _):
         title, paragraphs = SANCTIONS
         page = web.put("/s", article_html(title, "Brussels Desk", TODAY, paragraphs))
         refused = ask(api, api.message(f"/ingest {page}", chat_id=7, user=outsider), chat_id=7)

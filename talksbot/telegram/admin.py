@@ -33,7 +33,8 @@ async def ingest_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         await message.reply_text("Usage: /ingest https://example.org/article")
         return
     url = context.args[0]
-    report = await svc.ingest(lambda store, ingester: ingest_url(store, ingester, url))
+    policy = svc.settings.fetch_policy
+    report = await svc.ingest(lambda store, ingester: ingest_url(store, ingester, url, policy))
     text = report.summary() + "".join(f"\n• {e}" for e in report.errors)
     await message.reply_text(plain(text))
     if report.added:
@@ -49,7 +50,8 @@ async def feeds_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     args = context.args or []
     try:
         if args[:1] == ["add"] and len(args) == 2:
-            feed, n = await svc.ingest(lambda store, _ingester: add_feed(store, args[1]))
+            policy = svc.settings.fetch_policy
+            feed, n = await svc.ingest(lambda store, _ingester: add_feed(store, args[1], policy))
             text = f"Added feed {feed.id}: {feed.title} ({n} entries; polled shortly)."
             if context.job_queue:
                 context.job_queue.run_once(poll_feeds, when=1)

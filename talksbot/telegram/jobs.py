@@ -36,7 +36,8 @@ async def poll_feeds(context: ContextTypes.DEFAULT_TYPE) -> None:
     svc = services(context)
     if not await svc.run(list_feeds, svc.store):
         return
-    report = await svc.ingest(poll_all_feeds)
+    policy = svc.settings.fetch_policy
+    report = await svc.ingest(lambda store, ingester: poll_all_feeds(store, ingester, policy))
     for error in report.errors:
         log.warning("feed poll: %s", error)
     if report.added:
