@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import secrets
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -149,17 +151,32 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
     return app
 
 
+def webhook_secret(settings: Settings) -> str:
+    """The secret Telegram must send with every webhook request: the configured one, or a fresh
+    random one registered at start (a webhook is never unsigned). PTB's webhook server answers
+    403 to any request without it."""
+    configured = settings.telegram_webhook_secret
+    if configured is None or not configured.get_secret_value():
+        log.info("webhook: no TELEGRAM_WEBHOOK_SECRET set; using a random secret for this run")
+        return secrets.token_urlsafe(32)
+    secret = configured.get_secret_value()
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+        raise cli.CliError(
+            "TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -"
+        )
+    return secret
+
+
 def run(settings: Settings) -> None:
     """Long polling, or a webhook when ``TELEGRAM_WEBHOOK_URL`` is set. Stops on SIGINT/SIGTERM."""
     app = build_application(settings)
     if settings.telegram_webhook_url:
-        secret = settings.telegram_webhook_secret
         app.run_webhook(
             listen=settings.telegram_webhook_listen,
             port=settings.telegram_webhook_port,
             url_path="telegram",
             webhook_url=settings.telegram_webhook_url,
-            secret_token=secret.get_secret_value() if secret else None,
+            secret_token=webhook_secret(settings),
             allowed_updates=Update.ALL_TYPES,
         )
     else:

@@ -191,7 +191,7 @@ def test_a_store_made_by_the_schema_before_migrations_is_migrated_in_place(
     before = counts(data_dir)
     # The database as the code before numbered migrations left it: schema 1, no user_version.
     query(data_dir, "PRAGMA user_version = 0")
-    query(data_dir, "DROP INDEX deliveries_chat")  # what migrations 2 and 3 added
+    query(data_dir, "DROP INDEX deliveries_chat")  # what migrations 2 and 4 added
     for statement in (
         "DROP TABLE leases",
         "DROP INDEX answers_created",

@@ -7,6 +7,7 @@ from telegram import Update
 from telegram.constants import ChatType
 from telegram.ext import ContextTypes
 
+from index.text import ascii_int
 from talksbot.pushes.subscriptions import (
     DIGEST_DEFAULT_MINUTES,
     SubscriptionError,
@@ -99,10 +100,13 @@ async def digest_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     if not await may_manage(update, context):
         await message.reply_text(plain("Only this group's administrators can change its pushes."))
         return
+    given = ascii_int(args[1]) if len(args) == 2 else None
     if args[0] == "off" and len(args) == 1:
         minutes = 0
-    elif args[0] == "on" and (len(args) == 1 or (len(args) == 2 and args[1].isdigit())):
-        minutes = int(args[1]) if len(args) == 2 else DIGEST_DEFAULT_MINUTES
+    elif args[0] == "on" and len(args) == 1:
+        minutes = DIGEST_DEFAULT_MINUTES
+    elif args[0] == "on" and given is not None:
+        minutes = given
     else:
         await message.reply_text("Usage: /digest on [MINUTES], /digest off")
         return
