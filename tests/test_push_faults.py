@@ -327,7 +327,7 @@ def test_old_answers_feedback_and_finished_pushes_are_pruned(data_dir: Path) -> 
         answer = store.answers.save(1, f"asked at {when}", [1])
         store.answers.add_feedback(1, 42, f"asked at {when}", [1], 1)
         with store.db:
-            store.db.execute("UPDATE answers SET created_at=? WHERE id=?", (when, answer))
+            store.db.execute("UPDATE answers SET created_at=? WHERE token=?", (when, answer))
             store.db.execute(
                 "UPDATE feedback SET created_at=? WHERE question=?", (when, f"asked at {when}")
             )
