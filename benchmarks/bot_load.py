@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from index.embed import load_embedder  # noqa: E402
+from index.embed import HashEmbedder, load_embedder  # noqa: E402
 from index.ingest import Ingester  # noqa: E402
 from index.store import Store  # noqa: E402
 from retrieval.evaluate import load_questions  # noqa: E402
@@ -35,10 +35,10 @@ from tests.harness.bot_process import BotProcess  # noqa: E402
 
 
 def run_load(
-    data_dir: Path, models: Path, questions: list[str], rate: float, seconds: float
+    data_dir: Path, models: Path, questions: list[str], rate: float, seconds: float, backend: str
 ) -> dict:
     api = FakeBotAPI()
-    bot = BotProcess(data_dir, api, api.start(), "onnx-int8", TALKSBOT_MODEL_CACHE=str(models))
+    bot = BotProcess(data_dir, api, api.start(), backend, TALKSBOT_MODEL_CACHE=str(models))
     try:
         bot.start()
         # Warm up.
@@ -96,20 +96,27 @@ def main() -> int:
     )
     parser.add_argument("--rates", default="27,30", help="offered questions per second")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--backend",
+        default="onnx-int8",
+        help="the bundled model (default), or 'hash' (a fake embedder) to isolate the pacing",
+    )
     args = parser.parse_args()
     questions = [q.question for q in load_questions(args.questions)]
     with tempfile.TemporaryDirectory(prefix="talksbot-botload-") as tmp:
         data_dir, models = Path(tmp) / "data", Path(tmp) / "models"
         store = Store(data_dir)
-        Ingester(store, load_embedder("onnx-int8", models)).ingest_paths(
-            [args.corpus], progress=False
-        )
+        embedder = HashEmbedder() if args.backend == "hash" else load_embedder(args.backend, models)
+        Ingester(store, embedder).ingest_paths([args.corpus], progress=False)
         store.close()
         runs = [
-            run_load(data_dir, models, questions, float(rate), args.seconds)
+            run_load(data_dir, models, questions, float(rate), args.seconds, args.backend)
             for rate in args.rates.split(",")
         ]
-    print("server: 429 beyond 30 messages/s overall, 1/s per chat, 20/min per group")
+    print(
+        f"backend {args.backend}; server: 429 beyond 30 messages/s overall, 1/s per chat, "
+        "20/min per group"
+    )
     print(
         f"{'offered/s':>9} {'sent':>5} {'answered':>8} {'answered/s':>10} "
         f"{'p50 ms':>7} {'p95 ms':>7} {'429s':>5}"
