@@ -90,8 +90,13 @@ def poll_feeds(
         try:
             title, entries = fetch_feed(feed.url, policy)
             error = ""
-        except IngestError as exc:
-            title, entries, error = feed.title, [], str(exc)
+        except Exception as exc:  # one bad feed never stops the others
+            error = (
+                str(exc)
+                if isinstance(exc, IngestError)
+                else (f"{feed.url}: could not be read ({type(exc).__name__})")
+            )
+            title, entries = feed.title, []
             report.errors.append(error)
         skip = store.feeds.not_due(feed.id)
         for entry in entries:
@@ -104,9 +109,14 @@ def poll_feeds(
                     report.unchanged += 1  # a URL we hold already (tracking, AMP, www …)
                 else:
                     ingester.ingest_article(_entry_article(entry, feed, policy), report)
-            except IngestError as exc:
-                gave_up = store.feeds.failed(feed.id, entry.key, str(exc))
-                report.errors.append(f"{exc}{' (given up)' if gave_up else ' (will retry)'}")
+            except Exception as exc:  # one bad entry never stops the others
+                message = (
+                    str(exc)
+                    if isinstance(exc, IngestError)
+                    else (f"{entry.link}: could not be read ({type(exc).__name__})")
+                )
+                gave_up = store.feeds.failed(feed.id, entry.key, message)
+                report.errors.append(f"{message}{' (given up)' if gave_up else ' (will retry)'}")
                 continue
             store.feeds.mark_seen(feed.id, entry.key)
         store.feeds.polled(feed.id, title, error)

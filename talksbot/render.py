@@ -215,9 +215,9 @@ def latest_html(articles: list[ArticleRow]) -> str:
 
 def subscriptions_html(subs: list[tuple[int, str]]) -> str:
     lines = ["<b>Subscriptions</b>"] + [
-        f"• {esc(topic) if topic else 'all new coverage'}" for _, topic in subs
+        f"• {esc(cut(topic, 200)) if topic else 'all new coverage'}" for _, topic in subs
     ]
-    return "\n".join(lines)
+    return fit(["\n".join(lines)])
 
 
 # -- pushes ----------------------------------------------------------------------------------

@@ -160,9 +160,13 @@ def test_buttons_work_only_in_the_chat_of_their_answer(world: World) -> None:
         "inline_message_id": "AAAA",
         "data": mine["More results"],
     }
-    assert "expired" in ask(
-        api, {"callback_query": inline}, method="answerCallbackQuery"
-    ).params.get("text", "")
+    for data in (mine["More results"], mine["👍"], "unsub:1", "ex:0", "about:1"):
+        update = {"callback_query": {**inline, "id": f"cq-inline-{data}", "data": data}}
+        answered = ask(
+            api, update, method="answerCallbackQuery", callback_query_id=f"cq-inline-{data}"
+        )
+        if not data.startswith(("ex:", "about:")):
+            assert "expired" in answered.params.get("text", ""), data
     assert len(api.calls_to("editMessageText")) == edits
     assert query(bot.settings.data_dir, "SELECT COUNT(*) FROM feedback")[0][0] == votes
     # The owner's buttons still work.

@@ -13,7 +13,14 @@ import pytest
 
 from index.embed import HashEmbedder
 from index.feeds import add_feed, ingest_url, poll_feeds
-from index.fetch import FetchError, FetchPolicy, fetch, fetch_article, is_public, parse_feed
+from index.fetch import (
+    FetchError,
+    FetchPolicy,
+    fetch,
+    fetch_article,
+    is_public,
+    parse_feed,
+)
 from index.ingest import Ingester
 from index.store import Store
 from index.store_feeds import MAX_TRIES
@@ -238,3 +245,53 @@ def test_failed_entries_back_off_and_are_given_up_and_a_drip_stalls_nothing(
         assert store.article_count() == 1
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    "link", ["http://xn--/", "http://127.0.0.1:99999/x", "http://[zz]/", "http://a b.example/"]
+)
+def test_malformed_links_fail_one_line_and_never_stop_a_poll(
+    web: FakeWeb, data_dir: Path, link: str
+) -> None:
+    with pytest.raises(FetchError):
+        fetch(link, LOCAL)
+    redirect = web.redirect("/to-bad", link)
+    with pytest.raises(FetchError):
+        fetch(redirect, LOCAL)
+    good = web.put("/good", article_html(POWER[0], "Atomic Watch", "2026-02-26", POWER[1]))
+    hostile = web.put(
+        "/hostile.xml",
+        rss([("Bad", link), ("Redirect", redirect)]),
+        content_type="application/rss+xml",
+    )
+    fine = web.put("/fine.xml", rss([("Good", good)]), content_type="application/rss+xml")
+    store = Store(data_dir)
+    try:
+        ingester = Ingester(store, HashEmbedder())
+        add_feed(store, hostile, LOCAL)
+        add_feed(store, fine, LOCAL)
+        report = poll_feeds(store, ingester, LOCAL)
+        assert report.added == 1 and store.article_count() == 1
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("address", ["fec0::1", "192.88.99.1", "64:ff9b:1::a00:1"])
+def test_deprecated_and_local_translation_ranges_are_not_public(address: str) -> None:
+    assert not is_public(ipaddress.ip_address(address))
+
+
+def test_dns_lookup_counts_against_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    real = socket.getaddrinfo
+
+    def slow(*args: object, **kwargs: object) -> object:
+        time.sleep(4)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="timed out"):
+        fetch("http://localhost:9/x", FetchPolicy.parse("127.0.0.1", deadline=1.0))
+    assert time.monotonic() - started < 3

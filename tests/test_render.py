@@ -85,3 +85,11 @@ def test_a_push_with_long_passages_is_cut_between_tags() -> None:
     text = push_html(body)
     assert len(text) <= MAX_MESSAGE
     check_html(text)
+
+
+def test_a_long_subscription_list_fits_one_message() -> None:
+    from talksbot.render import subscriptions_html
+
+    text = subscriptions_html([(i, "ceasefire monitoring " * 5 + str(i)) for i in range(60)])
+    assert len(text) <= MAX_MESSAGE and text.startswith("<b>Subscriptions</b>")
+    check_html(text)

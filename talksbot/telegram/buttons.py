@@ -34,6 +34,8 @@ async def example_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     query = update.callback_query
     data = decode(Example, query.data)
     await query.answer()
+    if query.message is None:  # not under /start: nowhere to answer
+        return
     index = data.index if data and 0 <= data.index < len(EXAMPLES) else 0
     await reply_with_answer(query.message, EXAMPLES[index], context)
 
@@ -41,6 +43,9 @@ async def example_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
 async def unsubscribe_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """ "Remove" under /subscriptions and "Unsubscribe" under a push."""
     query = update.callback_query
+    if query.message is None:  # a forged button on an inline message
+        await query.answer(EXPIRED, show_alert=True)
+        return
     if not await may_manage(update, context):
         await query.answer("Only the group's administrators can do that.", show_alert=True)
         return

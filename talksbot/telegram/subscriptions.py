@@ -24,6 +24,8 @@ NOT_ADMIN = "Only this group's administrators can change its subscriptions."
 async def may_manage(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
     """Anyone in a private chat; in a group, its administrators (anonymous ones included)."""
     chat, user, message = update.effective_chat, update.effective_user, update.effective_message
+    if chat is None:  # e.g. a button on an inline message: no chat to manage
+        return False
     if chat.type == ChatType.PRIVATE:
         return True
     if message and message.sender_chat and message.sender_chat.id == chat.id:
