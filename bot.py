@@ -22,7 +22,6 @@ from telegram import (
 )
 from telegram.constants import ParseMode
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     CallbackQueryHandler,
     CommandHandler,
@@ -47,6 +46,7 @@ from talksbot.telegram.callbacks import (
     pattern,
 )
 from talksbot.telegram.commands import COMMANDS, bot_commands
+from talksbot.telegram.pacer import Limits, Pacer
 from talksbot.telegram.services import Services
 from talksbot.wiring import open_answerer
 
@@ -74,7 +74,7 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
         loaded = answerer or await asyncio.to_thread(open_answerer, settings, True)
         svc = Services(loaded, ThreadPoolExecutor(1, "talksbot-answer"), settings)
         app.bot_data["services"] = svc
-        await jobs.start_pushes(svc, token)
+        await jobs.start_pushes(svc, app.bot)
         await app.bot.set_my_commands(
             bot_commands("private"), scope=BotCommandScopeAllPrivateChats()
         )
@@ -107,7 +107,15 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
             )
         )
-        .rate_limiter(AIORateLimiter(overall_max_rate=settings.telegram_rate_limit, max_retries=5))
+        # One pacer for everything sent: answers, edits and pushes share Telegram's windows.
+        .rate_limiter(
+            Pacer(
+                Limits(
+                    per_second=settings.telegram_rate_limit,
+                    push_per_second=settings.telegram_push_rate,
+                )
+            )
+        )
         .concurrent_updates(True)
         .post_init(post_init)
         .post_stop(post_stop)
@@ -125,6 +133,8 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
             MessageHandler(private & text, questions.private_text),
             # Groups: only messages that mention the bot or reply to it.
             MessageHandler(groups & text & questions.AddressedToMe(), questions.group_text),
+            # A group upgraded to a supergroup: its subscriptions and queue move with it.
+            MessageHandler(filters.StatusUpdate.MIGRATE & filters.ChatType.GROUP, jobs.migrated),
             # Buttons, one handler per kind; anything else just stops the spinner.
             CallbackQueryHandler(buttons.example_button, pattern(Example)),
             CallbackQueryHandler(buttons.more_results_button, pattern(MoreResults)),

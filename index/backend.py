@@ -22,7 +22,7 @@ class LexicalResult(Protocol):
     def max(self) -> float: ...
 
     def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Up to ``k`` (sentence ids, scores) with a positive score, best first."""
+        """Up to ``k`` (sentence ids, scores) with a positive score, in no particular order."""
         ...
 
     def scores_for(self, sentence_ids: list[int]) -> np.ndarray:

@@ -367,14 +367,15 @@ class LexicalScores:
         return max([best, *self.tail.values()])
 
     def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Up to ``k`` (sentence ids, scores) with a positive score, best first."""
+        """Up to ``k`` (sentence ids, scores) with a positive score, in no particular order.
+        Without a tail, exactly the rows ``argpartition`` picks over the whole score array (as
+        with bm25s before: ties at the cut fall the same way, so rankings fitted on it hold)."""
         s = self.snapshot_scores
         ids: list[np.ndarray] = []
         scores: list[np.ndarray] = []
         if len(s):
-            rows = np.flatnonzero(s > 0)  # usually a small share of a million rows
-            if len(rows) > k:
-                rows = rows[np.argpartition(-s[rows], k - 1)[:k]]
+            rows = np.argpartition(-s, k - 1)[:k] if len(s) > k else np.arange(len(s))
+            rows = rows[s[rows] > 0]
             ids.append(np.asarray(self.snapshot_ids[rows], np.int64))
             scores.append(s[rows].astype(np.float32))
         if self.tail:
@@ -383,8 +384,10 @@ class LexicalScores:
         if not ids:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         all_ids, all_scores = np.concatenate(ids), np.concatenate(scores)
-        order = np.lexsort((all_ids, -all_scores))[:k]  # ties: lower id first
-        return all_ids[order], all_scores[order]
+        if len(all_ids) > k:
+            keep = np.argpartition(-all_scores, k - 1)[:k]
+            all_ids, all_scores = all_ids[keep], all_scores[keep]
+        return all_ids, all_scores
 
     def scores_for(self, sentence_ids: list[int]) -> np.ndarray:
         out = np.zeros(len(sentence_ids), np.float32)

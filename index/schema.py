@@ -118,7 +118,22 @@ ALTER TABLE feed_entries ADD COLUMN next_try_at REAL NOT NULL DEFAULT 0;
 ALTER TABLE feed_entries ADD COLUMN state TEXT NOT NULL DEFAULT 'done';  -- done, retry, gave_up
 ALTER TABLE feed_entries ADD COLUMN last_error TEXT NOT NULL DEFAULT '';
 """,
-    # 4: the live index (index/live_index.py, index/terms.py): a log of searchable sentences
+    # 4: pushes exactly once: a row is claimed by one process (lease_holder, lease_until) and
+    # goes through 'claimed' and 'sending' (or 'digest-sending') to sent/failed/cancelled; one
+    # process per store sends (leases); forum-topic subscriptions (thread_id).
+    """
+ALTER TABLE deliveries ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';
+ALTER TABLE deliveries ADD COLUMN lease_until REAL NOT NULL DEFAULT 0;
+ALTER TABLE subscriptions ADD COLUMN thread_id INTEGER;
+CREATE TABLE IF NOT EXISTS leases (  -- one process per job (e.g. 'pushes'); taken over on expiry
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,           -- host:pid:nonce of the holding process
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS answers_created ON answers(created_at);
+CREATE INDEX IF NOT EXISTS feedback_created ON feedback(created_at);
+""",
+    # 5: the live index (index/live_index.py, index/terms.py): a log of searchable sentences
     # added and deleted, kept by triggers, and the stored tokens of sentences, of boilerplate
     # and headings, and of article titles/outlets/URLs. Existing rows are tokenized once on
     # open (``index.terms.fill_once``), which needs Python.

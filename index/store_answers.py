@@ -66,3 +66,16 @@ class AnswerLog:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (time.time(), chat_id, user_id, question, json.dumps(ids), vote),
             )
+
+    def prune(self, before: float) -> dict[str, int]:
+        """Retention: answers (their buttons then say they expired) and feedback older than
+        ``before`` are deleted; how many of each."""
+        with self.db:
+            return {
+                "answers": self.db.execute(
+                    "DELETE FROM answers WHERE created_at < ?", (before,)
+                ).rowcount,
+                "feedback": self.db.execute(
+                    "DELETE FROM feedback WHERE created_at < ?", (before,)
+                ).rowcount,
+            }

@@ -9,7 +9,7 @@ nothing is ever tokenized twice and the corpus vocabulary is answered by SQLite:
 * ``article_terms``: an article's title, outlet and URL words (rowid = article id).
 
 ``index_log`` records every searchable sentence added or deleted, in commit order (SQL
-triggers, so no write path can forget it; the tables come with migration 4 in
+triggers, so no write path can forget it; the tables come with migration 5 in
 ``index/schema.py``). A reader replays the log past its snapshot's
 position to catch up; a reused sentence id is a deletion followed by an addition.
 
@@ -34,7 +34,7 @@ def metadata_text(title: str, outlet: str, url: str) -> str:
 
 
 def fill_once(db: sqlite3.Connection) -> None:
-    """Fill the token tables (created by migration 4) once for a store made before they existed
+    """Fill the token tables (created by migration 5) once for a store made before they existed
     (one write transaction; a store of a million sentences takes a minute or two, once)."""
     if _version(db) == TERMS_VERSION:
         return

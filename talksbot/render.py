@@ -241,12 +241,36 @@ def push_html(body: dict) -> str:
     return shorten_html("\n".join(lines), MAX_MESSAGE)
 
 
-def digest_html(rows: list[Delivery]) -> str:
-    """One message listing a digest chat's new stories."""
-    lines = [f"🗞 <b>{len(rows)} new stor{'y' if len(rows) == 1 else 'ies'}</b>"]
+def _digest_item(d: Delivery) -> str:
+    b = d.body
+    title = link(b["url"], html.escape(b["title"][:150], quote=False))
+    meta = html.escape(f"{b['outlet'] or 'unknown outlet'} · {b['published'] or 'undated'}")
+    return f"• {title}\n  {meta}"
+
+
+def digest_pages(
+    rows: list[Delivery], limit: int = MAX_MESSAGE
+) -> list[tuple[list[Delivery], str]]:
+    """A digest chat's new stories as messages of whole items, each under ``limit``, with the
+    rows each message lists (each message's stories are marked when it is accepted)."""
+    pages: list[tuple[list[Delivery], list[str]]] = []
+    size = limit
     for d in rows:
-        b = d.body
-        title = link(b["url"], html.escape(b["title"][:150], quote=False))
-        meta = html.escape(f"{b['outlet'] or 'unknown outlet'} · {b['published'] or 'undated'}")
-        lines.append(f"• {title}\n  {meta}")
-    return "\n".join(lines)[:4000]
+        item = shorten_html(_digest_item(d), limit - 60)  # (a giant URL, say)
+        if size + 1 + len(item) > limit - 40:  # room for the header line
+            pages.append(([], []))
+            size = 0
+        pages[-1][0].append(d)
+        pages[-1][1].append(item)
+        size += 1 + len(item)
+    count = f"{len(rows)} new stor{'y' if len(rows) == 1 else 'ies'}"
+    out = []
+    for n, (page, items) in enumerate(pages, 1):
+        part = f" ({n}/{len(pages)})" if len(pages) > 1 else ""
+        out.append((page, "\n".join([f"🗞 <b>{count}{part}</b>", *items])))
+    return out
+
+
+def digest_html(rows: list[Delivery]) -> str:
+    """The first (usually only) message of a digest."""
+    return digest_pages(rows)[0][1]

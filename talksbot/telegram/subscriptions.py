@@ -49,7 +49,8 @@ async def subscribe_command(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         return
     svc = services(context)
     vector = (await svc.run(svc.embedder.embed, [topic]))[0] if topic else None
-    added = await svc.run(svc.store.pushes.subscribe, message.chat_id, topic, vector)
+    thread = message.message_thread_id if message.is_topic_message else None  # forum topic
+    added = await svc.run(svc.store.pushes.subscribe, message.chat_id, topic, vector, thread)
     what = f"new coverage about <i>{esc(topic)}</i>" if topic else "all new coverage"
     text = (
         f"Subscribed: I will post {what} here as it arrives."
