@@ -155,8 +155,15 @@ def main() -> int:
         raise SystemExit(f"{SHARED / 'bench' / 'synth_corpus.py'} not found")
 
     args.work.mkdir(parents=True, exist_ok=True)
-    extra = synth(1, args.work / "corpus-extra", seed=99)
     data = args.store or args.work / f"store-{args.articles}"
+    extra = synth(1, args.work / "corpus-extra", seed=99)
+    if args.store:  # an article this store does not hold yet
+        import sqlite3
+
+        db = sqlite3.connect(f"file:{data / 'talksbot.db'}?mode=ro", uri=True)
+        held = db.execute("SELECT COUNT(*) FROM articles").fetchone()[0]
+        db.close()
+        extra = synth(1, args.work / f"corpus-extra-{held}", seed=1000 + held)
     hash_env = env_for(data, "hash")
     # The machine may be shared: the load says how far figures are from an idle machine's.
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
