@@ -17,13 +17,16 @@ import numpy as np
 from index.embed import Embedder
 from index.loaders import IngestError, RawArticle, canonical_url, iter_article_files, load_file
 from index.search_index import rebuild
-from index.segment import BOILERPLATE, HEADING, SENTENCE, Unit, segment
+from index.segment import BOILERPLATE, HEADING, SENTENCE, Unit, citable, segment
 from index.store import Store, embedding_blob, text_hash
 
 NEAR_DUPLICATE_SHARE = 0.8  # share of a new article's sentences already stored in one article
-# Each sentence is embedded twice, alone and after its article title (and section heading);
-# the stored vector is the mean, so one inner product scores both. Recorded in params.json.
-EMBED_CONTEXT = "mean(sentence, title+sentence)"
+# Each sentence and heading is embedded twice, alone and after its article title (and section
+# heading); the stored vector is the mean, so one inner product scores both. Boilerplate-marked
+# units are embedded alone (menus repeat across articles: one embedding per distinct text), and
+# indexed too: the mark is a ranking feature. Recorded in params.json.
+EMBED_CONTEXT = "mean(sentence, title+sentence); boilerplate alone"
+BOILERPLATE_CACHE = 50_000  # distinct boilerplate texts whose vectors one ingest run reuses
 
 
 @dataclass
@@ -79,6 +82,7 @@ class Ingester:
     def __init__(self, store: Store, embedder: Embedder) -> None:
         self.store = store
         self.embedder = embedder
+        self._boilerplate_vectors: dict[str, np.ndarray] = {}
         store.check_params(ingest_params(embedder.backend), write=True)
 
     def ingest_paths(
@@ -215,8 +219,8 @@ class Ingester:
             )
 
     def _embed(self, title: str, units: list[Unit]) -> list[np.ndarray | None]:
-        """One vector per sentence (mean of it alone and in context); headings and boilerplate
-        get none. Each distinct text is embedded once."""
+        """One vector per citable unit: sentences and headings the mean of it alone and in
+        context, boilerplate alone. Each distinct text is embedded once."""
         texts: list[str] = []
         slots: dict[str, int] = {}
         where: list[tuple[int, int] | None] = []
@@ -227,13 +231,25 @@ class Ingester:
                 texts.append(text)
             return slots[text]
 
+        known = self._boilerplate_vectors
         heading = ""
         for u in units:
             if u.kind == HEADING:
                 heading = u.text
-            if u.kind != SENTENCE:
+            if not citable(u.text) or (u.kind == BOILERPLATE and u.text in known):
                 where.append(None)
-                continue
-            where.append((slot(u.text), slot(context_text(title, heading, u.text))))
+            elif u.kind == BOILERPLATE:
+                where.append((slot(u.text), slot(u.text)))
+            else:
+                context = context_text(title, "" if u.kind == HEADING else heading, u.text)
+                where.append((slot(u.text), slot(context)))
         matrix = self.embedder.embed(texts) if texts else np.zeros((0, self.embedder.dim))
-        return [None if w is None else (matrix[w[0]] + matrix[w[1]]) / 2 for w in where]
+        out: list[np.ndarray | None] = []
+        for u, w in zip(units, where, strict=True):
+            if w is not None:
+                out.append((matrix[w[0]] + matrix[w[1]]) / 2)
+                if u.kind == BOILERPLATE and len(known) < BOILERPLATE_CACHE:
+                    known[u.text] = out[-1]
+            else:
+                out.append(known.get(u.text) if u.kind == BOILERPLATE else None)
+        return out

@@ -1,8 +1,7 @@
-"""Hybrid sentence search: dense (FAISS) and BM25 scores fused over one candidate pool."""
+"""Hybrid unit search: dense (FAISS) and lexical candidates, scored by the learned ranker."""
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 from dataclasses import dataclass, field
@@ -14,67 +13,27 @@ from index.embed import Embedder, load_embedder
 from index.ingest import ingest_params
 from index.search_index import SearchIndex, load_or_rebuild, tokenize
 from index.store import ArticleRow, Store
+from retrieval.features import (
+    FEATURES,
+    KIND_CODES,
+    Bm25Scorer,
+    LexicalScorer,
+    Pool,
+    build_pool,
+    idf,
+)
+from retrieval.names import NameMatcher
+from retrieval.rank import EVIDENCE, Ranker, load_ranker
 
-DENSE_POOL = 100
-BM25_POOL = 100
-# Score = cosine + BM25_WEIGHT * BM25/max(BM25) + PREV_WEIGHT * (score of the sentence before)
-#       + ANSWER_TYPE_BOOST (a number for "how many", a date for "when", a cause for "why")
-#       + SOURCE_WEIGHT * (share of the question's IDF found in the article's title/outlet/URL).
-# Tuned on the dev questions as a whole; see benchmarks/quality.py.
-BM25_WEIGHT = 0.2
-PREV_WEIGHT = 0.1
-ANSWER_TYPE_BOOST = 0.1
-SOURCE_WEIGHT = 0.2
+COVERAGE = FEATURES.index("coverage")
 RARE_WORD_ZIPF = 3.0  # wordfreq Zipf below this: a name or jargon, not an everyday word
 _MARKUP = re.compile(r"<[^>]*>|\b(?:https?://|www\.)\S+|\[[^\]]*\]\([^)]*\)")
 _WORD = re.compile(r"[^\W\d_][\w'’.-]*[\w]|[^\W\d_]", re.UNICODE)
 
-_NUMBER = re.compile(
-    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty"
-    r"|fifty|hundred|thousand|million|billion|trillion|dozen|half)\b",
-    re.I,
-)
-_DATE = re.compile(
-    r"\b(19|20)\d\d\b|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d"
-    r"|\d{1,2} (jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
-    r"|\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b|\d ?(am|pm)\b"
-    r"|\b(yesterday|today|tomorrow|last week|this week|next week|early|late|mid)\b"
-    r"|\b(january|february|march|april|june|july|august|september|october|november|december)\b",
-    re.I,
-)
-_ASKS_NUMBER = re.compile(
-    r"\bhow (many|much|long|big|badly|large|far|often)\b|\b(duration|value|total|number of|"
-    r"percentage|share of|cost)\b",
-    re.I,
-)
-_ASKS_DATE = re.compile(
-    r"^\s*(when|by when|since when)\b|\bwhat (time|date|day|year|month)\b", re.I
-)
-
-
-_CAUSE = re.compile(
-    r"\b(because|due to|as a result|in order to|so that|to allow|to enable|aimed at|in response"
-    r"|following|leverage|retaliat\w*|linked|reason|amid|citing|after)\b",
-    re.I,
-)
-ANSWER_PATTERNS = {"number": _NUMBER, "date": _DATE, "cause": _CAUSE}
-
-
-def answer_type(question: str) -> str:
-    """What kind of answer the question asks for, "number", "date", "cause" or "" (classic
-    answer-type matching: a "how many" answer holds a number, a "why" answer a cause)."""
-    if _ASKS_NUMBER.search(question):
-        return "number"
-    if _ASKS_DATE.search(question):
-        return "date"
-    if re.match(r"^\s*why\b", question, re.I):
-        return "cause"
-    return ""
-
 
 @dataclass
 class Entry:
-    """One scored sentence (llm-style: id, score, content, metadata)."""
+    """One scored unit (llm-style: id, score, content, metadata)."""
 
     id: int
     score: float
@@ -88,6 +47,17 @@ class QueryAnalysis:
 
     terms: list[str]  # stemmed content terms
     unknown_names: list[str]  # names or rare words (as typed) the corpus never mentions
+    vocab_coverage: float = 1.0  # share of the terms' IDF weight the corpus uses anywhere
+
+
+@dataclass
+class Result:
+    """Candidates best first, and the evidence the abstainer weighs."""
+
+    entries: list[Entry]
+    evidence: np.ndarray
+    analysis: QueryAnalysis
+    best_dense: float
 
 
 def looks_like_name(word: str, start: int) -> bool:
@@ -102,11 +72,16 @@ def looks_like_name(word: str, start: int) -> bool:
 class Searcher:
     """Loads the index of a data dir once and answers many queries."""
 
-    def __init__(self, store: Store, embedder: Embedder, index: SearchIndex) -> None:
+    def __init__(
+        self, store: Store, embedder: Embedder, index: SearchIndex, ranker: Ranker | None = None
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.index = index
+        self.ranker = ranker or load_ranker(embedder.name)
         self._lock = threading.Lock()
+        # Pools by question: evaluation re-ranks the same questions under many rankers.
+        self.pool_cache: dict[str, Pool] | None = None
         self._load_rows()
 
     @classmethod
@@ -119,12 +94,19 @@ class Searcher:
     def _load_rows(self) -> None:
         rows = self.store.sentences([int(i) for i in self.index.ids])
         self.rows = [rows[int(i)] for i in self.index.ids]
+        self.texts = [r.text for r in self.rows]
+        self.kinds = np.array([KIND_CODES.get(r.kind, 2) for r in self.rows], np.int8)
+        self.positions = np.array([r.position for r in self.rows], np.float32)
+        self.chars = np.array([len(r.text) for r in self.rows], np.float32)
+        self._row_terms: dict[int, set[str]] = {}
         self.articles: dict[int, ArticleRow] = {a.id: a for a in self.store.articles()}
         self.source_terms = {
             article_id: set(tokenize(text)) for article_id, text in self.store.metadata_texts()
         }
         n = self.index.size
         self.matrix = self.index.vectors.reconstruct_n(0, n) if n else np.zeros((0, 1), np.float32)
+        self.lexical: LexicalScorer = Bm25Scorer(self.index.bm25, n)
+        self.names = NameMatcher(self.index.vocabulary)
         self.generation = self.index.manifest.get("generation")
 
     def refresh(self) -> bool:
@@ -134,11 +116,19 @@ class Searcher:
         with self._lock:
             self.index = load_or_rebuild(self.store)
             self._load_rows()
+            if self.pool_cache is not None:
+                self.pool_cache.clear()
         return True
 
     @property
     def size(self) -> int:
         return self.index.size
+
+    def row_terms(self, row: int) -> set[str]:
+        terms = self._row_terms.get(row)
+        if terms is None:
+            terms = self._row_terms[row] = set(tokenize(self.texts[row]))
+        return terms
 
     def analyse(self, question: str) -> QueryAnalysis:
         terms = list(dict.fromkeys(tokenize(question)))
@@ -148,77 +138,84 @@ class Searcher:
         for match in _WORD.finditer(words_only):
             word = match.group()
             stems = tokenize(word)
-            unknown = stems and not stems[0].isdigit() and stems[0] not in self.index.vocabulary
-            if unknown and looks_like_name(word, match.start()):
+            if not stems or stems[0].isdigit() or stems[0] in self.index.vocabulary:
+                continue
+            if looks_like_name(word, match.start()) and not self.names.known(word, stems[0]):
                 names.append(word)
-        return QueryAnalysis(terms, names)
+        n = max(self.index.size, 1)
+        weights = {t: idf(self.index.df.get(t, 0), n) for t in terms}
+        total = sum(weights.values())
+        known = sum(
+            w for t, w in weights.items() if t in self.index.vocabulary or self.names.known(t, t)
+        )
+        return QueryAnalysis(terms, names, known / total if total else 1.0)
 
-    def search(self, question: str, limit: int = 50) -> list[Entry]:
-        """Candidates best first. Metadata carries the parts of the score and, for quoting,
-        the scores of the sentences before and after (``prev_score``/``next_score``)."""
-        n = self.index.size
-        if n == 0:
-            return []
-        vector = self.embedder.embed([question])
-        q = vector[0]
+    def pool(self, question: str) -> Pool:
+        """Candidates and their features (cached per question when ``pool_cache`` is set)."""
+        if self.pool_cache is not None and question in self.pool_cache:
+            return self.pool_cache[question]
+        q = self.embedder.embed([question])[0]
+        terms = [t for t in dict.fromkeys(tokenize(question)) if t in self.index.df]
+        pool = build_pool(
+            q,
+            terms,
+            question,
+            matrix=self.matrix,
+            dense_index=self.index.vectors,
+            lexical=self.lexical,
+            df=self.index.df,
+            article_ids=self.index.article_ids,
+            positions=self.positions,
+            kinds=self.kinds,
+            chars=self.chars,
+            texts=self.texts,
+            row_terms=self.row_terms,
+            source_terms=self.source_terms,
+        )
+        if self.pool_cache is not None:
+            self.pool_cache[question] = pool
+        return pool
+
+    def search(self, question: str, limit: int = 50, ranker: Ranker | None = None) -> list[Entry]:
+        """Candidates best first."""
+        return self.result(question, limit, ranker).entries
+
+    def result(self, question: str, limit: int = 50, ranker: Ranker | None = None) -> Result:
+        """Candidates best first, with the evidence for abstaining. Metadata carries the
+        features and, for quoting, the scores of the units before and after
+        (``prev_score``/``next_score``)."""
+        ranker = ranker or self.ranker
+        analysis = self.analyse(question)
+        if self.index.size == 0:
+            return Result([], np.zeros(len(EVIDENCE), np.float32), analysis, 0.0)
         with self._lock:
-            index, rows = self.index, self.rows
-            _, dense_rows = index.vectors.search(vector, min(n, DENSE_POOL))
-            terms = [t for t in tokenize(question) if t in index.df]
-            bm25 = (
-                np.asarray(index.bm25.get_scores(terms), np.float32)
-                if terms
-                else np.zeros(n, np.float32)
-            )
-            pool = {int(r) for r in dense_rows[0] if r >= 0}
-            if terms:
-                top = np.argpartition(-bm25, min(BM25_POOL, n - 1))[:BM25_POOL]
-                pool.update(int(r) for r in top if bm25[r] > 0)
-            # Candidates and their neighbours (two back: a neighbour's score counts its own
-            # predecessor), scored in one matrix product.
-            wanted = sorted({m for r in pool for m in range(r - 2, r + 2) if 0 <= m < n})
-            pos = {r: i for i, r in enumerate(wanted)}
-            dense = self.matrix[wanted] @ q
-            bm25_max = float(bm25.max()) if terms else 0.0
-            lexical = bm25[wanted] / bm25_max if bm25_max > 0 else np.zeros(len(wanted))
-            base = dense + BM25_WEIGHT * lexical
-            kind = answer_type(question)
-            if kind:
-                pattern = ANSWER_PATTERNS[kind]
-                base = base + ANSWER_TYPE_BOOST * np.array(
-                    [bool(pattern.search(rows[r].text)) for r in wanted], np.float32
-                )
-            source = self._source_match(terms)
-            article_ids = index.article_ids
-
-            def score(r: int) -> float | None:
-                """Full score of row r, or None for a row outside r's article."""
-                before = (
-                    base[pos[r - 1]] if r - 1 in pos and article_ids[r - 1] == article_ids[r] else 0
-                )
-                return (
-                    float(base[pos[r]])
-                    + PREV_WEIGHT * max(float(before), 0.0)
-                    + SOURCE_WEIGHT * source.get(int(article_ids[r]), 0.0)
-                )
-
+            pool = self.pool(question)
+            rows = self.rows
+            article_ids = self.index.article_ids
+            scores = ranker.score(pool.features)
+            pos = {int(r): i for i, r in enumerate(pool.rows)}
             entries = []
-            for r in pool:
-                i = pos[r]
-                same_prev = r - 1 >= 0 and article_ids[r - 1] == article_ids[r]
-                same_next = r + 1 < n and article_ids[r + 1] == article_ids[r]
+            for i in np.flatnonzero(pool.candidates):
+                r = int(pool.rows[i])
+                prev_i = pos.get(r - 1)
+                next_i = pos.get(r + 1)
+                same = article_ids[r]
                 sentence = rows[r]
                 entries.append(
                     Entry(
                         id=sentence.id,
-                        score=score(r),
+                        score=float(scores[i]),
                         content=sentence.text,
                         metadata={
                             "row": r,
-                            "dense": float(dense[i]),
-                            "lexical": float(lexical[i]),
-                            "prev_score": score(r - 1) if same_prev else None,
-                            "next_score": score(r + 1) if same_next else None,
+                            "dense": float(pool.dense[i]),
+                            "coverage": float(pool.features[i, COVERAGE]),
+                            "prev_score": float(scores[prev_i])
+                            if prev_i is not None and article_ids[r - 1] == same
+                            else None,
+                            "next_score": float(scores[next_i])
+                            if next_i is not None and article_ids[r + 1] == same
+                            else None,
                             "article_id": sentence.article_id,
                             "position": sentence.position,
                             "para": sentence.para,
@@ -227,22 +224,23 @@ class Searcher:
                     )
                 )
         entries.sort(key=lambda e: e.score, reverse=True)
-        return entries[:limit]
-
-    def _source_match(self, terms: list[str]) -> dict[int, float]:
-        """Per article, the share of the question's IDF weight found in its title, outlet or
-        URL: "the Bloomberg report", "Ignatius's column" point at one source."""
-        if not terms:
-            return {}
-        weights = {t: idf(self.index.df.get(t, 0), self.index.size) for t in set(terms)}
-        total = sum(weights.values())
-        out = {}
-        for article_id, meta_terms in self.source_terms.items():
-            shared = sum(w for t, w in weights.items() if t in meta_terms)
-            if shared:
-                out[article_id] = shared / total
-        return out
+        best_dense = float(pool.dense[pool.candidates].max()) if pool.candidates.any() else 0.0
+        return Result(
+            entries[:limit], evidence(entries, analysis, best_dense), analysis, best_dense
+        )
 
 
-def idf(df: int, n: int) -> float:
-    return math.log(1 + (n - df + 0.5) / (df + 0.5))
+def evidence(entries: list[Entry], analysis: QueryAnalysis, best_dense: float) -> np.ndarray:
+    """The abstainer's inputs (``rank.EVIDENCE``) for one question."""
+    scores = [e.score for e in entries]
+    top = scores[0] if scores else -10.0
+    fifth = scores[min(4, len(scores) - 1)] if scores else -10.0
+    values = {
+        "top_score": top,
+        "top_dense": best_dense,
+        "top3_coverage": max((e.metadata["coverage"] for e in entries[:3]), default=0.0),
+        "vocab_coverage": analysis.vocab_coverage,
+        "unknown_names": float(len(analysis.unknown_names)),
+        "score_margin": top - fifth,
+    }
+    return np.array([values[name] for name in EVIDENCE], np.float32)

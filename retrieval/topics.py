@@ -23,7 +23,7 @@ class Story:
     def load(cls, store: Store, article_id: int) -> Story:
         rows = store.db.execute(
             "SELECT id, text, embedding FROM sentences WHERE article_id=? "
-            "AND embedding IS NOT NULL ORDER BY position",
+            "AND embedding IS NOT NULL AND kind='sentence' ORDER BY position",
             (article_id,),
         ).fetchall()
         if not rows:
