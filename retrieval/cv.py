@@ -152,3 +152,29 @@ def reachable(searcher: Searcher, questions: Sequence[EvalQuestion]) -> float:
     answerable = [q for q in questions if q.answerable]
     hits = sum(1 for q in answerable if any(first_hit([t], q.answer_contains) for t in texts if t))
     return hits / len(answerable) if answerable else 1.0
+
+
+def evaluate_with_cv(answerer: Answerer, questions: Sequence[EvalQuestion], folds: int) -> dict:
+    """``talksbot eval``: the shipped ranker's figures, and with ``folds`` > 1 the in-sample
+    and out-of-fold figures of a ranker refitted on these questions, and reachability."""
+    from retrieval.evaluate import format_metrics
+
+    shipped = evaluate(questions, _answers(answerer))
+    out: dict = {"metrics": shipped["metrics"], "rows": shipped["rows"]}
+    ranker = answerer.ranker or answerer.searcher.ranker
+    text = [f"shipped ranker ({ranker.meta.get('questions', 'not')} questions fitted)"]
+    text.append(format_metrics(shipped["metrics"]))
+    if folds > 1:
+        report = cross_validate(answerer.searcher, questions, folds)
+        out.update(
+            in_sample=report.in_sample,
+            out_of_fold=report.out_of_fold,
+            reachable=report.reachable,
+            folds=folds,
+        )
+        text.append(report.format())
+    else:
+        out["reachable"] = reachable(answerer.searcher, questions)
+        text.append(f"reachable {out['reachable']:.1%}")
+    out["text"] = "\n".join(text)
+    return out

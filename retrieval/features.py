@@ -27,6 +27,8 @@ FEATURES = (
     "lexical",  # lexical score / the best lexical score of the question
     "coverage",  # share of the question's IDF weight whose terms the unit holds
     "lexical_rank",  # 1 / (1 + rank by lexical score among the candidates)
+    "window_coverage",  # coverage by the unit and its neighbours together
+    "dense_x_coverage",  # both at once: about the question and using its words
     "novelty",  # log(1 + terms of the unit the question does not use): answers add something
     "prev_dense",  # the unit before, same article (0 at the edge)
     "next_dense",
@@ -228,6 +230,14 @@ def build_pool(
         out[order] = 1.0 / (1.0 + np.arange(len(order)))
         return out
 
+    window_cov = np.zeros(len(wanted), np.float32)
+    for i, r in enumerate(wanted):
+        together = set(held[i])
+        for j in (pos.get(int(r) - 1), pos.get(int(r) + 1)):
+            if j is not None and arts[j] == arts[i]:
+                together |= held[j]
+        window_cov[i] = sum(w for t, w in weights.items() if t in together) / total
+
     window = matrix[wanted].copy()
     for i, r in enumerate(wanted):
         for j in (pos.get(int(r) - 1), pos.get(int(r) + 1)):
@@ -245,6 +255,8 @@ def build_pool(
         "coverage": coverage,
         "lexical_rank": rank_feature(lex),
         "novelty": novelty,
+        "window_coverage": window_cov,
+        "dense_x_coverage": dense * coverage,
         "prev_dense": neighbour(dense, -1),
         "next_dense": neighbour(dense, 1),
         "prev_lexical": neighbour(lex, -1),

@@ -46,10 +46,18 @@ def skeleton(word: str) -> str:
 class NameMatcher:
     """Knows the corpus's words, as stems and as skeletons."""
 
-    def __init__(self, stems: Iterable[str], words: Iterable[str] = ()) -> None:
+    def __init__(self, stems: Iterable[str]) -> None:
         self.stems = frozenset(stems)
-        self.skeletons = frozenset(skeleton(w) for w in (*self.stems, *words))
-        self._choices = sorted(w for w in self.skeletons if len(w) >= FUZZY_MIN_CHARS - 1)
+        self._skeletons: frozenset[str] | None = None
+        self._choices: list[str] = []
+
+    @property
+    def skeletons(self) -> frozenset[str]:
+        """Built on first use: most questions name nothing new, and startup stays quick."""
+        if self._skeletons is None:
+            self._skeletons = frozenset(skeleton(w) for w in self.stems)
+            self._choices = sorted(w for w in self._skeletons if len(w) >= FUZZY_MIN_CHARS - 1)
+        return self._skeletons
 
     def known(self, word: str, stem: str) -> bool:
         if stem in self.stems:

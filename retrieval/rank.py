@@ -239,6 +239,8 @@ def fit_rank(
     from ``L2_GRID`` by an inner cross-validation over ``groups`` (articles) of these examples
     alone, so an outer fold never sees its own questions."""
     keep = [i for i, ex in enumerate(examples) if ex.answerable and ex.labels.any()]
+    if not keep:
+        return default_ranker("").rank  # nothing to learn from
     x_all = np.vstack([examples[i].features for i in keep])
     mean = x_all.mean(axis=0)
     scale = x_all.std(axis=0)
@@ -247,7 +249,7 @@ def fit_rank(
     if l2 is None:
         names = [groups[i] if groups else str(i) for i in keep]
         inner = _inner_folds(names, INNER_FOLDS)
-        scores = {}
+        scores = {c: 0.0 for c in L2_GRID}
         for candidate in L2_GRID:
             hits = []
             for f in range(INNER_FOLDS):
@@ -255,7 +257,7 @@ def fit_rank(
                 test = [d for d, g in zip(data, inner, strict=True) if g == f]
                 if train and test:
                     hits.append(_top1(test, _listwise(train, candidate)) * len(test))
-            scores[candidate] = sum(hits)
+            scores[candidate] = float(sum(hits))
         l2 = max(L2_GRID, key=lambda c: (scores[c], c))
     w = _listwise(data, l2)
     return Linear(mean.astype(np.float32), scale.astype(np.float32), w.astype(np.float32), 0.0)
