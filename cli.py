@@ -26,8 +26,9 @@ def _echo(*parts: object) -> None:
     print(*parts, file=sys.stderr, flush=True)
 
 
-def open_answerer(settings: Settings, quiet: bool = False):  # noqa: ANN201 - lazy imports below
-    """Load the searcher for the configured data dir; build it from the sample corpus if empty."""
+def open_answerer(settings: Settings, quiet: bool = False, refit: bool = False):  # noqa: ANN201
+    """Load the searcher for the configured data dir; build it from the sample corpus if empty.
+    ``refit``: start from the default ranker (the shipped one may no longer fit the code)."""
     from index.embed import load_embedder
     from index.ingest import Ingester, ingest_params
     from index.store import Store
@@ -47,7 +48,10 @@ def open_answerer(settings: Settings, quiet: bool = False):  # noqa: ANN201 - la
                 _echo(f"talksbot: {report.summary()}")
     finally:
         store.close()
-    return Answerer(Searcher.open(data_dir, backend, embedder=embedder))
+    from retrieval.rank import default_ranker
+
+    ranker = default_ranker(embedder.name) if refit else None
+    return Answerer(Searcher.open(data_dir, backend, embedder=embedder, ranker=ranker))
 
 
 def open_ingester(settings: Settings):  # noqa: ANN201
@@ -155,7 +159,7 @@ def cmd_fit_ranker(args: argparse.Namespace, settings: Settings) -> int:
     from retrieval.rank import ranker_path
 
     questions = load_questions(Path(args.file))
-    searcher = open_answerer(settings, quiet=True).searcher
+    searcher = open_answerer(settings, quiet=True, refit=True).searcher
     searcher.pool_cache = {}
     ranker = fit(searcher, questions)
     path = Path(args.out) if args.out else ranker_path(ranker.model)

@@ -18,6 +18,7 @@ import numpy as np
 # Candidates: the dense and the lexical top lists, merged.
 DENSE_POOL = 100
 LEXICAL_POOL = 100
+LEXICAL_SCORED = 400  # lexical scores looked up (rows beyond count as 0)
 
 FEATURES = (
     "dense",  # cosine of question and unit
@@ -28,6 +29,7 @@ FEATURES = (
     "coverage",  # share of the question's IDF weight whose terms the unit holds
     "lexical_rank",  # 1 / (1 + rank by lexical score among the candidates)
     "window_coverage",  # coverage by the unit and its neighbours together
+    "bigrams",  # share of the question's adjacent term pairs the unit holds in a row
     "dense_x_coverage",  # both at once: about the question and using its words
     "novelty",  # log(1 + terms of the unit the question does not use): answers add something
     "prev_dense",  # the unit before, same article (0 at the edge)
@@ -102,10 +104,10 @@ def idf(df: int, n: int) -> float:
 
 
 class LexicalScorer(Protocol):
-    """The keyword side of search: one score per index row for the question's terms."""
+    """The keyword side of search (the seam for another keyword index, e.g. FTS5)."""
 
-    def scores(self, terms: Sequence[str]) -> np.ndarray:
-        """float32 scores, one per row (0 where no term matches)."""
+    def search(self, terms: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(index rows, scores) of the ``k`` best-scoring rows with a score above 0."""
         ...
 
 
@@ -116,10 +118,14 @@ class Bm25Scorer:
         self.bm25 = bm25
         self.size = size
 
-    def scores(self, terms: Sequence[str]) -> np.ndarray:
-        if not terms:
-            return np.zeros(self.size, np.float32)
-        return np.asarray(self.bm25.get_scores(list(terms)), np.float32)
+    def search(self, terms: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        if not terms or not self.size:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        scores = np.asarray(self.bm25.get_scores(list(terms)), np.float32)
+        k = min(k, self.size)
+        top = np.argpartition(-scores, k - 1)[:k] if k < self.size else np.arange(self.size)
+        top = top[scores[top] > 0]
+        return top.astype(np.int64), scores[top]
 
 
 @dataclass
@@ -139,7 +145,7 @@ def build_pool(
     question: str,
     *,
     matrix: np.ndarray,
-    dense_index: object,
+    dense_index: object,  # FAISS-like: search(vectors, k) -> (scores, rows)
     lexical: LexicalScorer,
     df: dict[str, int],
     article_ids: np.ndarray,
@@ -148,23 +154,28 @@ def build_pool(
     chars: np.ndarray,
     texts: Sequence[str],
     row_terms: object,
+    row_pairs: object,
+    question_terms: list[str],
     source_terms: dict[int, set[str]],
 ) -> Pool:
     """Candidates for one question with their features (see ``FEATURES``)."""
     n = len(article_ids)
     _, dense_rows = dense_index.search(q[None, :], min(n, DENSE_POOL))
     pool = {int(r) for r in dense_rows[0] if r >= 0}
-    lex_all = lexical.scores(terms)
-    if terms and n:
-        top = np.argpartition(-lex_all, min(LEXICAL_POOL, n - 1))[:LEXICAL_POOL]
-        pool.update(int(r) for r in top if lex_all[r] > 0)
+    # Scores of the wider list also give candidates' neighbours their lexical score.
+    lex_rows, lex_scores = lexical.search(terms, LEXICAL_SCORED)
+    order = np.argsort(-lex_scores, kind="stable")
+    pool.update(int(r) for r in lex_rows[order[:LEXICAL_POOL]])
+    lex_of = dict(zip(lex_rows.tolist(), lex_scores.tolist(), strict=True))
     wanted = np.array(sorted({m for r in pool for m in (r - 1, r, r + 1) if 0 <= m < n}), np.int64)
     is_candidate = np.array([int(r) in pool for r in wanted])
     dense = matrix[wanted] @ q
-    lex_max = float(lex_all.max()) if terms and n else 0.0
-    lex = lex_all[wanted] / lex_max if lex_max > 0 else np.zeros(len(wanted), np.float32)
+    lex_max = float(lex_scores.max()) if len(lex_scores) else 0.0
+    lex = np.array([lex_of.get(int(r), 0.0) for r in wanted], np.float32)
+    lex = lex / lex_max if lex_max > 0 else lex
 
     weights = {t: idf(df.get(t, 0), n) for t in terms}
+    asked_pairs = set(zip(question_terms, question_terms[1:], strict=False))
     total = sum(weights.values()) or 1.0
     coverage = np.zeros(len(wanted), np.float32)
     held: list[set[str]] = []
@@ -256,6 +267,10 @@ def build_pool(
         "lexical_rank": rank_feature(lex),
         "novelty": novelty,
         "window_coverage": window_cov,
+        "bigrams": np.array(
+            [len(asked_pairs & row_pairs(int(r))) / max(len(asked_pairs), 1) for r in wanted],
+            np.float32,
+        ),
         "dense_x_coverage": dense * coverage,
         "prev_dense": neighbour(dense, -1),
         "next_dense": neighbour(dense, 1),

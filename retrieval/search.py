@@ -85,11 +85,17 @@ class Searcher:
         self._load_rows()
 
     @classmethod
-    def open(cls, data_dir: Path, backend: str, embedder: Embedder | None = None) -> Searcher:
+    def open(
+        cls,
+        data_dir: Path,
+        backend: str,
+        embedder: Embedder | None = None,
+        ranker: Ranker | None = None,
+    ) -> Searcher:
         store = Store(data_dir)
         embedder = embedder or load_embedder(backend, data_dir / "models")
         store.check_params(ingest_params(embedder.backend), write=False)
-        return cls(store, embedder, load_or_rebuild(store))
+        return cls(store, embedder, load_or_rebuild(store), ranker)
 
     def _load_rows(self) -> None:
         rows = self.store.sentences([int(i) for i in self.index.ids])
@@ -99,6 +105,7 @@ class Searcher:
         self.positions = np.array([r.position for r in self.rows], np.float32)
         self.chars = np.array([len(r.text) for r in self.rows], np.float32)
         self._row_terms: dict[int, set[str]] = {}
+        self._row_pairs: dict[int, set[tuple[str, str]]] = {}
         self.articles: dict[int, ArticleRow] = {a.id: a for a in self.store.articles()}
         self.source_terms = {
             article_id: set(tokenize(text)) for article_id, text in self.store.metadata_texts()
@@ -129,6 +136,13 @@ class Searcher:
         if terms is None:
             terms = self._row_terms[row] = set(tokenize(self.texts[row]))
         return terms
+
+    def row_pairs(self, row: int) -> set[tuple[str, str]]:
+        pairs = self._row_pairs.get(row)
+        if pairs is None:
+            tokens = tokenize(self.texts[row])
+            pairs = self._row_pairs[row] = set(zip(tokens, tokens[1:], strict=False))
+        return pairs
 
     def analyse(self, question: str) -> QueryAnalysis:
         terms = list(dict.fromkeys(tokenize(question)))
@@ -170,6 +184,8 @@ class Searcher:
             chars=self.chars,
             texts=self.texts,
             row_terms=self.row_terms,
+            row_pairs=self.row_pairs,
+            question_terms=tokenize(question),
             source_terms=self.source_terms,
         )
         if self.pool_cache is not None:

@@ -147,8 +147,8 @@ def _examples(rng: np.random.Generator, n: int) -> list[Example]:
         x = rng.normal(size=(30, len(FEATURES))).astype(np.float32)
         labels = np.zeros(30, np.int8)
         labels[0] = 1
-        x[0, FEATURES.index("dense")] += 2.5
-        x[0, FEATURES.index("coverage")] += 2.5
+        x[0, FEATURES.index("dense")] += 3.5
+        x[0, FEATURES.index("coverage")] += 3.5
         out.append(Example(x, labels, True))
     return out
 
