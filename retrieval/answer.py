@@ -140,9 +140,14 @@ class Answerer:
     def __init__(self, searcher: Searcher, ranker: Ranker | None = None) -> None:
         self.searcher = searcher
         self.ranker = ranker  # None: the searcher's (the shipped one for its model)
+        self._coverage: tuple[object, dict] | None = None
 
     def coverage(self) -> dict:
-        return self.searcher.store.stats()
+        """What the store covers (counted once per index generation: it scans the store)."""
+        generation = self.searcher.generation
+        if self._coverage is None or self._coverage[0] != generation:
+            self._coverage = (generation, self.searcher.store.stats())
+        return self._coverage[1]
 
     def answer(self, question: str, k: int = 3, offset: int = 0) -> Answer:
         question = (question or "").strip()

@@ -93,12 +93,6 @@ def answer_type(question: str) -> str:
     return ""
 
 
-def row_terms_of(text: str) -> list[str]:
-    from index.search_index import tokenize
-
-    return tokenize(text)
-
-
 def idf(df: int, n: int) -> float:
     return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
@@ -139,6 +133,34 @@ class Pool:
     terms: list[str]
 
 
+@dataclass(frozen=True)
+class RowInfo:
+    """What features need of a unit's text alone, computed once per unit (and cached)."""
+
+    terms: frozenset[str]
+    pairs: frozenset[tuple[str, str]]
+    short: bool
+    number: bool
+    date: bool
+    cause: bool
+    names: tuple[frozenset[str], ...]  # stems of each capitalised word inside the text
+
+
+def row_info(text: str) -> RowInfo:
+    from index.search_index import tokenize
+
+    tokens = tokenize(text)
+    return RowInfo(
+        terms=frozenset(tokens),
+        pairs=frozenset(zip(tokens, tokens[1:], strict=False)),
+        short=len(text.split()) < 8,
+        number=bool(_NUMBER.search(text)),
+        date=bool(_DATE.search(text)),
+        cause=bool(_CAUSE.search(text)),
+        names=tuple(frozenset(tokenize(m.group())) for m in _INNER_NAME.finditer(text)),
+    )
+
+
 def build_pool(
     q: np.ndarray,
     terms: list[str],
@@ -152,13 +174,12 @@ def build_pool(
     positions: np.ndarray,
     kinds: np.ndarray,
     chars: np.ndarray,
-    texts: Sequence[str],
-    row_terms: object,
-    row_pairs: object,
+    info: object,  # row -> RowInfo
     question_terms: list[str],
     source_terms: dict[int, set[str]],
 ) -> Pool:
-    """Candidates for one question with their features (see ``FEATURES``)."""
+    """Candidates for one question with their features (see ``FEATURES``); vectorised over
+    the candidates and their neighbours."""
     n = len(article_ids)
     _, dense_rows = dense_index.search(q[None, :], min(n, DENSE_POOL))
     pool = {int(r) for r in dense_rows[0] if r >= 0}
@@ -166,95 +187,69 @@ def build_pool(
     lex_rows, lex_scores = lexical.search(terms, LEXICAL_SCORED)
     order = np.argsort(-lex_scores, kind="stable")
     pool.update(int(r) for r in lex_rows[order[:LEXICAL_POOL]])
-    lex_of = dict(zip(lex_rows.tolist(), lex_scores.tolist(), strict=True))
     wanted = np.array(sorted({m for r in pool for m in (r - 1, r, r + 1) if 0 <= m < n}), np.int64)
-    is_candidate = np.array([int(r) in pool for r in wanted])
-    dense = matrix[wanted] @ q
+    m = len(wanted)
+    is_candidate = np.isin(wanted, np.fromiter(pool, np.int64, len(pool)))
+    vectors = matrix[wanted]
+    dense = vectors @ q
     lex_max = float(lex_scores.max()) if len(lex_scores) else 0.0
-    lex = np.array([lex_of.get(int(r), 0.0) for r in wanted], np.float32)
+    lex = np.zeros(m, np.float32)
+    found = np.isin(lex_rows, wanted)
+    lex[np.searchsorted(wanted, lex_rows[found])] = lex_scores[found]
     lex = lex / lex_max if lex_max > 0 else lex
-
-    weights = {t: idf(df.get(t, 0), n) for t in terms}
-    asked_pairs = set(zip(question_terms, question_terms[1:], strict=False))
-    total = sum(weights.values()) or 1.0
-    coverage = np.zeros(len(wanted), np.float32)
-    held: list[set[str]] = []
-    for i, r in enumerate(wanted):
-        own = row_terms(int(r))
-        held.append(own)
-        coverage[i] = sum(w for t, w in weights.items() if t in own) / total
-
-    pos = {int(r): i for i, r in enumerate(wanted)}
+    infos = [info(int(r)) for r in wanted]
     arts = article_ids[wanted]
 
-    def neighbour(values: np.ndarray, step: int) -> np.ndarray:
-        out = np.zeros(len(wanted), np.float32)
-        for i, r in enumerate(wanted):
-            j = pos.get(int(r) + step)
-            if j is not None and arts[j] == arts[i]:
-                out[i] = values[j]
-        return out
+    # Neighbours inside the scored rows and the same article.
+    prev_i = np.searchsorted(wanted, wanted - 1).clip(0, m - 1)
+    next_i = np.searchsorted(wanted, wanted + 1).clip(0, m - 1)
+    has_prev = (wanted[prev_i] == wanted - 1) & (arts[prev_i] == arts)
+    has_next = (wanted[next_i] == wanted + 1) & (arts[next_i] == arts)
 
-    best_dense: dict[int, float] = {}
-    art_terms: dict[int, set[str]] = {}
-    for i in range(len(wanted)):
-        if not is_candidate[i]:
-            continue
-        a = int(arts[i])
-        best_dense[a] = max(best_dense.get(a, -1.0), float(dense[i]))
-        art_terms.setdefault(a, set()).update(held[i])
-    art_cov = {
-        a: sum(w for t, w in weights.items() if t in ts) / total for a, ts in art_terms.items()
-    }
-    source = {
-        a: sum(w for t, w in weights.items() if t in source_terms.get(a, ())) / total
-        for a in set(int(x) for x in arts)
-    }
+    def neighbour(values: np.ndarray, idx: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        return np.where(ok, values[idx], 0.0).astype(np.float32)
+
+    weights = np.array([idf(df.get(t, 0), n) for t in terms], np.float32)
+    total = float(weights.sum()) or 1.0
+    held = np.array([[t in x.terms for t in terms] for x in infos], bool).reshape(m, len(terms))
+    coverage = (held @ weights) / total
+    together = held | (held[prev_i] & has_prev[:, None]) | (held[next_i] & has_next[:, None])
+    window_cov = (together @ weights) / total
+
+    # Per article, over the candidates: best cosine, and which question terms occur at all.
+    codes, art_index = np.unique(arts, return_inverse=True)
+    best = np.full(len(codes), -1.0, np.float32)
+    np.maximum.at(best, art_index[is_candidate], dense[is_candidate])
+    art_held = np.zeros((len(codes), len(terms)), bool)
+    np.logical_or.at(art_held, art_index[is_candidate], held[is_candidate])
+    art_cov = (art_held @ weights) / total
+    src = np.array(
+        [[t in source_terms.get(int(a), ()) for t in terms] for a in codes], bool
+    ).reshape(len(codes), len(terms))
+    source = (src @ weights) / total
+
+    window = vectors + vectors[prev_i] * has_prev[:, None] + vectors[next_i] * has_next[:, None]
+    window /= np.maximum(np.linalg.norm(window, axis=1, keepdims=True), 1e-9)
+
     kind = answer_type(question)
-    pattern = ANSWER_PATTERNS.get(kind)
-    typed = (
-        np.array([bool(pattern.search(texts[int(r)])) for r in wanted], np.float32)
-        if pattern
-        else np.zeros(len(wanted), np.float32)
-    )
-    zero = np.zeros(len(wanted), np.float32)
+    zero = np.zeros(m, np.float32)
+    typed = np.array([getattr(x, kind) for x in infos], np.float32) if kind else zero
     asked = set(terms)
-    novelty = np.array([np.log1p(len(h - asked)) for h in held], np.float32)
-    if _ASKS_NAME.search(question):
-        named = np.array(
-            [
-                any(
-                    not (set(row_terms_of(m.group())) <= asked)
-                    for m in _INNER_NAME.finditer(texts[int(r)])
-                )
-                for r in wanted
-            ],
-            np.float32,
-        )
-    else:
-        named = zero
+    asked_pairs = set(zip(question_terms, question_terms[1:], strict=False))
+    novelty = np.log1p([len(x.terms - asked) for x in infos]).astype(np.float32)
+    named = (
+        np.array([any(not (name <= asked) for name in x.names) for x in infos], np.float32)
+        if _ASKS_NAME.search(question)
+        else zero
+    )
     cand_idx = np.flatnonzero(is_candidate)
 
     def rank_feature(values: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(wanted), np.float32)
-        order = cand_idx[np.argsort(-values[cand_idx], kind="stable")]
-        out[order] = 1.0 / (1.0 + np.arange(len(order)))
+        out = np.zeros(m, np.float32)
+        ranked = cand_idx[np.argsort(-values[cand_idx], kind="stable")]
+        out[ranked] = 1.0 / (1.0 + np.arange(len(ranked)))
         return out
 
-    window_cov = np.zeros(len(wanted), np.float32)
-    for i, r in enumerate(wanted):
-        together = set(held[i])
-        for j in (pos.get(int(r) - 1), pos.get(int(r) + 1)):
-            if j is not None and arts[j] == arts[i]:
-                together |= held[j]
-        window_cov[i] = sum(w for t, w in weights.items() if t in together) / total
-
-    window = matrix[wanted].copy()
-    for i, r in enumerate(wanted):
-        for j in (pos.get(int(r) - 1), pos.get(int(r) + 1)):
-            if j is not None and arts[j] == arts[i]:
-                window[i] += matrix[wanted[j]]
-    window /= np.maximum(np.linalg.norm(window, axis=1, keepdims=True), 1e-9)
     pool_best = float(dense[is_candidate].max()) if is_candidate.any() else 0.0
     k = kinds[wanted]
     columns = {
@@ -268,24 +263,23 @@ def build_pool(
         "novelty": novelty,
         "window_coverage": window_cov,
         "bigrams": np.array(
-            [len(asked_pairs & row_pairs(int(r))) / max(len(asked_pairs), 1) for r in wanted],
-            np.float32,
+            [len(asked_pairs & x.pairs) / max(len(asked_pairs), 1) for x in infos], np.float32
         ),
         "dense_x_coverage": dense * coverage,
-        "prev_dense": neighbour(dense, -1),
-        "next_dense": neighbour(dense, 1),
-        "prev_lexical": neighbour(lex, -1),
-        "next_lexical": neighbour(lex, 1),
-        "article_dense": np.array([best_dense.get(int(a), 0.0) for a in arts], np.float32),
-        "article_coverage": np.array([art_cov.get(int(a), 0.0) for a in arts], np.float32),
-        "source": np.array([source[int(a)] for a in arts], np.float32),
+        "prev_dense": neighbour(dense, prev_i, has_prev),
+        "next_dense": neighbour(dense, next_i, has_next),
+        "prev_lexical": neighbour(lex, prev_i, has_prev),
+        "next_lexical": neighbour(lex, next_i, has_next),
+        "article_dense": best[art_index].clip(0.0, None),
+        "article_coverage": art_cov[art_index],
+        "source": source[art_index],
         "type_number": typed if kind == "number" else zero,
         "type_date": typed if kind == "date" else zero,
         "type_cause": typed if kind == "cause" else zero,
         "type_name": named,
         "boilerplate": (k == 2).astype(np.float32),
         "heading": (k == 1).astype(np.float32),
-        "short": np.array([len(texts[int(r)].split()) < 8 for r in wanted], np.float32),
+        "short": np.array([x.short for x in infos], np.float32),
         "log_chars": np.log1p(chars[wanted]).astype(np.float32),
         "position": np.log1p(positions[wanted]).astype(np.float32),
     }

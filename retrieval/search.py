@@ -19,8 +19,10 @@ from retrieval.features import (
     Bm25Scorer,
     LexicalScorer,
     Pool,
+    RowInfo,
     build_pool,
     idf,
+    row_info,
 )
 from retrieval.names import NameMatcher
 from retrieval.rank import EVIDENCE, Ranker, load_ranker
@@ -104,14 +106,18 @@ class Searcher:
         self.kinds = np.array([KIND_CODES.get(r.kind, 2) for r in self.rows], np.int8)
         self.positions = np.array([r.position for r in self.rows], np.float32)
         self.chars = np.array([len(r.text) for r in self.rows], np.float32)
-        self._row_terms: dict[int, set[str]] = {}
-        self._row_pairs: dict[int, set[tuple[str, str]]] = {}
+        self._row_info: dict[int, RowInfo] = {}
         self.articles: dict[int, ArticleRow] = {a.id: a for a in self.store.articles()}
         self.source_terms = {
             article_id: set(tokenize(text)) for article_id, text in self.store.metadata_texts()
         }
         n = self.index.size
         self.matrix = self.index.vectors.reconstruct_n(0, n) if n else np.zeros((0, 1), np.float32)
+        import faiss
+
+        # One query at a time: FAISS's OpenMP threads only wait on each other (and on a busy
+        # machine, for a core).
+        faiss.omp_set_num_threads(1)
         self.lexical: LexicalScorer = Bm25Scorer(self.index.bm25, n)
         self.names = NameMatcher(self.index.vocabulary)
         self.generation = self.index.manifest.get("generation")
@@ -131,18 +137,12 @@ class Searcher:
     def size(self) -> int:
         return self.index.size
 
-    def row_terms(self, row: int) -> set[str]:
-        terms = self._row_terms.get(row)
-        if terms is None:
-            terms = self._row_terms[row] = set(tokenize(self.texts[row]))
-        return terms
-
-    def row_pairs(self, row: int) -> set[tuple[str, str]]:
-        pairs = self._row_pairs.get(row)
-        if pairs is None:
-            tokens = tokenize(self.texts[row])
-            pairs = self._row_pairs[row] = set(zip(tokens, tokens[1:], strict=False))
-        return pairs
+    def row_info(self, row: int) -> RowInfo:
+        """A unit's text-only features, computed on first use and kept."""
+        found = self._row_info.get(row)
+        if found is None:
+            found = self._row_info[row] = row_info(self.texts[row])
+        return found
 
     def analyse(self, question: str) -> QueryAnalysis:
         terms = list(dict.fromkeys(tokenize(question)))
@@ -182,9 +182,7 @@ class Searcher:
             positions=self.positions,
             kinds=self.kinds,
             chars=self.chars,
-            texts=self.texts,
-            row_terms=self.row_terms,
-            row_pairs=self.row_pairs,
+            info=self.row_info,
             question_terms=tokenize(question),
             source_terms=self.source_terms,
         )
@@ -211,7 +209,9 @@ class Searcher:
             scores = ranker.score(pool.features)
             pos = {int(r): i for i, r in enumerate(pool.rows)}
             entries = []
-            for i in np.flatnonzero(pool.candidates):
+            candidates = np.flatnonzero(pool.candidates)
+            best_first = candidates[np.argsort(-scores[candidates], kind="stable")][:limit]
+            for i in best_first:
                 r = int(pool.rows[i])
                 prev_i = pos.get(r - 1)
                 next_i = pos.get(r + 1)
@@ -239,11 +239,8 @@ class Searcher:
                         },
                     )
                 )
-        entries.sort(key=lambda e: e.score, reverse=True)
         best_dense = float(pool.dense[pool.candidates].max()) if pool.candidates.any() else 0.0
-        return Result(
-            entries[:limit], evidence(entries, analysis, best_dense), analysis, best_dense
-        )
+        return Result(entries, evidence(entries, analysis, best_dense), analysis, best_dense)
 
 
 def evidence(entries: list[Entry], analysis: QueryAnalysis, best_dense: float) -> np.ndarray:
