@@ -28,8 +28,8 @@ from index.embed import load_embedder  # noqa: E402
 from index.ingest import Ingester  # noqa: E402
 from index.store import Store  # noqa: E402
 from retrieval.evaluate import load_questions  # noqa: E402
-from tests.fake_telegram import FakeBotAPI  # noqa: E402
-from tests.test_bot import BotProcess  # noqa: E402
+from tests.harness.bot_api import FakeBotAPI  # noqa: E402
+from tests.harness.bot_process import BotProcess  # noqa: E402
 
 
 def run_load(

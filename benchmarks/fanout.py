@@ -19,12 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import pushes  # noqa: E402
 from index.embed import HashEmbedder  # noqa: E402
 from index.ingest import Ingester  # noqa: E402
 from index.store import Store  # noqa: E402
-from tests.fake_telegram import FakeBotAPI  # noqa: E402
-from tests.test_bot import BotProcess  # noqa: E402
+from tests.harness.bot_api import FakeBotAPI  # noqa: E402
+from tests.harness.bot_process import BotProcess  # noqa: E402
 
 ALLOWED = 30.0
 STORY = """---
@@ -52,11 +51,8 @@ def main() -> int:
         ingester = Ingester(store, HashEmbedder())
         ingester.ingest_paths([ROOT / "tests" / "fixtures" / "corpus"], progress=False)
         chats = list(range(100_000, 100_000 + args.chats))
-        with store.db:
-            store.db.executemany(
-                "INSERT INTO subscriptions(chat_id, topic, created_at) VALUES (?, '', ?)",
-                [(c, time.time()) for c in chats],
-            )
+        for chat in chats:
+            store.pushes.subscribe(chat, "", None)
         api = FakeBotAPI(rate_limit=ALLOWED)
         bot = BotProcess(data_dir, api, api.start(), "hash", TALKSBOT_FANOUT_INTERVAL="0.5")
         try:
@@ -91,8 +87,8 @@ def main() -> int:
         delivered = [int(c.params["chat_id"]) for c in ok]
         seconds = max(c.at for c in ok) - first
         rate = (len(ok) - 1) / seconds if seconds > 0 else float("nan")
-        final = Store(data_dir)
-        counts = pushes.queue_counts(final)
+        with Store(data_dir) as final:
+            counts = final.pushes.counts()
         print(
             f"chats {len(chats)}, allowed {ALLOWED:.0f}/s, injected 429s {injected}, "
             f"429s answered {sum(1 for c in calls if c.status == 429)}"

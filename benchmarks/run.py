@@ -42,9 +42,9 @@ import numpy as np  # noqa: E402
 from index.embed import TorchEmbedder, load_embedder  # noqa: E402
 from index.ingest import Ingester  # noqa: E402
 from index.loaders import iter_article_files, load_file  # noqa: E402
-from index.search_index import tokenize  # noqa: E402
 from index.segment import SENTENCE, segment  # noqa: E402
 from index.store import Store  # noqa: E402
+from index.text import tokenize  # noqa: E402
 from retrieval.answer import Answerer  # noqa: E402
 from retrieval.evaluate import evaluate, load_questions  # noqa: E402
 from retrieval.search import Searcher  # noqa: E402
@@ -52,7 +52,7 @@ from retrieval.search import Searcher  # noqa: E402
 K = 5
 
 
-def quality_row(name: str, questions, answer) -> dict:  # noqa: ANN001
+def quality_row(name: str, questions, answer) -> dict:
     lengths: list[int] = []
 
     def wrapped(q: str) -> tuple[bool, list[str]]:
@@ -106,7 +106,7 @@ def corpus_units(corpus: Path) -> tuple[list[str], list[str], list[str]]:
     return units, list(dict.fromkeys(sentences)), bodies
 
 
-def baselines(corpus: Path, questions, st: TorchEmbedder) -> list[dict]:  # noqa: ANN001
+def baselines(corpus: Path, questions, st: TorchEmbedder) -> list[dict]:
     import bm25s
     import faiss
 
@@ -123,7 +123,7 @@ def baselines(corpus: Path, questions, st: TorchEmbedder) -> list[dict]:  # noqa
 
     rows.append(quality_row("BM25 over sentences", questions, ask_bm25))
 
-    def dense(texts: list[str]):  # noqa: ANN202
+    def dense(texts: list[str]):
         index = faiss.IndexFlatIP(st.dim)
         index.add(st.embed(texts))
 
@@ -143,7 +143,7 @@ def baselines(corpus: Path, questions, st: TorchEmbedder) -> list[dict]:  # noqa
     return rows
 
 
-def speed(corpus: Path, questions, work: Path, st: TorchEmbedder) -> dict:  # noqa: ANN001
+def speed(corpus: Path, questions, work: Path, st: TorchEmbedder) -> dict:
     units, sentences, _ = corpus_units(corpus)
     out: dict = {"units": len(units), "sentences": len(sentences)}
 
@@ -167,12 +167,12 @@ def speed(corpus: Path, questions, work: Path, st: TorchEmbedder) -> dict:  # no
     out.update(latency(data_dir, "onnx-int8", embedder, questions, "query"))
 
     # Cold start: a fresh process answering one question.
-    env = {**os.environ, "TALKSBOT_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "TALKSBOT_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
     cold = []
     for _ in range(3):
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, str(ROOT / "cli.py"), "ask", questions[0].question],
+            [sys.executable, "-m", "talksbot.cli", "ask", questions[0].question],
             env=env,
             check=True,
             capture_output=True,

@@ -117,7 +117,7 @@ def export_onnx(target: Path, quantize: bool, model_dir: Path | None = None) -> 
             super().__init__()
             self.bert = bert
 
-        def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001
+        def forward(self, input_ids, attention_mask, token_type_ids):
             out = self.bert(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             )

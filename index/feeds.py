@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
-from index.fetch import FeedEntry, fetch_article, fetch_feed, is_url
+from index.fetch import FeedEntry, FetchError, FetchPolicy, fetch_article, fetch_feed, is_url
 from index.ingest import Ingester, IngestReport
 from index.loaders import (
     IngestError,
@@ -17,18 +16,10 @@ from index.loaders import (
 )
 from index.search_index import rebuild
 from index.store import Store
+from index.store_feeds import Feed
 
 
-@dataclass
-class Feed:
-    id: int
-    url: str
-    title: str
-    checked_at: float | None
-    last_error: str
-
-
-def add_feed(store: Store, url: str) -> tuple[Feed, int]:
+def add_feed(store: Store, url: str, policy: FetchPolicy | None = None) -> tuple[Feed, int]:
     """Fetch and check the feed, then register it; (feed, entries it lists now)."""
     url = url.strip()
     if not is_url(url):
@@ -36,50 +27,49 @@ def add_feed(store: Store, url: str) -> tuple[Feed, int]:
     existing = [f for f in list_feeds(store) if f.url == url]
     if existing:
         raise IngestError(f"{url}: already subscribed as feed {existing[0].id}")
-    title, entries = fetch_feed(url)
-    with store.db:
-        feed_id = store.db.execute(
-            "INSERT INTO feeds(url, title, added_at) VALUES (?, ?, ?)", (url, title, time.time())
-        ).lastrowid
-    return Feed(feed_id, url, title, None, ""), len(entries)
+    title, entries = fetch_feed(url, policy)
+    return store.feeds.add(url, title), len(entries)
 
 
 def list_feeds(store: Store) -> list[Feed]:
-    rows = store.db.execute(
-        "SELECT id, url, title, checked_at, last_error FROM feeds ORDER BY id"
-    ).fetchall()
-    return [Feed(*r) for r in rows]
+    return store.feeds.all()
 
 
 def remove_feed(store: Store, url_or_id: str) -> bool:
     key = url_or_id.strip()
-    with store.db:
-        if key.isdigit():
-            cur = store.db.execute("DELETE FROM feeds WHERE id=?", (int(key),))
-        else:
-            cur = store.db.execute("DELETE FROM feeds WHERE url=?", (key,))
-    return cur.rowcount > 0
+    if key.isdigit():
+        return store.feeds.remove(feed_id=int(key))
+    return store.feeds.remove(url=key)
 
 
-def _entry_article(entry: FeedEntry, feed: Feed) -> RawArticle:
-    """The entry's page; if that fails, the text the feed itself carries (when long enough)."""
+def _same_site(a: str, b: str) -> bool:
+    def host(url: str) -> str:
+        return outlet_from_url(url).lower().removeprefix("www.")
+
+    return bool(host(a)) and host(a) == host(b)
+
+
+def _entry_article(entry: FeedEntry, feed: Feed, policy: FetchPolicy | None) -> RawArticle:
+    """The entry's page. If that fails, the text the feed itself carries (when long enough),
+    but only for a link on the feed's own site: a feed's words are never put in the mouth of
+    another outlet."""
     try:
-        article = fetch_article(entry.link)
+        article = fetch_article(entry.link, policy)
     except IngestError:
-        if len(entry.content.split()) < 40:
+        if len(entry.content.split()) < 40 or not _same_site(entry.link, feed.url):
             raise
         article = parse_html(
             f"<html><body><article>{entry.content}</article></body></html>",
-            name=entry.link or feed.url,
+            name=entry.link,
             url=clean_url(entry.link),
         )
-        article.outlet = article.outlet or outlet_from_url(entry.link or feed.url)
+        article.outlet = outlet_from_url(feed.url)
     article.title = article.title or entry.title
     article.published = article.published or entry.published
     return article
 
 
-def poll_feeds(store: Store, ingester: Ingester) -> IngestReport:
+def poll_feeds(store: Store, ingester: Ingester, policy: FetchPolicy | None = None) -> IngestReport:
     """Fetch every feed and ingest entries not seen before. A feed that fails keeps its error
     (shown by ``feeds list``) and the others go on; an entry is marked seen once it is stored
     or known bad, so a passing network fault is retried at the next poll."""
@@ -87,17 +77,12 @@ def poll_feeds(store: Store, ingester: Ingester) -> IngestReport:
     started = time.perf_counter()
     for feed in list_feeds(store):
         try:
-            title, entries = fetch_feed(feed.url)
+            title, entries = fetch_feed(feed.url, policy)
             error = ""
         except IngestError as exc:
             title, entries, error = feed.title, [], str(exc)
             report.errors.append(error)
-        seen = {
-            r[0]
-            for r in store.db.execute(
-                "SELECT entry_key FROM feed_entries WHERE feed_id=?", (feed.id,)
-            )
-        }
+        seen = store.feeds.seen_entries(feed.id)
         for entry in entries:
             if entry.key in seen or not entry.link:
                 continue
@@ -105,34 +90,27 @@ def poll_feeds(store: Store, ingester: Ingester) -> IngestReport:
                 if store.find_article_by_key(canonical_url(entry.link)) is not None:
                     report.unchanged += 1  # a URL we hold already (tracking, AMP, www …)
                 else:
-                    ingester.ingest_article(_entry_article(entry, feed), report)
+                    ingester.ingest_article(_entry_article(entry, feed, policy), report)
             except IngestError as exc:
                 report.errors.append(str(exc))
-                if "could not fetch" in str(exc):
+                if isinstance(exc, FetchError) and exc.transient:
                     continue  # transient: try again next poll
-            with store.db:
-                store.db.execute(
-                    "INSERT OR IGNORE INTO feed_entries(feed_id, entry_key, seen_at) "
-                    "VALUES (?, ?, ?)",
-                    (feed.id, entry.key, time.time()),
-                )
-        with store.db:
-            store.db.execute(
-                "UPDATE feeds SET title=?, checked_at=?, last_error=? WHERE id=?",
-                (title, time.time(), error, feed.id),
-            )
+            store.feeds.mark_seen(feed.id, entry.key)
+        store.feeds.polled(feed.id, title, error)
     if report.added or report.updated:
         rebuild(store)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def ingest_url(store: Store, ingester: Ingester, url: str) -> IngestReport:
+def ingest_url(
+    store: Store, ingester: Ingester, url: str, policy: FetchPolicy | None = None
+) -> IngestReport:
     """``talksbot ingest URL`` and the bot's ``/ingest``: fetch one page and store it."""
     report = IngestReport()
     started = time.perf_counter()
     try:
-        ingester.ingest_article(fetch_article(url), report)
+        ingester.ingest_article(fetch_article(url, policy), report)
     except IngestError as exc:
         report.errors.append(str(exc))
     if report.added or report.updated:

@@ -1,58 +1,321 @@
-"""Fetch article pages and feeds over HTTP, with limits, and read them.
+"""Fetch article pages and feeds that strangers control, safely, and read them.
 
-Every failure is an ``IngestError`` with a one-line message: 404, a redirect loop, a page too
-large, a page with no article text, a URL that is not a feed, malformed XML.
+A URL from a user, a feed or a redirect is hostile until checked:
+
+- only ``http``/``https``, with a host and no credentials;
+- every connection (the first and each redirect hop) resolves the host itself and connects only
+  to public addresses (no loopback, private, link-local, CGNAT, multicast or reserved ranges,
+  IPv4 or IPv6, IPv4 hidden in IPv6 included) unless the operator allows them
+  (``TALKSBOT_FETCH_ALLOW_HOSTS``); the address checked is the address connected to, so DNS
+  rebinding gains nothing;
+- the body is read as a raw stream through at most one content-encoding layer, decompressed
+  incrementally with a hard cap on decompressed bytes (a gzip bomb stops at the cap);
+- one deadline covers the whole fetch, redirects and every read, so a server that drips a byte
+  at a time is cut off.
+
+Every failure is a ``FetchError`` (an ``IngestError``) with a one-line message.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from dataclasses import dataclass
+import socket
+import time
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urljoin
 
+import httpcore
 import httpx
 
 from index.loaders import IngestError, RawArticle, clean_url, parse_html
 
 MAX_PAGE_BYTES = 5 * 1024 * 1024
 MAX_REDIRECTS = 5
-TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+DEADLINE_SECONDS = 20.0
+CONNECT_SECONDS = 5.0
 USER_AGENT = "talksbot/0.1 (+news citation bot)"
+REDIRECTS = {301, 302, 303, 307, 308}
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class FetchError(IngestError):
+    """A fetch that failed; ``transient`` ones (network faults, time-outs, 5xx) may be retried."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """What a fetch may reach and how much it may take."""
+
+    allow_hosts: frozenset[str] = frozenset()
+    allow_networks: tuple[IPNetwork, ...] = ()
+    deadline: float = DEADLINE_SECONDS
+    max_bytes: int = MAX_PAGE_BYTES
+    max_redirects: int = MAX_REDIRECTS
+
+    @classmethod
+    def parse(cls, allow: str | Iterable[str] = "", **kwargs: float) -> FetchPolicy:
+        """From ``TALKSBOT_FETCH_ALLOW_HOSTS``: comma-separated host names, IPs or CIDRs."""
+        items = allow.split(",") if isinstance(allow, str) else list(allow)
+        hosts: set[str] = set()
+        networks: list[IPNetwork] = []
+        for item in (i.strip().lower() for i in items):
+            if not item:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(item.strip("[]"), strict=False))
+            except ValueError:
+                hosts.add(item.rstrip("."))
+        return cls(frozenset(hosts), tuple(networks), **kwargs)  # type: ignore[arg-type]
+
+    def allows_host(self, host: str) -> bool:
+        return host.lower().rstrip(".") in self.allow_hosts
+
+    def allows_address(self, ip: IPAddress) -> bool:
+        return any(ip.version == net.version and ip in net for net in self.allow_networks)
+
+
+def is_public(ip: IPAddress) -> bool:
+    """True for an address on the public internet, looking through IPv4 wrapped in IPv6."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if inner is None and ip in _NAT64:
+            inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if inner is not None:
+            return is_public(inner)
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
 
 
 def is_url(text: str) -> bool:
     return bool(re.match(r"^https?://[^\s/]+", text or "", re.I))
 
 
-def fetch(url: str) -> tuple[str, bytes, str]:
-    """(final URL, body, content type) of a GET, or ``IngestError``."""
-    if not is_url(url):
-        raise IngestError(f"{url}: not an http(s) URL")
+def check_url(url: str) -> httpx.URL:
+    """The URL parsed, or ``FetchError`` if it is not a plain http(s) URL with a host."""
     try:
-        with (
-            httpx.Client(
-                follow_redirects=True,
-                max_redirects=MAX_REDIRECTS,
-                timeout=TIMEOUT,
-                headers={"User-Agent": USER_AGENT},
-            ) as client,
-            client.stream("GET", url) as response,
-        ):
-            if response.status_code >= 400:
-                raise IngestError(f"{url}: HTTP {response.status_code} {response.reason_phrase}")
-            declared = int(response.headers.get("Content-Length") or 0)
-            if declared > MAX_PAGE_BYTES:
-                raise IngestError(f"{url}: page too large ({declared / 1e6:.0f} MB)")
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_PAGE_BYTES:
-                    raise IngestError(f"{url}: page too large (over {MAX_PAGE_BYTES / 1e6:.0f} MB)")
-                chunks.append(chunk)
-            return str(response.url), b"".join(chunks), response.headers.get("Content-Type", "")
-    except httpx.TooManyRedirects:
-        raise IngestError(f"{url}: too many redirects (a redirect loop?)") from None
-    except httpx.HTTPError as exc:
-        raise IngestError(f"{url}: could not fetch ({type(exc).__name__}: {exc})") from None
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        raise FetchError(f"{_short(url)}: not a valid URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise FetchError(f"{_short(url)}: not an http(s) URL")
+    if parsed.userinfo:
+        raise FetchError(f"{_short(url)}: URLs with credentials are not fetched")
+    return parsed
+
+
+def _short(url: str, limit: int = 200) -> str:
+    url = re.sub(r"\s+", " ", str(url))
+    return url if len(url) <= limit else url[: limit - 1] + "…"
+
+
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def left(self, cap: float | None = None) -> float:
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise httpcore.ReadTimeout("deadline passed")
+        return left if cap is None else min(left, cap)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write ends by the fetch's one deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self._inner = inner
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._deadline.left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._deadline.left(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):  # noqa: ANN001, ANN201
+        inner = self._inner.start_tls(ssl_context, server_hostname, self._deadline.left(timeout))
+        return _DeadlineStream(inner, self._deadline)
+
+    def get_extra_info(self, info: str) -> object:
+        return self._inner.get_extra_info(info)
+
+
+class _GuardedBackend(httpcore.SyncBackend):
+    """Resolves each host itself and connects only to addresses the policy allows."""
+
+    def __init__(self, policy: FetchPolicy, deadline: _Deadline) -> None:
+        self.policy = policy
+        self.deadline = deadline
+
+    def addresses(self, host: str, port: int) -> list[str]:
+        try:
+            infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            raise FetchError(f"{host}: the host name does not resolve", transient=True) from None
+        allowed, refused = [], []
+        for info in infos:
+            address = str(info[4][0]).split("%")[0]
+            ip = ipaddress.ip_address(address)
+            ok = is_public(ip) or self.policy.allows_host(host) or self.policy.allows_address(ip)
+            (allowed if ok else refused).append(address)
+        if not allowed:
+            shown = refused[0] if refused else host
+            raise FetchError(f"{host}: refused, {shown} is not a public address")
+        return list(dict.fromkeys(allowed))
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable | None = None,
+    ) -> httpcore.NetworkStream:
+        error: Exception | None = None
+        for address in self.addresses(host, port):
+            try:
+                stream = super().connect_tcp(
+                    address,
+                    port,
+                    timeout=self.deadline.left(timeout),
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+                return _DeadlineStream(stream, self.deadline)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        raise error or httpcore.ConnectError(f"{host}: no address to connect to")
+
+
+class _Decoder:
+    """At most one content-encoding layer, decompressed incrementally under a byte cap."""
+
+    def __init__(self, header: str, cap: int, url: str) -> None:
+        codings = [c.strip().lower() for c in header.split(",") if c.strip()]
+        codings = [c for c in codings if c != "identity"]
+        self.cap, self.url, self.size = cap, url, 0
+        if len(codings) > 1:
+            raise FetchError(f"{url}: refused, more than one content-encoding ({header.strip()})")
+        coding = codings[0] if codings else ""
+        if coding in ("gzip", "x-gzip"):
+            self._z: zlib._Decompress | None = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif coding == "deflate":
+            self._z = zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib or gzip wrapper
+        elif coding == "":
+            self._z = None
+        else:
+            raise FetchError(f"{url}: unsupported content-encoding {coding!r}")
+
+    def _count(self, data: bytes) -> bytes:
+        self.size += len(data)
+        if self.size > self.cap:
+            raise FetchError(f"{self.url}: page too large (over {self.cap / 1e6:.0f} MB)")
+        return data
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._z is None:
+            return self._count(chunk)
+        out = []
+        try:
+            data = chunk
+            while data:
+                # Never inflate more than the cap allows, whatever the chunk expands to.
+                out.append(self._count(self._z.decompress(data, self.cap - self.size + 1)))
+                data = self._z.unconsumed_tail
+        except zlib.error:
+            raise FetchError(f"{self.url}: corrupt compressed body") from None
+        return b"".join(out)
+
+
+@dataclass
+class Fetched:
+    url: str  # after redirects
+    body: bytes
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def fetch(url: str, policy: FetchPolicy | None = None) -> Fetched:
+    """GET ``url`` under ``policy`` (default: public addresses only), or ``FetchError``."""
+    policy = policy or FetchPolicy()
+    first = _short(url)
+    current = check_url(url)
+    deadline = _Deadline(policy.deadline)
+    backend = _GuardedBackend(policy, deadline)
+    try:
+        with httpcore.ConnectionPool(network_backend=backend, max_connections=2) as pool:
+            for _ in range(policy.max_redirects + 1):
+                left = deadline.left()
+                timeout = {"connect": min(left, CONNECT_SECONDS), "read": left, "write": left}
+                headers = {
+                    "User-Agent": USER_AGENT,
+                    "Accept-Encoding": "gzip, deflate",
+                    "Accept": "text/html, application/xhtml+xml, application/rss+xml, "
+                    "application/atom+xml, application/xml;q=0.9, */*;q=0.5",
+                }
+                with pool.stream(
+                    "GET", str(current), headers=headers, extensions={"timeout": timeout}
+                ) as response:
+                    head = {
+                        k.decode("latin-1").lower(): v.decode("latin-1")
+                        for k, v in response.headers
+                    }
+                    status = response.status
+                    if status in REDIRECTS:
+                        location = head.get("location", "").strip()
+                        if not location:
+                            raise FetchError(f"{first}: redirect without a Location")
+                        current = check_url(urljoin(str(current), location))
+                        continue
+                    if status >= 400:
+                        reason = response.extensions.get("reason_phrase", b"").decode(
+                            "latin-1", "replace"
+                        )
+                        raise FetchError(f"{first}: HTTP {status} {reason}".rstrip(), status >= 500)
+                    declared = head.get("content-length", "")
+                    if (
+                        declared.isascii()
+                        and declared.isdigit()
+                        and int(declared) > policy.max_bytes
+                    ):
+                        raise FetchError(f"{first}: page too large ({int(declared) / 1e6:.0f} MB)")
+                    decoder = _Decoder(head.get("content-encoding", ""), policy.max_bytes, first)
+                    raw = 0
+                    body = []
+                    for chunk in response.iter_stream():
+                        raw += len(chunk)
+                        if raw > policy.max_bytes:
+                            raise FetchError(
+                                f"{first}: page too large (over {policy.max_bytes / 1e6:.0f} MB)"
+                            )
+                        body.append(decoder.feed(chunk))
+                        deadline.left()
+                    return Fetched(str(current), b"".join(body), head.get("content-type", ""), head)
+            raise FetchError(f"{first}: too many redirects (a redirect loop?)")
+    except FetchError:
+        raise
+    except httpcore.TimeoutException:
+        raise FetchError(
+            f"{first}: timed out (no complete answer within {policy.deadline:g} s)", transient=True
+        ) from None
+    except (httpcore.ConnectError, OSError) as exc:
+        raise FetchError(f"{first}: could not fetch (connection failed: {exc})", True) from None
+    except (httpcore.ProtocolError, httpcore.NetworkError) as exc:
+        raise FetchError(f"{first}: could not fetch ({type(exc).__name__})", True) from None
+    except httpcore.UnsupportedProtocol:
+        raise FetchError(f"{first}: not an http(s) URL") from None
 
 
 def _decode(body: bytes, content_type: str) -> str:
@@ -63,39 +326,48 @@ def _decode(body: bytes, content_type: str) -> str:
         return body.decode("utf-8", errors="replace")
 
 
-def fetch_article(url: str) -> RawArticle:
+def fetch_article(url: str, policy: FetchPolicy | None = None) -> RawArticle:
     """Fetch a page and extract its article text and metadata (trafilatura)."""
-    final_url, body, content_type = fetch(url)
-    if b"\x00" in body[:4096]:
-        raise IngestError(f"{url}: not a web page ({content_type or 'binary'})")
-    article = parse_html(_decode(body, content_type), name=url, url=clean_url(final_url))
-    article.source = clean_url(final_url)
+    got = fetch(url, policy)
+    if b"\x00" in got.body[:4096]:
+        raise FetchError(f"{_short(url)}: not a web page ({got.content_type or 'binary'})")
+    article = parse_html(_decode(got.body, got.content_type), name=url, url=clean_url(got.url))
+    article.source = clean_url(got.url)
     return article
 
 
 @dataclass
 class FeedEntry:
     key: str  # id or link: what marks the entry as seen
-    link: str
+    link: str  # an http(s) URL, or "" when the feed gave none we would follow
     title: str
     published: str
     content: str  # HTML or text the feed itself carries, if any
 
 
+def _http_link(link: str) -> str:
+    try:
+        return str(check_url(link.strip()))
+    except FetchError:
+        return ""
+
+
 def parse_feed(body: bytes, url: str) -> tuple[str, list[FeedEntry]]:
-    """(feed title, entries) of RSS or Atom; ``IngestError`` for anything else."""
+    """(feed title, entries) of RSS or Atom; ``FetchError`` for anything else. Links that are
+    not http(s) (``javascript:``, ``tg:``, ``file:`` …) are dropped here: never followed or
+    shown."""
     import feedparser
 
     parsed = feedparser.parse(body)
     if not parsed.entries and not parsed.get("version"):
         if parsed.bozo:
             reason = str(parsed.get("bozo_exception", "")).splitlines()[0][:120]
-            raise IngestError(f"{url}: not an RSS or Atom feed ({reason or 'malformed XML'})")
-        raise IngestError(f"{url}: not an RSS or Atom feed")
+            raise FetchError(f"{url}: not an RSS or Atom feed ({reason or 'malformed XML'})")
+        raise FetchError(f"{url}: not an RSS or Atom feed")
     entries = []
     for e in parsed.entries:
-        link = e.get("link", "")
-        key = e.get("id") or link
+        link = _http_link(str(e.get("link", "")))
+        key = str(e.get("id") or e.get("link") or "")[:2000]
         if not key:
             continue
         content = ""
@@ -106,13 +378,12 @@ def parse_feed(body: bytes, url: str) -> tuple[str, list[FeedEntry]]:
         if e.get("published_parsed"):
             t = e.published_parsed
             published = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
-        entries.append(FeedEntry(key, link, e.get("title", ""), published, content))
+        entries.append(FeedEntry(key, link, str(e.get("title", "")), published, str(content)))
     if parsed.bozo and not entries:
         reason = str(parsed.get("bozo_exception", "")).splitlines()[0][:120]
-        raise IngestError(f"{url}: malformed feed XML ({reason or 'unreadable'})")
-    return parsed.feed.get("title", "") or url, entries
+        raise FetchError(f"{url}: malformed feed XML ({reason or 'unreadable'})")
+    return str(parsed.feed.get("title", "") or url), entries
 
 
-def fetch_feed(url: str) -> tuple[str, list[FeedEntry]]:
-    _, body, _ = fetch(url)
-    return parse_feed(body, url)
+def fetch_feed(url: str, policy: FetchPolicy | None = None) -> tuple[str, list[FeedEntry]]:
+    return parse_feed(fetch(url, policy).body, url)

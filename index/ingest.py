@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,16 +16,13 @@ import numpy as np
 
 from index.embed import Embedder
 from index.loaders import IngestError, RawArticle, canonical_url, iter_article_files, load_file
+from index.params import ingest_params
 from index.search_index import rebuild
 from index.segment import BOILERPLATE, HEADING, SENTENCE, Unit, citable, segment
-from index.store import Store, embedding_blob, text_hash
+from index.store import NewArticleRow, NewSentenceRow, Store
+from index.text import text_hash
 
 NEAR_DUPLICATE_SHARE = 0.8  # share of a new article's sentences already stored in one article
-# Each sentence and heading is embedded twice, alone and after its article title (and section
-# heading); the stored vector is the mean, so one inner product scores both. Boilerplate-marked
-# units are embedded alone (menus repeat across articles: one embedding per distinct text), and
-# indexed too: the mark is a ranking feature. Recorded in params.json.
-EMBED_CONTEXT = "mean(sentence, title+sentence); boilerplate alone"
 BOILERPLATE_CACHE = 50_000  # distinct boilerplate texts whose vectors one ingest run reuses
 
 
@@ -58,13 +55,6 @@ def context_text(title: str, heading: str, sentence: str) -> str:
     return f"{context} {sentence}"
 
 
-def ingest_params(backend: str) -> dict:
-    """What params.json records for a store built with ``backend``."""
-    from index.embed import model_params
-
-    return {**model_params(backend), "context": EMBED_CONTEXT}
-
-
 def article_keys(raw: RawArticle) -> list[str]:
     """How an article is recognised again: its canonical URL, and last its source (the file,
     or for a fetched page the URL it came from)."""
@@ -85,9 +75,7 @@ class Ingester:
         self._boilerplate_vectors: dict[str, np.ndarray] = {}
         store.check_params(ingest_params(embedder.backend), write=True)
 
-    def ingest_paths(
-        self, paths: Iterable[Path], progress: bool | None = None, on_error: Callable | None = None
-    ) -> IngestReport:
+    def ingest_paths(self, paths: Iterable[Path], progress: bool | None = None) -> IngestReport:
         """Ingest files and folders; bad files are reported and skipped, the rest go on."""
         from tqdm import tqdm
 
@@ -111,8 +99,6 @@ class Ingester:
                 self.ingest_article(load_file(file), report)
             except IngestError as exc:
                 report.errors.append(str(exc))
-                if on_error:
-                    on_error(str(exc))
         bar.close()
         if report.added or report.updated or self.store.generation() == 0:
             rebuild(self.store)
@@ -122,10 +108,10 @@ class Ingester:
     def ingest_article(self, raw: RawArticle, report: IngestReport) -> int | None:
         """Store one article unless it is already there; return its id when added."""
         units = segment(raw.text)
-        citable = [u for u in units if u.kind != BOILERPLATE]
-        if not citable:
+        own = [u for u in units if u.kind != BOILERPLATE]
+        if not own:
             raise IngestError(f"{raw.source}: no article text found (only menus or boilerplate)")
-        hashes = [text_hash(u.text) for u in citable]
+        hashes = [text_hash(u.text) for u in own]
         content_hash = text_hash(" ".join(hashes))
         keys = article_keys(raw)
         store = self.store
@@ -152,53 +138,23 @@ class Ingester:
                 return None
 
         vectors = self._embed(raw.title, units)
-        values = (
-            raw.url,
-            canonical_url(raw.url),
-            raw.title,
-            raw.outlet,
-            raw.published,
-            raw.source,
-            content_hash,
-            time.time(),
+        article_id = store.write_article(
+            NewArticleRow(
+                raw.url,
+                canonical_url(raw.url),
+                raw.title,
+                raw.outlet,
+                raw.published,
+                raw.source,
+                content_hash,
+            ),
+            keys,
+            [
+                NewSentenceRow(u.para, u.seq, pos, u.kind, u.text, text_hash(u.text), vectors[pos])
+                for pos, u in enumerate(units)
+            ],
+            replace=existing,
         )
-        with store.transaction() as db:
-            if existing is not None:
-                article_id = existing
-                db.execute("DELETE FROM sentences WHERE article_id=?", (article_id,))
-                db.execute(
-                    "UPDATE articles SET url=?, canonical_url=?, title=?, outlet=?, published=?, "
-                    "source=?, content_hash=?, added_at=? WHERE id=?",
-                    (*values, article_id),
-                )
-            else:
-                article_id = db.execute(
-                    "INSERT INTO articles(url, canonical_url, title, outlet, published, source, "
-                    "content_hash, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    values,
-                ).lastrowid
-            db.executemany(
-                "INSERT OR REPLACE INTO article_urls(url, article_id, outlet, kind) "
-                "VALUES (?, ?, ?, 'primary')",
-                [(k, article_id, raw.outlet) for k in keys],
-            )
-            db.executemany(
-                "INSERT INTO sentences(article_id, para, seq, position, kind, text, hash, "
-                "embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        article_id,
-                        u.para,
-                        u.seq,
-                        pos,
-                        u.kind,
-                        u.text,
-                        text_hash(u.text),
-                        None if vectors[pos] is None else embedding_blob(vectors[pos]),
-                    )
-                    for pos, u in enumerate(units)
-                ],
-            )
         if existing is not None:
             report.updated += 1
         else:
@@ -211,12 +167,7 @@ class Ingester:
         "also reported by"."""
         original = self.store.article(article_id)
         kind = "alias" if original and original.outlet == raw.outlet else "also_reported"
-        with self.store.transaction() as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO article_urls(url, article_id, outlet, kind) "
-                "VALUES (?, ?, ?, ?)",
-                [(k, article_id, raw.outlet, kind) for k in keys],
-            )
+        self.store.add_aliases(keys, article_id, raw.outlet, kind)
 
     def _embed(self, title: str, units: list[Unit]) -> list[np.ndarray | None]:
         """One vector per citable unit: sentences and headings the mean of it alone and in

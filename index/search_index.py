@@ -12,71 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import tempfile
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from index.store import Store, rmtree_quiet
-
-STOPWORDS = frozenset(
-    """
-    a about above after again against all am an and any are as at be because been before
-    being below between both but by can could did do does doing down during each few for
-    from further had has have having he her here hers herself him himself his how i if in
-    into is it its itself just me more most my myself no nor not now of off on once only or
-    other our ours ourselves out over own same she should so some such than that the their
-    theirs them themselves then there these they this those through to too under until up
-    very was we were what when where which while who whom why will with would you your yours
-    yourself yourselves s t don didn doesn isn wasn weren won wouldn shouldn couldn say said
-    says also still ago according get got
-    """.split()
-)
-_TOKEN = re.compile(r"\w+(?:[.'’]\w+)*", re.UNICODE)
-
-
-@lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-_MONTHS = {
-    "jan": "january",
-    "feb": "february",
-    "mar": "march",
-    "apr": "april",
-    "jun": "june",
-    "jul": "july",
-    "aug": "august",
-    "sep": "september",
-    "sept": "september",
-    "oct": "october",
-    "nov": "november",
-    "dec": "december",
-}
-# British -ise/-isation spellings to -ize, so "demilitarised" meets "demilitarized".
-_BRITISH = re.compile(r"(?<=[a-z]{4})is(e|es|ed|ing|ation|ations)$")
-
-
-def fold_token(token: str) -> str:
-    """One spelling per word: case, possessive, dots ("U.S."), month abbreviations, -ise."""
-    token = token.casefold().replace("’", "'")
-    token = re.sub(r"'s$", "", token)
-    token = token.replace(".", "").replace("'", "")
-    token = _MONTHS.get(token, token)
-    return _BRITISH.sub(lambda m: "iz" + m.group(1), token)
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-cased, stop-worded, Snowball-stemmed tokens ("U.S." -> "us", "talks" -> "talk")."""
-    words = [fold_token(t) for t in _TOKEN.findall(text)]
-    words = [w for w in words if w and w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
-    return _stemmer().stemWords(words)
+from index.text import tokenize
 
 
 def quiet_bm25s() -> None:

@@ -3,7 +3,7 @@ search index files derived from it.
 
 Layout of ``TALKSBOT_DATA_DIR``::
 
-    talksbot.db          articles, sentences (+ embeddings), URLs, feedback; WAL mode
+    talksbot.db          articles, sentences (+ embeddings), URLs, answers, feeds, pushes; WAL
     params.json          which model and settings built the embeddings; a mismatch is refused
     models/              the ONNX export of the bundled model (made once)
     index/CURRENT        names the live index folder, swapped atomically
@@ -17,7 +17,6 @@ database's. Killing a writer at any moment therefore leaves a store that loads a
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -31,103 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
+from index.schema import migrate
+from index.store_answers import AnswerLog
+from index.store_feeds import FeedTable
+from index.store_pushes import PushTables
+
+# The index format recorded in params.json (the database schema has its own migrations).
 SCHEMA_VERSION = 1
 DB_NAME = "talksbot.db"
 PARAMS_NAME = "params.json"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS articles (
-    id INTEGER PRIMARY KEY,
-    url TEXT NOT NULL DEFAULT '',
-    canonical_url TEXT NOT NULL DEFAULT '',
-    title TEXT NOT NULL,
-    outlet TEXT NOT NULL DEFAULT '',
-    published TEXT NOT NULL DEFAULT '',
-    source TEXT NOT NULL DEFAULT '',
-    content_hash TEXT NOT NULL UNIQUE,
-    added_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS article_urls (
-    url TEXT PRIMARY KEY,            -- canonical URL or source path
-    article_id INTEGER NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
-    outlet TEXT NOT NULL DEFAULT '',
-    kind TEXT NOT NULL DEFAULT 'primary'   -- 'primary', 'alias' or 'also_reported'
-);
-CREATE TABLE IF NOT EXISTS sentences (
-    id INTEGER PRIMARY KEY,
-    article_id INTEGER NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
-    para INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    position INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    text TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    embedding BLOB
-);
-CREATE INDEX IF NOT EXISTS sentences_article ON sentences(article_id, position);
-CREATE INDEX IF NOT EXISTS sentences_hash ON sentences(hash);
--- Answers shown in chats, so that their buttons outlive restarts.
-CREATE TABLE IF NOT EXISTS answers (
-    id INTEGER PRIMARY KEY,
-    created_at REAL NOT NULL,
-    chat_id INTEGER,
-    question TEXT NOT NULL,
-    shown TEXT NOT NULL DEFAULT '[]'  -- JSON list of sentence ids currently shown
-);
-CREATE TABLE IF NOT EXISTS feeds (
-    id INTEGER PRIMARY KEY,
-    url TEXT NOT NULL UNIQUE,
-    title TEXT NOT NULL DEFAULT '',
-    added_at REAL NOT NULL,
-    checked_at REAL,
-    last_error TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS feed_entries (   -- entries taken: a poll fetches only new ones
-    feed_id INTEGER NOT NULL REFERENCES feeds(id) ON DELETE CASCADE,
-    entry_key TEXT NOT NULL,
-    seen_at REAL NOT NULL,
-    PRIMARY KEY (feed_id, entry_key)
-);
-CREATE TABLE IF NOT EXISTS subscriptions (
-    id INTEGER PRIMARY KEY,
-    chat_id INTEGER NOT NULL,
-    topic TEXT NOT NULL DEFAULT '',     -- '' = all new coverage
-    vector BLOB,                        -- topic embedding (NULL for all)
-    created_at REAL NOT NULL,
-    active INTEGER NOT NULL DEFAULT 1,
-    UNIQUE (chat_id, topic)
-);
-CREATE TABLE IF NOT EXISTS deliveries (  -- the persistent push queue; one row per chat and story
-    id INTEGER PRIMARY KEY,
-    chat_id INTEGER NOT NULL,
-    article_id INTEGER NOT NULL,
-    subscription_id INTEGER,
-    body TEXT NOT NULL,                 -- JSON: what to say (rendered by the bot)
-    status TEXT NOT NULL DEFAULT 'pending',   -- pending, digest (waits), sent, failed
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_at REAL NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    sent_at REAL,
-    error TEXT NOT NULL DEFAULT '',
-    UNIQUE (chat_id, article_id)
-);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(status, next_at);
-CREATE TABLE IF NOT EXISTS chat_settings (
-    chat_id INTEGER PRIMARY KEY,
-    digest_minutes INTEGER NOT NULL DEFAULT 0,   -- 0: one push per story; else one digest
-    last_digest_at REAL NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS feedback (
-    id INTEGER PRIMARY KEY,
-    created_at REAL NOT NULL,
-    chat_id INTEGER,
-    user_id INTEGER,
-    question TEXT NOT NULL,
-    citations TEXT NOT NULL,   -- JSON list of sentence ids shown
-    vote INTEGER NOT NULL      -- +1 or -1
-);
-"""
 
 
 class StoreError(Exception):
@@ -145,6 +56,28 @@ class ArticleRow:
 
 
 @dataclass
+class NewArticleRow:
+    url: str
+    canonical_url: str
+    title: str
+    outlet: str
+    published: str
+    source: str
+    content_hash: str
+
+
+@dataclass
+class NewSentenceRow:
+    para: int
+    seq: int
+    position: int
+    kind: str
+    text: str
+    hash: str
+    embedding: np.ndarray | None
+
+
+@dataclass
 class SentenceRow:
     id: int
     article_id: int
@@ -153,12 +86,6 @@ class SentenceRow:
     position: int
     kind: str
     text: str
-
-
-def text_hash(text: str) -> str:
-    """Identity of a sentence across copies: case, punctuation and spacing folded."""
-    folded = re.sub(r"[\W_]+", " ", text.casefold()).strip()
-    return hashlib.blake2b(folded.encode(), digest_size=10).hexdigest()
 
 
 def _atomic_write(path: Path, data: str) -> None:
@@ -181,12 +108,22 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
+            migrate(self.db)
         except (OSError, sqlite3.DatabaseError) as exc:
             raise StoreError(f"cannot open the store in {self.data_dir}: {exc}") from None
+        # The other table groups, each behind a small API of its own on this connection.
+        self.answers = AnswerLog(self.db)
+        self.feeds = FeedTable(self.db)
+        self.pushes = PushTables(self.db)
 
     def close(self) -> None:
         self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- params -----------------------------------------------------------------------------
     @property
@@ -369,31 +306,92 @@ class Store:
         ).fetchall()
         return [ArticleRow(**dict(r)) for r in rows]
 
-    def save_answer(self, chat_id: int | None, question: str, shown: list[int]) -> int:
-        with self.db:
-            return self.db.execute(
-                "INSERT INTO answers(created_at, chat_id, question, shown) VALUES (?, ?, ?, ?)",
-                (time.time(), chat_id, question, json.dumps(shown)),
-            ).lastrowid
+    def also_reported(self, article_id: int) -> list[str]:
+        """Other outlets that ran the same story (stored once, recorded as "also reported")."""
+        return [
+            r[0]
+            for r in self.db.execute(
+                "SELECT DISTINCT outlet FROM article_urls WHERE article_id=? "
+                "AND kind='also_reported' AND outlet != ''",
+                (article_id,),
+            )
+        ]
 
-    def update_answer(self, answer_id: int, shown: list[int]) -> None:
-        with self.db:
-            self.db.execute("UPDATE answers SET shown=? WHERE id=?", (json.dumps(shown), answer_id))
+    def embedded_sentences(self, article_id: int) -> list[tuple[int, str, bytes]]:
+        """(id, text, embedding) of one article's indexed sentences (not headings or
+        boilerplate-marked lines, which are indexed too), in reading order."""
+        return self.db.execute(
+            "SELECT id, text, embedding FROM sentences WHERE article_id=? "
+            "AND embedding IS NOT NULL AND kind='sentence' ORDER BY position",
+            (article_id,),
+        ).fetchall()
 
-    def load_answer(self, answer_id: int) -> tuple[str, list[int]] | None:
-        row = self.db.execute(
-            "SELECT question, shown FROM answers WHERE id=?", (answer_id,)
-        ).fetchone()
-        return (row[0], json.loads(row[1])) if row else None
+    # -- writes (ingest) --------------------------------------------------------------------
+    def write_article(
+        self,
+        article: NewArticleRow,
+        keys: list[str],
+        sentences: list[NewSentenceRow],
+        replace: int | None = None,
+    ) -> int:
+        """Store an article with its URLs and sentences in one transaction; with ``replace``,
+        that article's row and sentences are replaced in place. Returns the article id."""
+        values = (
+            article.url,
+            article.canonical_url,
+            article.title,
+            article.outlet,
+            article.published,
+            article.source,
+            article.content_hash,
+            time.time(),
+        )
+        with self.transaction() as db:
+            if replace is not None:
+                article_id = replace
+                db.execute("DELETE FROM sentences WHERE article_id=?", (article_id,))
+                db.execute(
+                    "UPDATE articles SET url=?, canonical_url=?, title=?, outlet=?, published=?, "
+                    "source=?, content_hash=?, added_at=? WHERE id=?",
+                    (*values, article_id),
+                )
+            else:
+                article_id = db.execute(
+                    "INSERT INTO articles(url, canonical_url, title, outlet, published, source, "
+                    "content_hash, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    values,
+                ).lastrowid
+            db.executemany(
+                "INSERT OR REPLACE INTO article_urls(url, article_id, outlet, kind) "
+                "VALUES (?, ?, ?, 'primary')",
+                [(k, article_id, article.outlet) for k in keys],
+            )
+            db.executemany(
+                "INSERT INTO sentences(article_id, para, seq, position, kind, text, hash, "
+                "embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        article_id,
+                        s.para,
+                        s.seq,
+                        s.position,
+                        s.kind,
+                        s.text,
+                        s.hash,
+                        None if s.embedding is None else embedding_blob(s.embedding),
+                    )
+                    for s in sentences
+                ],
+            )
+        return article_id
 
-    def add_feedback(
-        self, chat_id: int | None, user_id: int | None, question: str, ids: list[int], vote: int
-    ) -> None:
-        with self.db:
-            self.db.execute(
-                "INSERT INTO feedback(created_at, chat_id, user_id, question, citations, vote) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (time.time(), chat_id, user_id, question, json.dumps(ids), vote),
+    def add_aliases(self, keys: list[str], article_id: int, outlet: str, kind: str) -> None:
+        """Record other URLs (or files) of a stored article: ``alias`` or ``also_reported``."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO article_urls(url, article_id, outlet, kind) "
+                "VALUES (?, ?, ?, ?)",
+                [(k, article_id, outlet, kind) for k in keys],
             )
 
 

@@ -12,8 +12,9 @@ from urllib.parse import quote as urlquote
 
 import numpy as np
 
+from index.text import tokenize
 from retrieval.rank import Ranker
-from retrieval.search import Entry, Searcher
+from retrieval.search import Candidate, Searcher
 
 MAX_QUESTION_CHARS = 1000
 MAX_QUOTE_CHARS = 400
@@ -113,8 +114,6 @@ def _trim(text: str, terms: list[str], limit: int = MAX_QUOTE_CHARS) -> str:
     """A window of at most ``limit`` characters, placed where the question's words cluster."""
     if len(text) <= limit:
         return text
-    from index.search_index import tokenize
-
     words = list(re.finditer(r"\S+", text))
     hits = [i for i, w in enumerate(words) if set(tokenize(w.group())) & set(terms)]
     best_start, best_score = 0, -1
@@ -177,11 +176,11 @@ class Answerer:
             return self._abstain(question, entries, [])
         return Answer(question, ANSWERED, citations=citations, has_more=len(picked) > offset + k)
 
-    def _abstain(self, question: str, entries: list[Entry], missing: list[str]) -> Answer:
+    def _abstain(self, question: str, entries: list[Candidate], missing: list[str]) -> Answer:
         nearest: list[ArticleRef] = []
         seen: set[int] = set()
         for e in entries:
-            aid = e.metadata["article_id"]
+            aid = e.article_id
             if aid in seen:
                 continue
             seen.add(aid)
@@ -202,7 +201,7 @@ class Answerer:
             coverage=self.coverage(),
         )
 
-    def _select(self, entries: list[Entry], terms: list[str], limit: int) -> list[Citation]:
+    def _select(self, entries: list[Candidate], terms: list[str], limit: int) -> list[Citation]:
         """Best distinct passages: no sentence twice, no near-identical copy of one chosen."""
         out: list[Citation] = []
         used: set[int] = set()
@@ -210,14 +209,14 @@ class Answerer:
         for e in entries:
             if len(out) >= limit:
                 break
-            if e.id in used or self._near_duplicate(e.metadata["row"], chosen_rows):
+            if e.id in used or self._near_duplicate(e.row, chosen_rows):
                 continue
             quote, ids = self._quote(e, terms)
             if ids & used:
                 continue
             used |= ids
-            chosen_rows.append(e.metadata["row"])
-            a = self.searcher.articles[e.metadata["article_id"]]
+            chosen_rows.append(e.row)
+            a = self.searcher.articles[e.article_id]
             out.append(
                 Citation(
                     quote=quote,
@@ -242,24 +241,24 @@ class Answerer:
         cos = (others @ v) / (np.linalg.norm(others, axis=1) * np.linalg.norm(v) + 1e-9)
         return bool(cos.max() >= NEAR_DUPLICATE_COSINE)
 
-    def _quote(self, e: Entry, terms: list[str]) -> tuple[str, set[int]]:
+    def _quote(self, e: Candidate, terms: list[str]) -> tuple[str, set[int]]:
         """The sentence and one neighbour for context, when both fit in ``MAX_QUOTE_CHARS``: the
         one before when the sentence cannot stand alone (short, or opens with "He", "This" …),
         else the better-scoring one (out of fold, adding context beat quoting the sentence
         alone: dev hit@3 .638 -> .701)."""
-        row, text = e.metadata["row"], e.content
+        row, text = e.row, e.content
         rows = self.searcher.rows
         options = []
-        if e.metadata["prev_score"] is not None:
-            options.append((e.metadata["prev_score"], rows[row - 1], True))
-        if e.metadata["next_score"] is not None:
-            options.append((e.metadata["next_score"], rows[row + 1], False))
+        if e.prev_score is not None:
+            options.append((e.prev_score, rows[row - 1], True))
+        if e.next_score is not None:
+            options.append((e.next_score, rows[row + 1], False))
         # Never glue a menu or caption line onto an article's sentence.
         options = [
             o
             for o in options
             if len(o[1].text) + 1 + len(text) <= MAX_QUOTE_CHARS
-            and (o[1].kind != "boilerplate" or e.metadata["kind"] == "boilerplate")
+            and (o[1].kind != "boilerplate" or e.kind == "boilerplate")
         ]
         pick = None
         if len(text) < SHORT_SENTENCE_CHARS or _ANAPHORA.match(text):

@@ -147,7 +147,7 @@ class RowInfo:
 
 
 def row_info(text: str) -> RowInfo:
-    from index.search_index import tokenize
+    from index.text import tokenize
 
     tokens = tokenize(text)
     return RowInfo(

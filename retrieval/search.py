@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from index.embed import Embedder, load_embedder
-from index.ingest import ingest_params
-from index.search_index import SearchIndex, load_or_rebuild, tokenize
+from index.params import ingest_params
+from index.search_index import SearchIndex, load_or_rebuild
 from index.store import ArticleRow, Store
+from index.text import tokenize
 from retrieval.features import (
     FEATURES,
     KIND_CODES,
@@ -34,13 +35,22 @@ _WORD = re.compile(r"[^\W\d_][\w'’.-]*[\w]|[^\W\d_]", re.UNICODE)
 
 
 @dataclass
-class Entry:
-    """One scored unit (llm-style: id, score, content, metadata)."""
+class Candidate:
+    """One scored unit, with parts of its evidence and, for quoting, the ranker's scores of
+    the units before and after it in its article (None at the article's edge)."""
 
     id: int
     score: float
     content: str
-    metadata: dict = field(default_factory=dict)
+    row: int  # position in the index (and in ``Searcher.rows``/``matrix``)
+    dense: float
+    coverage: float  # share of the question's IDF weight the unit holds
+    prev_score: float | None
+    next_score: float | None
+    article_id: int
+    position: int
+    para: int
+    kind: str
 
 
 @dataclass
@@ -56,7 +66,7 @@ class QueryAnalysis:
 class Result:
     """Candidates best first, and the evidence the abstainer weighs."""
 
-    entries: list[Entry]
+    entries: list[Candidate]
     evidence: np.ndarray
     analysis: QueryAnalysis
     best_dense: float
@@ -190,14 +200,14 @@ class Searcher:
             self.pool_cache[question] = pool
         return pool
 
-    def search(self, question: str, limit: int = 50, ranker: Ranker | None = None) -> list[Entry]:
+    def search(
+        self, question: str, limit: int = 50, ranker: Ranker | None = None
+    ) -> list[Candidate]:
         """Candidates best first."""
         return self.result(question, limit, ranker).entries
 
     def result(self, question: str, limit: int = 50, ranker: Ranker | None = None) -> Result:
-        """Candidates best first, with the evidence for abstaining. Metadata carries the
-        features and, for quoting, the scores of the units before and after
-        (``prev_score``/``next_score``)."""
+        """Candidates best first, with the evidence for abstaining."""
         ranker = ranker or self.ranker
         analysis = self.analyse(question)
         if self.index.size == 0:
@@ -218,32 +228,30 @@ class Searcher:
                 same = article_ids[r]
                 sentence = rows[r]
                 entries.append(
-                    Entry(
+                    Candidate(
                         id=sentence.id,
                         score=float(scores[i]),
                         content=sentence.text,
-                        metadata={
-                            "row": r,
-                            "dense": float(pool.dense[i]),
-                            "coverage": float(pool.features[i, COVERAGE]),
-                            "prev_score": float(scores[prev_i])
-                            if prev_i is not None and article_ids[r - 1] == same
-                            else None,
-                            "next_score": float(scores[next_i])
-                            if next_i is not None and article_ids[r + 1] == same
-                            else None,
-                            "article_id": sentence.article_id,
-                            "position": sentence.position,
-                            "para": sentence.para,
-                            "kind": sentence.kind,
-                        },
+                        row=r,
+                        dense=float(pool.dense[i]),
+                        coverage=float(pool.features[i, COVERAGE]),
+                        prev_score=float(scores[prev_i])
+                        if prev_i is not None and article_ids[r - 1] == same
+                        else None,
+                        next_score=float(scores[next_i])
+                        if next_i is not None and article_ids[r + 1] == same
+                        else None,
+                        article_id=sentence.article_id,
+                        position=sentence.position,
+                        para=sentence.para,
+                        kind=sentence.kind,
                     )
                 )
         best_dense = float(pool.dense[pool.candidates].max()) if pool.candidates.any() else 0.0
         return Result(entries, evidence(entries, analysis, best_dense), analysis, best_dense)
 
 
-def evidence(entries: list[Entry], analysis: QueryAnalysis, best_dense: float) -> np.ndarray:
+def evidence(entries: list[Candidate], analysis: QueryAnalysis, best_dense: float) -> np.ndarray:
     """The abstainer's inputs (``rank.EVIDENCE``) for one question."""
     scores = [e.score for e in entries]
     top = scores[0] if scores else -10.0
@@ -251,7 +259,7 @@ def evidence(entries: list[Entry], analysis: QueryAnalysis, best_dense: float) -
     values = {
         "top_score": top,
         "top_dense": best_dense,
-        "top3_coverage": max((e.metadata["coverage"] for e in entries[:3]), default=0.0),
+        "top3_coverage": max((e.coverage for e in entries[:3]), default=0.0),
         "vocab_coverage": analysis.vocab_coverage,
         "unknown_names": float(len(analysis.unknown_names)),
         "score_margin": top - fifth,

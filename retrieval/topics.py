@@ -21,11 +21,7 @@ class Story:
 
     @classmethod
     def load(cls, store: Store, article_id: int) -> Story:
-        rows = store.db.execute(
-            "SELECT id, text, embedding FROM sentences WHERE article_id=? "
-            "AND embedding IS NOT NULL AND kind='sentence' ORDER BY position",
-            (article_id,),
-        ).fetchall()
+        rows = store.embedded_sentences(article_id)
         if not rows:
             return cls([], [], np.zeros((0, 1), np.float32))
         vectors = np.vstack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
@@ -42,15 +38,3 @@ class Story:
         scores = self.vectors @ (topic / max(float(np.linalg.norm(topic)), 1e-9))
         best = sorted(np.argsort(-scores)[:k].tolist())
         return float(scores.max()), [(self.ids[i], self.texts[i]) for i in best]
-
-
-def also_reported(store: Store, article_id: int) -> list[str]:
-    """Other outlets that ran the same story (stored once, recorded as "also reported by")."""
-    return [
-        r[0]
-        for r in store.db.execute(
-            "SELECT DISTINCT outlet FROM article_urls WHERE article_id=? AND kind='also_reported' "
-            "AND outlet != ''",
-            (article_id,),
-        )
-    ]

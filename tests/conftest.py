@@ -1,38 +1,15 @@
-"""Shared fixtures: a fixture corpus, data dirs built with the fake hash embedder, and a CLI
-runner that starts the real ``talksbot`` entry point in a subprocess."""
+"""Fixtures shared by the tests; the helpers they use live in ``tests/harness``."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from index.embed import HashEmbedder
-from index.ingest import Ingester, IngestReport
 from index.store import Store
-from retrieval.answer import Answerer
-from retrieval.search import Searcher
-from tests.fake_web import FakeWeb
-
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-CORPUS = FIXTURES / "corpus"
-
-
-def ingest(data_dir: Path, *paths: Path) -> IngestReport:
-    store = Store(data_dir)
-    try:
-        return Ingester(store, HashEmbedder()).ingest_paths(list(paths), progress=False)
-    finally:
-        store.close()
-
-
-def open_answerer(data_dir: Path) -> Answerer:
-    return Answerer(Searcher.open(data_dir, "hash", embedder=HashEmbedder()))
+from tests.harness.data import CORPUS
+from tests.harness.web import FakeWeb
 
 
 @pytest.fixture(scope="session")
@@ -69,29 +46,9 @@ def corpus_dir(tmp_path: Path) -> Path:
     return target
 
 
-def cli_env(data_dir: Path, backend: str = "hash", **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TALKSBOT_", "TELEGRAM_"))}
-    env.update(TALKSBOT_DATA_DIR=str(data_dir), TALKSBOT_BACKEND=backend, HF_HUB_OFFLINE="1")
-    env.update(extra)
-    return env
-
-
-def run_cli(
-    data_dir: Path,
-    *args: str,
-    stdin: str | None = None,
-    backend: str = "hash",
-    script: str = "cli.py",
-    timeout: float = 120,
-    **extra: str,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python cli.py ARGS`` (or bot.py) as a user would, from a neutral working dir."""
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        input=stdin if stdin is not None else "",
-        capture_output=True,
-        text=True,
-        env=cli_env(data_dir, backend, **extra),
-        cwd=data_dir.parent,
-        timeout=timeout,
-    )
+@pytest.fixture
+def store(data_dir: Path) -> Iterator[Store]:
+    """The store of ``data_dir``, closed after the test."""
+    opened = Store(data_dir)
+    yield opened
+    opened.close()

@@ -1,3 +1,4 @@
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -9,20 +10,22 @@ from retrieval.answer import (
     DECLINED,
     INVALID,
     MAX_QUOTE_CHARS,
+    Answerer,
     _trim,
     render_text,
     text_fragment_link,
 )
-from tests.conftest import CORPUS, ingest, open_answerer
+from tests.harness.data import CORPUS, answering, ingest
 
 
 @pytest.fixture
-def answerer(data_dir: Path):  # noqa: ANN201
+def answerer(data_dir: Path) -> Iterator[Answerer]:
     ingest(data_dir, CORPUS)
-    return open_answerer(data_dir)
+    with answering(data_dir) as opened:
+        yield opened
 
 
-def test_answer_cites_the_sentence_with_its_source(answerer) -> None:  # noqa: ANN001
+def test_answer_cites_the_sentence_with_its_source(answerer: Answerer) -> None:
     a = answerer.answer("How long did the second day of talks in Geneva last?")
     assert a.status == ANSWERED
     top = a.citations[0]
@@ -36,14 +39,14 @@ def test_answer_cites_the_sentence_with_its_source(answerer) -> None:  # noqa: A
     assert len({c.sentence_id for c in a.citations}) == len(a.citations)
 
 
-def test_a_sentence_that_cannot_stand_alone_brings_the_one_before(answerer) -> None:  # noqa
+def test_a_sentence_that_cannot_stand_alone_brings_the_one_before(answerer: Answerer) -> None:
     a = answerer.answer("fourth such exchange this year largest since Abu Dhabi")
     quote = a.citations[0].quote
     assert quote.startswith("Russia and Ukraine exchanged 157 prisoners")
     assert quote.endswith("since the talks in Abu Dhabi began.")
 
 
-def test_more_results_page_on_without_repeats(answerer) -> None:  # noqa: ANN001
+def test_more_results_page_on_without_repeats(answerer: Answerer) -> None:
     first = answerer.answer("the second day of talks in Geneva ended with no agreement", k=1)
     second = answerer.answer(
         "the second day of talks in Geneva ended with no agreement", k=1, offset=1
@@ -52,7 +55,7 @@ def test_more_results_page_on_without_repeats(answerer) -> None:  # noqa: ANN001
     assert first.citations[0].sentence_id != second.citations[0].sentence_id
 
 
-def test_names_the_corpus_never_mentions_are_not_answered(answerer) -> None:  # noqa: ANN001
+def test_names_the_corpus_never_mentions_are_not_answered(answerer: Answerer) -> None:
     a = answerer.answer("What did Erdogan say about the Geneva talks?")
     assert a.status == ABSTAINED and not a.citations
     assert "Erdogan" in a.message
@@ -62,7 +65,7 @@ def test_names_the_corpus_never_mentions_are_not_answered(answerer) -> None:  # 
     assert "3 articles" in text and "Nearest articles" in text
 
 
-def test_off_topic_is_declined(answerer) -> None:  # noqa: ANN001
+def test_off_topic_is_declined(answerer: Answerer) -> None:
     a = answerer.answer("easy sourdough starter recipe for beginners")
     assert a.status == DECLINED and not a.citations
     assert "outside what I cover" in a.message
@@ -77,12 +80,14 @@ def test_off_topic_is_declined(answerer) -> None:  # noqa: ANN001
         ("x" * 10_000, "10,000 characters"),
     ],
 )
-def test_unusable_questions_get_a_clear_message(answerer, question: str, message: str) -> None:  # noqa: ANN001
+def test_unusable_questions_get_a_clear_message(
+    answerer: Answerer, question: str, message: str
+) -> None:
     a = answerer.answer(question)
     assert a.status == INVALID and message in a.message and not a.citations
 
 
-def test_json_shape(answerer) -> None:  # noqa: ANN001
+def test_json_shape(answerer: Answerer) -> None:
     obj = answerer.answer("prisoners exchanged mediated by the Emirates").to_json()
     assert set(obj) == {"question", "answered", "citations"}
     assert obj["answered"] is True
@@ -91,7 +96,7 @@ def test_json_shape(answerer) -> None:  # noqa: ANN001
     assert scores == sorted(scores, reverse=True)
 
 
-def test_more_context_returns_neighbouring_sentences(answerer) -> None:  # noqa: ANN001
+def test_more_context_returns_neighbouring_sentences(answerer: Answerer) -> None:
     a = answerer.answer("Monitoring of any ceasefire led by the Americans")
     context = answerer.context(a.citations[0].sentence_id, before=1, after=1)
     assert context[0].startswith("Delegates explored a demilitarised zone")

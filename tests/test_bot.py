@@ -1,135 +1,42 @@
-"""The real bot (``python bot.py``, python-telegram-bot's Application over HTTP) against our own
-Bot API server on 127.0.0.1. Tests script updates and assert on what the bot sends."""
+"""The bot (python-telegram-bot's Application over HTTP) against our own Bot API server on
+127.0.0.1. Tests script updates and assert on what the bot sends: in process through
+``build_application`` by default, and a few against the real entry point, ``python bot.py``."""
 
 from __future__ import annotations
 
-import contextlib
+import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CORPUS, ROOT, cli_env, ingest
-from tests.fake_telegram import BOT, FakeBotAPI
+from tests.harness.bot_api import BOT, FakeBotAPI
+from tests.harness.bot_process import running_bot
+from tests.harness.chat import ask, buttons, check_html, query
+from tests.harness.data import CORPUS, ROOT, cli_env, ingest
+from tests.harness.in_process import InProcessBot, app_bot
 
 QUESTION = "How long did the second day of talks in Geneva last?"
-ALLOWED_TAGS = {"b", "i", "a", "blockquote", "code"}
-
-
-class BotProcess:
-    def __init__(
-        self, data_dir: Path, api: FakeBotAPI, base_url: str, backend: str = "hash", **env: str
-    ) -> None:
-        self.data_dir, self.api, self.base_url = data_dir, api, base_url
-        self.backend, self.env = backend, env
-        self.proc: subprocess.Popen | None = None
-        self.log = data_dir.parent / "bot.log"
-
-    def start(self) -> None:
-        env = cli_env(
-            self.data_dir,
-            self.backend,
-            TELEGRAM_BOT_TOKEN=self.api.token,
-            TELEGRAM_API_BASE_URL=self.base_url,
-            **self.env,
-        )
-        polls = len(self.api.calls_to("getUpdates"))
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "bot.py")],
-            env=env,
-            cwd=self.data_dir.parent,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        self.api.wait_for("getUpdates", lambda c: len(self.api.calls_to("getUpdates")) > polls)
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=20)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-
-
-@contextlib.contextmanager
-def running_bot(
-    data_dir: Path, backend: str = "hash", **env: str
-) -> Iterator[tuple[FakeBotAPI, BotProcess]]:
-    """A fake Bot API server and ``python bot.py`` against it, both stopped afterwards."""
-    api = FakeBotAPI()
-    bot = BotProcess(data_dir, api, api.start(), backend, **env)
-    try:
-        bot.start()
-        yield api, bot
-    finally:
-        if bot.proc and bot.proc.poll() is None:
-            bot.stop()
-        api.stop()
+World = tuple[FakeBotAPI, InProcessBot]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeBotAPI, BotProcess]]:
-    root = tmp_path_factory.mktemp("bot")
-    data_dir = root / "data"
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One bot in process on the fixture corpus, shared by the tests of this module."""
+    data_dir = tmp_path_factory.mktemp("bot") / "data"
     ingest(data_dir, CORPUS)
-    api = FakeBotAPI()
-    base_url = api.start()
-    bot = BotProcess(data_dir, api, base_url)
-    bot.start()
-    yield api, bot
-    bot.stop()
-    api.stop()
-
-
-def sent_after(api: FakeBotAPI, update_id_marker: float, method: str = "sendMessage"):  # noqa: ANN201
-    return [c for c in api.calls_to(method) if c.at >= update_id_marker]
-
-
-def ask(api: FakeBotAPI, update: dict, method: str = "sendMessage", **match: object):  # noqa: ANN201
-    start = time.monotonic()
-    api.push(update)
-    return api.wait_for(
-        method,
-        lambda c: c.at >= start and all(str(c.params.get(k)) == str(v) for k, v in match.items()),
-    )
-
-
-class TagChecker(HTMLParser):
-    """Telegram HTML must use known tags, balanced: collects what it finds."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stack: list[str] = []
-        self.problems: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag not in ALLOWED_TAGS:
-            self.problems.append(f"tag <{tag}>")
-        self.stack.append(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if not self.stack or self.stack.pop() != tag:
-            self.problems.append(f"unbalanced </{tag}>")
-
-
-def check_html(text: str) -> None:
-    checker = TagChecker()
-    checker.feed(text)
-    checker.close()
-    assert not checker.problems and not checker.stack, (checker.problems, checker.stack)
-    assert len(text) <= 4096
+    with app_bot(data_dir) as running:
+        yield running
 
 
 # -- startup -------------------------------------------------------------------------------
-def test_startup_sets_command_menus_per_scope(world) -> None:  # noqa: ANN001
+def test_startup_sets_command_menus_per_scope(world: World) -> None:
     api, _ = world
     scopes = {c.params["scope"]["type"] for c in api.calls_to("setMyCommands")}
     assert scopes == {"all_private_chats", "all_group_chats"}
@@ -141,7 +48,7 @@ def test_startup_sets_command_menus_per_scope(world) -> None:  # noqa: ANN001
 
 
 # -- private chat --------------------------------------------------------------------------
-def test_private_question_gets_cited_answer_with_buttons(world) -> None:  # noqa: ANN001
+def test_private_question_gets_cited_answer_with_buttons(world: World) -> None:
     api, _ = world
     call = ask(api, api.message(QUESTION), chat_id=42)
     text = call.params["text"]
@@ -150,14 +57,12 @@ def test_private_question_gets_cited_answer_with_buttons(world) -> None:  # noqa
     assert 'href="https://example-news.org/world/2026/02/18/geneva-round-ends#:~:text=' in text
     assert "example-news.org</a> · 2026-02-18" in text
     check_html(text)
-    buttons = [
-        b["callback_data"] for row in call.params["reply_markup"]["inline_keyboard"] for b in row
-    ]
-    assert any(b.startswith("ctx:") for b in buttons)
-    assert any(b.startswith("fb:") and b.endswith(":1") for b in buttons)
+    data = list(buttons(call).values())
+    assert any(b.startswith("ctx:") for b in data)
+    assert any(b.startswith("fb:") and b.endswith(":1") for b in data)
 
 
-def test_start_help_sources_latest(world) -> None:  # noqa: ANN001
+def test_start_help_sources_latest(world: World) -> None:
     api, _ = world
     start = ask(api, api.message("/start"))
     assert "3 articles from 2 outlets" in start.params["text"]
@@ -171,7 +76,7 @@ def test_start_help_sources_latest(world) -> None:  # noqa: ANN001
     check_html(latest)
 
 
-def test_example_button_asks_the_example(world) -> None:  # noqa: ANN001
+def test_example_button_asks_the_example(world: World) -> None:
     api, _ = world
     start = ask(api, api.message("/start"))
     before = time.monotonic()
@@ -180,7 +85,7 @@ def test_example_button_asks_the_example(world) -> None:  # noqa: ANN001
     assert "Budapest" in reply.params["text"]  # the example was asked (this corpus lacks it)
 
 
-def test_hostile_markup_in_the_question_is_escaped(world) -> None:  # noqa: ANN001
+def test_hostile_markup_in_the_question_is_escaped(world: World) -> None:
     api, _ = world
     hostile = (
         "the second day of talks in Geneva ended with no agreement <b>bold</b> & "
@@ -193,7 +98,7 @@ def test_hostile_markup_in_the_question_is_escaped(world) -> None:  # noqa: ANN0
     assert "&lt;/blockquote&gt;" in text
 
 
-def test_a_4000_character_question_gets_a_short_clear_reply(world) -> None:  # noqa: ANN001
+def test_a_4000_character_question_gets_a_short_clear_reply(world: World) -> None:
     api, _ = world
     text = ask(api, api.message("Geneva " * 570)).params["text"]
     assert "characters long; please keep it under 1,000" in text
@@ -201,47 +106,38 @@ def test_a_4000_character_question_gets_a_short_clear_reply(world) -> None:  # n
 
 
 # -- buttons -------------------------------------------------------------------------------
-def test_more_results_more_context_and_feedback(world) -> None:  # noqa: ANN001
+def test_more_results_more_context_and_feedback(world: World) -> None:
     api, bot = world
     answer = ask(api, api.message("the second day of talks in Geneva ended with no agreement"))
     message = api.sent_message(answer)
-    buttons = {
-        b["text"]: b["callback_data"]
-        for row in answer.params["reply_markup"]["inline_keyboard"]
-        for b in row
-    }
+    first = buttons(answer)
     # More results edits in the next citations, numbered on.
-    more = ask(api, api.callback(buttons["More results"], message), method="editMessageText")
+    more = ask(api, api.callback(first["More results"], message), method="editMessageText")
     assert "<b>[4]</b>" in more.params["text"]
     check_html(more.params["text"])
-    page2 = {
-        b["text"]: b["callback_data"]
-        for row in more.params["reply_markup"]["inline_keyboard"]
-        for b in row
-    }
+    page2 = buttons(more)
     assert "More context [4]" in page2 and "More context [1]" not in page2
     # More context edits in the sentences around a citation, on the page that shows it.
     ctx = ask(api, api.callback(page2["More context [4]"], message), method="editMessageText")
     assert "<b>[4]</b>" in ctx.params["text"] and "<b>[1]</b>" not in ctx.params["text"]
     check_html(ctx.params["text"])
-    ctx = ask(api, api.callback(buttons["More context [1]"], message), method="editMessageText")
+    ctx = ask(api, api.callback(first["More context [1]"], message), method="editMessageText")
     assert "Negotiators from the U.S. and Ukraine met Russian officials" in ctx.params["text"]
     check_html(ctx.params["text"])
     # Thumbs up is stored with the question and the citations shown.
     ask(
         api,
-        api.callback(buttons["👍"], message),
+        api.callback(first["👍"], message),
         method="answerCallbackQuery",
         text="Thanks for the feedback!",
     )
-    db = sqlite3.connect(bot.data_dir / "talksbot.db")
-    rows = db.execute("SELECT question, citations, vote FROM feedback").fetchall()
+    rows = query(bot.settings.data_dir, "SELECT question, citations, vote FROM feedback")
     assert rows and rows[-1][0].startswith("the second day of talks") and rows[-1][2] == 1
-    assert len(__import__("json").loads(rows[-1][1])) >= 1
+    assert len(json.loads(rows[-1][1])) >= 1
 
 
 # -- groups --------------------------------------------------------------------------------
-def test_group_ask_command_replies_to_the_asker(world) -> None:  # noqa: ANN001
+def test_group_ask_command_replies_to_the_asker(world: World) -> None:
     api, _ = world
     update = api.message(f"/ask {QUESTION}", chat_id=-100, chat_type="supergroup")
     call = ask(api, update, chat_id=-100)
@@ -251,7 +147,7 @@ def test_group_ask_command_replies_to_the_asker(world) -> None:  # noqa: ANN001
     assert "two hours" in ask(api, update, chat_id=-100).params["text"]
 
 
-def test_group_ignores_other_traffic_but_answers_mentions_and_replies(world) -> None:  # noqa: ANN001
+def test_group_ignores_other_traffic_but_answers_mentions_and_replies(world: World) -> None:
     api, _ = world
     start = time.monotonic()
     api.push(api.message(QUESTION, chat_id=-200, chat_type="supergroup"))  # not for the bot
@@ -267,7 +163,8 @@ def test_group_ignores_other_traffic_but_answers_mentions_and_replies(world) -> 
     )
     second = ask(api, reply, chat_id=-200)
     assert "157 prisoners" in second.params["text"]
-    time.sleep(0.5)
+    # Updates are fetched in order, and the two before the mention need no work: by the time
+    # the mention and the reply are answered, they have been handled (or ignored).
     to_group = [
         c
         for c in api.calls_to("sendMessage")
@@ -276,7 +173,7 @@ def test_group_ignores_other_traffic_but_answers_mentions_and_replies(world) -> 
     assert len(to_group) == 2  # nothing for the unaddressed message or the other bot's command
 
 
-def test_forum_topic_reply_stays_in_the_topic(world) -> None:  # noqa: ANN001
+def test_forum_topic_reply_stays_in_the_topic(world: World) -> None:
     api, _ = world
     update = api.message(f"/ask {QUESTION}", chat_id=-300, chat_type="supergroup", thread_id=77)
     call = ask(api, update, chat_id=-300)
@@ -284,7 +181,7 @@ def test_forum_topic_reply_stays_in_the_topic(world) -> None:  # noqa: ANN001
 
 
 # -- inline mode ---------------------------------------------------------------------------
-def test_inline_query_offers_cited_passages(world) -> None:  # noqa: ANN001
+def test_inline_query_offers_cited_passages(world: World) -> None:
     api, _ = world
     call = ask(api, api.inline("second day of talks in Geneva"), method="answerInlineQuery")
     results = call.params["results"]
@@ -296,7 +193,7 @@ def test_inline_query_offers_cited_passages(world) -> None:  # noqa: ANN001
 
 
 # -- failures ------------------------------------------------------------------------------
-def test_retry_after_is_waited_out_not_dropped(world) -> None:  # noqa: ANN001
+def test_retry_after_is_waited_out_not_dropped(world: World) -> None:
     api, _ = world
     api.flood_next("sendMessage", retry_after=1)
     start = time.monotonic()
@@ -309,7 +206,7 @@ def test_retry_after_is_waited_out_not_dropped(world) -> None:  # noqa: ANN001
     assert "two hours" in call.params["text"]
 
 
-def test_server_error_is_caught_and_the_user_told(world) -> None:  # noqa: ANN001
+def test_server_error_is_caught_and_the_user_told(world: World) -> None:
     api, _ = world
     api.fail_next(
         "sendMessage", 500, {"ok": False, "error_code": 500, "description": "Internal Server Error"}
@@ -320,28 +217,24 @@ def test_server_error_is_caught_and_the_user_told(world) -> None:  # noqa: ANN00
     assert "two hours" in ask(api, api.message(QUESTION, chat_id=44), chat_id=44).params["text"]
 
 
-# -- lifecycle -----------------------------------------------------------------------------
-def test_buttons_work_after_a_restart_and_shutdown_is_clean(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+# -- the real entry point, `python bot.py` ---------------------------------------------------
+def test_buttons_work_after_a_restart_and_shutdown_is_clean(data_dir: Path) -> None:
     ingest(data_dir, CORPUS)
     with running_bot(data_dir) as (api, bot):
         answer = ask(api, api.message("the second day of talks in Geneva ended with no agreement"))
-        buttons = {
-            b["text"]: b["callback_data"]
-            for row in answer.params["reply_markup"]["inline_keyboard"]
-            for b in row
-        }
+        first = buttons(answer)
         assert bot.stop(signal.SIGTERM) == 0
         bot.start()
         more = ask(
             api,
-            api.callback(buttons["More results"], api.sent_message(answer)),
+            api.callback(first["More results"], api.sent_message(answer)),
             method="editMessageText",
         )
         assert "<b>[4]</b>" in more.params["text"]
         assert bot.stop(signal.SIGINT) == 0
     log = bot.log.read_text()
     assert api.token not in log and "Traceback" not in log
+    assert "talksbot ready as @talks_test_bot" in log  # startup is reported without -v
 
 
 def free_port() -> int:
@@ -352,12 +245,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_typing_indicator_and_webhook_mode_with_secret(tmp_path: Path) -> None:
-    import json as _json
-    import urllib.error
-    import urllib.request
-
-    data_dir = tmp_path / "data"
+def test_typing_indicator_and_webhook_mode_with_secret(tmp_path: Path, data_dir: Path) -> None:
     ingest(data_dir, CORPUS)
     api = FakeBotAPI()
     base_url = api.start()
@@ -373,12 +261,10 @@ def test_typing_indicator_and_webhook_mode_with_secret(tmp_path: Path) -> None:
         TELEGRAM_TYPING_AFTER="0",
     )
     log = tmp_path / "bot.log"
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bot.py")],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bot.py")], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         hook = api.wait_for("setWebhook")
         assert hook.params["url"] == f"http://127.0.0.1:{port}/telegram"
@@ -388,14 +274,15 @@ def test_typing_indicator_and_webhook_mode_with_secret(tmp_path: Path) -> None:
         def post(secret: str) -> int:
             request = urllib.request.Request(
                 f"http://127.0.0.1:{port}/telegram",
-                data=_json.dumps(update).encode(),
+                data=json.dumps(update).encode(),
                 headers={
                     "Content-Type": "application/json",
                     "X-Telegram-Bot-Api-Secret-Token": secret,
                 },
             )
             try:
-                return urllib.request.urlopen(request, timeout=10).status
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status
             except urllib.error.HTTPError as exc:
                 return exc.code
 
@@ -422,8 +309,7 @@ def test_typing_indicator_and_webhook_mode_with_secret(tmp_path: Path) -> None:
     assert api.token not in log.read_text()
 
 
-def test_a_rejected_token_is_one_line_without_the_token(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def test_a_rejected_token_is_one_line_without_the_token(data_dir: Path) -> None:
     ingest(data_dir, CORPUS)
     api = FakeBotAPI()
     base_url = api.start()

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CORPUS, run_cli
+from tests.harness.data import CORPUS, run_cli
 
 
 @pytest.fixture

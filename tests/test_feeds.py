@@ -1,17 +1,20 @@
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from index.embed import HashEmbedder
 from index.feeds import add_feed, ingest_url, list_feeds, poll_feeds, remove_feed
-from index.fetch import fetch_article, fetch_feed
+from index.fetch import FetchPolicy, fetch_article, fetch_feed
 from index.ingest import Ingester
 from index.loaders import IngestError
 from index.store import Store
-from tests.conftest import run_cli
-from tests.fake_web import FakeWeb, article_html, rss
-from tests.stories import POWER, SANCTIONS
+from tests.harness.chat import query
+from tests.harness.data import run_cli
+from tests.harness.stories import POWER, SANCTIONS
+from tests.harness.web import FakeWeb, article_html, rss
+
+LOCAL = FetchPolicy.parse("127.0.0.1")
+ALLOW = {"TALKSBOT_FETCH_ALLOW_HOSTS": "127.0.0.1"}
 
 
 def publish(web: FakeWeb, path: str, story: tuple, outlet: str = "Atomic Watch") -> str:
@@ -21,7 +24,7 @@ def publish(web: FakeWeb, path: str, story: tuple, outlet: str = "Atomic Watch")
 
 def test_fetch_article_extracts_text_and_metadata(web: FakeWeb) -> None:
     url = publish(web, "/power", POWER)
-    a = fetch_article(url + "?utm_source=x")
+    a = fetch_article(url + "?utm_source=x", LOCAL)
     assert a.title == POWER[0]
     assert a.outlet == "Atomic Watch" and a.published == "2026-02-26"
     assert a.url == url and "backup power line" in a.text and "Subscribe" not in a.text
@@ -41,40 +44,41 @@ def test_fetch_article_extracts_text_and_metadata(web: FakeWeb) -> None:
         (lambda w: "http://127.0.0.1:9/closed", "could not fetch"),
     ],
 )
-def test_bad_pages_give_clear_messages(web: FakeWeb, setup, message: str) -> None:  # noqa: ANN001
+def test_bad_pages_give_clear_messages(web: FakeWeb, setup, message: str) -> None:
     url = setup(web)
     with pytest.raises(IngestError, match=message):
-        fetch_article(url)
+        fetch_article(url, LOCAL)
 
 
 def test_feed_checks(web: FakeWeb) -> None:
     page = publish(web, "/page", POWER)
     with pytest.raises(IngestError, match="not an RSS or Atom feed"):
-        fetch_feed(page)
+        fetch_feed(page, LOCAL)
     bad = web.put(
         "/bad.xml",
         "<?xml version='1.0'?><rss><channel><item><title>x</ti",
         content_type="application/rss+xml",
     )
     with pytest.raises(IngestError, match="malformed feed XML"):
-        fetch_feed(bad)
+        fetch_feed(bad, LOCAL)
     good = web.put("/feed.xml", rss([("Power", page)]), content_type="application/rss+xml")
-    title, entries = fetch_feed(good)
+    title, entries = fetch_feed(good, LOCAL)
     assert title == "Peace talks wire" and [e.link for e in entries] == [page]
 
 
-def test_poll_ingests_new_entries_once_and_dedups_copies(web: FakeWeb, data_dir: Path) -> None:
-    store = Store(data_dir)
+def test_poll_ingests_new_entries_once_and_dedups_copies(
+    web: FakeWeb, data_dir: Path, store: Store
+) -> None:
     ingester = Ingester(store, HashEmbedder())
     power = publish(web, "/world/power", POWER)
     feed_url = web.put("/feed.xml", rss([("Power", power)]), content_type="application/rss+xml")
-    feed, n = add_feed(store, feed_url)
+    feed, n = add_feed(store, feed_url, LOCAL)
     assert n == 1 and [f.url for f in list_feeds(store)] == [feed_url]
     with pytest.raises(IngestError, match="already"):
-        add_feed(store, feed_url)
-    report = poll_feeds(store, ingester)
+        add_feed(store, feed_url, LOCAL)
+    report = poll_feeds(store, ingester, LOCAL)
     assert (report.added, report.errors) == (1, [])
-    assert poll_feeds(store, ingester).added == 0  # seen entries are not fetched again
+    assert poll_feeds(store, ingester, LOCAL).added == 0  # seen entries are not fetched again
     # The same story under another URL (tracking, AMP, trailing slash) and republished by
     # another outlet with small edits: stored once, the reprint recorded as "also reported".
     amp = publish(web, "/amp/world/power", POWER)
@@ -95,7 +99,7 @@ def test_poll_ingests_new_entries_once_and_dedups_copies(web: FakeWeb, data_dir:
         ),
         content_type="application/rss+xml",
     )
-    report = poll_feeds(store, ingester)
+    report = poll_feeds(store, ingester, LOCAL)
     assert report.added == 0 and report.duplicates + report.unchanged == 3
     assert store.article_count() == 1
     kinds = {r[0] for r in store.db.execute("SELECT kind FROM article_urls")}
@@ -103,27 +107,29 @@ def test_poll_ingests_new_entries_once_and_dedups_copies(web: FakeWeb, data_dir:
     assert remove_feed(store, str(feed.id)) and not list_feeds(store)
 
 
-def test_broken_feed_is_reported_and_others_go_on(web: FakeWeb, data_dir: Path) -> None:
-    store = Store(data_dir)
+def test_broken_feed_is_reported_and_others_go_on(
+    web: FakeWeb, data_dir: Path, store: Store
+) -> None:
     ingester = Ingester(store, HashEmbedder())
     good = web.put(
         "/good.xml", rss([("S", publish(web, "/s", SANCTIONS))]), content_type="application/rss+xml"
     )
-    add_feed(store, good)
+    add_feed(store, good, LOCAL)
     flaky = web.put("/flaky.xml", rss([]), content_type="application/rss+xml")
-    add_feed(store, flaky)
+    add_feed(store, flaky, LOCAL)
     web.put("/flaky.xml", "oops", status=500)
-    report = poll_feeds(store, ingester)
+    report = poll_feeds(store, ingester, LOCAL)
     assert report.added == 1 and any("HTTP 500" in e for e in report.errors)
     errors = {f.url: f.last_error for f in list_feeds(store)}
     assert "HTTP 500" in errors[flaky] and errors[good] == ""
 
 
-def test_ingest_url_keeps_store_intact_on_failure(web: FakeWeb, data_dir: Path) -> None:
-    store = Store(data_dir)
+def test_ingest_url_keeps_store_intact_on_failure(
+    web: FakeWeb, data_dir: Path, store: Store
+) -> None:
     ingester = Ingester(store, HashEmbedder())
-    assert ingest_url(store, ingester, publish(web, "/p", POWER)).added == 1
-    report = ingest_url(store, ingester, web.base + "/nope")
+    assert ingest_url(store, ingester, publish(web, "/p", POWER), LOCAL).added == 1
+    report = ingest_url(store, ingester, web.base + "/nope", LOCAL)
     assert report.added == 0 and "HTTP 404" in report.errors[0]
     assert store.article_count() == 1
 
@@ -131,19 +137,18 @@ def test_ingest_url_keeps_store_intact_on_failure(web: FakeWeb, data_dir: Path) 
 def test_cli_feeds_and_ingest_url(web: FakeWeb, data_dir: Path) -> None:
     page = publish(web, "/cli", SANCTIONS)
     feed = web.put("/f.xml", rss([("S", page)]), content_type="application/rss+xml")
-    assert run_cli(data_dir, "feeds").stdout.startswith("no feeds")
-    added = run_cli(data_dir, "feeds", "add", feed)
+    assert run_cli(data_dir, "feeds", **ALLOW).stdout.startswith("no feeds")
+    added = run_cli(data_dir, "feeds", "add", feed, **ALLOW)
     assert added.returncode == 0 and "added feed 1: Peace talks wire (1 entries" in added.stdout
-    bad = run_cli(data_dir, "feeds", "add", page)
+    bad = run_cli(data_dir, "feeds", "add", page, **ALLOW)
     assert bad.returncode == 1 and "not an RSS or Atom feed" in bad.stderr
-    polled = run_cli(data_dir, "feeds", "poll")
+    polled = run_cli(data_dir, "feeds", "poll", **ALLOW)
     assert polled.returncode == 0 and polled.stdout.startswith("1 articles added")
-    listed = run_cli(data_dir, "feeds", "list").stdout
+    listed = run_cli(data_dir, "feeds", "list", **ALLOW).stdout
     assert feed in listed and "[ok]" in listed
-    result = run_cli(data_dir, "ingest", page)
+    result = run_cli(data_dir, "ingest", page, **ALLOW)
     assert result.returncode == 0 and "1 unchanged" in result.stdout
-    missing = run_cli(data_dir, "ingest", web.base + "/gone")
+    missing = run_cli(data_dir, "ingest", web.base + "/gone", **ALLOW)
     assert missing.returncode == 1 and "HTTP 404" in missing.stderr
-    assert run_cli(data_dir, "feeds", "remove", "1").returncode == 0
-    db = sqlite3.connect(data_dir / "talksbot.db")
-    assert db.execute("SELECT COUNT(*) FROM articles").fetchone()[0] == 1
+    assert run_cli(data_dir, "feeds", "remove", "1", **ALLOW).returncode == 0
+    assert query(data_dir, "SELECT COUNT(*) FROM articles") == [(1,)]

@@ -13,25 +13,20 @@ from index.embed import HashEmbedder
 from index.ingest import Ingester
 from index.search_index import current_index_dir, load_or_rebuild
 from index.store import Store, StoreError
-from tests.conftest import CORPUS, ROOT, cli_env, ingest, open_answerer
+from tests.harness.chat import query
+from tests.harness.data import CORPUS, ROOT, answering, cli_env, ingest, open_answerer
 
 
 def counts(data_dir: Path) -> tuple[int, int]:
-    db = sqlite3.connect(data_dir / "talksbot.db")
-    try:
-        return (
-            db.execute("SELECT COUNT(*) FROM articles").fetchone()[0],
-            db.execute("SELECT COUNT(*) FROM sentences").fetchone()[0],
-        )
-    finally:
-        db.close()
+    return query(
+        data_dir, "SELECT (SELECT COUNT(*) FROM articles), (SELECT COUNT(*) FROM sentences)"
+    )[0]
 
 
-def test_ingest_summary_and_duplicate_under_another_url(data_dir: Path) -> None:
+def test_ingest_summary_and_duplicate_under_another_url(data_dir: Path, store: Store) -> None:
     report = ingest(data_dir, CORPUS)
     assert (report.added, report.duplicates, report.errors) == (3, 1, [])
     assert report.sentences == 12
-    store = Store(data_dir)
     urls = dict(store.db.execute("SELECT url, kind FROM article_urls").fetchall())
     # Both files of the Geneva story point at one article; its URL is shown without tracking.
     geneva = [a for a in store.articles() if a.title.startswith("Geneva")]
@@ -40,14 +35,14 @@ def test_ingest_summary_and_duplicate_under_another_url(data_dir: Path) -> None:
     assert sum(1 for u in urls if u.endswith(("geneva-talks.md", "geneva-talks-copy.md"))) == 2
 
 
-def test_reingest_changes_nothing(data_dir: Path) -> None:
+def test_reingest_changes_nothing(data_dir: Path, store: Store) -> None:
     ingest(data_dir, CORPUS)
     before = counts(data_dir)
-    generation = Store(data_dir).generation()
+    generation = store.generation()
     report = ingest(data_dir, CORPUS)
     assert (report.added, report.updated, report.duplicates, report.unchanged) == (0, 0, 0, 4)
     assert counts(data_dir) == before
-    assert Store(data_dir).generation() == generation
+    assert store.generation() == generation
 
 
 def test_changed_file_updates_its_article_in_place(data_dir: Path, corpus_dir: Path) -> None:
@@ -56,9 +51,9 @@ def test_changed_file_updates_its_article_in_place(data_dir: Path, corpus_dir: P
     f.write_text(f.read_text() + "A further exchange is planned for March, the mediators said.\n")
     report = ingest(data_dir, corpus_dir)
     assert (report.added, report.updated) == (0, 1)
-    answerer = open_answerer(data_dir)
-    assert len(answerer.searcher.articles) == 3
-    texts = [r.text for r in answerer.searcher.rows]
+    with answering(data_dir) as answerer:
+        assert len(answerer.searcher.articles) == 3
+        texts = [r.text for r in answerer.searcher.rows]
     assert "A further exchange is planned for March, the mediators said." in texts
 
 
@@ -71,7 +66,7 @@ def test_near_copy_by_another_outlet_is_stored_once(data_dir: Path, tmp_path: Pa
     (tmp_path / "reprint.md").write_text(copy)
     report = ingest(data_dir, tmp_path / "reprint.md")
     assert report.duplicates == 1 and report.added == 0
-    kinds = [r[0] for r in Store(data_dir).db.execute("SELECT kind FROM article_urls")]
+    kinds = [r[0] for r in query(data_dir, "SELECT kind FROM article_urls")]
     assert "also_reported" in kinds
 
 
@@ -86,10 +81,11 @@ def test_bad_files_are_skipped_and_nothing_stored_is_lost(data_dir: Path, tmp_pa
     report = ingest(data_dir, bad, tmp_path / "missing")
     assert len(report.errors) == 4 and report.added == 0
     assert counts(data_dir) == before
-    assert open_answerer(data_dir).answer("prisoners exchanged Emirates").answered
+    with answering(data_dir) as answerer:
+        assert answerer.answer("prisoners exchanged Emirates").answered
 
 
-def test_index_built_by_another_model_is_refused(data_dir: Path) -> None:
+def test_index_built_by_another_model_is_refused(data_dir: Path, store: Store) -> None:
     ingest(data_dir, CORPUS)
     params = json.loads((data_dir / "params.json").read_text())
     params["model"] = "some-other-model"
@@ -97,12 +93,13 @@ def test_index_built_by_another_model_is_refused(data_dir: Path) -> None:
     with pytest.raises(StoreError, match="different settings.*model"):
         open_answerer(data_dir)
     with pytest.raises(StoreError, match="different settings"):
-        Ingester(Store(data_dir), HashEmbedder())
+        Ingester(store, HashEmbedder())
 
 
-def test_stale_or_damaged_index_files_are_rebuilt_from_the_store(data_dir: Path) -> None:
+def test_stale_or_damaged_index_files_are_rebuilt_from_the_store(
+    data_dir: Path, store: Store
+) -> None:
     ingest(data_dir, CORPUS)
-    store = Store(data_dir)
     good = load_or_rebuild(store)
     directory = current_index_dir(store)
     (directory / "dense.faiss").write_bytes(b"garbage")
@@ -174,11 +171,41 @@ def test_killed_ingest_leaves_a_store_that_loads_and_rerun_finishes(
     articles, _ = counts(data_dir)
     assert 0 < articles < 60, "the kill should land mid-run"
     # What was committed loads and answers, whatever the index files' state.
-    answerer = open_answerer(data_dir)
-    assert len(answerer.searcher.articles) == articles
-    assert answerer.searcher.size == articles * 6
+    with answering(data_dir) as answerer:
+        assert len(answerer.searcher.articles) == articles
+        assert answerer.searcher.size == articles * 6
     # Running again finishes the job, adding only what was missing.
     report = ingest(data_dir, folder)
     assert report.added == 60 - articles and report.errors == []
     assert counts(data_dir) == (60, 360)
-    assert open_answerer(data_dir).searcher.size == 360
+    with answering(data_dir) as answerer:
+        assert answerer.searcher.size == 360
+
+
+def test_a_store_made_by_the_schema_before_migrations_is_migrated_in_place(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from index import schema
+
+    ingest(data_dir, CORPUS)
+    before = counts(data_dir)
+    # The database as the code before numbered migrations left it: schema 1, no user_version.
+    query(data_dir, "PRAGMA user_version = 0")
+    query(data_dir, "DROP INDEX deliveries_chat")
+    # A later release adds a column; the existing database gains it when opened.
+    monkeypatch.setattr(
+        schema,
+        "MIGRATIONS",
+        [*schema.MIGRATIONS, "ALTER TABLE subscriptions ADD COLUMN thread_id INTEGER;"],
+    )
+    with Store(data_dir) as store:
+        assert store.pushes.subscribe(1, "", None)
+    assert query(data_dir, "PRAGMA user_version") == [(len(schema.MIGRATIONS),)]
+    columns = [r[1] for r in query(data_dir, "PRAGMA table_info(subscriptions)")]
+    assert "thread_id" in columns
+    indexes = [r[1] for r in query(data_dir, "PRAGMA index_list(deliveries)")]
+    assert "deliveries_chat" in indexes
+    assert counts(data_dir) == before  # nothing stored is lost
+    with Store(data_dir):  # opening again applies nothing twice
+        pass
+    assert query(data_dir, "PRAGMA user_version") == [(len(schema.MIGRATIONS),)]

@@ -3,7 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.harness.data import ROOT
 
 
 def test_ruff_is_clean() -> None:

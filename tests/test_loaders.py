@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from index.loaders import IngestError, canonical_url, clean_url, iter_article_files, load_file
-from tests.conftest import CORPUS
+from tests.harness.data import CORPUS
 
 
 def test_markdown_front_matter_is_read() -> None:

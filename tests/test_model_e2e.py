@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from index.embed import load_embedder
-from tests.conftest import CORPUS, run_cli
+from tests.harness.data import CORPUS, run_cli
 
 pytestmark = pytest.mark.model
 
@@ -30,8 +30,7 @@ def test_onnx_embeddings_match_sentence_transformers(model_cache: Path) -> None:
     assert sims[0] > sims[1] > sims[2]
 
 
-def test_cli_with_the_real_model(tmp_path: Path, model_cache: Path) -> None:
-    data_dir = tmp_path / "data"
+def test_cli_with_the_real_model(data_dir: Path, model_cache: Path) -> None:
     env = {"TALKSBOT_MODEL_CACHE": str(model_cache)}
     result = run_cli(data_dir, "ingest", str(CORPUS), backend="onnx-int8", **env)
     assert result.returncode == 0, result.stderr

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import pushes
 from index.embed import HashEmbedder
 from index.store import Store
-from tests.conftest import CORPUS, ingest, run_cli
-from tests.fake_telegram import FakeBotAPI
-from tests.fake_web import FakeWeb, article_html, rss
-from tests.stories import POWER, SANCTIONS
-from tests.test_bot import ask, running_bot
+from talksbot.pushes.deliver import Deliverer
+from talksbot.pushes.fanout import fan_out
+from talksbot.pushes.subscriptions import SubscriptionError, check_digest_minutes, normalise_topic
+from talksbot.render import push_html
+from tests.harness.bot_api import FakeBotAPI
+from tests.harness.bot_process import running_bot
+from tests.harness.chat import ask, query, wait_until
+from tests.harness.data import CORPUS, ingest, run_cli
+from tests.harness.in_process import app_bot
+from tests.harness.stories import POWER, SANCTIONS
+from tests.harness.web import FakeWeb, article_html, rss
 
 
 def write_story(folder: Path, name: str, story: tuple, outlet: str = "Atomic Watch") -> Path:
@@ -37,57 +41,59 @@ def write_story(folder: Path, name: str, story: tuple, outlet: str = "Atomic Wat
 )
 def test_topic_bounds(topic: str, ok: bool) -> None:
     if ok:
-        assert pushes.normalise_topic(topic) == topic
+        assert normalise_topic(topic) == topic
     else:
-        with pytest.raises(pushes.SubscriptionError, match="at least 3|under 100"):
-            pushes.normalise_topic(topic)
+        with pytest.raises(SubscriptionError, match="at least 3|under 100"):
+            normalise_topic(topic)
 
 
-def test_fan_out_rules(data_dir: Path, tmp_path: Path) -> None:
+def test_fan_out_rules(data_dir: Path, tmp_path: Path, store: Store) -> None:
     ingest(data_dir, CORPUS)
-    store = Store(data_dir)
-    assert pushes.fan_out(store) == 0  # the first run only sets the watermark: no backlog
+    assert fan_out(store) == 0  # the first run only sets the watermark: no backlog
     embedder = HashEmbedder()
     power_sentence = POWER[1][1]
-    assert pushes.subscribe(store, 1, "", None)
-    assert not pushes.subscribe(store, 1, "", None)  # already active
-    pushes.subscribe(store, 2, "repairs during ceasefire", embedder.embed([power_sentence])[0])
-    pushes.subscribe(store, 3, "tanker sanctions", embedder.embed([SANCTIONS[1][0]])[0])
-    pushes.subscribe(store, 4, "", None)
-    assert pushes.unsubscribe(store, 4) == 1
+    assert store.pushes.subscribe(1, "", None)
+    assert not store.pushes.subscribe(1, "", None)  # already active
+    store.pushes.subscribe(2, "repairs during ceasefire", embedder.embed([power_sentence])[0])
+    store.pushes.subscribe(3, "tanker sanctions", embedder.embed([SANCTIONS[1][0]])[0])
+    store.pushes.subscribe(4, "", None)
+    assert store.pushes.unsubscribe(4) == 1
     folder = tmp_path / "new"
     folder.mkdir()
     ingest(data_dir, write_story(folder, "power", POWER))
-    assert pushes.fan_out(store) == 2  # chat 1 (all) and chat 2 (topic); 3 off topic; 4 gone
-    assert pushes.fan_out(store) == 0  # nothing twice
+    assert fan_out(store) == 2  # chat 1 (all) and chat 2 (topic); 3 off topic; 4 gone
+    assert fan_out(store) == 0  # nothing twice
     rows = store.db.execute("SELECT chat_id, body FROM deliveries ORDER BY chat_id").fetchall()
     assert [r[0] for r in rows] == [1, 2]
     body = json.loads(rows[1][1])
     assert body["topic"] == "repairs during ceasefire"
     assert power_sentence in [p["text"] for p in body["passages"]]
     assert len(body["passages"]) <= 2
-    html = pushes.push_html(body)
+    html = push_html(body)
     assert html.startswith("🆕 <b><a href=") and "<blockquote>" in html
     # A subscription made after a story arrived does not get that story.
-    pushes.subscribe(store, 5, "", None)
+    store.pushes.subscribe(5, "", None)
     ingest(data_dir, write_story(folder, "sanctions", SANCTIONS, outlet="Brussels Desk"))
-    assert pushes.fan_out(store) == 3  # chats 1, 3 and 5, not 2 (off topic)
+    assert fan_out(store) == 3  # chats 1, 3 and 5, not 2 (off topic)
+
+
+def fanned_out_and_sent(data_dir: Path) -> bool:
+    """Every stored story fanned out and no push waiting."""
+    mark = query(data_dir, "SELECT value FROM meta WHERE key='fanout_article_id'")
+    latest = query(data_dir, "SELECT MAX(id) FROM articles")[0][0]
+    pending = query(data_dir, "SELECT COUNT(*) FROM deliveries WHERE status='pending'")[0][0]
+    return bool(mark) and int(mark[0][0]) == latest and pending == 0
 
 
 def subscriptions(data_dir: Path) -> dict[int, int]:
-    db = sqlite3.connect(data_dir / "talksbot.db")
-    try:
-        return dict(db.execute("SELECT chat_id, active FROM subscriptions"))
-    finally:
-        db.close()
+    return dict(query(data_dir, "SELECT chat_id, active FROM subscriptions"))
 
 
 @pytest.mark.model
 def test_subscribe_new_feed_entry_one_push_per_chat(
-    tmp_path: Path, model_cache: Path, web: FakeWeb
+    data_dir: Path, model_cache: Path, web: FakeWeb
 ) -> None:
-    data_dir = tmp_path / "data"
-    env = {"TALKSBOT_MODEL_CACHE": str(model_cache)}
+    env = {"TALKSBOT_MODEL_CACHE": str(model_cache), "TALKSBOT_FETCH_ALLOW_HOSTS": "127.0.0.1"}
     assert run_cli(data_dir, "ingest", str(CORPUS), backend="onnx-int8", **env).returncode == 0
     feed = web.put("/feed.xml", rss([]), content_type="application/rss+xml")
     assert run_cli(data_dir, "feeds", "add", feed, backend="onnx-int8", **env).returncode == 0
@@ -129,7 +135,14 @@ def test_subscribe_new_feed_entry_one_push_per_chat(
             rss([("Power", page), ("Again", page + "?utm_source=rss"), ("Reprint", reprint)]),
             content_type="application/rss+xml",
         )
-        time.sleep(4)  # several polls and fan-outs
+        # Wait on the store, not the clock: every entry of the feed taken, every stored story
+        # fanned out, and nothing left to send.
+        wait_until(
+            lambda: query(data_dir, "SELECT COUNT(*) FROM feed_entries") == [(3,)],
+            60,
+            "the feed's three entries taken",
+        )
+        wait_until(lambda: fanned_out_and_sent(data_dir), 30, "fan-out and delivery done")
         pushes_sent = [
             c
             for c in api.calls_to("sendMessage")
@@ -171,14 +184,16 @@ def test_subscribe_new_feed_entry_one_push_per_chat(
         assert "nuclear plant repairs" in listing.params["text"]
 
 
-def test_restart_mid_delivery_and_429_storm(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def delivered_to(api: FakeBotAPI) -> list[int]:
+    return [int(c.params["chat_id"]) for c in api.calls_to("sendMessage") if c.status == 200]
+
+
+def test_restart_mid_delivery_and_429_storm(data_dir: Path, tmp_path: Path) -> None:
     ingest(data_dir, CORPUS)
-    store = Store(data_dir)
     chats = list(range(5000, 5040))
-    for chat in chats:
-        pushes.subscribe(store, chat, "", None)
-    store.close()
+    with Store(data_dir) as store:
+        for chat in chats:
+            store.pushes.subscribe(chat, "", None)
     folder = tmp_path / "new"
     folder.mkdir()
     with running_bot(data_dir, TALKSBOT_FANOUT_INTERVAL="0.3", TELEGRAM_PUSH_RATE="10") as (
@@ -192,32 +207,31 @@ def test_restart_mid_delivery_and_429_storm(tmp_path: Path) -> None:
         api.wait_for(
             "sendMessage", lambda c: c.status == 200 and "🆕" in c.params["text"], timeout=30
         )
-        time.sleep(1.0)
+        wait_until(lambda: len(delivered_to(api)) >= 5, 30, "some pushes delivered")
         assert bot.stop(signal.SIGTERM) == 0  # mid-delivery
         delivered = {
             int(c.params["chat_id"]) for c in api.calls_to("sendMessage") if c.status == 200
         }
         assert 0 < len(delivered) < len(chats)
         bot.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ok = [int(c.params["chat_id"]) for c in api.calls_to("sendMessage") if c.status == 200]
-            if set(ok) >= set(chats):
-                break
-            time.sleep(0.2)
-        ok = [int(c.params["chat_id"]) for c in api.calls_to("sendMessage") if c.status == 200]
+        wait_until(lambda: set(delivered_to(api)) >= set(chats), 60, "every chat reached")
+        ok = delivered_to(api)
         assert sorted(ok) == chats  # every chat exactly once: nothing lost, nothing twice
         assert len([c for c in api.calls_to("sendMessage") if c.status == 429]) == 4
-        db = sqlite3.connect(data_dir / "talksbot.db")
-        assert db.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status").fetchall() == [
+        # Each row is marked just after Telegram accepted its message: wait for the last marks.
+        wait_until(
+            lambda: not query(data_dir, "SELECT 1 FROM deliveries WHERE status='pending'"),
+            10,
+            "the last sends marked",
+        )
+        assert query(data_dir, "SELECT status, COUNT(*) FROM deliveries GROUP BY status") == [
             ("sent", len(chats))
         ]
 
 
-def test_group_subscriptions_need_an_admin(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def test_group_subscriptions_need_an_admin(data_dir: Path) -> None:
     ingest(data_dir, CORPUS)
-    with running_bot(data_dir) as (api, _):
+    with app_bot(data_dir) as (api, _):
         for status, expected in [
             ("member", "Only this group's administrators"),
             ("administrator", "Subscribed"),
@@ -232,23 +246,23 @@ def test_group_subscriptions_need_an_admin(tmp_path: Path) -> None:
         assert subscriptions(data_dir) == {-900: 1}
 
 
-def test_topic_vectors_are_stored(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    store = Store(data_dir)
+def test_topic_vectors_are_stored(data_dir: Path, store: Store) -> None:
     vector = np.arange(4, dtype=np.float32)
-    pushes.subscribe(store, 1, "abc", vector)
-    blob = store.db.execute("SELECT vector FROM subscriptions").fetchone()[0]
+    store.pushes.subscribe(1, "abc", vector)
+    blob = query(data_dir, "SELECT vector FROM subscriptions")[0][0]
     assert np.array_equal(np.frombuffer(blob, dtype=np.float32), vector)
+    assert np.array_equal(store.pushes.subscription_vector(1), vector)
 
 
-def test_admin_ingest_and_feeds_from_telegram(tmp_path: Path, web: FakeWeb) -> None:
-    data_dir = tmp_path / "data"
+def test_admin_ingest_and_feeds_from_telegram(data_dir: Path, web: FakeWeb) -> None:
     ingest(data_dir, CORPUS)
     outsider = {"id": 7, "is_bot": False, "first_name": "Eve"}
-    with running_bot(data_dir, TELEGRAM_ADMIN_IDS="[42]", TALKSBOT_FANOUT_INTERVAL="0.3") as (
-        api,
-        _,
-    ):
+    with app_bot(
+        data_dir,
+        telegram_admin_ids=[42],
+        talksbot_fanout_interval=0.3,
+        talksbot_fetch_allow_hosts="127.0.0.1",
+    ) as (api, _):
         title, paragraphs = SANCTIONS
         page = web.put("/s", article_html(title, "Brussels Desk", "2026-02-25", paragraphs))
         refused = ask(api, api.message(f"/ingest {page}", chat_id=7, user=outsider), chat_id=7)
@@ -281,55 +295,52 @@ def test_admin_ingest_and_feeds_from_telegram(tmp_path: Path, web: FakeWeb) -> N
 
 
 async def test_digest_mode_sends_one_message_listing_new_stories(
-    data_dir: Path, tmp_path: Path
+    data_dir: Path, tmp_path: Path, store: Store
 ) -> None:
     from telegram import Bot
 
     ingest(data_dir, CORPUS)
-    store = Store(data_dir)
-    pushes.fan_out(store)
-    pushes.subscribe(store, 11, "", None)
-    pushes.subscribe(store, 12, "", None)
-    pushes.set_digest(store, 11, 30)
-    with pytest.raises(pushes.SubscriptionError, match="5 to 1440 minutes"):
-        pushes.set_digest(store, 12, 2)
+    fan_out(store)
+    store.pushes.subscribe(11, "", None)
+    store.pushes.subscribe(12, "", None)
+    store.pushes.set_digest(11, check_digest_minutes(30))
+    with pytest.raises(SubscriptionError, match="5 to 1440 minutes"):
+        check_digest_minutes(2)
     folder = tmp_path / "new"
     folder.mkdir()
     ingest(data_dir, write_story(folder, "power", POWER), write_story(folder, "s", SANCTIONS))
-    assert pushes.fan_out(store) == 4
-    assert pushes.queue_counts(store) == {"digest": 2, "pending": 2}
+    assert fan_out(store) == 4
+    assert store.pushes.counts() == {"digest": 2, "pending": 2}
     api = FakeBotAPI()
     bot = Bot(api.token, base_url=api.start())
     await bot.initialize()
 
-    async def run(fn, *args, **kwargs):  # noqa: ANN001, ANN202
+    async def run(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
     try:
-        deliverer = pushes.Deliverer(bot, store, run, rate=50)
+        deliverer = Deliverer(bot, store, run, rate=50)
         assert await deliverer.deliver_due() == 2  # chat 12's two single pushes
         assert await deliverer.deliver_due() == 0  # chat 11's digest is not due yet
-        with store.db:  # the interval passes
-            store.db.execute("UPDATE chat_settings SET last_digest_at = 0 WHERE chat_id = 11")
+        query(data_dir, "UPDATE chat_settings SET last_digest_at = 0 WHERE chat_id = 11")
         assert await deliverer.deliver_due() == 1
         to_11 = [c for c in api.calls_to("sendMessage") if str(c.params["chat_id"]) == "11"]
         assert len(to_11) == 1
         text = to_11[0].params["text"]
         assert text.startswith("🗞 <b>2 new stories</b>")
         assert POWER[0] in text and SANCTIONS[0] in text
-        assert pushes.queue_counts(store) == {"sent": 4}
+        assert store.pushes.counts() == {"sent": 4}
         # Turning digests off sends what waits one by one.
-        pushes.set_digest(store, 11, 0)
-        assert pushes.digest_minutes(store, 11) == 0
+        store.pushes.set_digest(11, 0)
+        assert store.pushes.digest_minutes(11) == 0
     finally:
         await bot.shutdown()
         api.stop()
 
 
-def test_digest_command(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def test_digest_command(data_dir: Path) -> None:
     ingest(data_dir, CORPUS)
-    with running_bot(data_dir) as (api, _):
+    with app_bot(data_dir) as (api, _):
         assert "off" in ask(api, api.message("/digest", chat_id=31), chat_id=31).params["text"]
         on = ask(api, api.message("/digest on 30", chat_id=31), chat_id=31)
         assert "every 30 minutes" in on.params["text"]

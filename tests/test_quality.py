@@ -27,7 +27,7 @@ from retrieval.rank import (
     load_ranker,
     ranker_path,
 )
-from tests.conftest import CORPUS, ingest, open_answerer
+from tests.harness.data import CORPUS, ingest, open_answerer
 
 
 def q(doc: str, answerable: bool = True, n: int = 0) -> EvalQuestion:
@@ -108,7 +108,7 @@ def test_boilerplate_marked_lines_stay_citable_and_reachable(tmp_path: Path) -> 
     assert reachable(answerer.searcher, questions) == 1.0  # … and indexed all the same
     found = answerer.searcher.search("Stated Accuracy 14 meters Circular Error Probable")
     assert found[0].content == "Stated Accuracy| 14 meters (Circular Error Probable)"
-    assert found[0].metadata["kind"] == BOILERPLATE
+    assert found[0].kind == BOILERPLATE
     missing = [EvalQuestion("?", ["a sentence no article holds"], True)]
     assert reachable(answerer.searcher, missing) == 0.0
 
@@ -125,14 +125,14 @@ def test_boilerplate_marked_lines_stay_citable_and_reachable(tmp_path: Path) -> 
     ],
 )
 def test_transliterations_and_misspellings_match(typed: str, corpus_word: str) -> None:
-    from index.search_index import tokenize
+    from index.text import tokenize
 
     matcher = NameMatcher(tokenize(f"{corpus_word} talks geneva"))
     assert matcher.known(typed, tokenize(typed)[0])
 
 
 def test_unrelated_names_stay_unknown() -> None:
-    from index.search_index import tokenize
+    from index.text import tokenize
 
     matcher = NameMatcher(tokenize("zelensky witkoff kushner geneva talks ceasefire"))
     for word in ("Erdogan", "Macron", "Ronaldo", "Kiis"):

@@ -11,9 +11,12 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from config import SAMPLE_CORPUS, Settings, load_settings
+from talksbot.config import Settings, load_settings
+from talksbot.logs import setup_logging
+from talksbot.wiring import open_answerer, run_ingest, with_ingester
 
 log = logging.getLogger("talksbot")
 
@@ -24,68 +27,6 @@ class CliError(Exception):
 
 def _echo(*parts: object) -> None:
     print(*parts, file=sys.stderr, flush=True)
-
-
-def open_answerer(settings: Settings, quiet: bool = False, refit: bool = False):  # noqa: ANN201
-    """Load the searcher for the configured data dir; build it from the sample corpus if empty.
-    ``refit``: start from the default ranker (the shipped one may no longer fit the code)."""
-    from index.embed import load_embedder
-    from index.ingest import Ingester, ingest_params
-    from index.store import Store
-    from retrieval.answer import Answerer
-    from retrieval.search import Searcher
-
-    backend, data_dir = settings.talksbot_backend, settings.data_dir
-    store = Store(data_dir)
-    try:
-        store.check_params(ingest_params(backend), write=False)
-        embedder = load_embedder(backend, settings.model_cache)
-        if store.article_count() == 0:
-            if not quiet:
-                _echo(f"talksbot: {data_dir} is empty; building it from the sample corpus …")
-            report = Ingester(store, embedder).ingest_paths([SAMPLE_CORPUS], progress=False)
-            if not quiet:
-                _echo(f"talksbot: {report.summary()}")
-    finally:
-        store.close()
-    from retrieval.rank import default_ranker
-
-    ranker = default_ranker(embedder.name) if refit else None
-    return Answerer(Searcher.open(data_dir, backend, embedder=embedder, ranker=ranker))
-
-
-def open_ingester(settings: Settings):  # noqa: ANN201
-    """An Ingester on the configured store; a mismatched store is refused before the model loads."""
-    from index.embed import load_embedder
-    from index.ingest import Ingester, ingest_params
-    from index.store import Store
-
-    store = Store(settings.data_dir)
-    try:
-        store.check_params(ingest_params(settings.talksbot_backend), write=False)
-        return Ingester(store, load_embedder(settings.talksbot_backend, settings.model_cache))
-    except BaseException:
-        store.close()
-        raise
-
-
-def run_ingest(
-    settings: Settings, paths: list[Path], progress: bool | None = None, urls: list[str] = ()
-):  # noqa: ANN201
-    from index.feeds import ingest_url
-
-    ingester = open_ingester(settings)
-    try:
-        report = ingester.ingest_paths(paths, progress=progress) if paths else None
-        for url in urls:
-            one = ingest_url(ingester.store, ingester, url)
-            if report is None:
-                report = one
-            else:
-                report.merge(one)
-        return report
-    finally:
-        ingester.store.close()
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -173,11 +114,9 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
     from index.store import Store
 
     if args.action == "poll":
-        ingester = open_ingester(settings)
-        try:
-            report = poll_feeds(ingester.store, ingester)
-        finally:
-            ingester.store.close()
+        report = with_ingester(
+            settings, lambda store, ing: poll_feeds(store, ing, settings.fetch_policy)
+        )
         for error in report.errors:
             _echo(f"talksbot: {error}")
         print(report.summary())
@@ -187,7 +126,7 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "add":
             if not args.url:
                 raise CliError("feeds add needs a feed URL")
-            feed, n = add_feed(store, args.url)
+            feed, n = add_feed(store, args.url, settings.fetch_policy)
             print(f"added feed {feed.id}: {feed.title} ({n} entries now; polled by the bot)")
         elif args.action == "remove":
             if not args.url:
@@ -232,10 +171,15 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.telegram_bot_token is not None and settings.telegram_bot_token.get_secret_value():
-        import bot
-
-        bot.run_bot(settings, verbose=args.verbose)
+    """The Telegram bot with a token (``bot.run``), a console chat without one."""
+    token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else ""
+    if token:
+        # The bot reports what it does ("talksbot ready …"), not only what goes wrong.
+        setup_logging(logging.INFO, args.verbose, token)
+        run_bot = args.run_bot
+        if run_bot is None:  # `talksbot serve`; `python bot.py` passes its own
+            from bot import run as run_bot
+        run_bot(settings)
         return 0
     return console_chat(settings)
 
@@ -299,7 +243,8 @@ COMMANDS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, run_bot: Callable[[Settings], None] | None = None) -> int:
+    """Run one command; every failure ends in one line on stderr and exit code 1."""
     from index.loaders import IngestError
     from index.mpnet import ModelFileError
     from index.store import StoreError
@@ -307,13 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     from retrieval.rank import RankerError
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    args.run_bot = run_bot
     command = args.command or "serve"
+    level = logging.INFO if args.verbose else logging.WARNING
+    setup_logging(level, args.verbose)
     try:
         settings = load_settings()
+        token = settings.telegram_bot_token
+        setup_logging(level, args.verbose, token.get_secret_value() if token else "")
         return COMMANDS[command](args, settings)
     except (CliError, IngestError, StoreError, EvalFileError, RankerError, ModelFileError) as exc:
         _echo(f"talksbot: {exc}")
@@ -323,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # noqa: BLE001 - last resort: one line, details only with -v
+    except Exception as exc:  # last resort: one line, details only with -v
         log.debug("unexpected error", exc_info=True)
         message = str(exc)
         token = settings.telegram_bot_token if "settings" in locals() else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -32,9 +33,21 @@ class FakeWeb:
         web = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 web.hits.append(self.path)
                 path = self.path.split("?")[0]
+                if path == "/drip":  # a byte every half second, never finishing
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.end_headers()
+                    for _ in range(120):
+                        try:
+                            self.wfile.write(b"<")
+                            self.wfile.flush()
+                        except OSError:
+                            return
+                        time.sleep(0.5)
+                    return
                 if path == "/huge":
                     self.send_response(200)
                     self.send_header("Content-Type", "text/html")
@@ -58,7 +71,7 @@ class FakeWeb:
                 pass
 
         class Server(ThreadingHTTPServer):
-            def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+            def handle_error(self, request, client_address) -> None:
                 pass
 
         self._server = Server(("127.0.0.1", 0), Handler)

@@ -64,7 +64,7 @@ class FakeBotAPI:
         api = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode()
                 status, payload = api.handle(self.path, self.headers.get("Content-Type", ""), body)
@@ -75,13 +75,13 @@ class FakeBotAPI:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST  # noqa: N815
+            do_GET = do_POST
 
             def log_message(self, *args: object) -> None:
                 pass
 
         class Server(ThreadingHTTPServer):
-            def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+            def handle_error(self, request, client_address) -> None:
                 pass  # a client that hung up mid-poll (the bot shutting down) is normal
 
         self._server = Server(("127.0.0.1", 0), Handler)
@@ -114,7 +114,7 @@ class FakeBotAPI:
         with self._cond:
             return [c for c in self.calls if c.method == method]
 
-    def wait_for(self, method: str, predicate=lambda c: True, timeout: float = 20.0) -> Call:  # noqa: ANN001
+    def wait_for(self, method: str, predicate=lambda c: True, timeout: float = 20.0) -> Call:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:

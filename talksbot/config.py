@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 SAMPLE_CORPUS = PROJECT_DIR / "data" / "sample"
+
+if TYPE_CHECKING:
+    from index.fetch import FetchPolicy
 
 
 def default_data_dir() -> Path:
@@ -50,10 +54,22 @@ class Settings(BaseSettings):
     telegram_typing_after: float = 0.5
     # Messages per second across all chats (Telegram allows about 30).
     telegram_rate_limit: float = 30.0
+    # Fetching pages and feeds: non-public destinations (loopback, private, link-local …) are
+    # refused unless named here (comma-separated hosts, IPs or CIDRs); one deadline per fetch.
+    talksbot_fetch_allow_hosts: str = ""
+    talksbot_fetch_timeout: float = 20.0
 
     @property
     def data_dir(self) -> Path:
         return self.talksbot_data_dir.expanduser()
+
+    @property
+    def fetch_policy(self) -> FetchPolicy:
+        from index.fetch import FetchPolicy
+
+        return FetchPolicy.parse(
+            self.talksbot_fetch_allow_hosts, deadline=self.talksbot_fetch_timeout
+        )
 
     @property
     def model_cache(self) -> Path:

@@ -1,0 +1,213 @@
+"""Scale benchmark: a store of N synthetic articles (default 40,000: about a million sentences).
+
+Runs the real ``talksbot`` command in subprocesses, as an operator would, and prints:
+
+- bulk ingest rate (sentences/s) and the ingest process's peak memory;
+- ``talksbot ingest`` of one more article (whole process) and its peak memory;
+- cold ``talksbot ask`` (whole process, median of 3);
+- warm answers: p50/p95 over questions asked one at a time to one ``talksbot ask --json``
+  process, and that process's peak memory;
+- the real model's ingest rate (sentences/s) on the first ``--real`` articles, so the cost of a
+  backfill with the default model is known.
+
+The store and index are measured with the model-free ``hash`` backend (``TALKSBOT_BACKEND``),
+except in the real-model line. Articles come from ``../shared/bench/synth_corpus.py``.
+
+usage: python benchmarks/scale.py [--articles 40000] [--real 2000] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+QUESTIONS = [
+    "How much of Donetsk does Russia hold?",
+    "Why was the Budapest summit called off?",
+    "Who mediates the peace talks?",
+    "What did Zelensky say about security guarantees?",
+    "Where were the latest talks held?",
+    "How many civilians have been killed?",
+    "What sanctions target Russian oil?",
+    "When did the Geneva round start?",
+    "What happened at the Zaporizhzhia nuclear plant?",
+    "Is there a ceasefire in the energy war?",
+]
+
+
+def talksbot() -> list[str]:
+    exe = Path(sys.executable).parent / "talksbot"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "talksbot.cli"]
+
+
+def env_for(data_dir: Path, backend: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TALKSBOT_", "TELEGRAM_"))}
+    env.update(TALKSBOT_DATA_DIR=str(data_dir), TALKSBOT_BACKEND=backend, HF_HUB_OFFLINE="1")
+    return env
+
+
+def run_measured(args: list[str], env: dict[str, str], stdin: str = "") -> tuple[float, float, str]:
+    """Like ``run`` but reaps the child with wait4 to read its own peak RSS."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin and proc.stdout and proc.stderr
+    proc.stdin.write(stdin)
+    proc.stdin.close()
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}): {err.strip()[-500:]}")
+    return seconds, usage.ru_maxrss / 1024, out
+
+
+def sentences_indexed(out: str) -> int:
+    match = re.search(r"(\d+) sentences indexed", out)
+    return int(match.group(1)) if match else 0
+
+
+def synth(n: int, target: Path, seed: int) -> Path:
+    marker = target / f".complete-{n}-{seed}"
+    if not marker.exists():
+        shutil.rmtree(target, ignore_errors=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(SHARED / "bench" / "synth_corpus.py"),
+                str(SHARED / "corpus"),
+                str(n),
+                str(target),
+                str(seed),
+            ],
+            check=True,
+        )
+        marker.touch()
+    return target
+
+
+def warm_answers(data_dir: Path, backend: str, rounds: int) -> tuple[list[float], float]:
+    """Per-question latency over one ``talksbot ask --json`` process, and its peak RSS (MB)."""
+    proc = subprocess.Popen(
+        [*talksbot(), "ask", "--json"],
+        env=env_for(data_dir, backend),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        bufsize=1,
+    )
+    assert proc.stdin and proc.stdout
+    times = []
+    for i in range(rounds):
+        question = QUESTIONS[i % len(QUESTIONS)]
+        started = time.perf_counter()
+        proc.stdin.write(question + "\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        elapsed = time.perf_counter() - started
+        json.loads(line)
+        if i >= len(QUESTIONS):  # the first round warms caches
+            times.append(elapsed)
+    proc.stdin.close()
+    proc.stdout.read()
+    _, _, usage = os.wait4(proc.pid, 0)
+    return times, usage.ru_maxrss / 1024
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--articles", type=int, default=40_000)
+    parser.add_argument("--real", type=int, default=2_000, help="articles for the real model")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/talksbot-scale"))
+    parser.add_argument("--rounds", type=int, default=110, help="warm questions asked")
+    args = parser.parse_args()
+    if not (SHARED / "bench" / "synth_corpus.py").exists():
+        raise SystemExit(f"{SHARED / 'bench' / 'synth_corpus.py'} not found")
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    corpus = synth(args.articles, args.work / f"corpus-{args.articles}", seed=7)
+    extra = synth(1, args.work / "corpus-extra", seed=99)
+    data = args.work / f"store-{args.articles}"
+    shutil.rmtree(data, ignore_errors=True)
+    hash_env = env_for(data, "hash")
+
+    print(
+        f"scale benchmark: {args.articles:,} synthetic articles, hash backend, "
+        f"{os.cpu_count()} cores"
+    )
+    seconds, rss, out = run_measured([*talksbot(), "ingest", str(corpus)], hash_env)
+    n = sentences_indexed(out)
+    print(
+        f"bulk ingest           {seconds:8.1f} s   {n:,} sentences   {n / seconds:8.0f} sentences/s"
+        f"   peak {rss:6.0f} MB"
+    )
+
+    seconds, rss, out = run_measured([*talksbot(), "ingest", str(extra)], hash_env)
+    print(
+        f"ingest one more       {seconds:8.2f} s   ({out.strip().splitlines()[-1][:60]})"
+        f"   peak {rss:6.0f} MB"
+    )
+
+    colds = []
+    for question in QUESTIONS[:3]:
+        seconds, rss, _ = run_measured([*talksbot(), "ask", question], hash_env)
+        colds.append((seconds, rss))
+    print(
+        f"cold ask (median of 3) {statistics.median(s for s, _ in colds):7.2f} s"
+        f"   peak {max(r for _, r in colds):6.0f} MB"
+    )
+
+    times, rss = warm_answers(data, "hash", args.rounds)
+    print(
+        f"warm answer           p50 {percentile(times, 0.5) * 1000:6.1f} ms"
+        f"   p95 {percentile(times, 0.95) * 1000:6.1f} ms   ({len(times)} questions)"
+        f"   peak {rss:6.0f} MB (process answering)"
+    )
+
+    if args.real:
+        real_corpus = args.work / f"corpus-real-{args.real}"
+        if not (real_corpus / ".complete").exists():
+            shutil.rmtree(real_corpus, ignore_errors=True)
+            real_corpus.mkdir()
+            for f in sorted(corpus.glob("*.md"))[: args.real]:
+                (real_corpus / f.name).write_bytes(f.read_bytes())
+            (real_corpus / ".complete").touch()
+        real_data = args.work / "store-real"
+        shutil.rmtree(real_data, ignore_errors=True)
+        env = env_for(real_data, os.environ.get("TALKSBOT_BENCH_BACKEND", "onnx-int8"))
+        env["TALKSBOT_MODEL_CACHE"] = str(args.work / "models")
+        seconds, rss, out = run_measured([*talksbot(), "ingest", str(real_corpus)], env)
+        n = sentences_indexed(out)
+        print(
+            f"real-model ingest     {seconds:8.1f} s   {n:,} sentences   {n / seconds:8.1f} "
+            f"sentences/s   ({args.real:,} articles, {env['TALKSBOT_BACKEND']})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,134 @@
+"""The database schema as numbered migrations, applied in order when a store is opened.
+
+``PRAGMA user_version`` records the last one applied. Migration 1 is the schema every store
+created before migrations had (``IF NOT EXISTS`` throughout), so such a store passes through it
+unchanged and then gains what later migrations add: new tables, indexes and columns reach an
+existing database instead of only fresh ones. Append; never edit a migration once released.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[str] = [
+    # 1: articles, sentences, answers, feeds, subscriptions and the push queue.
+    """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS articles (
+    id INTEGER PRIMARY KEY,
+    url TEXT NOT NULL DEFAULT '',
+    canonical_url TEXT NOT NULL DEFAULT '',
+    title TEXT NOT NULL,
+    outlet TEXT NOT NULL DEFAULT '',
+    published TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT '',
+    content_hash TEXT NOT NULL UNIQUE,
+    added_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS article_urls (
+    url TEXT PRIMARY KEY,            -- canonical URL or source path
+    article_id INTEGER NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
+    outlet TEXT NOT NULL DEFAULT '',
+    kind TEXT NOT NULL DEFAULT 'primary'   -- 'primary', 'alias' or 'also_reported'
+);
+CREATE TABLE IF NOT EXISTS sentences (
+    id INTEGER PRIMARY KEY,
+    article_id INTEGER NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
+    para INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    embedding BLOB
+);
+CREATE INDEX IF NOT EXISTS sentences_article ON sentences(article_id, position);
+CREATE INDEX IF NOT EXISTS sentences_hash ON sentences(hash);
+-- Answers shown in chats, so that their buttons outlive restarts.
+CREATE TABLE IF NOT EXISTS answers (
+    id INTEGER PRIMARY KEY,
+    created_at REAL NOT NULL,
+    chat_id INTEGER,
+    question TEXT NOT NULL,
+    shown TEXT NOT NULL DEFAULT '[]'  -- JSON list of sentence ids currently shown
+);
+CREATE TABLE IF NOT EXISTS feeds (
+    id INTEGER PRIMARY KEY,
+    url TEXT NOT NULL UNIQUE,
+    title TEXT NOT NULL DEFAULT '',
+    added_at REAL NOT NULL,
+    checked_at REAL,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS feed_entries (   -- entries taken: a poll fetches only new ones
+    feed_id INTEGER NOT NULL REFERENCES feeds(id) ON DELETE CASCADE,
+    entry_key TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (feed_id, entry_key)
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id INTEGER PRIMARY KEY,
+    chat_id INTEGER NOT NULL,
+    topic TEXT NOT NULL DEFAULT '',     -- '' = all new coverage
+    vector BLOB,                        -- topic embedding (NULL for all)
+    created_at REAL NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (chat_id, topic)
+);
+CREATE TABLE IF NOT EXISTS deliveries (  -- the persistent push queue; one row per chat and story
+    id INTEGER PRIMARY KEY,
+    chat_id INTEGER NOT NULL,
+    article_id INTEGER NOT NULL,
+    subscription_id INTEGER,
+    body TEXT NOT NULL,                 -- JSON: what to say (rendered by the bot)
+    status TEXT NOT NULL DEFAULT 'pending',   -- pending, digest (waits), sent, failed
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    sent_at REAL,
+    error TEXT NOT NULL DEFAULT '',
+    UNIQUE (chat_id, article_id)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(status, next_at);
+CREATE TABLE IF NOT EXISTS chat_settings (
+    chat_id INTEGER PRIMARY KEY,
+    digest_minutes INTEGER NOT NULL DEFAULT 0,   -- 0: one push per story; else one digest
+    last_digest_at REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY,
+    created_at REAL NOT NULL,
+    chat_id INTEGER,
+    user_id INTEGER,
+    question TEXT NOT NULL,
+    citations TEXT NOT NULL,   -- JSON list of sentence ids shown
+    vote INTEGER NOT NULL      -- +1 or -1
+);
+""",
+    # 2: the push queue is read per chat (digests, retiring a chat, digest mode off).
+    "CREATE INDEX IF NOT EXISTS deliveries_chat ON deliveries(chat_id, status);",
+]
+
+
+def _statements(script: str) -> list[str]:
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    return statements
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Apply the migrations this database lacks, all in one transaction taken before the version
+    is read (two processes opening one store migrate it once); returns the version now."""
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        for script in MIGRATIONS[version:]:
+            for statement in _statements(script):
+                db.execute(statement)
+        if version < len(MIGRATIONS):
+            db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    return max(version, len(MIGRATIONS))

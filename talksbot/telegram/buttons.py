@@ -1,0 +1,168 @@
+"""Buttons, one handler per kind of callback data (see ``callbacks``). Answers are kept in the
+store, so buttons under them keep working after a restart."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from telegram import CallbackQuery, InlineKeyboardMarkup, Update
+from telegram.error import BadRequest
+from telegram.ext import ContextTypes
+
+from talksbot.render import answer_html, context_html
+from talksbot.telegram.callbacks import (
+    AskAbout,
+    Example,
+    MoreContext,
+    MoreResults,
+    Unsubscribe,
+    Vote,
+    decode,
+)
+from talksbot.telegram.keyboards import EXAMPLES, MAX_PAGES, PAGE, answer_keyboard
+from talksbot.telegram.questions import reply_with_answer
+from talksbot.telegram.services import Services, services
+from talksbot.telegram.subscriptions import may_manage
+
+EXPIRED = "That answer is no longer available; please ask again."
+
+
+async def example_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """An example question under /start: asked as if typed."""
+    query = update.callback_query
+    data = decode(Example, query.data)
+    await query.answer()
+    index = data.index if data and 0 <= data.index < len(EXAMPLES) else 0
+    await reply_with_answer(query.message, EXAMPLES[index], context)
+
+
+async def unsubscribe_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """ "Remove" under /subscriptions and "Unsubscribe" under a push."""
+    query = update.callback_query
+    if not await may_manage(update, context):
+        await query.answer("Only the group's administrators can do that.", show_alert=True)
+        return
+    data = decode(Unsubscribe, query.data)
+    svc = services(context)
+    removed = await svc.run(
+        svc.store.pushes.unsubscribe,
+        update.effective_chat.id,
+        None,
+        data.subscription_id if data else -1,
+    )
+    await query.answer("Unsubscribed." if removed else "Already unsubscribed.")
+
+
+async def about_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """ "Ask about this" under a push: the story's title, asked as a question."""
+    query = update.callback_query
+    data = decode(AskAbout, query.data)
+    svc = services(context)
+    article = await svc.run(svc.store.article, data.article_id) if data else None
+    await query.answer()
+    if article and query.message:
+        await reply_with_answer(query.message, article.title, context)
+
+
+@dataclass
+class AnswerButton:
+    """A button under a stored answer, with what it needs to act."""
+
+    query: CallbackQuery
+    svc: Services
+    data: Vote | MoreResults | MoreContext
+    question: str
+    shown: list[int]
+
+
+async def _answer_button(
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    data: Vote | MoreResults | MoreContext | None,
+) -> AnswerButton | None:
+    """The stored answer a button belongs to; None (and the user told) when it is gone."""
+    query, svc = update.callback_query, services(context)
+    saved = await svc.run(svc.store.answers.load, data.answer_id) if data else None
+    if saved is None:
+        await query.answer(EXPIRED, show_alert=True)
+        return None
+    return AnswerButton(query, svc, data, *saved)
+
+
+async def vote_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """👍/👎: stored with the question and the citations shown."""
+    b = await _answer_button(update, context, decode(Vote, update.callback_query.data))
+    if b is None:
+        return
+    user, message = update.effective_user, b.query.message
+    await b.svc.run(
+        b.svc.store.answers.add_feedback,
+        message.chat_id if message else None,
+        user.id if user else None,
+        b.question,
+        b.shown,
+        1 if b.data.vote == 1 else -1,
+    )
+    await b.query.answer("Thanks for the feedback!")
+
+
+async def more_results_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """ "More results": the next page of citations, edited into the answer's message."""
+    b = await _answer_button(update, context, decode(MoreResults, update.callback_query.data))
+    if b is None:
+        return
+    offset = min(max(b.data.offset, 0), (MAX_PAGES - 1) * PAGE)
+    answer = await b.svc.run(b.svc.answerer.answer, b.question, k=PAGE, offset=offset)
+    if not answer.citations:
+        await b.query.answer("No more results.")
+        return
+    shown = [c.sentence_id for c in answer.citations]
+    await b.svc.run(b.svc.store.answers.update, b.data.answer_id, shown)
+    await b.query.answer()
+    keyboard = answer_keyboard(b.data.answer_id, answer, first_number=offset + 1)
+    await _edit(b.query, answer_html(answer, first_number=offset + 1), keyboard)
+
+
+def _legacy_context(text: str | None) -> MoreContext | None:
+    """``ctx:ANSWER:SENTENCE`` from before buttons carried their page (offset -1: search)."""
+    match = re.fullmatch(r"ctx:([0-9]{1,18}):(-?[0-9]{1,18})", text or "")
+    return MoreContext(int(match[1]), int(match[2]), -1) if match else None
+
+
+async def more_context_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """ "More context [n]": the sentences around citation n, quoted in its place."""
+    text = update.callback_query.data
+    b = await _answer_button(update, context, decode(MoreContext, text) or _legacy_context(text))
+    if b is None:
+        return
+    svc, data = b.svc, b.data
+    around = await svc.run(svc.answerer.context, data.sentence_id, 2, 2)
+    if not around:
+        await b.query.answer("No more context for that passage.")
+        return
+    if 0 <= data.offset < MAX_PAGES * PAGE:
+        offset = data.offset
+        answer = await svc.run(svc.answerer.answer, b.question, k=PAGE, offset=offset)
+    else:  # an old button: find the page of results that holds this citation
+        for offset in range(0, MAX_PAGES * PAGE, PAGE):
+            answer = await svc.run(svc.answerer.answer, b.question, k=PAGE, offset=offset)
+            shown = {c.sentence_id for c in answer.citations}
+            if not shown or data.sentence_id in shown:
+                break
+    await b.query.answer()
+    page = context_html(b.question, answer.citations, offset + 1, data.sentence_id, around)
+    await _edit(b.query, page, b.query.message.reply_markup if b.query.message else None)
+
+
+async def unknown_button(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Data no handler above knows (an old or forged button): the spinner just stops."""
+    await update.callback_query.answer()
+
+
+async def _edit(query: CallbackQuery, text: str, keyboard: InlineKeyboardMarkup | None) -> None:
+    try:
+        await query.edit_message_text(text, reply_markup=keyboard)
+    except BadRequest as exc:
+        if "not modified" not in str(exc).lower():
+            raise

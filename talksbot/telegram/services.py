@@ -1,0 +1,56 @@
+"""What every handler needs, opened once in ``post_init`` and kept in ``bot_data``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from telegram import Bot
+from telegram.ext import ContextTypes
+
+from index.embed import Embedder
+from index.ingest import Ingester
+from index.store import Store
+from retrieval.answer import Answerer
+from talksbot.config import Settings
+from talksbot.pushes.deliver import Deliverer
+from talksbot.wiring import with_ingester
+
+T = TypeVar("T")
+
+
+@dataclass
+class Services:
+    """The answer pipeline, its store, the settings, and the push machinery."""
+
+    answerer: Answerer
+    executor: ThreadPoolExecutor  # one worker: retrieval and SQLite stay on one thread
+    settings: Settings
+    deliverer: Deliverer | None = None
+    push_bot: Bot | None = None
+    delivery_task: asyncio.Task | None = None
+
+    @property
+    def store(self) -> Store:
+        return self.answerer.searcher.store
+
+    @property
+    def embedder(self) -> Embedder:
+        return self.answerer.searcher.embedder
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn`` on the answering thread (the store's connection lives there)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+    async def ingest(self, work: Callable[[Store, Ingester], T]) -> T:
+        """``work(store, ingester)`` on a store connection of its own, off the answering thread
+        (fetching pages is slow and must not hold up answers)."""
+        return await asyncio.to_thread(with_ingester, self.settings, work, self.embedder)
+
+
+def services(context: ContextTypes.DEFAULT_TYPE) -> Services:
+    return context.bot_data["services"]

@@ -1,0 +1,201 @@
+"""Fetching what strangers control: only public http(s) destinations (checked at every hop),
+bounded decompression, one deadline per fetch, and feed text kept to its own outlet."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+import tracemalloc
+import zlib
+from pathlib import Path
+
+import pytest
+
+from index.embed import HashEmbedder
+from index.feeds import add_feed, ingest_url, poll_feeds
+from index.fetch import FetchError, FetchPolicy, fetch, fetch_article, is_public, parse_feed
+from index.ingest import Ingester
+from index.store import Store
+from tests.harness.data import run_cli
+from tests.harness.stories import POWER
+from tests.harness.web import FakeWeb, article_html, rss
+
+LOCAL = FetchPolicy.parse("127.0.0.1")
+
+
+def gzip_of_zeros(megabytes: int) -> bytes:
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1 << 20)
+    return b"".join(z.compress(block) for _ in range(megabytes)) + z.flush()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "240.0.0.1",
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "64:ff9b::a00:1",
+        "2002:7f00:1::",
+    ],
+)
+def test_non_public_addresses_are_not_public(address: str) -> None:
+    assert not is_public(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"])
+def test_public_addresses_are_public(address: str) -> None:
+    assert is_public(ipaddress.ip_address(address))
+
+
+def test_loopback_is_refused_unless_allowed(web: FakeWeb) -> None:
+    url = web.put("/internal", article_html(*POWER[:1], "Intranet", "2026-02-26", POWER[1]))
+    port = web.base.rsplit(":", 1)[1]
+    for target in (url, f"http://localhost:{port}/internal", f"http://[::1]:{port}/internal"):
+        with pytest.raises(FetchError, match="not a public address"):
+            fetch(target)
+    assert web.hits == []  # refused before any connection
+    assert fetch(url, LOCAL).body.startswith(b"<!DOCTYPE html>")
+    assert fetch(url, FetchPolicy.parse("127.0.0.0/8")).url == url
+
+
+def test_every_redirect_hop_is_checked(web: FakeWeb) -> None:
+    port = web.base.rsplit(":", 1)[1]
+    web.put("/secret", "internal")
+    hop = web.redirect("/hop", f"http://127.0.0.2:{port}/secret")
+    with pytest.raises(FetchError, match="127.0.0.2 is not a public address"):
+        fetch(hop, LOCAL)
+    assert "/secret" not in web.hits
+    web.redirect("/to-file", "file:///etc/passwd")
+    with pytest.raises(FetchError, match=r"not an http\(s\) URL"):
+        fetch(web.base + "/to-file", LOCAL)
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "javascript:alert(1)", "tg://resolve?domain=x", "gopher://a/"]
+)
+def test_only_http_urls(url: str) -> None:
+    with pytest.raises(FetchError, match="not an http"):
+        fetch(url)
+
+
+def test_credentials_in_url_are_refused(web: FakeWeb) -> None:
+    with pytest.raises(FetchError, match="credentials"):
+        fetch(web.base.replace("http://", "http://user:pw@") + "/x", LOCAL)
+
+
+def test_gzip_bomb_stops_at_the_cap_in_bounded_memory(web: FakeWeb) -> None:
+    bomb = gzip_of_zeros(300)  # 300 MB of zeros, ~300 KB on the wire
+    web.put("/bomb", bomb, headers={"Content-Encoding": "gzip"})
+    tracemalloc.start()
+    try:
+        with pytest.raises(FetchError, match="page too large"):
+            fetch(web.base + "/bomb", LOCAL)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * 1024 * 1024
+
+
+def test_more_than_one_content_encoding_is_refused(web: FakeWeb) -> None:
+    double = zlib.compress(gzip_of_zeros(20), wbits=16 + zlib.MAX_WBITS)
+    web.put("/double", double, headers={"Content-Encoding": "gzip, gzip"})
+    with pytest.raises(FetchError, match="more than one content-encoding"):
+        fetch(web.base + "/double", LOCAL)
+
+
+def test_small_gzip_page_is_read(web: FakeWeb) -> None:
+    html = article_html(POWER[0], "Atomic Watch", "2026-02-26", POWER[1])
+    web.put(
+        "/gz",
+        zlib.compress(html.encode(), wbits=16 + zlib.MAX_WBITS),
+        headers={"Content-Encoding": "gzip"},
+    )
+    article = fetch_article(web.base + "/gz", LOCAL)
+    assert article.title == POWER[0] and "backup power line" in article.text
+
+
+def test_one_deadline_per_fetch_cuts_a_drip(web: FakeWeb) -> None:
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="timed out"):
+        fetch(web.base + "/drip", FetchPolicy.parse("127.0.0.1", deadline=2.0))
+    assert time.monotonic() - started < 5  # the whole fetch, not each read
+
+
+def test_feed_links_that_are_not_http_are_dropped() -> None:
+    body = rss(
+        [
+            ("a", "javascript:alert(1)"),
+            ("b", "tg://resolve?domain=x"),
+            ("c", "https://example.org/ok"),
+        ]
+    ).encode()
+    _, entries = parse_feed(body, "https://example.org/feed")
+    assert [e.link for e in entries] == ["", "", "https://example.org/ok"]
+
+
+def feed_with_summary(link: str, words: int = 60) -> str:
+    summary = " ".join(["Negotiators met again in Geneva on the ceasefire terms."] * (words // 9))
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+        "<title>Wire</title><link>http://example.org/</link><description>d</description>"
+        f"<item><title>Story</title><link>{link}</link><guid>{link}</guid>"
+        f"<description>{summary}</description></item></channel></rss>"
+    )
+
+
+def test_feed_text_is_never_attributed_to_another_outlet(web: FakeWeb, data_dir: Path) -> None:
+    store = Store(data_dir)
+    try:
+        ingester = Ingester(store, HashEmbedder())
+        port = web.base.rsplit(":", 1)[1]
+        # The entry's link is on another host (localhost, not the feed's 127.0.0.1) and 404s:
+        # the feed's summary must not be stored as that host's article.
+        other = f"http://localhost:{port}/gone"
+        feed = web.put("/f.xml", feed_with_summary(other), content_type="application/rss+xml")
+        add_feed(store, feed, LOCAL)
+        report = poll_feeds(store, ingester, LOCAL)
+        assert report.added == 0 and any("404" in e for e in report.errors)
+        # On the feed's own site the feed's text stands in, under the feed's own outlet.
+        own = web.base + "/gone-too"
+        web.put("/f.xml", feed_with_summary(own), content_type="application/rss+xml")
+        report = poll_feeds(store, ingester, LOCAL)
+        assert report.added == 1
+        outlets = [a.outlet for a in store.articles()]
+        assert outlets == [web.base.removeprefix("http://")]
+    finally:
+        store.close()
+
+
+def test_ingest_url_refuses_internal_page(web: FakeWeb, data_dir: Path) -> None:
+    url = web.put("/internal", article_html(POWER[0], "Intranet", "2026-02-26", POWER[1]))
+    store = Store(data_dir)
+    try:
+        report = ingest_url(store, Ingester(store, HashEmbedder()), url)
+        assert report.added == 0 and "not a public address" in report.errors[0]
+        assert store.article_count() == 0
+    finally:
+        store.close()
+
+
+def test_cli_ingest_refuses_internal_page_in_one_line(web: FakeWeb, data_dir: Path) -> None:
+    url = web.put("/internal", article_html(POWER[0], "Intranet", "2026-02-26", POWER[1]))
+    result = run_cli(data_dir, "ingest", url)
+    assert result.returncode == 1 and "not a public address" in result.stderr
+    assert "Traceback" not in result.stderr and web.hits == []
+    allowed = run_cli(data_dir, "ingest", url, TALKSBOT_FETCH_ALLOW_HOSTS="127.0.0.1")
+    assert allowed.returncode == 0 and "1 articles added" in allowed.stdout
