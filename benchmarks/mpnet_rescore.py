@@ -38,17 +38,19 @@ from retrieval.rank import default_ranker  # noqa: E402
 from retrieval.search import Searcher  # noqa: E402
 
 
-def rescore(questions, data_dir: Path, minilm, top: int = 30) -> dict:  # noqa: ANN001
-    """CV reports without and with the mpnet re-scoring features, and mpnet's costs."""
+def rescore(questions, data_dir: Path, minilm, top: int = 30, base: bool = True) -> dict:  # noqa: ANN001
+    """CV reports without (``base``) and with the mpnet re-scoring features, and mpnet's
+    costs."""
 
     def searcher() -> Searcher:
         s = Searcher.open(data_dir, "onnx-int8", embedder=minilm, ranker=default_ranker(""))
         s.pool_cache = {}
         return s
 
-    plain = searcher()
-    base = cross_validate(plain, questions)
-    plain.store.close()
+    if base:
+        plain = searcher()
+        base_report = cross_validate(plain, questions)
+        plain.store.close()
 
     rescored = searcher()
     dense, lexical = FEATURES.index("dense"), FEATURES.index("lexical")
@@ -90,7 +92,7 @@ def rescore(questions, data_dir: Path, minilm, top: int = 30) -> dict:  # noqa: 
     with_mpnet = cross_validate(rescored, questions)
     rescored.store.close()
     return {
-        "base": base,
+        "base": base_report if base else None,
         "rescored": with_mpnet,
         "units": len(texts),
         "load_s": load_s,

@@ -240,7 +240,7 @@ def main() -> int:
         from mpnet_rescore import rescore
 
         data_dir, minilm = cached_store("onnx-int8", args.corpus)
-        r = rescore(questions, data_dir, minilm, args.rescore)
+        r = rescore(questions, data_dir, minilm, args.rescore, base=False)
         for name, metrics in (
             ("in-sample", r["rescored"].in_sample),
             ("out-of-fold", r["rescored"].out_of_fold),
