@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import secrets
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,7 +22,6 @@ from telegram import (
 )
 from telegram.constants import ParseMode
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     CallbackQueryHandler,
     CommandHandler,
@@ -45,6 +46,7 @@ from talksbot.telegram.callbacks import (
     pattern,
 )
 from talksbot.telegram.commands import COMMANDS, bot_commands
+from talksbot.telegram.pacer import Limits, Pacer
 from talksbot.telegram.services import Services
 from talksbot.wiring import open_answerer
 
@@ -72,7 +74,7 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
         loaded = answerer or await asyncio.to_thread(open_answerer, settings, True)
         svc = Services(loaded, ThreadPoolExecutor(1, "talksbot-answer"), settings)
         app.bot_data["services"] = svc
-        await jobs.start_pushes(svc, token)
+        await jobs.start_pushes(svc, app.bot)
         await app.bot.set_my_commands(
             bot_commands("private"), scope=BotCommandScopeAllPrivateChats()
         )
@@ -105,7 +107,15 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
             )
         )
-        .rate_limiter(AIORateLimiter(overall_max_rate=settings.telegram_rate_limit, max_retries=5))
+        # One pacer for everything sent: answers, edits and pushes share Telegram's windows.
+        .rate_limiter(
+            Pacer(
+                Limits(
+                    per_second=settings.telegram_rate_limit,
+                    push_per_second=settings.telegram_push_rate,
+                )
+            )
+        )
         .concurrent_updates(True)
         .post_init(post_init)
         .post_stop(post_stop)
@@ -123,6 +133,8 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
             MessageHandler(private & text, questions.private_text),
             # Groups: only messages that mention the bot or reply to it.
             MessageHandler(groups & text & questions.AddressedToMe(), questions.group_text),
+            # A group upgraded to a supergroup: its subscriptions and queue move with it.
+            MessageHandler(filters.StatusUpdate.MIGRATE & filters.ChatType.GROUP, jobs.migrated),
             # Buttons, one handler per kind; anything else just stops the spinner.
             CallbackQueryHandler(buttons.example_button, pattern(Example)),
             CallbackQueryHandler(buttons.more_results_button, pattern(MoreResults)),
@@ -139,17 +151,32 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
     return app
 
 
+def webhook_secret(settings: Settings) -> str:
+    """The secret Telegram must send with every webhook request: the configured one, or a fresh
+    random one registered at start (a webhook is never unsigned). PTB's webhook server answers
+    403 to any request without it."""
+    configured = settings.telegram_webhook_secret
+    if configured is None or not configured.get_secret_value():
+        log.info("webhook: no TELEGRAM_WEBHOOK_SECRET set; using a random secret for this run")
+        return secrets.token_urlsafe(32)
+    secret = configured.get_secret_value()
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+        raise cli.CliError(
+            "TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -"
+        )
+    return secret
+
+
 def run(settings: Settings) -> None:
     """Long polling, or a webhook when ``TELEGRAM_WEBHOOK_URL`` is set. Stops on SIGINT/SIGTERM."""
     app = build_application(settings)
     if settings.telegram_webhook_url:
-        secret = settings.telegram_webhook_secret
         app.run_webhook(
             listen=settings.telegram_webhook_listen,
             port=settings.telegram_webhook_port,
             url_path="telegram",
             webhook_url=settings.telegram_webhook_url,
-            secret_token=secret.get_secret_value() if secret else None,
+            secret_token=webhook_secret(settings),
             allowed_updates=Update.ALL_TYPES,
         )
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from index.fetch import FeedEntry, FetchError, FetchPolicy, fetch_article, fetch_feed, is_url
+from index.fetch import FeedEntry, FetchPolicy, fetch_article, fetch_feed, is_url
 from index.ingest import Ingester, IngestReport
 from index.loaders import (
     IngestError,
@@ -17,6 +17,9 @@ from index.loaders import (
 from index.search_index import rebuild
 from index.store import Store
 from index.store_feeds import Feed
+from index.text import ascii_int
+
+POLL_BUDGET_SECONDS = 300.0  # a poll takes no new entries after this long
 
 
 def add_feed(store: Store, url: str, policy: FetchPolicy | None = None) -> tuple[Feed, int]:
@@ -37,8 +40,9 @@ def list_feeds(store: Store) -> list[Feed]:
 
 def remove_feed(store: Store, url_or_id: str) -> bool:
     key = url_or_id.strip()
-    if key.isdigit():
-        return store.feeds.remove(feed_id=int(key))
+    feed_id = ascii_int(key)
+    if feed_id is not None:
+        return store.feeds.remove(feed_id=feed_id)
     return store.feeds.remove(url=key)
 
 
@@ -69,32 +73,51 @@ def _entry_article(entry: FeedEntry, feed: Feed, policy: FetchPolicy | None) -> 
     return article
 
 
-def poll_feeds(store: Store, ingester: Ingester, policy: FetchPolicy | None = None) -> IngestReport:
+def poll_feeds(
+    store: Store,
+    ingester: Ingester,
+    policy: FetchPolicy | None = None,
+    budget: float = POLL_BUDGET_SECONDS,
+) -> IngestReport:
     """Fetch every feed and ingest entries not seen before. A feed that fails keeps its error
-    (shown by ``feeds list``) and the others go on; an entry is marked seen once it is stored
-    or known bad, so a passing network fault is retried at the next poll."""
+    (shown by ``feeds list``) and the others go on. An entry that fails is tried again with
+    backoff and given up after a few tries. Each fetch has its own deadline, and a poll stops
+    taking new entries after ``budget`` seconds (the rest wait for the next poll), so no page
+    can stall polling."""
     report = IngestReport()
     started = time.perf_counter()
     for feed in list_feeds(store):
         try:
             title, entries = fetch_feed(feed.url, policy)
             error = ""
-        except IngestError as exc:
-            title, entries, error = feed.title, [], str(exc)
+        except Exception as exc:  # one bad feed never stops the others
+            error = (
+                str(exc)
+                if isinstance(exc, IngestError)
+                else (f"{feed.url}: could not be read ({type(exc).__name__})")
+            )
+            title, entries = feed.title, []
             report.errors.append(error)
-        seen = store.feeds.seen_entries(feed.id)
+        skip = store.feeds.not_due(feed.id)
         for entry in entries:
-            if entry.key in seen or not entry.link:
+            if entry.key in skip or not entry.link:
                 continue
+            if time.perf_counter() - started > budget:
+                break
             try:
                 if store.find_article_by_key(canonical_url(entry.link)) is not None:
                     report.unchanged += 1  # a URL we hold already (tracking, AMP, www …)
                 else:
                     ingester.ingest_article(_entry_article(entry, feed, policy), report)
-            except IngestError as exc:
-                report.errors.append(str(exc))
-                if isinstance(exc, FetchError) and exc.transient:
-                    continue  # transient: try again next poll
+            except Exception as exc:  # one bad entry never stops the others
+                message = (
+                    str(exc)
+                    if isinstance(exc, IngestError)
+                    else (f"{entry.link}: could not be read ({type(exc).__name__})")
+                )
+                gave_up = store.feeds.failed(feed.id, entry.key, message)
+                report.errors.append(f"{message}{' (given up)' if gave_up else ' (will retry)'}")
+                continue
             store.feeds.mark_seen(feed.id, entry.key)
         store.feeds.polled(feed.id, title, error)
     if report.added or report.updated:

@@ -18,6 +18,7 @@ Every failure is a ``FetchError`` (an ``IngestError``) with a one-line message.
 
 from __future__ import annotations
 
+import concurrent.futures
 import ipaddress
 import re
 import socket
@@ -42,6 +43,12 @@ REDIRECTS = {301, 302, 303, 307, 308}
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_ALSO_NOT_PUBLIC = (
+    ipaddress.ip_network("192.88.99.0/24"),  # the deprecated 6to4 relay anycast range
+    ipaddress.ip_network("fec0::/10"),  # deprecated IPv6 site-local
+)
+_RESOLVER = concurrent.futures.ThreadPoolExecutor(4, "talksbot-dns")
 
 
 class FetchError(IngestError):
@@ -92,6 +99,10 @@ def is_public(ip: IPAddress) -> bool:
             inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if inner is not None:
             return is_public(inner)
+        if ip in _NAT64_LOCAL:
+            return False
+    if any(ip.version == net.version and ip in net for net in _ALSO_NOT_PUBLIC):
+        return False
     return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
 
 
@@ -103,11 +114,15 @@ def check_url(url: str) -> httpx.URL:
     """The URL parsed, or ``FetchError`` if it is not a plain http(s) URL with a host."""
     try:
         parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError):
+        scheme, host, port, userinfo = parsed.scheme, parsed.host, parsed.port, parsed.userinfo
+        host.encode("idna" if not host.isascii() else "ascii")
+    except (httpx.InvalidURL, TypeError, ValueError, UnicodeError):
         raise FetchError(f"{_short(url)}: not a valid URL") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+    if scheme not in ("http", "https") or not host:
         raise FetchError(f"{_short(url)}: not an http(s) URL")
-    if parsed.userinfo:
+    if port is not None and not 0 < port < 65536:
+        raise FetchError(f"{_short(url)}: not a valid URL (port {port})")
+    if userinfo:
         raise FetchError(f"{_short(url)}: URLs with credentials are not fetched")
     return parsed
 
@@ -160,9 +175,16 @@ class _GuardedBackend(httpcore.SyncBackend):
         self.deadline = deadline
 
     def addresses(self, host: str, port: int) -> list[str]:
+        # The lookup counts against the fetch's deadline too (a resolver that never answers
+        # must not stall a poll); the thread is left to finish on its own.
+        lookup = _RESOLVER.submit(
+            socket.getaddrinfo, host.strip("[]"), port, type=socket.SOCK_STREAM
+        )
         try:
-            infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError):
+            infos = lookup.result(timeout=self.deadline.left())
+        except concurrent.futures.TimeoutError:
+            raise httpcore.ConnectTimeout(f"{host}: no DNS answer in time") from None
+        except (OSError, UnicodeError, ValueError):
             raise FetchError(f"{host}: the host name does not resolve", transient=True) from None
         allowed, refused = [], []
         for info in infos:
@@ -316,6 +338,8 @@ def fetch(url: str, policy: FetchPolicy | None = None) -> Fetched:
         raise FetchError(f"{first}: could not fetch ({type(exc).__name__})", True) from None
     except httpcore.UnsupportedProtocol:
         raise FetchError(f"{first}: not an http(s) URL") from None
+    except (ValueError, UnicodeError) as exc:  # a URL httpcore cannot use after all
+        raise FetchError(f"{first}: not a valid URL ({type(exc).__name__})") from None
 
 
 def _decode(body: bytes, content_type: str) -> str:

@@ -8,6 +8,7 @@ existing database instead of only fresh ones. Append; never edit a migration onc
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 MIGRATIONS: list[str] = [
@@ -107,6 +108,31 @@ CREATE TABLE IF NOT EXISTS feedback (
 """,
     # 2: the push queue is read per chat (digests, retiring a chat, digest mode off).
     "CREATE INDEX IF NOT EXISTS deliveries_chat ON deliveries(chat_id, status);",
+    # 3: buttons name their answer by an unguessable token (not a walkable id); feed entries
+    # that failed are retried with backoff and given up after a few tries.
+    """
+ALTER TABLE answers ADD COLUMN token TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS answers_token ON answers(token);
+ALTER TABLE feed_entries ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE feed_entries ADD COLUMN next_try_at REAL NOT NULL DEFAULT 0;
+ALTER TABLE feed_entries ADD COLUMN state TEXT NOT NULL DEFAULT 'done';  -- done, retry, gave_up
+ALTER TABLE feed_entries ADD COLUMN last_error TEXT NOT NULL DEFAULT '';
+""",
+    # 4: pushes exactly once: a row is claimed by one process (lease_holder, lease_until) and
+    # goes through 'claimed' and 'sending' (or 'digest-sending') to sent/failed/cancelled; one
+    # process per store sends (leases); forum-topic subscriptions (thread_id).
+    """
+ALTER TABLE deliveries ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';
+ALTER TABLE deliveries ADD COLUMN lease_until REAL NOT NULL DEFAULT 0;
+ALTER TABLE subscriptions ADD COLUMN thread_id INTEGER;
+CREATE TABLE IF NOT EXISTS leases (  -- one process per job (e.g. 'pushes'); taken over on expiry
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,           -- host:pid:nonce of the holding process
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS answers_created ON answers(created_at);
+CREATE INDEX IF NOT EXISTS feedback_created ON feedback(created_at);
+""",
 ]
 
 
@@ -120,6 +146,21 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
+_ADD_COLUMN = re.compile(r"ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s+(\w+)", re.I)
+
+
+def _apply(db: sqlite3.Connection, statement: str) -> None:
+    """One statement; adding a column the table already has is a no-op (SQLite has no
+    ``ADD COLUMN IF NOT EXISTS``), so every migration can be replayed like the ``IF NOT EXISTS``
+    ones."""
+    match = _ADD_COLUMN.match(statement)
+    if match:
+        columns = {r[1] for r in db.execute(f"PRAGMA table_info({match[1]})")}
+        if match[2] in columns:
+            return
+    db.execute(statement)
+
+
 def migrate(db: sqlite3.Connection) -> int:
     """Apply the migrations this database lacks, all in one transaction taken before the version
     is read (two processes opening one store migrate it once); returns the version now."""
@@ -128,7 +169,7 @@ def migrate(db: sqlite3.Connection) -> int:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         for script in MIGRATIONS[version:]:
             for statement in _statements(script):
-                db.execute(statement)
+                _apply(db, statement)
         if version < len(MIGRATIONS):
             db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
     return max(version, len(MIGRATIONS))

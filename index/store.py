@@ -33,6 +33,7 @@ import numpy as np
 from index.schema import migrate
 from index.store_answers import AnswerLog
 from index.store_feeds import FeedTable
+from index.store_leases import Leases
 from index.store_pushes import PushTables
 
 # The index format recorded in params.json (the database schema has its own migrations).
@@ -115,9 +116,14 @@ class Store:
         self.answers = AnswerLog(self.db)
         self.feeds = FeedTable(self.db)
         self.pushes = PushTables(self.db)
+        self.leases = Leases(self.db)
 
     def close(self) -> None:
         self.db.close()
+
+    def prune(self, before: float) -> dict[str, int]:
+        """Retention: answers, feedback and finished push rows older than ``before`` go."""
+        return {**self.answers.prune(before), "deliveries": self.pushes.prune(before)}
 
     def __enter__(self) -> Store:
         return self

@@ -6,6 +6,9 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+RETRY_BASE_SECONDS = 300.0  # a failed entry is tried again after 5, 20 and 80 minutes …
+MAX_TRIES = 4  # … and given up after this many failures
+
 
 @dataclass
 class Feed:
@@ -44,20 +47,48 @@ class FeedTable:
                 cur = self.db.execute("DELETE FROM feeds WHERE url=?", (url,))
         return cur.rowcount > 0
 
-    def seen_entries(self, feed_id: int) -> set[str]:
+    def not_due(self, feed_id: int, now: float | None = None) -> set[str]:
+        """Entries a poll skips: taken, given up, or failed and waiting for their next try."""
+        now = time.time() if now is None else now
         return {
             r[0]
             for r in self.db.execute(
-                "SELECT entry_key FROM feed_entries WHERE feed_id=?", (feed_id,)
+                "SELECT entry_key FROM feed_entries WHERE feed_id=? "
+                "AND (state != 'retry' OR next_try_at > ?)",
+                (feed_id, now),
             )
         }
 
     def mark_seen(self, feed_id: int, entry_key: str) -> None:
         with self.db:
             self.db.execute(
-                "INSERT OR IGNORE INTO feed_entries(feed_id, entry_key, seen_at) VALUES (?, ?, ?)",
+                "INSERT INTO feed_entries(feed_id, entry_key, seen_at, state) "
+                "VALUES (?, ?, ?, 'done') ON CONFLICT(feed_id, entry_key) "
+                "DO UPDATE SET state='done', last_error=''",
                 (feed_id, entry_key, time.time()),
             )
+
+    def failed(self, feed_id: int, entry_key: str, error: str) -> bool:
+        """Record a failed try; True when the entry is now given up (after ``MAX_TRIES``),
+        else it is tried again after an exponential backoff."""
+        now = time.time()
+        with self.db:
+            row = self.db.execute(
+                "SELECT attempts FROM feed_entries WHERE feed_id=? AND entry_key=?",
+                (feed_id, entry_key),
+            ).fetchone()
+            attempts = (row[0] if row else 0) + 1
+            state = "gave_up" if attempts >= MAX_TRIES else "retry"
+            next_try = now + RETRY_BASE_SECONDS * 4 ** (attempts - 1)
+            self.db.execute(
+                "INSERT INTO feed_entries(feed_id, entry_key, seen_at, attempts, next_try_at, "
+                "state, last_error) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(feed_id, entry_key) DO UPDATE SET attempts=excluded.attempts, "
+                "next_try_at=excluded.next_try_at, state=excluded.state, "
+                "last_error=excluded.last_error",
+                (feed_id, entry_key, now, attempts, next_try, state, error[:500]),
+            )
+        return state == "gave_up"
 
     def polled(self, feed_id: int, title: str, error: str) -> None:
         with self.db:

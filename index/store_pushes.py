@@ -6,7 +6,7 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +21,7 @@ class Subscription:
     topic: str  # '' = all new coverage
     vector: np.ndarray | None  # the topic's embedding
     created_at: float
+    thread_id: int | None = None  # the forum topic it was made in: pushed there
 
 
 @dataclass
@@ -74,25 +75,32 @@ class PushTables:
         self.db = db
 
     # -- subscriptions ----------------------------------------------------------------------
-    def subscribe(self, chat_id: int, topic: str, vector: np.ndarray | None) -> bool:
-        """Add (or re-activate) a subscription; False when it was already active."""
+    def subscribe(
+        self, chat_id: int, topic: str, vector: np.ndarray | None, thread_id: int | None = None
+    ) -> bool:
+        """Add (or re-activate) a subscription, pushed to forum topic ``thread_id`` if given;
+        False when it was already active (it then moves to that topic)."""
         blob = None if vector is None else np.asarray(vector, np.float32).tobytes()
         with self.db:
             row = self.db.execute(
                 "SELECT id, active FROM subscriptions WHERE chat_id=? AND topic=?", (chat_id, topic)
             ).fetchone()
             if row and row[1]:
+                self.db.execute(
+                    "UPDATE subscriptions SET thread_id=? WHERE id=?", (thread_id, row[0])
+                )
                 return False
             if row:
                 self.db.execute(
-                    "UPDATE subscriptions SET active=1, vector=?, created_at=? WHERE id=?",
-                    (blob, time.time(), row[0]),
+                    "UPDATE subscriptions SET active=1, vector=?, created_at=?, thread_id=? "
+                    "WHERE id=?",
+                    (blob, time.time(), thread_id, row[0]),
                 )
             else:
                 self.db.execute(
-                    "INSERT INTO subscriptions(chat_id, topic, vector, created_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (chat_id, topic, blob, time.time()),
+                    "INSERT INTO subscriptions(chat_id, topic, vector, created_at, thread_id) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (chat_id, topic, blob, time.time(), thread_id),
                 )
         return True
 
@@ -107,14 +115,26 @@ class PushTables:
         ]
 
     def unsubscribe(self, chat_id: int, topic: str | None = None, sub_id: int | None = None) -> int:
-        """Retire the chat's subscriptions: one topic, one id, or (neither) all; how many."""
-        query, args = "UPDATE subscriptions SET active=0 WHERE chat_id=? AND active=1", [chat_id]
+        """Retire the chat's subscriptions: one topic, one id, or (neither) all; the stories
+        they queued and not yet sent are cancelled. Returns how many subscriptions."""
+        where, args = "chat_id=? AND active=1", [chat_id]
         if sub_id is not None:
-            query, args = query + " AND id=?", [*args, sub_id]
+            where, args = where + " AND id=?", [*args, sub_id]
         elif topic is not None:
-            query, args = query + " AND topic=?", [*args, topic]
+            where, args = where + " AND topic=?", [*args, topic]
         with self.db:
-            return self.db.execute(query, args).rowcount
+            ids = [
+                r[0] for r in self.db.execute(f"SELECT id FROM subscriptions WHERE {where}", args)
+            ]
+            marks = ",".join("?" * len(ids))
+            self.db.execute(
+                "UPDATE deliveries SET status='cancelled', error='unsubscribed' WHERE chat_id=? "
+                f"AND status IN ('pending', 'digest', 'claimed') AND subscription_id IN ({marks})",
+                (chat_id, *ids),
+            )
+            return self.db.execute(
+                f"UPDATE subscriptions SET active=0 WHERE {where}", args
+            ).rowcount
 
     def subscription_vector(self, sub_id: int) -> np.ndarray | None:
         row = self.db.execute("SELECT vector FROM subscriptions WHERE id=?", (sub_id,)).fetchone()
@@ -145,9 +165,10 @@ class PushTables:
                     r[2],
                     None if r[3] is None else np.frombuffer(r[3], dtype=np.float32),
                     r[4],
+                    r[5],
                 )
                 for r in self.db.execute(
-                    "SELECT id, chat_id, topic, vector, created_at FROM subscriptions "
+                    "SELECT id, chat_id, topic, vector, created_at, thread_id FROM subscriptions "
                     "WHERE active=1"
                 )
             ]
@@ -169,14 +190,126 @@ class PushTables:
             self.db.execute("UPDATE meta SET value=? WHERE key=?", (latest, WATERMARK))
 
     # -- the queue --------------------------------------------------------------------------
-    def due(self, limit: int = 500, now: float | None = None) -> list[Delivery]:
+    def claim(
+        self,
+        holder: str,
+        limit: int,
+        busy: Collection[int] = (),
+        seconds: float = 120.0,
+        now: float | None = None,
+    ) -> list[Delivery]:
+        """Claim for ``holder`` up to ``limit`` due rows: each chat's oldest, none for the chats
+        in ``busy`` (a send in progress there). A claim not sent within ``seconds`` lapses."""
         now = time.time() if now is None else now
-        rows = self.db.execute(
-            "SELECT id, chat_id, article_id, body, attempts FROM deliveries "
-            "WHERE status='pending' AND next_at <= ? ORDER BY next_at, id LIMIT ?",
-            (now, limit),
-        ).fetchall()
+        busy = list(busy)
+        skip = f" AND chat_id NOT IN ({','.join('?' * len(busy))})" if busy else ""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            ids = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT MIN(id) FROM deliveries WHERE ((status='pending' AND next_at <= ?) "
+                    f"OR (status='claimed' AND lease_until <= ?)){skip} "
+                    "GROUP BY chat_id ORDER BY MIN(id) LIMIT ?",
+                    (now, now, *busy, limit),
+                )
+            ]
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
+            self.db.execute(
+                "UPDATE deliveries SET status='claimed', lease_holder=?, lease_until=? "
+                f"WHERE id IN ({marks})",
+                (holder, now + seconds, *ids),
+            )
+            rows = self.db.execute(
+                "SELECT id, chat_id, article_id, body, attempts FROM deliveries "
+                f"WHERE id IN ({marks}) ORDER BY id",
+                ids,
+            ).fetchall()
         return [_delivery(r) for r in rows]
+
+    def start(self, delivery_id: int, holder: str) -> bool:
+        """Right before the send: the row is still this holder's claim (not cancelled, not
+        taken over) and becomes ``sending``, never to be claimed again."""
+        with self.db:
+            return (
+                self.db.execute(
+                    "UPDATE deliveries SET status='sending' WHERE id=? AND status='claimed' "
+                    "AND lease_holder=?",
+                    (delivery_id, holder),
+                ).rowcount
+                == 1
+            )
+
+    def unstart(self, delivery_id: int, holder: str) -> None:
+        """A send stopped before it went on the wire: the row goes back to the queue (if it is
+        still this holder's)."""
+        with self.db:
+            self.db.execute(
+                "UPDATE deliveries SET status='pending', lease_holder='' WHERE id=? "
+                "AND lease_holder=? AND status IN ('claimed', 'sending')",
+                (delivery_id, holder),
+            )
+
+    def release_claims(self, holder: str) -> int:
+        """A clean stop: rows claimed but not sent go back to the queue."""
+        with self.db:
+            return self.db.execute(
+                "UPDATE deliveries SET status='pending', lease_holder='' "
+                "WHERE status='claimed' AND lease_holder=?",
+                (holder,),
+            ).rowcount
+
+    def recover(self, holder: str) -> str:
+        """On taking the push lease: other holders' claims go back to the queue; their rows on
+        the wire (``sending``) may have reached the chat, so they are not sent again."""
+        with self.db:
+            back = self.db.execute(
+                "UPDATE deliveries SET status='pending', lease_holder='' "
+                "WHERE status='claimed' AND lease_holder != ?",
+                (holder,),
+            ).rowcount
+            lost = self.db.execute(
+                "UPDATE deliveries SET status='failed', "
+                "error='interrupted while sending: may have been delivered' "
+                "WHERE status IN ('sending', 'digest-sending') AND lease_holder != ?",
+                (holder,),
+            ).rowcount
+        return f"{back} claimed rows back in the queue, {lost} interrupted sends not repeated"
+
+    def migrate_chat(self, old: int, new: int) -> None:
+        """A group that became a supergroup (``ChatMigrated``): its subscriptions, settings and
+        unsent rows move to the new id (the row that met the error is sent again there)."""
+        live = "('pending', 'digest', 'claimed', 'sending', 'digest-sending')"
+        with self.db:
+            self.db.execute(
+                "UPDATE OR IGNORE subscriptions SET chat_id=? WHERE chat_id=?", (new, old)
+            )
+            self.db.execute("UPDATE subscriptions SET active=0 WHERE chat_id=?", (old,))
+            self.db.execute(
+                "UPDATE OR IGNORE chat_settings SET chat_id=? WHERE chat_id=?", (new, old)
+            )
+            self.db.execute(
+                "UPDATE OR IGNORE deliveries SET chat_id=?, next_at=0, lease_holder='', "
+                "status=CASE WHEN status LIKE 'digest%' THEN 'digest' ELSE 'pending' END "
+                f"WHERE chat_id=? AND status IN {live}",
+                (new, old),
+            )
+            self.db.execute(
+                "UPDATE deliveries SET status='cancelled', error='chat migrated' "
+                f"WHERE chat_id=? AND status IN {live}",
+                (old,),
+            )
+
+    def prune(self, before: float) -> int:
+        """Retention: finished rows (sent, failed, cancelled) older than ``before`` go."""
+        with self.db:
+            return self.db.execute(
+                "DELETE FROM deliveries WHERE status IN ('sent', 'failed', 'cancelled') "
+                "AND COALESCE(sent_at, created_at) < ?",
+                (before,),
+            ).rowcount
 
     def mark(
         self,
@@ -198,13 +331,13 @@ class PushTables:
         with self.db:
             self.db.execute("UPDATE subscriptions SET active=0 WHERE chat_id=?", (chat_id,))
             self.db.execute(
-                "UPDATE deliveries SET status='failed', error=? WHERE chat_id=? "
-                "AND status IN ('pending', 'digest')",
+                "UPDATE deliveries SET status='failed', error=? WHERE chat_id=? AND status IN "
+                "('pending', 'digest', 'claimed', 'sending', 'digest-sending')",
                 (reason, chat_id),
             )
 
     def counts(self) -> dict[str, int]:
-        """Rows per status: pending, digest, sent, failed."""
+        """Rows per status: pending, digest, claimed, sending, sent, failed, cancelled."""
         return dict(self.db.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status"))
 
     # -- digests ----------------------------------------------------------------------------
@@ -248,6 +381,35 @@ class PushTables:
             ).fetchall()
             out.append((chat_id, [_delivery(r) for r in rows]))
         return out
+
+    def digest_start(self, chat_id: int, ids: list[int], holder: str) -> list[int]:
+        """Right before a digest message goes: which of its stories still wait (now
+        ``digest-sending`` by ``holder``)."""
+        marks = ",".join("?" * len(ids))
+        with self.db:
+            self.db.execute(
+                "UPDATE deliveries SET status='digest-sending', lease_holder=? "
+                f"WHERE chat_id=? AND status='digest' AND id IN ({marks})",
+                (holder, chat_id, *ids),
+            )
+            return [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT id FROM deliveries WHERE status='digest-sending' AND lease_holder=? "
+                    f"AND id IN ({marks}) ORDER BY id",
+                    (holder, *ids),
+                )
+            ]
+
+    def digest_release(self, ids: list[int]) -> None:
+        """Stories of a digest message that did not go out wait for the next digest."""
+        marks = ",".join("?" * len(ids))
+        with self.db:
+            self.db.execute(
+                "UPDATE deliveries SET status='digest' WHERE status='digest-sending' "
+                f"AND id IN ({marks})",
+                ids,
+            )
 
     def digest_sent(self, chat_id: int, ids: list[int]) -> None:
         with self.db:

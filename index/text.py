@@ -68,3 +68,9 @@ def text_hash(text: str) -> str:
     """Identity of a sentence across copies: case, punctuation and spacing folded."""
     folded = re.sub(r"[\W_]+", " ", text.casefold()).strip()
     return hashlib.blake2b(folded.encode(), digest_size=10).hexdigest()
+
+
+def ascii_int(text: str, digits: int = 9) -> int | None:
+    """``text`` as a whole number written in ASCII digits ("12"), else None: ``str.isdigit``
+    also accepts "²" and "٣", which ``int()`` then refuses or reads as something else."""
+    return int(text) if re.fullmatch(rf"[0-9]{{1,{digits}}}", text or "") else None

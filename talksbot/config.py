@@ -48,12 +48,19 @@ class Settings(BaseSettings):
     # Feeds are polled, and new stories fanned out to subscribers, every so many seconds.
     talksbot_feed_interval: float = 600.0
     talksbot_fanout_interval: float = 5.0
-    # Pushes per second across all chats (kept just under Telegram's ~30).
-    telegram_push_rate: float = 29.0
     # Seconds an answer may take before a "typing…" indicator is sent.
     telegram_typing_after: float = 0.5
-    # Messages per second across all chats (Telegram allows about 30).
-    telegram_rate_limit: float = 30.0
+    # Messages per second across all chats (Telegram allows 30); answers, edits and pushes
+    # share them through one pacer, which also keeps 1/s per chat and 20/min per group.
+    telegram_rate_limit: int = 30
+    # Of those, what pushes may take: the rest of each second stays free for answers.
+    telegram_push_rate: int = 27
+    # Pushes only for stories published (or first seen, when undated) this recently.
+    talksbot_push_max_age_hours: float = 48.0
+    # One process per store sends pushes; another takes over this long after it dies.
+    talksbot_push_lease_seconds: float = 15.0
+    # Stored answers (their buttons), feedback and finished push rows are kept this long.
+    talksbot_retention_days: float = 30.0
     # Fetching pages and feeds: non-public destinations (loopback, private, link-local …) are
     # refused unless named here (comma-separated hosts, IPs or CIDRs); one deadline per fetch.
     talksbot_fetch_allow_hosts: str = ""

@@ -1,12 +1,15 @@
 """Every piece of Telegram HTML talksbot sends: answers, pushes, digests, /sources, /latest.
 
-Plain text is escaped here and nowhere else; a message is built from whole blocks (``fit``), so
-it is never cut inside a tag.
+Plain text is escaped here and nowhere else. A message is built from whole blocks (``fit``,
+``paginate``): never empty, never cut inside a tag or an entity, never over Telegram's 4,096
+characters; a block too long for a message on its own is shortened with its tags closed
+(``shorten_html``). Links go out only for http(s) URLs.
 """
 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterable, Sequence
 
 from index.store import ArticleRow
@@ -34,17 +37,69 @@ def cut(text: str, limit: int) -> str:
     return text[: max(0, limit - 1)].rsplit(" ", 1)[0].rstrip(",;:") + "…"
 
 
-def fit(blocks: Iterable[str], limit: int = MAX_MESSAGE) -> str:
-    """Whole blocks joined while they fit; a message is never cut inside a tag."""
+_PIECE = re.compile(r"<[^>]*>|&#?\w+;|[^<&]+|[<&]")
+_TAG = re.compile(r"<(/?)([a-z-]+)")
+
+
+def shorten_html(block: str, limit: int) -> str:
+    """``block`` cut to at most ``limit`` characters between whole tags and entities, with "…"
+    and every tag still open closed (Telegram refuses unbalanced HTML)."""
+    if len(block) <= limit:
+        return block
     out: list[str] = []
     size = 0
+    open_tags: list[str] = []
+
+    def closing() -> int:
+        return sum(len(t) + 3 for t in open_tags) + 1  # "</t>" each, and "…"
+
+    for piece in _PIECE.findall(block):
+        tag = _TAG.match(piece) if piece.startswith("<") and len(piece) > 1 else None
+        if tag:
+            if size + len(piece) + closing() + len(tag[2]) + 3 > limit:
+                break
+            if tag[1]:
+                if open_tags and open_tags[-1] == tag[2]:
+                    open_tags.pop()
+            elif not piece.endswith("/>"):
+                open_tags.append(tag[2])
+            out.append(piece)
+            size += len(piece)
+            continue
+        units = [piece] if piece.startswith("&") else list(piece)
+        for unit in units:
+            if size + len(unit) + closing() > limit:
+                break
+            out.append(unit)
+            size += len(unit)
+        else:
+            continue
+        break
+    return "".join(out).rstrip() + "…" + "".join(f"</{t}>" for t in reversed(open_tags))
+
+
+def paginate(blocks: Iterable[str], limit: int = MAX_MESSAGE) -> list[str]:
+    """Messages of whole blocks (blank-line separated), each within ``limit``; a block too long
+    on its own is shortened. Never an empty message: no blocks give no messages."""
+    pages: list[list[str]] = []
+    size = 0
     for block in blocks:
-        extra = len(block) + (2 if out else 0)
-        if size + extra > limit:
-            break
-        out.append(block)
-        size += extra
-    return "\n\n".join(out)
+        block = shorten_html(block, limit)
+        if not block:
+            continue
+        if pages and size + 2 + len(block) <= limit:
+            pages[-1].append(block)
+            size += 2 + len(block)
+        else:
+            pages.append([block])
+            size = len(block)
+    return ["\n\n".join(page) for page in pages]
+
+
+def fit(blocks: Iterable[str], limit: int = MAX_MESSAGE) -> str:
+    """The first message's worth of whole blocks (see ``paginate``); "" only for no blocks."""
+    pages = paginate(blocks, limit)
+    return pages[0] if pages else ""
 
 
 def plain(text: str, limit: int = 4000) -> str:
@@ -53,7 +108,10 @@ def plain(text: str, limit: int = 4000) -> str:
 
 
 def link(url: str, label_html: str) -> str:
-    return f'<a href="{html.escape(url)}">{label_html}</a>' if url else label_html
+    """A link for http(s) URLs only (never ``javascript:``, ``tg:`` …); else the bare label."""
+    if not re.match(r"https?://[^\s/]", url or "", re.I):
+        return label_html
+    return f'<a href="{html.escape(url)}">{label_html}</a>'
 
 
 def source_line(outlet: str, published: str, sep: str = " · ") -> str:
@@ -148,18 +206,18 @@ def sources_html(coverage: dict) -> str:
 
 
 def latest_html(articles: list[ArticleRow]) -> str:
-    lines = ["<b>Newest articles</b>"]
+    blocks = ["<b>Newest articles</b>"]
     for a in articles:
         title = link(a.url, esc(cut(a.title, 150)))
-        lines.append(f"• {title}\n  {source_line(a.outlet, a.published)}")
-    return fit(["\n".join(lines)])
+        blocks.append(f"• {title}\n  {source_line(a.outlet, a.published)}")
+    return fit(blocks)
 
 
 def subscriptions_html(subs: list[tuple[int, str]]) -> str:
     lines = ["<b>Subscriptions</b>"] + [
-        f"• {esc(topic) if topic else 'all new coverage'}" for _, topic in subs
+        f"• {esc(cut(topic, 200)) if topic else 'all new coverage'}" for _, topic in subs
     ]
-    return "\n".join(lines)
+    return fit(["\n".join(lines)])
 
 
 # -- pushes ----------------------------------------------------------------------------------
@@ -178,17 +236,41 @@ def push_html(body: dict) -> str:
     for p in body["passages"]:
         quote = esc(p["text"][:400])
         fragment = text_fragment_link(body["url"], p["text"][:400])
-        cite = f' <a href="{html.escape(fragment)}">source</a>' if fragment else ""
+        cite = " " + link(fragment, "source") if link(fragment, "") else ""
         lines.append(f"<blockquote>{quote}</blockquote>{cite}")
-    return "\n".join(lines)[:4000]
+    return shorten_html("\n".join(lines), MAX_MESSAGE)
+
+
+def _digest_item(d: Delivery) -> str:
+    b = d.body
+    title = link(b["url"], html.escape(b["title"][:150], quote=False))
+    meta = html.escape(f"{b['outlet'] or 'unknown outlet'} · {b['published'] or 'undated'}")
+    return f"• {title}\n  {meta}"
+
+
+def digest_pages(
+    rows: list[Delivery], limit: int = MAX_MESSAGE
+) -> list[tuple[list[Delivery], str]]:
+    """A digest chat's new stories as messages of whole items, each under ``limit``, with the
+    rows each message lists (each message's stories are marked when it is accepted)."""
+    pages: list[tuple[list[Delivery], list[str]]] = []
+    size = limit
+    for d in rows:
+        item = shorten_html(_digest_item(d), limit - 60)  # (a giant URL, say)
+        if size + 1 + len(item) > limit - 40:  # room for the header line
+            pages.append(([], []))
+            size = 0
+        pages[-1][0].append(d)
+        pages[-1][1].append(item)
+        size += 1 + len(item)
+    count = f"{len(rows)} new stor{'y' if len(rows) == 1 else 'ies'}"
+    out = []
+    for n, (page, items) in enumerate(pages, 1):
+        part = f" ({n}/{len(pages)})" if len(pages) > 1 else ""
+        out.append((page, "\n".join([f"🗞 <b>{count}{part}</b>", *items])))
+    return out
 
 
 def digest_html(rows: list[Delivery]) -> str:
-    """One message listing a digest chat's new stories."""
-    lines = [f"🗞 <b>{len(rows)} new stor{'y' if len(rows) == 1 else 'ies'}</b>"]
-    for d in rows:
-        b = d.body
-        title = link(b["url"], html.escape(b["title"][:150], quote=False))
-        meta = html.escape(f"{b['outlet'] or 'unknown outlet'} · {b['published'] or 'undated'}")
-        lines.append(f"• {title}\n  {meta}")
-    return "\n".join(lines)[:4000]
+    """The first (usually only) message of a digest."""
+    return digest_pages(rows)[0][1]

@@ -136,6 +136,56 @@ def test_more_results_more_context_and_feedback(world: World) -> None:
     assert len(json.loads(rows[-1][1])) >= 1
 
 
+def test_buttons_work_only_in_the_chat_of_their_answer(world: World) -> None:
+    """Another chat replaying a user's button data on its own message (or an inline message)
+    is told the button expired, and nothing is edited, stored or revealed."""
+    api, bot = world
+    answer = ask(api, api.message("the Geneva talks ended with no agreement", chat_id=42))
+    mine = buttons(answer)
+    key = mine["More results"].split(":")[1]
+    assert len(key) >= 16 and not key.isdigit()  # an unguessable token, not a walkable id
+    theirs = api.sent_message(ask(api, api.message("/help", chat_id=66), chat_id=66))
+    votes = query(bot.settings.data_dir, "SELECT COUNT(*) FROM feedback")[0][0]
+    edits = len(api.calls_to("editMessageText"))
+    forged = [*mine.values(), "more:1:3", "ctx:1:1", "fb:1:1", f"more:{key}x:3"]
+    for data in forged:
+        update = api.callback(data, theirs)
+        update["callback_query"]["from"] = {"id": 66, "is_bot": False, "first_name": "Eve"}
+        expired = ask(api, update, method="answerCallbackQuery")
+        assert "expired" in expired.params.get("text", ""), data
+    inline = {
+        "id": "cq-inline",
+        "from": {"id": 66, "is_bot": False, "first_name": "Eve"},
+        "chat_instance": "x",
+        "inline_message_id": "AAAA",
+        "data": mine["More results"],
+    }
+    for data in (mine["More results"], mine["👍"], "unsub:1", "ex:0", "about:1"):
+        update = {"callback_query": {**inline, "id": f"cq-inline-{data}", "data": data}}
+        answered = ask(
+            api, update, method="answerCallbackQuery", callback_query_id=f"cq-inline-{data}"
+        )
+        if not data.startswith(("ex:", "about:")):
+            assert "expired" in answered.params.get("text", ""), data
+    assert len(api.calls_to("editMessageText")) == edits
+    assert query(bot.settings.data_dir, "SELECT COUNT(*) FROM feedback")[0][0] == votes
+    # The owner's buttons still work.
+    more = ask(
+        api, api.callback(mine["More results"], api.sent_message(answer)), method="editMessageText"
+    )
+    assert "<b>[4]</b>" in more.params["text"]
+
+
+def test_digest_minutes_and_button_numbers_take_ascii_digits_only(world: World) -> None:
+    api, _ = world
+    reply = ask(api, api.message("/digest on ²", chat_id=77), chat_id=77)
+    assert "Usage: /digest on [MINUTES]" in reply.params["text"]
+    start = api.sent_message(ask(api, api.message("/start", chat_id=77), chat_id=77))
+    for data in ("more:²:3", "ex:²", "unsub:٣"):
+        ask(api, api.callback(data, start), method="answerCallbackQuery")
+    assert not [c for c in api.calls if "something went wrong" in str(c.params.get("text"))]
+
+
 # -- groups --------------------------------------------------------------------------------
 def test_group_ask_command_replies_to_the_asker(world: World) -> None:
     api, _ = world
@@ -245,7 +295,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_typing_indicator_and_webhook_mode_with_secret(tmp_path: Path, data_dir: Path) -> None:
+@pytest.mark.parametrize("configured", ["s3cret-token", None])
+def test_typing_indicator_and_webhook_mode_with_secret(
+    tmp_path: Path, data_dir: Path, configured: str | None
+) -> None:
+    """With a configured secret, and without one (a random secret is made and registered):
+    either way a request without the secret Telegram was given gets 403 and is not handled."""
     ingest(data_dir, CORPUS)
     api = FakeBotAPI()
     base_url = api.start()
@@ -257,8 +312,8 @@ def test_typing_indicator_and_webhook_mode_with_secret(tmp_path: Path, data_dir:
         TELEGRAM_WEBHOOK_URL=f"http://127.0.0.1:{port}/telegram",
         TELEGRAM_WEBHOOK_LISTEN="127.0.0.1",
         TELEGRAM_WEBHOOK_PORT=str(port),
-        TELEGRAM_WEBHOOK_SECRET="s3cret-token",
         TELEGRAM_TYPING_AFTER="0",
+        **({"TELEGRAM_WEBHOOK_SECRET": configured} if configured else {}),
     )
     log = tmp_path / "bot.log"
     with log.open("wb") as out:
@@ -268,17 +323,21 @@ def test_typing_indicator_and_webhook_mode_with_secret(tmp_path: Path, data_dir:
     try:
         hook = api.wait_for("setWebhook")
         assert hook.params["url"] == f"http://127.0.0.1:{port}/telegram"
-        assert hook.params["secret_token"] == "s3cret-token"
+        secret = hook.params.get("secret_token")
+        if configured:
+            assert secret == configured
+        else:
+            assert secret and len(secret) >= 32  # random, registered with Telegram
         update = {"update_id": 1, **api.message(QUESTION, chat_id=55)}
 
-        def post(secret: str) -> int:
+        def post(secret: str | None) -> int:
+            headers = {"Content-Type": "application/json"}
+            if secret is not None:
+                headers["X-Telegram-Bot-Api-Secret-Token"] = secret
             request = urllib.request.Request(
                 f"http://127.0.0.1:{port}/telegram",
                 data=json.dumps(update).encode(),
-                headers={
-                    "Content-Type": "application/json",
-                    "X-Telegram-Bot-Api-Secret-Token": secret,
-                },
+                headers=headers,
             )
             try:
                 with urllib.request.urlopen(request, timeout=10) as response:
@@ -293,7 +352,8 @@ def test_typing_indicator_and_webhook_mode_with_secret(tmp_path: Path, data_dir:
             except urllib.error.URLError:
                 time.sleep(0.1)
         assert status == 403
-        assert post("s3cret-token") == 200
+        assert post(None) == 403
+        assert post(secret) == 200
         reply = api.wait_for("sendMessage", lambda c: str(c.params["chat_id"]) == "55")
         assert "two hours" in reply.params["text"]
         typing = api.calls_to("sendChatAction")
@@ -307,6 +367,7 @@ def test_typing_indicator_and_webhook_mode_with_secret(tmp_path: Path, data_dir:
         assert proc.wait(timeout=20) == 0
         api.stop()
     assert api.token not in log.read_text()
+    assert secret not in log.read_text()
 
 
 def test_a_rejected_token_is_one_line_without_the_token(data_dir: Path) -> None:

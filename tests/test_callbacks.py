@@ -19,9 +19,10 @@ from talksbot.telegram.callbacks import (
     "data",
     [
         Example(2),
-        MoreResults(17, 3),
-        MoreContext(17, 123456, 6),
-        Vote(17, -1),
+        MoreResults("x3F_9-AbCdEfGhIj", 3),
+        MoreContext("x3F_9-AbCdEfGhIj", 123456, 6),
+        Vote("x3F_9-AbCdEfGhIj", -1),
+        MoreResults("17", 3),  # an answer id, as buttons sent before tokens carried
         Unsubscribe(5),
         AskAbout(40),
     ],
@@ -44,6 +45,11 @@ def test_round_trip_within_telegram_s_64_bytes(data: object) -> None:
         (Example, "ex:"),
         (Example, None),
         (AskAbout, "about:" + "9" * 40),
+        (MoreResults, "more:a/b:3"),  # keys are URL-safe characters only
+        (MoreResults, "more::3"),
+        (MoreResults, "more:" + "a" * 23 + ":3"),
+        (Vote, "fb:k\u0435y:1"),  # a Cyrillic letter
+        (MoreContext, "ctx:key:1:²"),
     ],
 )
 def test_anything_else_decodes_to_none(kind: type, text: str | None) -> None:

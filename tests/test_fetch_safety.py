@@ -13,9 +13,18 @@ import pytest
 
 from index.embed import HashEmbedder
 from index.feeds import add_feed, ingest_url, poll_feeds
-from index.fetch import FetchError, FetchPolicy, fetch, fetch_article, is_public, parse_feed
+from index.fetch import (
+    FetchError,
+    FetchPolicy,
+    fetch,
+    fetch_article,
+    is_public,
+    parse_feed,
+)
 from index.ingest import Ingester
 from index.store import Store
+from index.store_feeds import MAX_TRIES
+from tests.harness.chat import query
 from tests.harness.data import run_cli
 from tests.harness.stories import POWER
 from tests.harness.web import FakeWeb, article_html, rss
@@ -199,3 +208,90 @@ def test_cli_ingest_refuses_internal_page_in_one_line(web: FakeWeb, data_dir: Pa
     assert "Traceback" not in result.stderr and web.hits == []
     allowed = run_cli(data_dir, "ingest", url, TALKSBOT_FETCH_ALLOW_HOSTS="127.0.0.1")
     assert allowed.returncode == 0 and "1 articles added" in allowed.stdout
+
+
+def test_failed_entries_back_off_and_are_given_up_and_a_drip_stalls_nothing(
+    web: FakeWeb, data_dir: Path
+) -> None:
+    policy = FetchPolicy.parse("127.0.0.1", deadline=1.5)
+    good = web.put("/good", article_html(POWER[0], "Atomic Watch", "2026-02-26", POWER[1]))
+    feed = web.put(
+        "/f.xml",
+        rss([("Drip", web.base + "/drip"), ("Gone", web.base + "/gone"), ("Good", good)]),
+        content_type="application/rss+xml",
+    )
+    store = Store(data_dir)
+    try:
+        ingester = Ingester(store, HashEmbedder())
+        add_feed(store, feed, policy)
+        started = time.monotonic()
+        report = poll_feeds(store, ingester, policy)
+        assert time.monotonic() - started < 10  # the drip cost one deadline, not forever
+        assert report.added == 1 and len(report.errors) == 2
+        assert all(e.endswith("(will retry)") for e in report.errors)
+        hits = len(web.hits)
+        assert poll_feeds(store, ingester, policy).errors == []  # backing off: not fetched
+        assert len(web.hits) == hits + 1  # the feed itself only
+        states = dict(query(data_dir, "SELECT entry_key, state FROM feed_entries"))
+        assert states == {good: "done", web.base + "/drip": "retry", web.base + "/gone": "retry"}
+        for _ in range(MAX_TRIES - 1):
+            query(data_dir, "UPDATE feed_entries SET next_try_at = 0")
+            report = poll_feeds(store, ingester, policy)
+        assert all(e.endswith("(given up)") for e in report.errors) and len(report.errors) == 2
+        query(data_dir, "UPDATE feed_entries SET next_try_at = 0")
+        hits = len(web.hits)
+        assert poll_feeds(store, ingester, policy).errors == []
+        assert len(web.hits) == hits + 1  # given up: never fetched again
+        assert store.article_count() == 1
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "link", ["http://xn--/", "http://127.0.0.1:99999/x", "http://[zz]/", "http://a b.example/"]
+)
+def test_malformed_links_fail_one_line_and_never_stop_a_poll(
+    web: FakeWeb, data_dir: Path, link: str
+) -> None:
+    with pytest.raises(FetchError):
+        fetch(link, LOCAL)
+    redirect = web.redirect("/to-bad", link)
+    with pytest.raises(FetchError):
+        fetch(redirect, LOCAL)
+    good = web.put("/good", article_html(POWER[0], "Atomic Watch", "2026-02-26", POWER[1]))
+    hostile = web.put(
+        "/hostile.xml",
+        rss([("Bad", link), ("Redirect", redirect)]),
+        content_type="application/rss+xml",
+    )
+    fine = web.put("/fine.xml", rss([("Good", good)]), content_type="application/rss+xml")
+    store = Store(data_dir)
+    try:
+        ingester = Ingester(store, HashEmbedder())
+        add_feed(store, hostile, LOCAL)
+        add_feed(store, fine, LOCAL)
+        report = poll_feeds(store, ingester, LOCAL)
+        assert report.added == 1 and store.article_count() == 1
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("address", ["fec0::1", "192.88.99.1", "64:ff9b:1::a00:1"])
+def test_deprecated_and_local_translation_ranges_are_not_public(address: str) -> None:
+    assert not is_public(ipaddress.ip_address(address))
+
+
+def test_dns_lookup_counts_against_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    real = socket.getaddrinfo
+
+    def slow(*args: object, **kwargs: object) -> object:
+        time.sleep(4)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="timed out"):
+        fetch("http://localhost:9/x", FetchPolicy.parse("127.0.0.1", deadline=1.0))
+    assert time.monotonic() - started < 3

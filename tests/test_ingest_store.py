@@ -191,18 +191,27 @@ def test_a_store_made_by_the_schema_before_migrations_is_migrated_in_place(
     before = counts(data_dir)
     # The database as the code before numbered migrations left it: schema 1, no user_version.
     query(data_dir, "PRAGMA user_version = 0")
-    query(data_dir, "DROP INDEX deliveries_chat")
+    query(data_dir, "DROP INDEX deliveries_chat")  # what migrations 2 and 4 added
+    for statement in (
+        "DROP TABLE leases",
+        "DROP INDEX answers_created",
+        "DROP INDEX feedback_created",
+        "ALTER TABLE deliveries DROP COLUMN lease_holder",
+        "ALTER TABLE deliveries DROP COLUMN lease_until",
+        "ALTER TABLE subscriptions DROP COLUMN thread_id",
+    ):
+        query(data_dir, statement)
     # A later release adds a column; the existing database gains it when opened.
     monkeypatch.setattr(
         schema,
         "MIGRATIONS",
-        [*schema.MIGRATIONS, "ALTER TABLE subscriptions ADD COLUMN thread_id INTEGER;"],
+        [*schema.MIGRATIONS, "ALTER TABLE subscriptions ADD COLUMN muted INTEGER;"],
     )
     with Store(data_dir) as store:
         assert store.pushes.subscribe(1, "", None)
     assert query(data_dir, "PRAGMA user_version") == [(len(schema.MIGRATIONS),)]
     columns = [r[1] for r in query(data_dir, "PRAGMA table_info(subscriptions)")]
-    assert "thread_id" in columns
+    assert "thread_id" in columns and "muted" in columns
     indexes = [r[1] for r in query(data_dir, "PRAGMA index_list(deliveries)")]
     assert "deliveries_chat" in indexes
     assert counts(data_dir) == before  # nothing stored is lost

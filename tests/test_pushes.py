@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import signal
 import time
@@ -24,13 +25,15 @@ from tests.harness.in_process import app_bot
 from tests.harness.stories import POWER, SANCTIONS
 from tests.harness.web import FakeWeb, article_html, rss
 
+TODAY = dt.date.today().isoformat()  # pushes are for fresh stories only
+
 
 def write_story(folder: Path, name: str, story: tuple, outlet: str = "Atomic Watch") -> Path:
     title, paragraphs = story
     path = folder / f"{name}.md"
     path.write_text(
         f"---\ntitle: {title}\nurl: https://{outlet.replace(' ', '').lower()}.example/{name}\n"
-        f"published: 2026-02-26\noutlet: {outlet}\n---\n\n" + "\n\n".join(paragraphs) + "\n"
+        f"published: {TODAY}\noutlet: {outlet}\n---\n\n" + "\n\n".join(paragraphs) + "\n"
     )
     return path
 
@@ -115,9 +118,7 @@ def test_subscribe_new_feed_entry_one_push_per_chat(
         api.blocked.add(104)
         # A new story appears in the feed, then copies of it under other URLs and outlets.
         title, paragraphs = POWER
-        page = web.put(
-            "/world/power", article_html(title, "Atomic Watch", "2026-02-26", paragraphs)
-        )
+        page = web.put("/world/power", article_html(title, "Atomic Watch", TODAY, paragraphs))
         web.put("/feed.xml", rss([("Power", page)]), content_type="application/rss+xml")
         first = api.wait_for(
             "sendMessage",
@@ -129,7 +130,7 @@ def test_subscribe_new_feed_entry_one_push_per_chat(
             lambda c: str(c.params["chat_id"]) == "102" and "🆕" in c.params["text"],
             timeout=30,
         )
-        reprint = web.put("/wire/9", article_html(title, "Wire Daily", "2026-02-26", paragraphs))
+        reprint = web.put("/wire/9", article_html(title, "Wire Daily", TODAY, paragraphs))
         web.put(
             "/feed.xml",
             rss([("Power", page), ("Again", page + "?utm_source=rss"), ("Reprint", reprint)]),
@@ -150,7 +151,7 @@ def test_subscribe_new_feed_entry_one_push_per_chat(
         ]
         assert sorted(int(c.params["chat_id"]) for c in pushes_sent) == [101, 102]
         text = first.params["text"]
-        assert title in text and "Atomic Watch · 2026-02-26" in text and "<blockquote>" in text
+        assert title in text and f"Atomic Watch · {TODAY}" in text and "<blockquote>" in text
         buttons = [
             b["text"] for row in first.params["reply_markup"]["inline_keyboard"] for b in row
         ]
@@ -220,7 +221,12 @@ def test_restart_mid_delivery_and_429_storm(data_dir: Path, tmp_path: Path) -> N
         assert len([c for c in api.calls_to("sendMessage") if c.status == 429]) == 4
         # Each row is marked just after Telegram accepted its message: wait for the last marks.
         wait_until(
-            lambda: not query(data_dir, "SELECT 1 FROM deliveries WHERE status='pending'"),
+            lambda: (
+                not query(
+                    data_dir,
+                    "SELECT 1 FROM deliveries WHERE status IN ('pending', 'claimed', 'sending')",
+                )
+            ),
             10,
             "the last sends marked",
         )
@@ -264,7 +270,7 @@ def test_admin_ingest_and_feeds_from_telegram(data_dir: Path, web: FakeWeb) -> N
         talksbot_fetch_allow_hosts="127.0.0.1",
     ) as (api, _):
         title, paragraphs = SANCTIONS
-        page = web.put("/s", article_html(title, "Brussels Desk", "2026-02-25", paragraphs))
+        page = web.put("/s", article_html(title, "Brussels Desk", TODAY, paragraphs))
         refused = ask(api, api.message(f"/ingest {page}", chat_id=7, user=outsider), chat_id=7)
         assert "Only the bot's administrators" in refused.params["text"]
         assert (
@@ -297,7 +303,9 @@ def test_admin_ingest_and_feeds_from_telegram(data_dir: Path, web: FakeWeb) -> N
 async def test_digest_mode_sends_one_message_listing_new_stories(
     data_dir: Path, tmp_path: Path, store: Store
 ) -> None:
-    from telegram import Bot
+    from telegram.ext import ExtBot
+
+    from talksbot.telegram.pacer import Pacer
 
     ingest(data_dir, CORPUS)
     fan_out(store)
@@ -312,14 +320,14 @@ async def test_digest_mode_sends_one_message_listing_new_stories(
     assert fan_out(store) == 4
     assert store.pushes.counts() == {"digest": 2, "pending": 2}
     api = FakeBotAPI()
-    bot = Bot(api.token, base_url=api.start())
+    bot = ExtBot(api.token, base_url=api.start(), rate_limiter=Pacer())
     await bot.initialize()
 
     async def run(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
     try:
-        deliverer = Deliverer(bot, store, run, rate=50)
+        deliverer = Deliverer(bot, store, run)
         assert await deliverer.deliver_due() == 2  # chat 12's two single pushes
         assert await deliverer.deliver_due() == 0  # chat 11's digest is not due yet
         query(data_dir, "UPDATE chat_settings SET last_digest_at = 0 WHERE chat_id = 11")

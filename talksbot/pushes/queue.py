@@ -1,6 +1,7 @@
 """What each outcome of a send does to the queue: sent rows are marked, a 429 moves the row to
 after the pause, transient errors back off and give up after ``MAX_ATTEMPTS``, a chat that is
-gone is retired with its subscriptions."""
+gone is retired with its subscriptions, a group that became a supergroup takes its
+subscriptions and queue to its new id."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ DIGEST_MAX_STORIES = 20  # stories listed in one digest
 
 class Status(Enum):
     SENT = "sent"
-    RETRY = "retry"  # Telegram said 429: wait ``retry_after`` seconds
+    RETRY = "retry"  # a 429 longer than the pacer waits out: wait ``retry_after`` seconds
     GONE = "gone"  # the chat blocked the bot or no longer exists
-    FAILED = "failed"  # refused for good (bad request, chat migrated)
+    MIGRATED = "migrated"  # the group is a supergroup now, ``new_chat_id``
+    FAILED = "failed"  # refused for good (bad request)
     TRANSIENT = "transient"  # network or server error: try again later
 
 
@@ -28,6 +30,7 @@ class Outcome:
     status: Status
     detail: str = ""
     retry_after: float = 0.0
+    new_chat_id: int = 0
 
 
 def record(store: Store, d: Delivery, outcome: Outcome) -> None:
@@ -39,6 +42,8 @@ def record(store: Store, d: Delivery, outcome: Outcome) -> None:
         pushes.mark(d.id, "pending", "retry after", time.time() + outcome.retry_after)
     elif outcome.status is Status.GONE:
         pushes.retire_chat(d.chat_id, outcome.detail)
+    elif outcome.status is Status.MIGRATED:
+        pushes.migrate_chat(d.chat_id, outcome.new_chat_id)
     elif outcome.status is Status.FAILED:
         pushes.mark(d.id, "failed", outcome.detail)
     else:
@@ -51,9 +56,14 @@ def record(store: Store, d: Delivery, outcome: Outcome) -> None:
 
 
 def record_digest(store: Store, chat_id: int, rows: list[Delivery], outcome: Outcome) -> None:
-    """Store what happened to one digest: sent marks its stories; a gone chat is retired; any
-    other outcome leaves the stories queued for the next round."""
+    """Store what happened to one digest message: sent marks its stories; a gone chat is
+    retired, a migrated one moved; otherwise its stories wait for the next digest."""
+    ids = [r.id for r in rows]
     if outcome.status is Status.SENT:
-        store.pushes.digest_sent(chat_id, [r.id for r in rows])
+        store.pushes.digest_sent(chat_id, ids)
     elif outcome.status is Status.GONE:
         store.pushes.retire_chat(chat_id, outcome.detail)
+    elif outcome.status is Status.MIGRATED:
+        store.pushes.migrate_chat(chat_id, outcome.new_chat_id)
+    else:
+        store.pushes.digest_release(ids)

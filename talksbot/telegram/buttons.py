@@ -10,6 +10,7 @@ from telegram import CallbackQuery, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
+from index.store_answers import SavedAnswer
 from talksbot.render import answer_html, context_html
 from talksbot.telegram.callbacks import (
     AskAbout,
@@ -25,7 +26,7 @@ from talksbot.telegram.questions import reply_with_answer
 from talksbot.telegram.services import Services, services
 from talksbot.telegram.subscriptions import may_manage
 
-EXPIRED = "That answer is no longer available; please ask again."
+EXPIRED = "This button has expired; please ask again."
 
 
 async def example_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -33,6 +34,8 @@ async def example_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     query = update.callback_query
     data = decode(Example, query.data)
     await query.answer()
+    if query.message is None:  # not under /start: nowhere to answer
+        return
     index = data.index if data and 0 <= data.index < len(EXAMPLES) else 0
     await reply_with_answer(query.message, EXAMPLES[index], context)
 
@@ -40,6 +43,9 @@ async def example_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
 async def unsubscribe_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """ "Remove" under /subscriptions and "Unsubscribe" under a push."""
     query = update.callback_query
+    if query.message is None:  # a forged button on an inline message
+        await query.answer(EXPIRED, show_alert=True)
+        return
     if not await may_manage(update, context):
         await query.answer("Only the group's administrators can do that.", show_alert=True)
         return
@@ -72,8 +78,15 @@ class AnswerButton:
     query: CallbackQuery
     svc: Services
     data: Vote | MoreResults | MoreContext
-    question: str
-    shown: list[int]
+    saved: SavedAnswer
+
+    @property
+    def question(self) -> str:
+        return self.saved.question
+
+    @property
+    def shown(self) -> list[int]:
+        return self.saved.shown
 
 
 async def _answer_button(
@@ -81,13 +94,16 @@ async def _answer_button(
     context: ContextTypes.DEFAULT_TYPE,
     data: Vote | MoreResults | MoreContext | None,
 ) -> AnswerButton | None:
-    """The stored answer a button belongs to; None (and the user told) when it is gone."""
+    """The stored answer a button belongs to, if the button sits in the chat that answer was
+    sent to; otherwise None, and the user told the button has expired (nothing changes). A
+    button copied onto another chat's message, or an inline message, never reaches an answer."""
     query, svc = update.callback_query, services(context)
-    saved = await svc.run(svc.store.answers.load, data.answer_id) if data else None
-    if saved is None:
+    saved = await svc.run(svc.store.answers.load, data.key) if data else None
+    message = query.message
+    if saved is None or message is None or saved.chat_id != message.chat.id:
         await query.answer(EXPIRED, show_alert=True)
         return None
-    return AnswerButton(query, svc, data, *saved)
+    return AnswerButton(query, svc, data, saved)
 
 
 async def vote_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -118,16 +134,16 @@ async def more_results_button(update: Update, context: ContextTypes.DEFAULT_TYPE
         await b.query.answer("No more results.")
         return
     shown = [c.sentence_id for c in answer.citations]
-    await b.svc.run(b.svc.store.answers.update, b.data.answer_id, shown)
+    await b.svc.run(b.svc.store.answers.update, b.saved.id, shown)
     await b.query.answer()
-    keyboard = answer_keyboard(b.data.answer_id, answer, first_number=offset + 1)
+    keyboard = answer_keyboard(b.data.key, answer, first_number=offset + 1)
     await _edit(b.query, answer_html(answer, first_number=offset + 1), keyboard)
 
 
 def _legacy_context(text: str | None) -> MoreContext | None:
     """``ctx:ANSWER:SENTENCE`` from before buttons carried their page (offset -1: search)."""
     match = re.fullmatch(r"ctx:([0-9]{1,18}):(-?[0-9]{1,18})", text or "")
-    return MoreContext(int(match[1]), int(match[2]), -1) if match else None
+    return MoreContext(match[1], int(match[2]), -1) if match else None
 
 
 async def more_context_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -1,6 +1,8 @@
 """Button data, typed: one small dataclass per kind of button, encoded as ``prefix:field:...``
 (Telegram allows 64 bytes). Data a stranger sends is parsed strictly: anything that is not
-exactly one of these shapes, with ASCII digits for numbers, decodes to None."""
+exactly one of these shapes, with ASCII digits for numbers and URL-safe characters for keys,
+decodes to None. Buttons under answers carry the answer's unguessable key (a token), and the
+handlers also check that the button sits in the chat its answer was sent to."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import astuple, dataclass, fields
 from typing import ClassVar, TypeVar
 
 _INT = re.compile(r"-?[0-9]{1,18}")
+_KEY = re.compile(r"[A-Za-z0-9_-]{1,22}")
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,7 @@ class MoreResults:
     """Edit the next page of a stored answer into its message."""
 
     PREFIX: ClassVar[str] = "more"
-    answer_id: int
+    key: str
     offset: int
 
 
@@ -33,7 +36,7 @@ class MoreContext:
     """Quote the sentences around one citation, on the page (``offset``) that shows it."""
 
     PREFIX: ClassVar[str] = "ctx"
-    answer_id: int
+    key: str
     sentence_id: int
     offset: int
 
@@ -43,7 +46,7 @@ class Vote:
     """👍 (+1) or 👎 (-1) on a stored answer."""
 
     PREFIX: ClassVar[str] = "fb"
-    answer_id: int
+    key: str
     vote: int
 
 
@@ -72,11 +75,18 @@ def encode(data: CallbackData) -> str:
 def decode(kind: type[T], text: str | None) -> T | None:
     """``text`` as a ``kind``, or None when it is anything else."""
     parts = (text or "").split(":")
-    if parts[0] != kind.PREFIX or len(parts) != len(fields(kind)) + 1:
+    kinds = fields(kind)
+    if parts[0] != kind.PREFIX or len(parts) != len(kinds) + 1:
         return None
-    if not all(_INT.fullmatch(p) for p in parts[1:]):
-        return None
-    return kind(*(int(p) for p in parts[1:]))
+    values: list[int | str] = []
+    for f, part in zip(kinds, parts[1:], strict=True):
+        if f.type == "str" and _KEY.fullmatch(part):
+            values.append(part)
+        elif f.type == "int" and _INT.fullmatch(part):
+            values.append(int(part))
+        else:
+            return None
+    return kind(*values)
 
 
 def pattern(kind: type[CallbackData]) -> str:

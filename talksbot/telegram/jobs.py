@@ -1,14 +1,14 @@
 """Background work of the running bot: picking up new stories (from any process), polling
-feeds, and the push deliverer's lifecycle."""
+feeds, retention, and the push deliverer's lifecycle."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
-from telegram import Bot
+from telegram import Bot, Update
 from telegram.ext import ContextTypes, JobQueue
-from telegram.request import HTTPXRequest
 
 from index.feeds import list_feeds
 from index.feeds import poll_feeds as poll_all_feeds
@@ -25,7 +25,8 @@ async def fan_out_now(context: ContextTypes.DEFAULT_TYPE) -> None:
     svc = services(context)
     if await svc.run(svc.answerer.searcher.refresh):
         log.info("index reloaded: %d sentences", svc.answerer.searcher.size)
-    queued = await svc.run(fan_out, svc.store)
+    max_age = svc.settings.talksbot_push_max_age_hours * 3600
+    queued = await svc.run(fan_out, svc.store, max_age)
     if queued and svc.deliverer:
         log.info("queued %d pushes", queued)
         svc.deliverer.wake.set()
@@ -50,28 +51,39 @@ def schedule(job_queue: JobQueue | None, svc: Services) -> None:
     job_queue.run_repeating(fan_out_now, interval=interval, first=interval)
     feeds = svc.settings.talksbot_feed_interval
     job_queue.run_repeating(poll_feeds, interval=feeds, first=min(10.0, feeds))
+    job_queue.run_repeating(prune, interval=6 * 3600, first=1.0)
 
 
-async def start_pushes(svc: Services, token: str) -> None:
-    """Set the fan-out watermark (no backlog pushes), then start the deliverer on a Bot of its
-    own: it paces pushes itself and must see every 429."""
+async def start_pushes(svc: Services, bot: Bot) -> None:
+    """Set the fan-out watermark (no backlog pushes), then start the deliverer on the
+    Application's one Bot: its pacer spaces pushes behind answers."""
     await svc.run(fan_out, svc.store)
-    settings = svc.settings
-    svc.push_bot = Bot(
-        token,
-        base_url=settings.telegram_api_base_url,
-        base_file_url=settings.telegram_api_file_url,
-        request=HTTPXRequest(connection_pool_size=16),
+    svc.deliverer = Deliverer(
+        bot, svc.store, svc.run, lease_seconds=svc.settings.talksbot_push_lease_seconds
     )
-    await svc.push_bot.initialize()
-    svc.deliverer = Deliverer(svc.push_bot, svc.store, svc.run, rate=settings.telegram_push_rate)
     svc.delivery_task = asyncio.create_task(svc.deliverer.run_forever())
 
 
 async def stop_pushes(svc: Services) -> None:
-    """The message in flight is finished and marked, then the deliverer stops."""
+    """Messages on the wire are finished and recorded, those still waiting go back to the
+    queue, and the push lease is released."""
     if svc.deliverer and svc.delivery_task:
         svc.deliverer.stop()
         await svc.delivery_task
-    if svc.push_bot:
-        await svc.push_bot.shutdown()
+
+
+async def prune(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Retention: old answers (their buttons then expire), feedback and finished pushes go."""
+    svc = services(context)
+    before = time.time() - svc.settings.talksbot_retention_days * 86400
+    pruned = await svc.run(svc.store.prune, before)
+    if any(pruned.values()):
+        log.info("pruned %s", pruned)
+
+
+async def migrated(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A group became a supergroup: its subscriptions and queued pushes follow it."""
+    message = update.effective_message
+    if message and message.migrate_to_chat_id:
+        svc = services(context)
+        await svc.run(svc.store.pushes.migrate_chat, message.chat_id, message.migrate_to_chat_id)

@@ -29,22 +29,21 @@ def _button(text: str, data: object) -> InlineKeyboardButton:
     return InlineKeyboardButton(text, callback_data=encode(data))
 
 
-def answer_keyboard(
-    answer_id: int, answer: Answer, first_number: int = 1
-) -> InlineKeyboardMarkup | None:
-    """Context buttons per citation, "More results" (next page), 👍/👎."""
+def answer_keyboard(key: str, answer: Answer, first_number: int = 1) -> InlineKeyboardMarkup | None:
+    """Context buttons per citation, "More results" (next page), 👍/👎; ``key`` names the stored
+    answer (its token)."""
     if answer.status != ANSWERED:
         return None
     offset = first_number - 1
     context_row = [
-        _button(f"More context [{n}]", MoreContext(answer_id, c.sentence_id, offset))
+        _button(f"More context [{n}]", MoreContext(key, c.sentence_id, offset))
         for n, c in enumerate(answer.citations, first_number)
     ]
     actions = []
     next_offset = offset + PAGE
     if answer.has_more and next_offset < MAX_PAGES * PAGE:
-        actions.append(_button("More results", MoreResults(answer_id, next_offset)))
-    actions += [_button("👍", Vote(answer_id, 1)), _button("👎", Vote(answer_id, -1))]
+        actions.append(_button("More results", MoreResults(key, next_offset)))
+    actions += [_button("👍", Vote(key, 1)), _button("👎", Vote(key, -1))]
     return InlineKeyboardMarkup([context_row, actions])
 
 

@@ -33,9 +33,9 @@ async def reply_with_answer(
     typing = asyncio.create_task(_typing_later(message, delay or 3600))
     try:
         answer = await svc.run(svc.answerer.answer, question, k=PAGE)
-        answer_id = None
+        key = None
         if answer.status == ANSWERED:
-            answer_id = await svc.run(
+            key = await svc.run(
                 svc.store.answers.save,
                 message.chat_id,
                 answer.question,
@@ -45,7 +45,7 @@ async def reply_with_answer(
         typing.cancel()
     await message.reply_text(
         answer_html(answer),
-        reply_markup=answer_keyboard(answer_id, answer) if answer_id else None,
+        reply_markup=answer_keyboard(key, answer) if key else None,
         do_quote=message.chat.type != ChatType.PRIVATE,
     )
 

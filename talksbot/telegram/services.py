@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from telegram import Bot
 from telegram.ext import ContextTypes
 
 from index.embed import Embedder
@@ -30,7 +29,6 @@ class Services:
     executor: ThreadPoolExecutor  # one worker: retrieval and SQLite stay on one thread
     settings: Settings
     deliverer: Deliverer | None = None
-    push_bot: Bot | None = None
     delivery_task: asyncio.Task | None = None
 
     @property

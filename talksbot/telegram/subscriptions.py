@@ -7,6 +7,7 @@ from telegram import Update
 from telegram.constants import ChatType
 from telegram.ext import ContextTypes
 
+from index.text import ascii_int
 from talksbot.pushes.subscriptions import (
     DIGEST_DEFAULT_MINUTES,
     SubscriptionError,
@@ -23,6 +24,8 @@ NOT_ADMIN = "Only this group's administrators can change its subscriptions."
 async def may_manage(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
     """Anyone in a private chat; in a group, its administrators (anonymous ones included)."""
     chat, user, message = update.effective_chat, update.effective_user, update.effective_message
+    if chat is None:  # e.g. a button on an inline message: no chat to manage
+        return False
     if chat.type == ChatType.PRIVATE:
         return True
     if message and message.sender_chat and message.sender_chat.id == chat.id:
@@ -46,7 +49,8 @@ async def subscribe_command(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         return
     svc = services(context)
     vector = (await svc.run(svc.embedder.embed, [topic]))[0] if topic else None
-    added = await svc.run(svc.store.pushes.subscribe, message.chat_id, topic, vector)
+    thread = message.message_thread_id if message.is_topic_message else None  # forum topic
+    added = await svc.run(svc.store.pushes.subscribe, message.chat_id, topic, vector, thread)
     what = f"new coverage about <i>{esc(topic)}</i>" if topic else "all new coverage"
     text = (
         f"Subscribed: I will post {what} here as it arrives."
@@ -98,10 +102,13 @@ async def digest_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     if not await may_manage(update, context):
         await message.reply_text(plain("Only this group's administrators can change its pushes."))
         return
+    given = ascii_int(args[1]) if len(args) == 2 else None
     if args[0] == "off" and len(args) == 1:
         minutes = 0
-    elif args[0] == "on" and (len(args) == 1 or (len(args) == 2 and args[1].isdigit())):
-        minutes = int(args[1]) if len(args) == 2 else DIGEST_DEFAULT_MINUTES
+    elif args[0] == "on" and len(args) == 1:
+        minutes = DIGEST_DEFAULT_MINUTES
+    elif args[0] == "on" and given is not None:
+        minutes = given
     else:
         await message.reply_text("Usage: /digest on [MINUTES], /digest off")
         return

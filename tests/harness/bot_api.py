@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
+from tests.harness.telegram_rules import COUNTED, FloodControl, bad_request, check_text, too_many
+
 BOT = {
     "id": 999,
     "is_bot": True,
@@ -22,15 +24,6 @@ BOT = {
     "supports_inline_queries": True,
 }
 USER = {"id": 42, "is_bot": False, "first_name": "Olena", "username": "olena"}
-
-
-def too_many(retry_after: int = 1) -> dict:
-    return {
-        "ok": False,
-        "error_code": 429,
-        "description": f"Too Many Requests: retry after {retry_after}",
-        "parameters": {"retry_after": retry_after},
-    }
 
 
 @dataclass
@@ -51,7 +44,9 @@ class FakeBotAPI:
     chats: dict[int, dict] = field(default_factory=dict)
     blocked: set[int] = field(default_factory=set)  # chats that blocked the bot (403)
     member_status: str = "administrator"  # what getChatMember says of any user
-    rate_limit: float = 0.0  # sendMessage calls allowed per second (0: no limit)
+    migrated: dict[int, int] = field(default_factory=dict)  # group id -> its supergroup's id
+    # Telegram's flood control (30/s overall, 1/s per chat, 20/min per group): always on.
+    flood: FloodControl = field(default_factory=FloodControl)
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
@@ -81,6 +76,8 @@ class FakeBotAPI:
                 pass
 
         class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # a bot sends dozens of requests at once
+
             def handle_error(self, request, client_address) -> None:
                 pass  # a client that hung up mid-poll (the bot shutting down) is normal
 
@@ -137,30 +134,44 @@ class FakeBotAPI:
         with self._cond:
             failure = self.failures.get(method)
             status, payload = failure.pop(0) if failure else (200, None)
-            if method == "sendMessage" and self.rate_limit and status == 200:
-                now = time.monotonic()
-                recent = [
-                    c
-                    for c in self.calls[-int(self.rate_limit) * 2 :]
-                    if c.method == method and c.status == 200 and now - c.at < 1.0
-                ]
-                if len(recent) >= self.rate_limit:
-                    status, payload = 429, too_many(1)
-            if method == "sendMessage" and int(params.get("chat_id", 0)) in self.blocked:
-                status, payload = (
-                    403,
-                    {
-                        "ok": False,
-                        "error_code": 403,
-                        "description": "Forbidden: bot was blocked by the user",
-                    },
-                )
+            if status == 200 and method in COUNTED:
+                status, payload = self._refusal(method, params)
         if payload is None and method == "getUpdates":
             self._record(Call(method, params, time.monotonic(), status))
             return 200, {"ok": True, "result": self._get_updates(params)}
         result = self._result(method, params) if payload is None else None
         self._record(Call(method, params, time.monotonic(), status, result))
         return status, payload if payload is not None else {"ok": True, "result": result}
+
+    def _refusal(self, method: str, params: dict) -> tuple[int, dict | None]:
+        """What Telegram would refuse: a blocked or upgraded chat, text it cannot parse, and
+        anything over its flood windows (only accepted messages count against them)."""
+        chat_id = int(params["chat_id"]) if "chat_id" in params else None  # None: inline edit
+        if method == "sendMessage" and chat_id in self.blocked:
+            return 403, {
+                "ok": False,
+                "error_code": 403,
+                "description": "Forbidden: bot was blocked by the user",
+            }
+        if chat_id in self.migrated:
+            return 400, bad_request(
+                "group chat was upgraded to a supergroup chat",
+                migrate_to_chat_id=self.migrated[chat_id],
+            )
+        if method in ("sendMessage", "editMessageText"):
+            error = check_text(params.get("text"), params.get("parse_mode"))
+            if error:
+                return 400, error
+        chat = self.chats.get(chat_id, {})
+        is_group = (chat_id or 0) < 0 or chat.get("type") in ("group", "supergroup")
+        retry_after = self.flood.admit(chat_id, is_group, time.monotonic())
+        if retry_after is not None:
+            return 429, too_many(retry_after)
+        return 200, None
+
+    def refused(self, status: int = 429, method: str = "sendMessage") -> list[Call]:
+        with self._cond:
+            return [c for c in self.calls if c.method == method and c.status == status]
 
     def _record(self, call: Call) -> None:
         with self._cond:
