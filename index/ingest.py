@@ -18,11 +18,12 @@ from index.embed import Embedder
 from index.live_index import after_write
 from index.loaders import IngestError, RawArticle, canonical_url, iter_article_files, load_file
 from index.params import ingest_params
-from index.segment import BOILERPLATE, HEADING, SENTENCE, Unit, segment
+from index.segment import BOILERPLATE, HEADING, SENTENCE, Unit, citable, segment
 from index.store import NewArticleRow, NewSentenceRow, Store
 from index.text import text_hash
 
 NEAR_DUPLICATE_SHARE = 0.8  # share of a new article's sentences already stored in one article
+BOILERPLATE_CACHE = 50_000  # distinct boilerplate texts whose vectors one ingest run reuses
 
 
 @dataclass
@@ -71,6 +72,7 @@ class Ingester:
     def __init__(self, store: Store, embedder: Embedder) -> None:
         self.store = store
         self.embedder = embedder
+        self._boilerplate_vectors: dict[str, np.ndarray] = {}
         store.check_params(ingest_params(embedder.backend), write=True)
 
     def ingest_paths(self, paths: Iterable[Path], progress: bool | None = None) -> IngestReport:
@@ -105,10 +107,10 @@ class Ingester:
     def ingest_article(self, raw: RawArticle, report: IngestReport) -> int | None:
         """Store one article unless it is already there; return its id when added."""
         units = segment(raw.text)
-        citable = [u for u in units if u.kind != BOILERPLATE]
-        if not citable:
+        own = [u for u in units if u.kind != BOILERPLATE]
+        if not own:
             raise IngestError(f"{raw.source}: no article text found (only menus or boilerplate)")
-        hashes = [text_hash(u.text) for u in citable]
+        hashes = [text_hash(u.text) for u in own]
         content_hash = text_hash(" ".join(hashes))
         keys = article_keys(raw)
         store = self.store
@@ -167,8 +169,8 @@ class Ingester:
         self.store.add_aliases(keys, article_id, raw.outlet, kind)
 
     def _embed(self, title: str, units: list[Unit]) -> list[np.ndarray | None]:
-        """One vector per sentence (mean of it alone and in context); headings and boilerplate
-        get none. Each distinct text is embedded once."""
+        """One vector per citable unit: sentences and headings the mean of it alone and in
+        context, boilerplate alone. Each distinct text is embedded once."""
         texts: list[str] = []
         slots: dict[str, int] = {}
         where: list[tuple[int, int] | None] = []
@@ -179,13 +181,25 @@ class Ingester:
                 texts.append(text)
             return slots[text]
 
+        known = self._boilerplate_vectors
         heading = ""
         for u in units:
             if u.kind == HEADING:
                 heading = u.text
-            if u.kind != SENTENCE:
+            if not citable(u.text) or (u.kind == BOILERPLATE and u.text in known):
                 where.append(None)
-                continue
-            where.append((slot(u.text), slot(context_text(title, heading, u.text))))
+            elif u.kind == BOILERPLATE:
+                where.append((slot(u.text), slot(u.text)))
+            else:
+                context = context_text(title, "" if u.kind == HEADING else heading, u.text)
+                where.append((slot(u.text), slot(context)))
         matrix = self.embedder.embed(texts) if texts else np.zeros((0, self.embedder.dim))
-        return [None if w is None else (matrix[w[0]] + matrix[w[1]]) / 2 for w in where]
+        out: list[np.ndarray | None] = []
+        for u, w in zip(units, where, strict=True):
+            if w is not None:
+                out.append((matrix[w[0]] + matrix[w[1]]) / 2)
+                if u.kind == BOILERPLATE and len(known) < BOILERPLATE_CACHE:
+                    known[u.text] = out[-1]
+            else:
+                out.append(known.get(u.text) if u.kind == BOILERPLATE else None)
+        return out

@@ -641,6 +641,10 @@ class Neighbourhood:
     matrix: np.ndarray  # their vectors
     before: dict[int, list[int]]  # id -> searchable ids before it in its article, nearest first
     after: dict[int, list[int]]  # id -> searchable ids after it, nearest first
+    # Among the searchable ids returned: the next one in the same article, where no other
+    # searchable sentence lies between them (what "the unit before/after" means to ranking).
+    next_of: dict[int, int] = field(default_factory=dict)
+    prev_of: dict[int, int] = field(default_factory=dict)
 
 
 def neighbourhood(db: sqlite3.Connection, ids: list[int], before: int, after: int) -> Neighbourhood:
@@ -680,7 +684,13 @@ def neighbourhood(db: sqlite3.Connection, ids: list[int], before: int, after: in
     order = [sid for sid in rows if meta[sid][7] is not None]
     blobs = b"".join(meta[sid][7] for sid in order)
     matrix = np.frombuffer(blobs, dtype=np.float32).reshape(len(order), -1)
-    return Neighbourhood(rows, order, matrix, out_before, out_after)
+    next_of: dict[int, int] = {}
+    for a, b in zip(order, order[1:], strict=False):
+        between = range(a + 1, b)
+        if meta[a][1] == meta[b][1] and all(i in meta and meta[i][7] is None for i in between):
+            next_of[a] = b
+    prev_of = {b: a for a, b in next_of.items()}
+    return Neighbourhood(rows, order, matrix, out_before, out_after, next_of, prev_of)
 
 
 def _read_windows(

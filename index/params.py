@@ -4,9 +4,11 @@ without the read side importing the ingest pipeline."""
 
 from __future__ import annotations
 
-# Each sentence is embedded twice, alone and after its article title (and section heading);
-# the stored vector is the mean, so one inner product scores both.
-EMBED_CONTEXT = "mean(sentence, title+sentence)"
+# Each sentence and heading is embedded twice, alone and after its article title (and section
+# heading); the stored vector is the mean, so one inner product scores both. Boilerplate-marked
+# units are embedded alone (menus repeat across articles: one embedding per distinct text), and
+# indexed too: the mark is a ranking feature.
+EMBED_CONTEXT = "mean(sentence, title+sentence); boilerplate alone"
 
 
 def ingest_params(backend: str) -> dict:

@@ -2,7 +2,9 @@
 
 Sentence boundaries come from syntok (abbreviations such as "U.S." and "Mr." do not split).
 Boilerplate (menus, share buttons, cookie and subscription text, link lists, photo credits,
-teasers of other stories) is kept in the store for context but marked never to be cited.
+teasers of other stories) is marked, and the mark is one of the ranker's features: the same
+heuristics also catch an article's own captions, table rows, figure lines and one-line
+paragraphs, so nothing is ever dropped for it.
 """
 
 from __future__ import annotations
@@ -160,9 +162,33 @@ def classify_paragraphs(body: str) -> list[tuple[str, str]]:
     return [(paras[k][1], labels[k]) for k in range(len(paras))]
 
 
+# syntok splits after a month abbreviation followed by a day ("on Jan. 23–24") and after a
+# lower-case continuation; such pieces are joined back (a sentence is never split across units).
+_ENDS_IN_ABBREVIATION = re.compile(
+    r"\b(?:jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec|no|nos|gen|lt|col|maj|capt|sgt|sen"
+    r"|rep|gov|st|mt|ft|approx|est|vs|fig|prof|dr|mr|mrs|ms|jr|sr|inc|corp|co|ltd|dept|art)\.$",
+    re.I,
+)
+_MONTH_ABBREVIATION = re.compile(r"\b(?:jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)\.$", re.I)
+_TITLE_ABBREVIATION = re.compile(
+    r"\b(?:gen|lt|col|maj|capt|sgt|sen|rep|gov|prof|dr|mr|mrs|ms|st|mt|no|nos|fig|art)\.$", re.I
+)
+
+
+def _joins_next(piece: str, following: str) -> bool:
+    """True when syntok's boundary after ``piece`` falls inside a sentence."""
+    if not following:
+        return False
+    if _MONTH_ABBREVIATION.search(piece) and following[:1].isdigit():
+        return True
+    if _TITLE_ABBREVIATION.search(piece) and (following[:1].isupper() or following[:1].isdigit()):
+        return True
+    return bool(_ENDS_IN_ABBREVIATION.search(piece) and following[:1].islower())
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentences as exact slices of ``text`` (offsets from syntok), so quotes match the source."""
-    spans: list[str] = []
+    spans: list[tuple[int, int]] = []
     for paragraph in syntok.analyze(text):
         for sentence in paragraph:
             tokens = list(sentence)
@@ -170,20 +196,31 @@ def split_sentences(text: str) -> list[str]:
                 continue
             start = tokens[0].offset
             end = tokens[-1].offset + len(tokens[-1].value)
-            piece = text[start:end].strip()
-            if piece:
-                spans.append(piece)
-    return spans
+            if text[start:end].strip():
+                spans.append((start, end))
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and _joins_next(text[merged[-1][0] : merged[-1][1]].rstrip(), text[start:end]):
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return [text[start:end].strip() for start, end in merged]
+
+
+def citable(text: str) -> bool:
+    """Worth indexing: some word of two letters outside links (not a bare URL, time or mark)."""
+    return bool(re.search(r"[^\W\d_]{2}", _URL.sub("", text)))
 
 
 def segment(body: str) -> list[Unit]:
-    """All units of an article body in reading order."""
+    """All units of an article body in reading order. Every paragraph is split into sentences,
+    boilerplate too: its label is a ranking signal, never a reason to make text uncitable."""
     units: list[Unit] = []
     for para, (text, label) in enumerate(classify_paragraphs(body)):
-        if label == SENTENCE:
-            for seq, sentence in enumerate(split_sentences(text)):
-                kind = SENTENCE if re.search(r"[A-Za-z]{2}", sentence) else BOILERPLATE
-                units.append(Unit(sentence, para, seq, kind))
-        else:
+        if label == HEADING:
             units.append(Unit(text, para, 0, label))
+            continue
+        for seq, sentence in enumerate(split_sentences(text) or [text]):
+            kind = label if re.search(r"[A-Za-z]{2}", sentence) else BOILERPLATE
+            units.append(Unit(sentence, para, seq, kind))
     return units

@@ -257,6 +257,21 @@ class Store:
         ).fetchall()
         return [SentenceRow(**dict(r)) for r in rows]
 
+    def searchable_texts(self) -> list[str]:
+        """The text of every searchable (embedded) unit, in id order."""
+        return [
+            t
+            for (t,) in self.db.execute(
+                "SELECT text FROM sentences WHERE embedding IS NOT NULL ORDER BY id"
+            )
+        ]
+
+    def vocabulary(self) -> set[str]:
+        """Every token the corpus uses anywhere, titles, URLs and boilerplate included."""
+        from index.terms import vocabulary
+
+        return vocabulary(self.db)
+
     def coverage(self) -> dict:
         """What the store covers, from the articles table alone (sentences are never scanned):
         shown with abstentions, /start and /sources."""
@@ -311,10 +326,11 @@ class Store:
         ]
 
     def embedded_sentences(self, article_id: int) -> list[tuple[int, str, bytes]]:
-        """(id, text, embedding) of one article's indexed sentences, in reading order."""
+        """(id, text, embedding) of one article's indexed sentences (not headings or
+        boilerplate-marked lines, which are indexed too), in reading order."""
         return self.db.execute(
             "SELECT id, text, embedding FROM sentences WHERE article_id=? "
-            "AND embedding IS NOT NULL ORDER BY position",
+            "AND embedding IS NOT NULL AND kind='sentence' ORDER BY position",
             (article_id,),
         ).fetchall()
 

@@ -163,6 +163,19 @@ def article_terms(db: sqlite3.Connection, article_ids: Iterable[int]) -> dict[in
     return out
 
 
+def vocabulary(db: sqlite3.Connection) -> set[str]:
+    """Every token the corpus uses anywhere (fts5vocab over the three tables; temp tables of
+    this connection, so nothing is written to the store)."""
+    words: set[str] = set()
+    for table in ("sentence_terms", "mention_terms", "article_terms"):
+        db.execute(
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{table}_vocab "
+            f"USING fts5vocab(main, {table}, 'row')"
+        )
+        words.update(term for (term,) in db.execute(f"SELECT term FROM temp.{table}_vocab"))
+    return words
+
+
 def log_position(db: sqlite3.Connection) -> int:
     """The change log's last entry: the index generation a reader polls."""
     row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='index_log'").fetchone()

@@ -13,17 +13,19 @@ from urllib.parse import quote as urlquote
 import numpy as np
 
 from index.text import tokenize
+from retrieval.rank import Ranker
 from retrieval.search import Candidate, Searcher
 
 MAX_QUESTION_CHARS = 1000
 MAX_QUOTE_CHARS = 400
 SHORT_SENTENCE_CHARS = 90
-RUN_ON_MARGIN = 0.4  # a neighbour scoring within this of the sentence joins the quote
 NEAR_DUPLICATE_COSINE = 0.9
 
-# Abstention. On the best candidate's cosine: below DECLINE_BELOW nothing in the corpus is even
-# about the question (off topic: decline); below ABSTAIN_BELOW it is not covered. And a question
-# naming someone or something the corpus never mentions at all is not covered either.
+# Abstention is the fitted ranker's (``retrieval/rank.py``): evidence in, answer or not. When it
+# abstains and even the best candidate's cosine is below DECLINE_BELOW, the question is off topic
+# and the reply says what talksbot covers instead. A ranker without an abstainer (a model no
+# ranker was fitted for) falls back to: abstain below ABSTAIN_BELOW, or on a name the corpus
+# never mentions.
 DECLINE_BELOW = 0.25
 ABSTAIN_BELOW = 0.30
 
@@ -134,10 +136,12 @@ def _trim(text: str, terms: list[str], limit: int = MAX_QUOTE_CHARS) -> str:
 class Answerer:
     """Turns a question into an ``Answer`` using one loaded ``Searcher``."""
 
-    def __init__(self, searcher: Searcher) -> None:
+    def __init__(self, searcher: Searcher, ranker: Ranker | None = None) -> None:
         self.searcher = searcher
+        self.ranker = ranker  # None: the searcher's (the shipped one for its model)
 
     def coverage(self) -> dict:
+        """What the store covers (counted from the articles once per write)."""
         return self.searcher.coverage()
 
     def answer(self, question: str, k: int = 3, offset: int = 0) -> Answer:
@@ -145,22 +149,24 @@ class Answerer:
         problem = validate_question(question)
         if problem:
             return Answer(question, INVALID, message=problem)
-        entries = self.searcher.search(question, limit=60)
-        analysis = self.searcher.analyse(question)
-        best = max((e.dense for e in entries), default=0.0)
-        if best < DECLINE_BELOW:
-            return Answer(
-                question,
-                DECLINED,
-                message="That is outside what I cover: I answer questions about news coverage "
-                "of the Russia–Ukraine war and peace talks.",
-                coverage=self.coverage(),
-            )
-        if best < ABSTAIN_BELOW:
-            return self._abstain(question, entries, [])
-        if analysis.unknown_names:
-            return self._abstain(question, entries, analysis.unknown_names)
-        picked = self._select(entries, analysis.terms, k + offset + 1)
+        ranker = self.ranker or self.searcher.ranker
+        result = self.searcher.result(question, limit=60, ranker=ranker)
+        entries, names = result.entries, result.analysis.unknown_names
+        if ranker.abstain is not None:
+            covered = bool(entries) and ranker.answerable(result.evidence)
+        else:
+            covered = result.best_dense >= ABSTAIN_BELOW and not names
+        if not covered:
+            if result.best_dense < DECLINE_BELOW:
+                return Answer(
+                    question,
+                    DECLINED,
+                    message="That is outside what I cover: I answer questions about news "
+                    "coverage of the Russia–Ukraine war and peace talks.",
+                    coverage=self.coverage(),
+                )
+            return self._abstain(question, entries, names)
+        picked = self._select(entries, result.analysis.terms, k + offset + 1)
         citations = picked[offset : offset + k]
         if not citations:
             return self._abstain(question, entries, [])
@@ -235,23 +241,28 @@ class Answerer:
         return bool(cos.max() >= NEAR_DUPLICATE_COSINE)
 
     def _quote(self, e: Candidate, terms: list[str]) -> tuple[str, set[int]]:
-        """The sentence, joined by one neighbour where needed: the sentence cannot stand alone
-        (short, or opens with "He", "This" …), or the passage runs on into the neighbour (it
-        scores nearly as well). Never over ``MAX_QUOTE_CHARS``."""
+        """The sentence and one neighbour for context, when both fit in ``MAX_QUOTE_CHARS``: the
+        one before when the sentence cannot stand alone (short, or opens with "He", "This" …),
+        else the better-scoring one (out of fold, adding context beat quoting the sentence
+        alone: dev hit@3 .638 -> .701)."""
         text = e.content
         options = []
         if e.prev_score is not None and e.prev is not None:
             options.append((e.prev_score, e.prev, True))
         if e.next_score is not None and e.next is not None:
             options.append((e.next_score, e.next, False))
-        options = [o for o in options if len(o[1].text) + 1 + len(text) <= MAX_QUOTE_CHARS]
+        # Never glue a menu or caption line onto an article's sentence.
+        options = [
+            o
+            for o in options
+            if len(o[1].text) + 1 + len(text) <= MAX_QUOTE_CHARS
+            and (o[1].kind != "boilerplate" or e.kind == "boilerplate")
+        ]
         pick = None
         if len(text) < SHORT_SENTENCE_CHARS or _ANAPHORA.match(text):
             pick = next((o for o in options if o[2]), None)
         if pick is None and options:
-            best = max(options, key=lambda o: o[0])
-            if best[0] >= e.score - RUN_ON_MARGIN:
-                pick = best
+            pick = max(options, key=lambda o: o[0])
         if pick is None:
             return _trim(text, terms), {e.id}
         _, other, before = pick

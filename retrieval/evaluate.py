@@ -23,6 +23,7 @@ class EvalQuestion:
     answerable: bool
     kind: str = ""
     id: str = ""
+    doc: str = ""  # the article the answer comes from ("" for unanswerable questions)
 
 
 class EvalFileError(Exception):
@@ -47,6 +48,7 @@ def load_questions(path: Path) -> list[EvalQuestion]:
                     answerable=bool(obj.get("answerable", True)),
                     kind=str(obj.get("kind", "")),
                     id=str(obj.get("id", n)),
+                    doc=str(obj.get("doc") or ""),
                 )
             )
         except (ValueError, KeyError, TypeError) as exc:
@@ -84,13 +86,18 @@ def evaluate(
                 "question": q.question,
             }
         )
+    return {"metrics": metrics(rows), "rows": rows}
+
+
+def metrics(rows: list[dict]) -> dict:
+    """hit@k, MRR and abstention shares of per-question rows."""
     ans = [r for r in rows if r["answerable"]]
     unans = [r for r in rows if not r["answerable"]]
 
     def share(items: list, pred: Callable[[dict], bool]) -> float:
         return sum(1 for r in items if pred(r)) / len(items) if items else 0.0
 
-    metrics = {
+    return {
         "questions": len(rows),
         "answerable": len(ans),
         "unanswerable": len(unans),
@@ -101,7 +108,6 @@ def evaluate(
         "abstained_unanswerable": share(unans, lambda r: not r["answered"]),
         "wrongly_abstained": share(ans, lambda r: not r["answered"]),
     }
-    return {"metrics": metrics, "rows": rows}
 
 
 def format_metrics(m: dict) -> str:

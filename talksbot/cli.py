@@ -73,26 +73,39 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from retrieval.evaluate import evaluate, format_metrics, load_questions
+    from retrieval.cv import evaluate_with_cv
+    from retrieval.evaluate import load_questions
 
     questions = load_questions(Path(args.file))
     answerer = open_answerer(settings, quiet=args.json)
-
-    def ask(q: str) -> tuple[bool, list[str]]:
-        a = answerer.answer(q, k=5)
-        return a.answered, [c.quote for c in a.citations]
-
     started = time.perf_counter()
-    result = evaluate(questions, ask)
+    result = evaluate_with_cv(answerer, questions, folds=args.folds)
     result["metrics"]["seconds"] = round(time.perf_counter() - started, 2)
     if args.json:
-        print(json.dumps(result if args.verbose else result["metrics"], ensure_ascii=False))
+        if not args.verbose:
+            result.pop("rows")
+        print(json.dumps(result, ensure_ascii=False))
     else:
         if args.verbose:
             for r in result["rows"]:
                 mark = "abstain" if not r["answered"] else f"rank {r['rank']}"
                 print(f"{r['id']:>10} {r['kind']:<20} {mark:<8} {r['question']}")
-        print(format_metrics(result["metrics"]))
+        print(result["text"])
+    return 0
+
+
+def cmd_fit_ranker(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.cv import fit
+    from retrieval.evaluate import load_questions
+    from retrieval.rank import ranker_path
+
+    questions = load_questions(Path(args.file))
+    searcher = open_answerer(settings, quiet=True, refit=True).searcher
+    searcher.pool_cache = {}
+    ranker = fit(searcher, questions)
+    path = Path(args.out) if args.out else ranker_path(ranker.model)
+    ranker.save(path)
+    _echo(f"talksbot: ranker for {ranker.model} fitted on {len(questions)} questions -> {path}")
     return 0
 
 
@@ -230,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="hit@k, MRR and abstention on a JSONL question file")
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--folds", type=int, default=5, help="cross-validation folds (0: the shipped ranker only)"
+    )
+    p = sub.add_parser("fit-ranker", help="fit the ranker and abstainer on a JSONL question file")
+    p.add_argument("file")
+    p.add_argument("--out", help="where to write it (default: the shipped file for the model)")
     sub.add_parser("reindex", help="rebuild the search index from the store (no model needed)")
     sub.add_parser("stats", help="what the store holds").add_argument("--json", action="store_true")
     p = sub.add_parser("feeds", help="RSS/Atom feeds the bot polls: list, add, remove, poll")
@@ -243,6 +262,7 @@ COMMANDS = {
     "ingest": cmd_ingest,
     "ask": cmd_ask,
     "eval": cmd_eval,
+    "fit-ranker": cmd_fit_ranker,
     "stats": cmd_stats,
     "reindex": cmd_reindex,
     "feeds": cmd_feeds,
@@ -252,8 +272,10 @@ COMMANDS = {
 def main(argv: list[str] | None = None, run_bot: Callable[[Settings], None] | None = None) -> int:
     """Run one command; every failure ends in one line on stderr and exit code 1."""
     from index.loaders import IngestError
+    from index.mpnet import ModelFileError
     from index.store import StoreError
     from retrieval.evaluate import EvalFileError
+    from retrieval.rank import RankerError
 
     args = build_parser().parse_args(argv)
     args.run_bot = run_bot
@@ -265,7 +287,7 @@ def main(argv: list[str] | None = None, run_bot: Callable[[Settings], None] | No
         token = settings.telegram_bot_token
         setup_logging(level, args.verbose, token.get_secret_value() if token else "")
         return COMMANDS[command](args, settings)
-    except (CliError, IngestError, StoreError, EvalFileError) as exc:
+    except (CliError, IngestError, StoreError, EvalFileError, RankerError, ModelFileError) as exc:
         _echo(f"talksbot: {exc}")
         return 1
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ from index.live_index import LiveIndex
 from index.params import ingest_params
 from index.store import Store
 from retrieval.answer import Answerer
+from retrieval.rank import default_ranker
 from retrieval.search import Searcher
 from talksbot.config import SAMPLE_CORPUS, Settings
 
@@ -27,9 +28,10 @@ def _echo(*parts: object) -> None:
     print(*parts, file=sys.stderr, flush=True)
 
 
-def open_answerer(settings: Settings, quiet: bool = False) -> Answerer:
+def open_answerer(settings: Settings, quiet: bool = False, refit: bool = False) -> Answerer:
     """The answer pipeline on one store connection; an empty data dir is first built from the
-    sample corpus, and a store built with other settings is refused before the model loads."""
+    sample corpus, and a store built with other settings is refused before the model loads.
+    ``refit``: start from the default ranker (the shipped one may no longer fit the code)."""
     backend, data_dir = settings.talksbot_backend, settings.data_dir
     store = Store(data_dir)
     try:
@@ -41,7 +43,8 @@ def open_answerer(settings: Settings, quiet: bool = False) -> Answerer:
             report = Ingester(store, embedder).ingest_paths([SAMPLE_CORPUS], progress=False)
             if not quiet:
                 _echo(f"talksbot: {report.summary()}")
-        return Answerer(Searcher(store, embedder, LiveIndex.open(store)))
+        ranker = default_ranker(embedder.name) if refit else None
+        return Answerer(Searcher(store, embedder, LiveIndex.open(store), ranker))
     except BaseException:
         store.close()
         raise

@@ -112,13 +112,16 @@ def test_eval_reports_hits_and_abstention(filled: Path, tmp_path: Path) -> None:
         },
     ]
     qfile.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    result = run_cli(filled, "eval", str(qfile), "--json")
+    result = run_cli(filled, "eval", str(qfile), "--json", "--folds", "0")
     assert result.returncode == 0, result.stderr
-    m = json.loads(result.stdout)
+    out = json.loads(result.stdout)
+    m = out["metrics"]
     assert m["hit@1"] == 1.0 and m["mrr"] == 1.0
     assert m["abstained_unanswerable"] == 1.0 and m["wrongly_abstained"] == 0.0
-    text = run_cli(filled, "eval", str(qfile))
-    assert "hit@1 1.000" in text.stdout
+    assert out["reachable"] == 1.0
+    text = run_cli(filled, "eval", str(qfile), "--folds", "3").stdout
+    assert "hit@1 1.000" in text
+    assert "in-sample" in text and "out-of-fold (3 folds" in text and "reachable 100.0%" in text
 
 
 def test_eval_with_a_broken_file_says_which_line(filled: Path, tmp_path: Path) -> None:
@@ -131,7 +134,7 @@ def test_eval_with_a_broken_file_says_which_line(filled: Path, tmp_path: Path) -
 
 def test_stats(filled: Path) -> None:
     s = stats(filled)
-    assert (s["articles"], s["indexed_sentences"], s["outlets"]) == (3, 12, 2)
+    assert (s["articles"], s["indexed_sentences"], s["outlets"]) == (3, 15, 2)
     assert (s["first_published"], s["last_published"]) == ("2026-02-18", "2026-02-20")
     assert s["index_bytes"] > 0
     text = run_cli(filled, "stats").stdout

@@ -1,0 +1,178 @@
+"""Honest measurement: k-fold cross-validation over a question set, folds grouped by article.
+
+Every learned weight and threshold (the ranker and the abstainer, ``retrieval/rank.py``) is
+fitted on the other folds and judged on the held-out one; the in-sample figures (fitted and
+judged on all questions) are printed beside them, and a large gap means overfitting. Questions
+about one article share a fold, so a fold never learns the article it is judged on; the
+unanswerable ones (no article) are spread over the folds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from retrieval.answer import Answerer
+from retrieval.evaluate import EvalQuestion, evaluate, first_hit, fold
+from retrieval.rank import Example, Ranker, fit_abstain, fit_rank
+from retrieval.search import Searcher
+
+FOLDS = 5
+EVAL_K = 5  # citations asked for per question (hit@5 is the widest figure)
+
+
+def group_folds(questions: Sequence[EvalQuestion], k: int = FOLDS) -> list[int]:
+    """A fold number per question: one article's questions share a fold; questions without
+    an article (unanswerable) are dealt round-robin. Deterministic: the largest groups go first,
+    each to the fold holding fewest questions, ties broken by a hash of the article name."""
+    groups: dict[str, list[int]] = {}
+    loose: list[int] = []
+    for i, q in enumerate(questions):
+        if q.doc:
+            groups.setdefault(q.doc, []).append(i)
+        else:
+            loose.append(i)
+    sizes = [0] * k
+    out = [0] * len(questions)
+    order = sorted(
+        groups.items(),
+        key=lambda kv: (-len(kv[1]), hashlib.sha1(kv[0].encode()).hexdigest()),
+    )
+    for _, members in order:
+        target = min(range(k), key=lambda f: (sizes[f], f))
+        for i in members:
+            out[i] = target
+        sizes[target] += len(members)
+    unanswerable_in = [0] * k
+    for n, i in enumerate(loose):
+        target = n % k
+        out[i] = target
+        unanswerable_in[target] += 1
+    return out
+
+
+def examples(searcher: Searcher, questions: Sequence[EvalQuestion]) -> list[Example]:
+    """Each question's candidate features with labels (unit holds an answer string)."""
+    out = []
+    for q in questions:
+        pool = searcher.pool(q.question)
+        texts = [t for t, c in zip(pool.texts, pool.candidates, strict=True) if c]
+        needles = [fold(n) for n in q.answer_contains if n.strip()]
+        labels = np.array([any(n in fold(t) for n in needles) for t in texts], np.int8)
+        out.append(Example(pool.features[pool.candidates], labels, q.answerable))
+    return out
+
+
+def fit(
+    searcher: Searcher, questions: Sequence[EvalQuestion], exs: Sequence[Example] | None = None
+) -> Ranker:
+    """Ranker and abstainer fitted on ``questions``."""
+    exs = list(exs) if exs is not None else examples(searcher, questions)
+    model = searcher.embedder.name
+    ranker = Ranker(model, fit_rank(exs, [q.doc or q.id for q in questions]))
+    evidence = np.vstack([searcher.result(q.question, ranker=ranker).evidence for q in questions])
+    answerable = np.array([q.answerable for q in questions])
+    ranker.abstain, ranker.threshold = fit_abstain(evidence, answerable)
+    ranker.meta = {
+        "questions": len(questions),
+        "answerable": int(answerable.sum()),
+        "model": model,
+    }
+    return ranker
+
+
+def _answers(answerer: Answerer):  # noqa: ANN202
+    def ask(question: str) -> tuple[bool, list[str]]:
+        a = answerer.answer(question, k=EVAL_K)
+        return a.answered, [c.quote for c in a.citations]
+
+    return ask
+
+
+@dataclass
+class CvReport:
+    in_sample: dict
+    out_of_fold: dict
+    reachable: float
+    folds: int
+    rows: list[dict]  # per question, out of fold
+
+    def format(self) -> str:
+        from retrieval.evaluate import format_metrics
+
+        return (
+            f"in-sample (fitted and judged on all {self.in_sample['questions']} questions)\n"
+            + format_metrics(self.in_sample)
+            + f"\nout-of-fold ({self.folds} folds grouped by article)\n"
+            + format_metrics(self.out_of_fold)
+            + f"\nreachable {self.reachable:.1%} (answerable questions whose answer lies in a "
+            "citable unit)"
+        )
+
+
+def cross_validate(
+    searcher: Searcher, questions: Sequence[EvalQuestion], k: int = FOLDS
+) -> CvReport:
+    """In-sample and out-of-fold metrics of the fitted ranker and abstainer."""
+    if searcher.pool_cache is None:
+        searcher.pool_cache = {}
+    exs = examples(searcher, questions)
+    folds = group_folds(questions, k)
+    rows: list[dict | None] = [None] * len(questions)
+    for f in range(k):
+        train = [i for i in range(len(questions)) if folds[i] != f]
+        test = [i for i in range(len(questions)) if folds[i] == f]
+        if not test:
+            continue
+        ranker = fit(searcher, [questions[i] for i in train], [exs[i] for i in train])
+        result = evaluate([questions[i] for i in test], _answers(Answerer(searcher, ranker)))
+        for i, row in zip(test, result["rows"], strict=True):
+            rows[i] = {**row, "fold": f}
+    out_of_fold = summarise([r for r in rows if r is not None])
+    everything = fit(searcher, questions, exs)
+    in_sample = evaluate(questions, _answers(Answerer(searcher, everything)))["metrics"]
+    return CvReport(in_sample, out_of_fold, reachable(searcher, questions), k, rows)
+
+
+def summarise(rows: list[dict]) -> dict:
+    """``evaluate``'s metrics from its per-question rows (gathered over folds)."""
+    from retrieval.evaluate import metrics
+
+    return metrics(rows)
+
+
+def reachable(searcher: Searcher, questions: Sequence[EvalQuestion]) -> float:
+    """Share of answerable questions whose answer string lies inside some citable unit."""
+    texts = [fold(t) for t in searcher.unit_texts()]
+    answerable = [q for q in questions if q.answerable]
+    hits = sum(1 for q in answerable if any(first_hit([t], q.answer_contains) for t in texts if t))
+    return hits / len(answerable) if answerable else 1.0
+
+
+def evaluate_with_cv(answerer: Answerer, questions: Sequence[EvalQuestion], folds: int) -> dict:
+    """``talksbot eval``: the shipped ranker's figures, and with ``folds`` > 1 the in-sample
+    and out-of-fold figures of a ranker refitted on these questions, and reachability."""
+    from retrieval.evaluate import format_metrics
+
+    shipped = evaluate(questions, _answers(answerer))
+    out: dict = {"metrics": shipped["metrics"], "rows": shipped["rows"]}
+    ranker = answerer.ranker or answerer.searcher.ranker
+    text = [f"shipped ranker ({ranker.meta.get('questions', 'not')} questions fitted)"]
+    text.append(format_metrics(shipped["metrics"]))
+    if folds > 1:
+        report = cross_validate(answerer.searcher, questions, folds)
+        out.update(
+            in_sample=report.in_sample,
+            out_of_fold=report.out_of_fold,
+            reachable=report.reachable,
+            folds=folds,
+        )
+        text.append(report.format())
+    else:
+        out["reachable"] = reachable(answerer.searcher, questions)
+        text.append(f"reachable {out['reachable']:.1%}")
+    out["text"] = "\n".join(text)
+    return out

@@ -1,0 +1,275 @@
+"""Features of (question, candidate unit) pairs, computed for a whole candidate pool at once.
+
+The learned ranker (``retrieval/rank.py``) weighs these; nothing here holds a tuned constant.
+Candidates, scores and rows come through ``index.backend.SearchBackend`` (ids, never FAISS or
+bm25s objects); another backend needs the ranker refitted (``talksbot fit-ranker``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from index.backend import SearchBackend
+from index.live_index import Neighbourhood
+
+# Candidates: the dense and the lexical top lists, merged.
+DENSE_POOL = 100
+LEXICAL_POOL = 100
+LEXICAL_SCORED = 400  # lexical scores looked up (rows beyond count as 0)
+
+FEATURES = (
+    "dense",  # cosine of question and unit
+    "dense_gap",  # dense minus the pool's best dense
+    "dense_rank",  # 1 / (1 + rank by dense among the candidates)
+    "window_dense",  # cosine with the unit and its neighbours' mean vector
+    "lexical",  # lexical score / the best lexical score of the question
+    "coverage",  # share of the question's IDF weight whose terms the unit holds
+    "lexical_rank",  # 1 / (1 + rank by lexical score among the candidates)
+    "window_coverage",  # coverage by the unit and its neighbours together
+    "bigrams",  # share of the question's adjacent term pairs the unit holds in a row
+    "dense_x_coverage",  # both at once: about the question and using its words
+    "novelty",  # log(1 + terms of the unit the question does not use): answers add something
+    "prev_dense",  # the unit before, same article (0 at the edge)
+    "next_dense",
+    "prev_lexical",
+    "next_lexical",
+    "article_dense",  # best dense of any candidate in the same article
+    "article_coverage",  # share of the question's IDF weight found anywhere in the article's pool
+    "source",  # share of the question's IDF weight in the article's title, outlet or URL
+    "type_number",  # asks "how many" and the unit holds a number
+    "type_date",  # asks "when" and the unit holds a date
+    "type_cause",  # asks "why" and the unit holds a causal marker
+    "type_name",  # asks "who"/"which"/"where" and the unit names someone the question does not
+    "boilerplate",  # marked boilerplate by the segmenter (menus, captions, table rows …)
+    "heading",
+    "short",  # fewer than 8 words
+    "log_chars",
+    "position",  # log(1 + position in the article)
+)
+
+_NUMBER = re.compile(
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty"
+    r"|fifty|hundred|thousand|million|billion|trillion|dozen|half)\b",
+    re.I,
+)
+_DATE = re.compile(
+    r"\b(19|20)\d\d\b|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d"
+    r"|\d{1,2} (jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
+    r"|\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b|\d ?(am|pm)\b"
+    r"|\b(yesterday|today|tomorrow|last week|this week|next week|early|late|mid)\b"
+    r"|\b(january|february|march|april|june|july|august|september|october|november|december)\b",
+    re.I,
+)
+_CAUSE = re.compile(
+    r"\b(because|due to|as a result|in order to|so that|to allow|to enable|aimed at|in response"
+    r"|following|leverage|retaliat\w*|linked|reason|amid|citing|after)\b",
+    re.I,
+)
+_ASKS_NUMBER = re.compile(
+    r"\bhow (many|much|long|big|badly|large|far|often)\b|\b(duration|value|total|number of|"
+    r"percentage|share of|cost)\b",
+    re.I,
+)
+_ASKS_NAME = re.compile(r"^\s*(who|whom|whose|which|where)\b|\b(who|which|where)\b", re.I)
+_INNER_NAME = re.compile(r"(?<=[\w,;:] )[A-Z][\w'’.-]+")
+_ASKS_DATE = re.compile(
+    r"^\s*(when|by when|since when)\b|\bwhat (time|date|day|year|month)\b", re.I
+)
+ANSWER_PATTERNS = {"number": _NUMBER, "date": _DATE, "cause": _CAUSE}
+
+
+def answer_type(question: str) -> str:
+    """What kind of answer the question asks for, "number", "date", "cause" or "" (classic
+    answer-type matching: a "how many" answer holds a number, a "why" answer a cause)."""
+    if _ASKS_NUMBER.search(question):
+        return "number"
+    if _ASKS_DATE.search(question):
+        return "date"
+    if re.match(r"^\s*why\b", question, re.I):
+        return "cause"
+    return ""
+
+
+def idf(df: int, n: int) -> float:
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+
+@dataclass
+class Pool:
+    """The candidates of one question: rows, their neighbours, and a feature matrix over both."""
+
+    rows: np.ndarray  # sentence ids scored (candidates and their neighbours), ascending
+    candidates: np.ndarray  # bool per entry of ``rows``: in the candidate pool itself
+    features: np.ndarray  # float32 (len(rows), len(FEATURES))
+    dense: np.ndarray  # cosine per entry of ``rows``
+    terms: list[str]
+    near: Neighbourhood  # their stored rows, vectors and neighbour links
+
+    @property
+    def texts(self) -> list[str]:
+        """The text of each entry of ``rows``."""
+        return [self.near.rows[int(r)].text for r in self.rows]
+
+
+@dataclass(frozen=True)
+class RowInfo:
+    """What features need of a unit's text alone, computed once per unit (and cached)."""
+
+    terms: frozenset[str]
+    pairs: frozenset[tuple[str, str]]
+    short: bool
+    number: bool
+    date: bool
+    cause: bool
+    names: tuple[frozenset[str], ...]  # stems of each capitalised word inside the text
+
+
+def row_info(text: str) -> RowInfo:
+    from index.text import tokenize
+
+    tokens = tokenize(text)
+    return RowInfo(
+        terms=frozenset(tokens),
+        pairs=frozenset(zip(tokens, tokens[1:], strict=False)),
+        short=len(text.split()) < 8,
+        number=bool(_NUMBER.search(text)),
+        date=bool(_DATE.search(text)),
+        cause=bool(_CAUSE.search(text)),
+        names=tuple(frozenset(tokenize(m.group())) for m in _INNER_NAME.finditer(text)),
+    )
+
+
+def build_pool(
+    q: np.ndarray,
+    terms: list[str],
+    question: str,
+    *,
+    backend: SearchBackend,
+    info: Callable[[int, str], RowInfo],
+    question_terms: list[str],
+) -> Pool:
+    """Candidates for one question with their features (see ``FEATURES``); vectorised over
+    the candidates and their neighbours, whose rows are read from the store for this query."""
+    n = backend.size
+    dense_ids, _ = backend.dense_search(q, DENSE_POOL)
+    pool = {int(r) for r in dense_ids}
+    # Scores of the wider list also give candidates' neighbours their lexical score.
+    if terms:
+        lex_rows, lex_scores = backend.lexical(terms).top(LEXICAL_SCORED)
+    else:
+        lex_rows, lex_scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
+    order = np.argsort(-lex_scores, kind="stable")
+    pool.update(int(r) for r in lex_rows[order[:LEXICAL_POOL]])
+    near = backend.neighbourhood(sorted(pool), before=1, after=1)
+    wanted = np.array(near.order, np.int64)  # ascending ids: candidates and their neighbours
+    m = len(wanted)
+    is_candidate = np.isin(wanted, np.fromiter(pool, np.int64, len(pool)))
+    vectors = near.matrix
+    dense = vectors @ q
+    lex_max = float(lex_scores.max()) if len(lex_scores) else 0.0
+    lex = np.zeros(m, np.float32)
+    found = np.isin(lex_rows, wanted)
+    lex[np.searchsorted(wanted, lex_rows[found])] = lex_scores[found]
+    lex = lex / lex_max if lex_max > 0 else lex
+    rows = [near.rows[int(r)] for r in wanted]
+    infos = [info(int(r), row.text) for r, row in zip(wanted, rows, strict=True)]
+    arts = np.array([row.article_id for row in rows], np.int64)
+
+    # Neighbours inside the scored units and the same article.
+    at = {int(r): i for i, r in enumerate(wanted)}
+    prev_i = np.array([at.get(near.prev_of.get(int(r), -1), 0) for r in wanted], np.int64)
+    next_i = np.array([at.get(near.next_of.get(int(r), -1), 0) for r in wanted], np.int64)
+    has_prev = np.array([int(r) in near.prev_of for r in wanted], bool)
+    has_next = np.array([int(r) in near.next_of for r in wanted], bool)
+
+    def neighbour(values: np.ndarray, idx: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        return np.where(ok, values[idx], 0.0).astype(np.float32)
+
+    df = {t: backend.df(t) for t in terms}
+    weights = np.array([idf(df[t], n) for t in terms], np.float32)
+    total = float(weights.sum()) or 1.0
+    held = np.array([[t in x.terms for t in terms] for x in infos], bool).reshape(m, len(terms))
+    coverage = (held @ weights) / total
+    together = held | (held[prev_i] & has_prev[:, None]) | (held[next_i] & has_next[:, None])
+    window_cov = (together @ weights) / total
+
+    # Per article, over the candidates: best cosine, and which question terms occur at all.
+    codes, art_index = np.unique(arts, return_inverse=True)
+    best = np.full(len(codes), -1.0, np.float32)
+    np.maximum.at(best, art_index[is_candidate], dense[is_candidate])
+    art_held = np.zeros((len(codes), len(terms)), bool)
+    np.logical_or.at(art_held, art_index[is_candidate], held[is_candidate])
+    art_cov = (art_held @ weights) / total
+    source_terms = backend.source_terms({int(a) for a in codes})
+    src = np.array(
+        [[t in source_terms.get(int(a), ()) for t in terms] for a in codes], bool
+    ).reshape(len(codes), len(terms))
+    source = (src @ weights) / total
+
+    window = vectors + vectors[prev_i] * has_prev[:, None] + vectors[next_i] * has_next[:, None]
+    window /= np.maximum(np.linalg.norm(window, axis=1, keepdims=True), 1e-9)
+
+    kind = answer_type(question)
+    zero = np.zeros(m, np.float32)
+    typed = np.array([getattr(x, kind) for x in infos], np.float32) if kind else zero
+    asked = set(terms)
+    asked_pairs = set(zip(question_terms, question_terms[1:], strict=False))
+    novelty = np.log1p([len(x.terms - asked) for x in infos]).astype(np.float32)
+    named = (
+        np.array([any(not (name <= asked) for name in x.names) for x in infos], np.float32)
+        if _ASKS_NAME.search(question)
+        else zero
+    )
+    cand_idx = np.flatnonzero(is_candidate)
+
+    def rank_feature(values: np.ndarray) -> np.ndarray:
+        out = np.zeros(m, np.float32)
+        ranked = cand_idx[np.argsort(-values[cand_idx], kind="stable")]
+        out[ranked] = 1.0 / (1.0 + np.arange(len(ranked)))
+        return out
+
+    pool_best = float(dense[is_candidate].max()) if is_candidate.any() else 0.0
+    k = np.array([KIND_CODES.get(row.kind, 2) for row in rows], np.int8)
+    chars = np.array([len(row.text) for row in rows], np.float32)
+    positions = np.array([row.position for row in rows], np.float32)
+    columns = {
+        "dense": dense,
+        "dense_gap": dense - pool_best,
+        "dense_rank": rank_feature(dense),
+        "window_dense": window @ q,
+        "lexical": lex,
+        "coverage": coverage,
+        "lexical_rank": rank_feature(lex),
+        "novelty": novelty,
+        "window_coverage": window_cov,
+        "bigrams": np.array(
+            [len(asked_pairs & x.pairs) / max(len(asked_pairs), 1) for x in infos], np.float32
+        ),
+        "dense_x_coverage": dense * coverage,
+        "prev_dense": neighbour(dense, prev_i, has_prev),
+        "next_dense": neighbour(dense, next_i, has_next),
+        "prev_lexical": neighbour(lex, prev_i, has_prev),
+        "next_lexical": neighbour(lex, next_i, has_next),
+        "article_dense": best[art_index].clip(0.0, None),
+        "article_coverage": art_cov[art_index],
+        "source": source[art_index],
+        "type_number": typed if kind == "number" else zero,
+        "type_date": typed if kind == "date" else zero,
+        "type_cause": typed if kind == "cause" else zero,
+        "type_name": named,
+        "boilerplate": (k == 2).astype(np.float32),
+        "heading": (k == 1).astype(np.float32),
+        "short": np.array([x.short for x in infos], np.float32),
+        "log_chars": np.log1p(chars).astype(np.float32),
+        "position": np.log1p(positions).astype(np.float32),
+    }
+    features = np.column_stack([columns[name] for name in FEATURES]).astype(np.float32)
+    return Pool(wanted, is_candidate, features, dense.astype(np.float32), terms, near)
+
+
+KIND_CODES = {"sentence": 0, "heading": 1, "boilerplate": 2}

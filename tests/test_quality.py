@@ -1,0 +1,260 @@
+"""Measurement and ranking machinery: CV folds, reachability, the learned ranker's file, fuzzy
+names and the mpnet model's checksum. Fast: hash embedder and small fixtures only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.mpnet import MPNET_SHA256, ModelFileError, assemble, model_dir
+from index.segment import BOILERPLATE, segment, split_sentences
+from retrieval.cv import cross_validate, group_folds, reachable
+from retrieval.evaluate import EvalQuestion
+from retrieval.features import FEATURES
+from retrieval.names import NameMatcher, skeleton
+from retrieval.rank import (
+    EVIDENCE,
+    Example,
+    Ranker,
+    RankerError,
+    fit_abstain,
+    fit_rank,
+    load_ranker,
+    ranker_path,
+)
+from tests.harness.data import CORPUS, ingest, open_answerer
+
+
+def q(doc: str, answerable: bool = True, n: int = 0) -> EvalQuestion:
+    return EvalQuestion(f"question {doc} {n}", ["x"], answerable, doc=doc, id=f"{doc}-{n}")
+
+
+def test_folds_keep_an_articles_questions_together_and_spread_unanswerable() -> None:
+    questions = [q(f"a{i % 7}", n=i) for i in range(30)] + [q("", False, n=i) for i in range(10)]
+    folds = group_folds(questions, k=5)
+    by_doc: dict[str, set[int]] = {}
+    for question, f in zip(questions, folds, strict=True):
+        if question.doc:
+            by_doc.setdefault(question.doc, set()).add(f)
+    assert all(len(fs) == 1 for fs in by_doc.values())
+    unanswerable = [f for question, f in zip(questions, folds, strict=True) if not question.doc]
+    assert sorted(unanswerable.count(f) for f in range(5)) == [2, 2, 2, 2, 2]
+    assert folds == group_folds(questions, k=5)  # deterministic
+    sizes = [folds.count(f) for f in range(5)]
+    assert max(sizes) - min(sizes) <= 5
+
+
+def test_month_abbreviations_do_not_split_a_sentence() -> None:
+    text = (
+        "Russia, Ukraine and the United States have previously held three rounds of peace "
+        "talks—on Jan. 23–24, Feb. 4–5 and Feb. 17–18. The next is due in March."
+    )
+    assert split_sentences(text) == [
+        "Russia, Ukraine and the United States have previously held three rounds of peace "
+        "talks—on Jan. 23–24, Feb. 4–5 and Feb. 17–18.",
+        "The next is due in March.",
+    ]
+    assert split_sentences("Gen. Syrskyi spoke. Sen. Graham replied.") == [
+        "Gen. Syrskyi spoke.",
+        "Sen. Graham replied.",
+    ]
+
+
+FIGURES_PAGE = """---
+title: "Ukraine emergency"
+url: https://example.org/emergency
+published: 2026-02-20
+outlet: example.org
+---
+
+Home
+Donate
+Our work
+Contact
+
+The war has forced millions from their homes and the needs keep growing across the country.
+
+14,383 civilian deaths and 37,541 injuries have been documented.
+
+Stated Accuracy| 14 meters (Circular Error Probable)
+
+Photo: families wait at the border crossing in Medyka
+
+Share this article
+Facebook
+"""
+
+
+def test_boilerplate_marked_lines_stay_citable_and_reachable(tmp_path: Path) -> None:
+    units = segment(FIGURES_PAGE.split("---", 2)[2])
+    marked = {u.text for u in units if u.kind == BOILERPLATE}
+    assert "Stated Accuracy| 14 meters (Circular Error Probable)" in marked  # still marked …
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "figures.md").write_text(FIGURES_PAGE)
+    data = tmp_path / "data"
+    ingest(data, tmp_path / "c", CORPUS)
+    answerer = open_answerer(data)
+    questions = [
+        EvalQuestion("how many civilians died", ["14,383 civilian deaths"], True),
+        EvalQuestion("what accuracy is stated", ["14 meters (Circular Error Probable)"], True),
+        EvalQuestion("where do families wait", ["families wait at the border"], True),
+        EvalQuestion("how long did the talks last", ["after just two hours"], True),
+    ]
+    assert reachable(answerer.searcher, questions) == 1.0  # … and indexed all the same
+    found = answerer.searcher.search("Stated Accuracy 14 meters Circular Error Probable")
+    assert found[0].content == "Stated Accuracy| 14 meters (Circular Error Probable)"
+    assert found[0].kind == BOILERPLATE
+    missing = [EvalQuestion("?", ["a sentence no article holds"], True)]
+    assert reachable(answerer.searcher, missing) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("typed", "corpus_word"),
+    [
+        ("zelenskiy", "zelensky"),
+        ("Zelenskyy", "zelensky"),
+        ("witkof", "witkoff"),
+        ("Kharkov", "harkov"),
+        ("Shoigu", "shoygu"),
+        ("Dmitriyev", "dmitriev"),
+    ],
+)
+def test_transliterations_and_misspellings_match(typed: str, corpus_word: str) -> None:
+    from index.text import tokenize
+
+    matcher = NameMatcher(tokenize(f"{corpus_word} talks geneva"))
+    assert matcher.known(typed, tokenize(typed)[0])
+
+
+def test_unrelated_names_stay_unknown() -> None:
+    from index.text import tokenize
+
+    matcher = NameMatcher(tokenize("zelensky witkoff kushner geneva talks ceasefire"))
+    for word in ("Erdogan", "Macron", "Ronaldo", "Kiis"):
+        assert not matcher.known(word, tokenize(word)[0])
+    assert skeleton("Zelenskyy") == skeleton("zelenskiy") == skeleton("Zelensky")
+
+
+def _examples(rng: np.random.Generator, n: int) -> list[Example]:
+    """Synthetic pools: the answer holds the highest 'dense' and 'coverage' features."""
+    out = []
+    for _ in range(n):
+        x = rng.normal(size=(30, len(FEATURES))).astype(np.float32)
+        labels = np.zeros(30, np.int8)
+        labels[0] = 1
+        x[0, FEATURES.index("dense")] += 3.5
+        x[0, FEATURES.index("coverage")] += 3.5
+        out.append(Example(x, labels, True))
+    return out
+
+
+def test_ranker_learns_and_round_trips_and_refuses_another_model(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    train, test = _examples(rng, 40), _examples(rng, 20)
+    linear = fit_rank(train, [str(i) for i in range(40)])
+    top1 = np.mean([int(np.argmax(linear(ex.features))) == 0 for ex in test])
+    assert top1 > 0.8
+    assert linear.coef[FEATURES.index("dense")] > 0 < linear.coef[FEATURES.index("coverage")]
+
+    evidence = rng.normal(size=(40, len(EVIDENCE))).astype(np.float32)
+    answerable = evidence[:, 0] > -0.8
+    abstain, threshold = fit_abstain(evidence, answerable)
+    ranker = Ranker("model-a", linear, abstain, threshold, {"questions": 40})
+    path = ranker_path("org/Model-A", tmp_path)
+    ranker.save(path)
+    loaded = Ranker.load(path, "model-a")
+    assert np.allclose(loaded.score(test[0].features), ranker.score(test[0].features), atol=1e-4)
+    assert loaded.answerable(evidence[0]) == ranker.answerable(evidence[0])
+    with pytest.raises(RankerError, match="fitted for 'model-a'.*fit-ranker"):
+        Ranker.load(path, "model-b")
+    obj = json.loads(path.read_text())
+    del obj["rank"]["weights"]["dense"]
+    path.write_text(json.dumps(obj))
+    with pytest.raises(RankerError, match="features differ"):
+        Ranker.load(path, "model-a")
+    path.write_text("{not json")
+    with pytest.raises(RankerError, match="cannot read"):
+        Ranker.load(path, "model-a")
+
+
+def test_shipped_ranker_matches_the_code() -> None:
+    ranker = load_ranker("sentence-transformers/all-MiniLM-L6-v2")
+    assert ranker.meta.get("questions", 0) >= 100  # fitted, not the fallback
+    assert ranker.abstain is not None
+
+
+def test_cross_validation_reports_in_sample_and_out_of_fold(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ingest(data, CORPUS)
+    answerer = open_answerer(data)
+    questions = [
+        EvalQuestion(
+            "how long did the talks in Geneva last", ["after just two hours"], True, doc="geneva"
+        ),
+        EvalQuestion(
+            "who would monitor a ceasefire", ["led primarily by the Americans"], True, doc="geneva"
+        ),
+        EvalQuestion("how many prisoners were exchanged", ["157 prisoners"], True, doc="pow"),
+        EvalQuestion("who mediated the prisoner exchange", ["Emirates"], True, doc="pow"),
+        EvalQuestion("what did the energy truce cover", ["energy"], True, doc="energy"),
+        EvalQuestion("easy sourdough starter recipe", [], False),
+    ]
+    report = cross_validate(answerer.searcher, questions, k=3)
+    assert report.reachable == 1.0
+    assert report.in_sample["questions"] == report.out_of_fold["questions"] == 6
+    assert {r["fold"] for r in report.rows} == {0, 1, 2}
+    assert "out-of-fold (3 folds grouped by article)" in report.format()
+
+
+def _fake_model_zip(tmp_path: Path, weights: bytes) -> list[Path]:
+    archive = tmp_path / "m.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("all-mpnet-base-v2/modules.json", "[]")
+        z.writestr("all-mpnet-base-v2/model.safetensors", weights)
+    data = archive.read_bytes()
+    third = len(data) // 3 + 1
+    parts = []
+    for n in range(3):
+        part = tmp_path / f"m.zip.{n + 1:03d}"
+        part.write_bytes(data[n * third : (n + 1) * third])
+        parts.append(part)
+    return parts
+
+
+def test_mpnet_parts_are_reassembled_and_checksummed(tmp_path: Path) -> None:
+    weights = b"pretend weights" * 1000
+    good = hashlib.sha256(weights).hexdigest()
+    parts = _fake_model_zip(tmp_path, weights)
+    cache = tmp_path / "cache"
+    with pytest.raises(ModelFileError, match="SHA-256"):
+        model_dir(cache, parts, expected="0" * 64)
+    assert not (cache / "all-mpnet-base-v2-0.0.1").exists()  # nothing half-made left behind
+    folder = model_dir(cache, parts, expected=good)
+    assert (folder / "model.safetensors").read_bytes() == weights
+    assert model_dir(cache, parts, expected=good) == folder  # reused, checked again
+    (folder / "model.safetensors").write_bytes(b"tampered")
+    with pytest.raises(ModelFileError, match="SHA-256"):
+        model_dir(cache, parts, expected=good)
+    with pytest.raises(ModelFileError, match="do not form a zip"):
+        assemble(tmp_path / "other", parts[:2], expected=good)
+
+
+def test_a_store_built_with_one_model_refuses_the_other(tmp_path: Path) -> None:
+    from index.params import ingest_params
+    from index.store import Store, StoreError
+
+    data = tmp_path / "data"
+    ingest(data, CORPUS)
+    store = Store(data)
+    try:
+        with pytest.raises(StoreError, match="all-mpnet-base-v2"):
+            store.check_params(ingest_params("mpnet"), write=False)
+    finally:
+        store.close()
+    params = ingest_params("mpnet")
+    assert params["model_sha256"] == MPNET_SHA256 and params["dim"] == 768
