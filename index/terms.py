@@ -164,15 +164,21 @@ def article_terms(db: sqlite3.Connection, article_ids: Iterable[int]) -> dict[in
 
 
 def vocabulary(db: sqlite3.Connection) -> set[str]:
-    """Every token the corpus uses anywhere (fts5vocab over the three tables; temp tables of
-    this connection, so nothing is written to the store)."""
+    """Every token the corpus uses anywhere, bare numbers left out (fts5vocab over the three
+    tables; temp tables of this connection, so nothing is written to the store). Numbers are
+    what a large corpus has most of and what name matching never looks at."""
     words: set[str] = set()
     for table in ("sentence_terms", "mention_terms", "article_terms"):
         db.execute(
             f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{table}_vocab "
             f"USING fts5vocab(main, {table}, 'row')"
         )
-        words.update(term for (term,) in db.execute(f"SELECT term FROM temp.{table}_vocab"))
+        words.update(
+            term
+            for (term,) in db.execute(
+                f"SELECT term FROM temp.{table}_vocab WHERE term GLOB '*[^0-9]*'"
+            )
+        )
     return words
 
 

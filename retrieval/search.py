@@ -74,7 +74,7 @@ def looks_like_name(word: str, start: int) -> bool:
     return zipf_frequency(word, "en") < RARE_WORD_ZIPF
 
 
-ROW_INFO_CACHE = 50_000  # units whose text-only features a process keeps (by id)
+ROW_INFO_CACHE = 20_000  # units whose text-only features a process keeps (by id)
 
 
 class Searcher:
