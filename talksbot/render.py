@@ -12,6 +12,7 @@ import html
 import re
 from collections.abc import Iterable, Sequence
 
+from index.fetch import is_url
 from index.store import ArticleRow
 from index.store_pushes import Delivery
 from retrieval.answer import (
@@ -109,7 +110,7 @@ def plain(text: str, limit: int = 4000) -> str:
 
 def link(url: str, label_html: str) -> str:
     """A link for http(s) URLs only (never ``javascript:``, ``tg:`` …); else the bare label."""
-    if not re.match(r"https?://[^\s/]", url or "", re.I):
+    if not is_url(url):
         return label_html
     return f'<a href="{html.escape(url)}">{label_html}</a>'
 
