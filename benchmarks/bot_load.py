@@ -129,8 +129,8 @@ def main() -> int:
         ]
     processes = args.answer_processes or "default"
     print(
-        f"backend {args.backend}; answer processes {processes}; server: 429 beyond 30 messages/s overall, 1/s per chat, "
-        "20/min per group"
+        f"backend {args.backend}; answer processes {processes}; server: 429 beyond 30 "
+        "messages/s overall, 1/s per chat, 20/min per group"
     )
     print(
         f"{'offered/s':>9} {'sent':>5} {'answered':>8} {'answered/s':>10} "
