@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -50,11 +51,20 @@ class _Worker:
 _worker: _Worker | None = None
 
 
-def _start_worker(settings: Settings) -> None:
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """A worker whose bot was killed outright (kill -9, OOM) would wait for work forever: it
+    leaves once its parent is gone."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(0)
+
+
+def _start_worker(settings: Settings, parent: int) -> None:
     from talksbot.wiring import open_answerer
 
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     _worker = _Worker(open_answerer(settings, quiet=True), settings.talksbot_index_poll)
 
 
@@ -90,7 +100,7 @@ class AnswerPool:
             self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
-            initargs=(self.settings,),
+            initargs=(self.settings, os.getpid()),
         )
 
     async def start(self) -> None:

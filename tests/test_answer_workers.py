@@ -53,3 +53,16 @@ def test_workers_answer_new_articles_and_survive_a_killed_worker(
         assert CITED in answer_text(api, 3, QUOKKA[0])
         assert "went wrong" not in answer_text(api, 4, "Where were the Geneva talks held?")
         assert len(set(children(bot.proc.pid)) - set(workers)) >= 2
+
+
+def test_workers_leave_when_the_bot_is_killed_outright(data_dir: Path) -> None:
+    ingest(data_dir, CORPUS)
+    with running_bot(data_dir, TALKSBOT_ANSWER_PROCESSES="2") as (api, bot):
+        workers = children(bot.proc.pid)
+        assert len(workers) >= 2
+        bot.proc.kill()
+        bot.proc.wait(10)
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() for pid in workers):
+            assert time.monotonic() < deadline, "answer workers outlived the bot"
+            time.sleep(0.2)
