@@ -83,8 +83,10 @@ def page_outlet(sitename: str, url: str) -> str:
 
     A page can call itself anything; taken on trust, any blog could have its words cited as
     "Reuters". The name is kept when the registrable domain (public-suffix aware: ``bbc`` for
-    ``www.bbc.co.uk``) is the whole name or its first words run together ("BBC News" on
-    bbc.co.uk, "The Guardian" on theguardian.com); a page with no URL keeps its name."""
+    ``www.bbc.co.uk``) is the whole name run together, less at most a leading "The" and a
+    trailing "News" ("BBC News" on bbc.co.uk, "The Washington Post" on washingtonpost.com).
+    Never only its first words: a site at financial.xyz is not "Financial Times", nor the.com
+    "The Washington Post". A page with no URL keeps its name."""
     import tld
 
     name = " ".join(sitename.split())
@@ -98,9 +100,12 @@ def page_outlet(sitename: str, url: str) -> str:
         labels = (urlsplit(url).hostname or "").split(".")
         numeric = all(label.isdigit() for label in labels)
         domain = _compact(labels[-2]) if len(labels) >= 2 and not numeric else ""
-    words = [_compact(w) for w in name.split()]
-    prefixes = {"".join(words[: i + 1]) for i in range(len(words))}
-    if name and domain and domain in prefixes:
+    words = [w for w in (_compact(w) for w in name.split()) if w]
+    bare = words[1:] if words[:1] == ["the"] else words
+    forms = {"".join(words), "".join(bare)}
+    if len(bare) > 1 and bare[-1] == "news":
+        forms |= {"".join(words[:-1]), "".join(bare[:-1])}
+    if name and domain and domain in forms:
         return name
     return host or name
 

@@ -42,6 +42,14 @@ def test_html_main_text_and_metadata_via_trafilatura() -> None:
         ("Reuters", "https://notreuters.com/x", "notreuters.com"),
         ("Reuters", "http://127.0.0.1:8080/x", "127.0.0.1:8080"),
         ("", "https://www.kyivindependent.com/x", "kyivindependent.com"),
+        ("Sky News", "https://news.sky.com/x", "Sky News"),
+        ("The Washington Post", "https://www.washingtonpost.com/x", "The Washington Post"),
+        # A domain that is only the first word of a famous name is not that outlet.
+        ("The Washington Post", "https://the.com/x", "the.com"),
+        ("Financial Times", "https://financial.xyz/x", "financial.xyz"),
+        ("Kyiv Post", "https://kyiv.info/x", "kyiv.info"),
+        ("New York Times", "https://newyork.io/x", "newyork.io"),
+        ("Wall Street Journal", "https://wall.st/x", "wall.st"),
     ],
 )
 def test_a_page_is_cited_under_its_own_name_only_on_its_own_site(
