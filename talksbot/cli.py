@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from talksbot.config import Settings, load_settings
+from talksbot.config import Settings, SettingsError, load_settings
 from talksbot.logs import setup_logging
 from talksbot.wiring import open_answerer, run_ingest, with_ingester
 
@@ -287,7 +287,15 @@ def main(argv: list[str] | None = None, run_bot: Callable[[Settings], None] | No
         token = settings.telegram_bot_token
         setup_logging(level, args.verbose, token.get_secret_value() if token else "")
         return COMMANDS[command](args, settings)
-    except (CliError, IngestError, StoreError, EvalFileError, RankerError, ModelFileError) as exc:
+    except (
+        CliError,
+        IngestError,
+        StoreError,
+        EvalFileError,
+        RankerError,
+        ModelFileError,
+        SettingsError,
+    ) as exc:
         _echo(f"talksbot: {exc}")
         return 1
     except KeyboardInterrupt:

@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SAMPLE_CORPUS = PROJECT_DIR / "data" / "sample"
@@ -40,37 +41,37 @@ class Settings(BaseSettings):
     # Webhook mode when a public URL is given; long polling otherwise.
     telegram_webhook_url: str | None = None
     telegram_webhook_listen: str = "127.0.0.1"
-    telegram_webhook_port: int = 8443
+    telegram_webhook_port: int = Field(default=8443, ge=1, le=65535)
     telegram_webhook_secret: SecretStr | None = None
     # Seconds between getUpdates calls when polling (0 in tests keeps them snappy).
-    telegram_poll_interval: float = 0.0
+    telegram_poll_interval: float = Field(default=0.0, ge=0)
     telegram_admin_ids: list[int] = Field(default_factory=list)
     # Feeds are polled, and new stories fanned out to subscribers, every so many seconds.
-    talksbot_feed_interval: float = 600.0
-    talksbot_fanout_interval: float = 5.0
+    talksbot_feed_interval: float = Field(default=600.0, gt=0)
+    talksbot_fanout_interval: float = Field(default=5.0, gt=0)
     # Seconds between checks for articles other processes stored (one read of the index's
     # change-log position; new sentences are searchable within this and a moment).
-    talksbot_index_poll: float = 2.0
+    talksbot_index_poll: float = Field(default=2.0, gt=0)
     # Worker processes that answer questions, each holding the index (unset: one per core but
     # one, at least one; 0: answer on the bot's own thread, the least memory).
     talksbot_answer_processes: int | None = Field(default=None, ge=0, le=32)
     # Seconds an answer may take before a "typing…" indicator is sent.
-    telegram_typing_after: float = 0.5
+    telegram_typing_after: float = Field(default=0.5, ge=0)
     # Messages per second across all chats (Telegram allows 30); answers, edits and pushes
     # share them through one pacer, which also keeps 1/s per chat and 20/min per group.
-    telegram_rate_limit: int = 30
+    telegram_rate_limit: int = Field(default=30, ge=1)
     # Of those, what pushes may take: the rest of each second stays free for answers.
-    telegram_push_rate: int = 27
+    telegram_push_rate: int = Field(default=27, ge=1)
     # Pushes only for stories published (or first seen, when undated) this recently.
-    talksbot_push_max_age_hours: float = 48.0
+    talksbot_push_max_age_hours: float = Field(default=48.0, gt=0)
     # One process per store sends pushes; another takes over this long after it dies.
-    talksbot_push_lease_seconds: float = 15.0
+    talksbot_push_lease_seconds: float = Field(default=15.0, gt=0)
     # Stored answers (their buttons), feedback and finished push rows are kept this long.
-    talksbot_retention_days: float = 30.0
+    talksbot_retention_days: float = Field(default=30.0, gt=0)
     # Fetching pages and feeds: non-public destinations (loopback, private, link-local …) are
     # refused unless named here (comma-separated hosts, IPs or CIDRs); one deadline per fetch.
     talksbot_fetch_allow_hosts: str = ""
-    talksbot_fetch_timeout: float = 20.0
+    talksbot_fetch_timeout: float = Field(default=20.0, gt=0)
 
     @property
     def data_dir(self) -> Path:
@@ -89,5 +90,20 @@ class Settings(BaseSettings):
         return (self.talksbot_model_cache or self.data_dir / "models").expanduser()
 
 
+class SettingsError(ValueError):
+    """A setting the environment gives that cannot work; one line naming each."""
+
+
 def load_settings() -> Settings:
-    return Settings()
+    """The settings, or ``SettingsError`` naming every bad variable (a rate of 0, say, would
+    give a bot that starts and never sends). Values are not echoed: some are secrets."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [
+            f"{str(e['loc'][0]).upper() if e['loc'] else 'settings'}: {e['msg'].lower()}"
+            for e in exc.errors()
+        ]
+        raise SettingsError("bad setting: " + "; ".join(problems)) from None
+    except SourceError as exc:  # e.g. a list setting that is not JSON
+        raise SettingsError(f"bad setting: {exc}") from None

@@ -168,3 +168,33 @@ def test_bad_configuration_is_one_line(data_dir: Path) -> None:
     result = run_cli(data_dir, "stats", TELEGRAM_ADMIN_IDS="not-a-list")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TELEGRAM_RATE_LIMIT", "0"),  # the pacer would hold every message forever
+        ("TELEGRAM_PUSH_RATE", "0"),
+        ("TALKSBOT_FEED_INTERVAL", "0"),  # a job repeating with no pause
+        ("TALKSBOT_FANOUT_INTERVAL", "-5"),
+        ("TALKSBOT_RETENTION_DAYS", "-1"),  # would delete every answer as it is made
+        ("TALKSBOT_FETCH_TIMEOUT", "0"),
+        ("TELEGRAM_WEBHOOK_PORT", "abc"),
+        ("TELEGRAM_WEBHOOK_PORT", "70000"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it(data_dir: Path, name: str, value: str) -> None:
+    """An operator's mistake in the environment stops the bot at once with one clear line,
+    never a bot that starts and silently sends nothing."""
+    result = run_cli(
+        data_dir,
+        script="bot.py",
+        timeout=60,
+        TELEGRAM_BOT_TOKEN="1:x",
+        TELEGRAM_API_BASE_URL="http://127.0.0.1:9/bot",
+        **{name: value},
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and "unexpected" not in result.stderr
