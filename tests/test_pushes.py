@@ -15,7 +15,12 @@ from index.embed import HashEmbedder
 from index.store import Store
 from talksbot.pushes.deliver import Deliverer
 from talksbot.pushes.fanout import fan_out
-from talksbot.pushes.subscriptions import SubscriptionError, check_digest_minutes, normalise_topic
+from talksbot.pushes.subscriptions import (
+    MAX_SUBSCRIPTIONS,
+    SubscriptionError,
+    check_digest_minutes,
+    normalise_topic,
+)
 from talksbot.render import push_html
 from tests.harness.bot_api import FakeBotAPI
 from tests.harness.bot_process import running_bot
@@ -359,3 +364,23 @@ def test_digest_command(data_dir: Path) -> None:
         assert "5 to 1440 minutes" in bad.params["text"]
         off = ask(api, api.message("/digest off", chat_id=31), chat_id=31)
         assert "Digest off" in off.params["text"]
+
+
+def test_a_chat_has_a_bounded_number_of_subscriptions(data_dir: Path) -> None:
+    """A stranger cannot make fan-out (one vector comparison per topic and story) and the
+    /subscriptions keyboard (one button each) grow without end from one chat."""
+    ingest(data_dir, CORPUS)
+    store = Store(data_dir)
+    try:
+        for n in range(MAX_SUBSCRIPTIONS):
+            assert store.pushes.subscribe(42, f"topic number {n}", None)
+    finally:
+        store.close()
+    with app_bot(data_dir) as (api, _):
+        reply = ask(api, api.message("/subscribe one topic too many"), chat_id=42)
+        assert f"{MAX_SUBSCRIPTIONS} subscriptions" in reply.params["text"]
+        active = "SELECT COUNT(*) FROM subscriptions WHERE chat_id=42 AND active=1"
+        assert query(data_dir, active) == [(MAX_SUBSCRIPTIONS,)]
+        time.sleep(1.1)  # Telegram's one message a second per chat
+        again = ask(api, api.message("/subscribe topic number 3"), chat_id=42)
+        assert "Already subscribed" in again.params["text"]  # one it has is no new one

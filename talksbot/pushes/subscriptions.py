@@ -4,6 +4,8 @@ from __future__ import annotations
 
 MIN_TOPIC_CHARS, MAX_TOPIC_CHARS = 3, 100
 DIGEST_DEFAULT_MINUTES, DIGEST_MIN_MINUTES, DIGEST_MAX_MINUTES = 60, 5, 1440
+# Per chat: fan-out compares each story with every topic, and /subscriptions shows a button each.
+MAX_SUBSCRIPTIONS = 20
 
 
 class SubscriptionError(Exception):

@@ -10,6 +10,7 @@ from telegram.ext import ContextTypes
 from index.text import ascii_int
 from talksbot.pushes.subscriptions import (
     DIGEST_DEFAULT_MINUTES,
+    MAX_SUBSCRIPTIONS,
     SubscriptionError,
     check_digest_minutes,
     normalise_topic,
@@ -48,6 +49,13 @@ async def subscribe_command(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         await message.reply_text(plain(str(exc)))
         return
     svc = services(context)
+    subs = await svc.run(svc.store.pushes.chat_subscriptions, message.chat_id)
+    if len(subs) >= MAX_SUBSCRIPTIONS and topic not in {t for _, t in subs}:
+        await message.reply_text(
+            f"This chat has {len(subs)} subscriptions, the most it can have. "
+            "/unsubscribe TOPIC to make room."
+        )
+        return
     vector = (await svc.run(svc.embedder.embed, [topic]))[0] if topic else None
     thread = message.message_thread_id if message.is_topic_message else None  # forum topic
     added = await svc.run(svc.store.pushes.subscribe, message.chat_id, topic, vector, thread)
