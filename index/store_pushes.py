@@ -280,7 +280,9 @@ class PushTables:
 
     def migrate_chat(self, old: int, new: int) -> None:
         """A group that became a supergroup (``ChatMigrated``): its subscriptions, settings and
-        unsent rows move to the new id (the row that met the error is sent again there)."""
+        unsent rows move to the new id (the row that met the error is sent again there), and so
+        do its answers: their messages move with the history, and their buttons work only in
+        the chat their answer is bound to."""
         live = "('pending', 'digest', 'claimed', 'sending', 'digest-sending')"
         with self.db:
             self.db.execute(
@@ -296,6 +298,7 @@ class PushTables:
                 f"WHERE chat_id=? AND status IN {live}",
                 (new, old),
             )
+            self.db.execute("UPDATE answers SET chat_id=? WHERE chat_id=?", (new, old))
             self.db.execute(
                 "UPDATE deliveries SET status='cancelled', error='chat migrated' "
                 f"WHERE chat_id=? AND status IN {live}",

@@ -24,7 +24,7 @@ from talksbot.pushes.fanout import fan_out
 from talksbot.telegram.pacer import Pacer
 from tests.harness.bot_api import FakeBotAPI
 from tests.harness.bot_process import BotProcess, running_bot
-from tests.harness.chat import ask, query, wait_until
+from tests.harness.chat import ask, buttons, query, wait_until
 from tests.harness.data import CORPUS, ingest, run_cli
 from tests.harness.in_process import app_bot
 from tests.harness.stories import POWER
@@ -420,3 +420,31 @@ def test_a_group_upgraded_to_a_supergroup_takes_its_subscriptions_along(data_dir
             ),
             what="subscriptions at the new id",
         )
+
+
+def test_answer_buttons_keep_working_in_the_upgraded_group(data_dir: Path) -> None:
+    """Telegram moves a group's history into its supergroup: buttons under answers given in the
+    group arrive from the new chat id, and must not then say they have expired."""
+    ingest(data_dir, CORPUS)
+    with app_bot(data_dir) as (api, _):
+        question = "/ask How long did the second day of talks in Geneva last?"
+        answer = ask(api, api.message(question, chat_id=-701, chat_type="group"), chat_id=-701)
+        api.push(  # Telegram's service message in the old group
+            {
+                "message": {
+                    "message_id": 6,
+                    "date": int(time.time()),
+                    "chat": {"id": -701, "type": "group", "title": "Talks"},
+                    "from": {"id": 42, "is_bot": False, "first_name": "Olena"},
+                    "migrate_to_chat_id": -100701,
+                }
+            }
+        )
+        wait_until(
+            lambda: query(data_dir, "SELECT chat_id FROM answers") == [(-100701,)],
+            what="the answer at the new id",
+        )
+        moved = {**api.sent_message(answer), "chat": {"id": -100701, "type": "supergroup"}}
+        vote = next(d for d in buttons(answer).values() if d.startswith("fb:") and d.endswith(":1"))
+        reply = ask(api, api.callback(vote, moved), "answerCallbackQuery")
+        assert reply.params.get("text") == "Thanks for the feedback!"
