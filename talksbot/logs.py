@@ -27,7 +27,8 @@ class LogFormatter(logging.Formatter):
 
 def setup_logging(level: int, verbose: bool = False, token: str = "") -> None:
     """Configure the root logger once (replacing handlers set earlier): ``level`` for
-    everything, httpx's per-request lines only when they are warnings."""
+    everything, httpx's per-request lines and the scheduler's per-run lines ("Running job …",
+    about 100 lines a minute) only when they are warnings."""
     handler = logging.StreamHandler()
     handler.setFormatter(LogFormatter(token, FORMAT, verbose))
     root = logging.getLogger()
@@ -36,3 +37,4 @@ def setup_logging(level: int, verbose: bool = False, token: str = "") -> None:
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -389,3 +389,20 @@ def test_a_rejected_token_is_one_line_without_the_token(data_dir: Path) -> None:
     assert "Telegram rejected the bot token" in result.stderr
     assert api.token not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_the_log_has_events_not_a_line_per_scheduled_job(data_dir: Path) -> None:
+    """An operator reads the log for events; the scheduler's "Running job …" lines for the
+    index check (every 2 s) and fan-out (every 5 s) would bury them (about 100 lines a minute)."""
+    ingest(data_dir, CORPUS)
+    with running_bot(data_dir, TALKSBOT_INDEX_POLL="0.2", TALKSBOT_FANOUT_INTERVAL="0.2") as (
+        api,
+        bot,
+    ):
+        ask(api, api.message("How long did the second day of talks in Geneva last?"))
+        time.sleep(1.5)
+        bot.stop()
+    log = bot.log.read_text()
+    assert "talksbot ready" in log
+    assert "Running job" not in log and "executed successfully" not in log
+    assert api.token not in log
