@@ -60,11 +60,19 @@ class AnswerLog:
     def add_feedback(
         self, chat_id: int | None, user_id: int | None, question: str, ids: list[int], vote: int
     ) -> None:
+        """One vote per person on what they were shown: pressing again (a script can press
+        hundreds of times) or changing one's mind replaces their earlier vote."""
+        citations = json.dumps(ids)
         with self.db:
+            self.db.execute(
+                "DELETE FROM feedback WHERE chat_id IS ? AND user_id IS ? AND question=? "
+                "AND citations=?",
+                (chat_id, user_id, question, citations),
+            )
             self.db.execute(
                 "INSERT INTO feedback(created_at, chat_id, user_id, question, citations, vote) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (time.time(), chat_id, user_id, question, json.dumps(ids), vote),
+                (time.time(), chat_id, user_id, question, citations, vote),
             )
 
     def prune(self, before: float) -> dict[str, int]:

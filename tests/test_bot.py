@@ -406,3 +406,26 @@ def test_the_log_has_events_not_a_line_per_scheduled_job(data_dir: Path) -> None
     assert "talksbot ready" in log
     assert "Running job" not in log and "executed successfully" not in log
     assert api.token not in log
+
+
+def test_one_vote_per_person_and_answer(world: World) -> None:
+    """Pressing 👍 again and again (a script can press hundreds of times) is one vote, and
+    changing one's mind replaces it; another person's vote counts on its own."""
+    api, bot = world
+    question = "Who leads the Ukrainian delegation in Geneva?"
+    update = api.message(f"/ask {question}", chat_id=-880, chat_type="supergroup")
+    answer = ask(api, update, chat_id=-880)
+    message, votes = api.sent_message(answer), buttons(answer)
+    other = {"id": 43, "is_bot": False, "first_name": "Taras"}
+    presses = [("👍", None)] * 5 + [("👎", None), ("👍", other)]
+    for label, user in presses:
+        update = api.callback(votes[label], message)
+        if user:
+            update["callback_query"]["from"] = user
+        ask(api, update, method="answerCallbackQuery", text="Thanks for the feedback!")
+    rows = query(
+        bot.settings.data_dir,
+        "SELECT user_id, vote FROM feedback WHERE question=? ORDER BY user_id",
+        question,
+    )
+    assert rows == [(42, -1), (43, 1)]
