@@ -83,10 +83,15 @@ def poll_feeds(
     (shown by ``feeds list``) and the others go on. An entry that fails is tried again with
     backoff and given up after a few tries. Each fetch has its own deadline, and a poll stops
     taking new entries after ``budget`` seconds (the rest wait for the next poll), so no page
-    can stall polling."""
+    can stall polling. Each feed may take only a fair share of what is left of the budget (what
+    an earlier one leaves unused goes to the later ones), so a feed of slow pages cannot starve
+    the feeds after it."""
     report = IngestReport()
     started = time.perf_counter()
-    for feed in list_feeds(store):
+    feeds = list_feeds(store)
+    for n, feed in enumerate(feeds):
+        left = budget - (time.perf_counter() - started)
+        share_ends = time.perf_counter() + max(left, 0.0) / (len(feeds) - n)
         try:
             title, entries = fetch_feed(feed.url, policy)
             error = ""
@@ -102,7 +107,7 @@ def poll_feeds(
         for entry in entries:
             if entry.key in skip or not entry.link:
                 continue
-            if time.perf_counter() - started > budget:
+            if time.perf_counter() > share_ends:
                 break
             try:
                 if store.find_article_by_key(canonical_url(entry.link)) is not None:

@@ -26,7 +26,7 @@ from index.store import Store
 from index.store_feeds import MAX_TRIES
 from tests.harness.chat import query
 from tests.harness.data import run_cli
-from tests.harness.stories import POWER
+from tests.harness.stories import POWER, SANCTIONS
 from tests.harness.web import FakeWeb, article_html, rss
 
 LOCAL = FetchPolicy.parse("127.0.0.1")
@@ -307,3 +307,30 @@ def test_dns_lookup_counts_against_the_deadline(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(FetchError, match="timed out"):
         fetch("http://localhost:9/x", FetchPolicy.parse("127.0.0.1", deadline=1.0))
     assert time.monotonic() - started < 3
+
+
+def test_a_feed_of_slow_pages_cannot_starve_the_other_feeds(web: FakeWeb, data_dir: Path) -> None:
+    """A hostile feed lists fresh entries on every poll, each a page that drips until the fetch
+    deadline: it may use its share of a poll's time, never all of it, so the feeds after it
+    are still read, poll after poll."""
+    policy = FetchPolicy.parse("127.0.0.1", deadline=1.0)
+    good = [
+        web.put(f"/good-{n}", article_html(story[0], "Good Wire", "2026-02-26", story[1]))
+        for n, story in enumerate([POWER, SANCTIONS])
+    ]
+    store = Store(data_dir)
+    try:
+        ingester = Ingester(store, HashEmbedder())
+        hostile = web.put("/hostile.xml", "", content_type="application/rss+xml")
+        good_feed = web.put("/good.xml", rss([]), content_type="application/rss+xml")
+        for n, link in enumerate(good):
+            slow = [(f"slow {n}-{i}", f"{web.base}/drip?{n}-{i}") for i in range(8)]
+            web.put("/hostile.xml", rss(slow), content_type="application/rss+xml")
+            web.put("/good.xml", rss([("good", link)]), content_type="application/rss+xml")
+            if n == 0:
+                add_feed(store, hostile, policy)
+                add_feed(store, good_feed, policy)
+            poll_feeds(store, ingester, policy, budget=4.0)
+            assert len(store.articles()) == n + 1, f"poll {n}: the good feed's entry not taken"
+    finally:
+        store.close()
