@@ -68,6 +68,7 @@ def _entry_article(entry: FeedEntry, feed: Feed, policy: FetchPolicy | None) -> 
             url=clean_url(entry.link),
         )
         article.outlet = outlet_from_url(feed.url)
+        article.title = entry.title.strip() or article.title  # not the text's first sentence
     article.title = article.title or entry.title
     article.published = article.published or entry.published
     return article

@@ -334,3 +334,17 @@ def test_a_feed_of_slow_pages_cannot_starve_the_other_feeds(web: FakeWeb, data_d
             assert len(store.articles()) == n + 1, f"poll {n}: the good feed's entry not taken"
     finally:
         store.close()
+
+
+def test_feed_text_standing_in_for_a_failed_page_keeps_the_entrys_title(
+    web: FakeWeb, data_dir: Path
+) -> None:
+    own = web.base + "/gone-again"
+    feed = web.put("/t.xml", feed_with_summary(own), content_type="application/rss+xml")
+    store = Store(data_dir)
+    try:
+        add_feed(store, feed, LOCAL)
+        assert poll_feeds(store, Ingester(store, HashEmbedder()), LOCAL).added == 1
+        assert [a.title for a in store.articles()] == ["Story"]  # not its first sentence
+    finally:
+        store.close()
