@@ -372,15 +372,15 @@ class PushTables:
         chats = self.db.execute(
             "SELECT c.chat_id FROM chat_settings c WHERE c.digest_minutes > 0 "
             "AND c.last_digest_at + c.digest_minutes * 60 <= ? AND EXISTS (SELECT 1 FROM "
-            "deliveries d WHERE d.chat_id = c.chat_id AND d.status='digest')",
-            (now,),
+            "deliveries d WHERE d.chat_id = c.chat_id AND d.status='digest' AND d.next_at <= ?)",
+            (now, now),
         ).fetchall()
         out = []
         for (chat_id,) in chats:
             rows = self.db.execute(
                 "SELECT id, chat_id, article_id, body, attempts FROM deliveries WHERE chat_id=? "
-                "AND status='digest' ORDER BY id LIMIT ?",
-                (chat_id, limit),
+                "AND status='digest' AND next_at <= ? ORDER BY id LIMIT ?",
+                (chat_id, now, limit),
             ).fetchall()
             out.append((chat_id, [_delivery(r) for r in rows]))
         return out
@@ -404,14 +404,17 @@ class PushTables:
                 )
             ]
 
-    def digest_release(self, ids: list[int]) -> None:
-        """Stories of a digest message that did not go out wait for the next digest."""
+    def digest_release(
+        self, ids: list[int], next_at: float = 0.0, error: str = "", attempt: bool = False
+    ) -> None:
+        """Stories of a digest message that did not go out wait for the next digest, and (after
+        a 429 or a server error) until ``next_at``, so a refused digest is not resent at once."""
         marks = ",".join("?" * len(ids))
         with self.db:
             self.db.execute(
-                "UPDATE deliveries SET status='digest' WHERE status='digest-sending' "
-                f"AND id IN ({marks})",
-                ids,
+                "UPDATE deliveries SET status='digest', next_at=?, error=?, "
+                f"attempts=attempts+? WHERE status='digest-sending' AND id IN ({marks})",
+                (next_at, error, int(attempt), *ids),
             )
 
     def digest_sent(self, chat_id: int, ids: list[int]) -> None:

@@ -448,3 +448,58 @@ def test_answer_buttons_keep_working_in_the_upgraded_group(data_dir: Path) -> No
         vote = next(d for d in buttons(answer).values() if d.startswith("fb:") and d.endswith(":1"))
         reply = ask(api, api.callback(vote, moved), "answerCallbackQuery")
         assert reply.params.get("text") == "Thanks for the feedback!"
+
+
+# -- digests that Telegram refuses ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("status", "payload", "left"),
+    [
+        # refused for good (say the forum topic was deleted): given up, not resent every second
+        (
+            400,
+            {
+                "ok": False,
+                "error_code": 400,
+                "description": "Bad Request: message thread not found",
+            },
+            "failed",
+        ),  # noqa: E501
+        # a server error: tried again after a backoff, not at once
+        (502, {"ok": False, "error_code": 502, "description": "Bad Gateway"}, "digest"),
+    ],
+)
+async def test_a_refused_digest_is_not_resent_in_a_loop(
+    data_dir: Path,
+    tmp_path: Path,
+    api: FakeBotAPI,
+    bot: ExtBot,
+    status: int,
+    payload: dict,
+    left: str,
+) -> None:
+    ingest(data_dir, CORPUS)
+    store = Store(data_dir)
+    try:
+        fan_out(store)
+        store.pushes.subscribe(6100, "", None)
+        store.pushes.set_digest(6100, 5)
+        with store.db:  # its interval has passed
+            store.db.execute("UPDATE chat_settings SET last_digest_at=0")
+        ingest(data_dir, *(story(tmp_path / "new", f"d{n}") for n in range(3)))
+        assert fan_out(store) == 3
+        for _ in range(20):
+            api.fail_next("sendMessage", status, payload)
+        deliverer = Deliverer(bot, store, on_thread)
+        task = asyncio.create_task(deliverer.run_forever())
+        await until(lambda: api.calls_to("sendMessage"), 10, "the digest tried")
+        await asyncio.sleep(4)  # several delivery rounds
+        deliverer.stop()
+        await task
+        tries = [c.at for c in api.calls_to("sendMessage")]
+        if left == "failed":
+            assert len(tries) == 1
+        else:  # 2 s, then 4 s …: at most twice in these 4 s, never back to back
+            assert len(tries) <= 2 and all(b - a >= 1.9 for a, b in itertools.pairwise(tries))
+        assert store.pushes.counts() == {left: 3}
+    finally:
+        store.close()

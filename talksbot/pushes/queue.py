@@ -57,13 +57,27 @@ def record(store: Store, d: Delivery, outcome: Outcome) -> None:
 
 def record_digest(store: Store, chat_id: int, rows: list[Delivery], outcome: Outcome) -> None:
     """Store what happened to one digest message: sent marks its stories; a gone chat is
-    retired, a migrated one moved; otherwise its stories wait for the next digest."""
+    retired, a migrated one moved; one refused for good gives its stories up (as a single push
+    would be); after a 429 or a server error they wait (the pause, or a backoff that gives up
+    after ``MAX_ATTEMPTS``) before the next digest tries them: never resent at once."""
     ids = [r.id for r in rows]
+    pushes = store.pushes
     if outcome.status is Status.SENT:
-        store.pushes.digest_sent(chat_id, ids)
+        pushes.digest_sent(chat_id, ids)
     elif outcome.status is Status.GONE:
-        store.pushes.retire_chat(chat_id, outcome.detail)
+        pushes.retire_chat(chat_id, outcome.detail)
     elif outcome.status is Status.MIGRATED:
-        store.pushes.migrate_chat(chat_id, outcome.new_chat_id)
+        pushes.migrate_chat(chat_id, outcome.new_chat_id)
+    elif outcome.status is Status.FAILED:
+        for i in ids:
+            pushes.mark(i, "failed", outcome.detail)
+    elif outcome.status is Status.RETRY:
+        pushes.digest_release(ids, time.time() + outcome.retry_after, "retry after")
     else:
-        store.pushes.digest_release(ids)
+        attempts = max((r.attempts for r in rows), default=0) + 1
+        if attempts >= MAX_ATTEMPTS:
+            for i in ids:
+                pushes.mark(i, "failed", outcome.detail, 0, True)
+        else:
+            backoff = min(300.0, 2.0**attempts)
+            pushes.digest_release(ids, time.time() + backoff, outcome.detail, True)
