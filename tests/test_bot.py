@@ -429,3 +429,20 @@ def test_one_vote_per_person_and_answer(world: World) -> None:
         question,
     )
     assert rows == [(42, -1), (43, 1)]
+
+
+def test_a_forged_page_on_a_context_button_is_expired_not_searched(world: World) -> None:
+    """Real "More context" buttons carry the page that shows their citation; a page out of range
+    (forged) once made the bot rank the question again for every page (ten answers' work per
+    press). Only old three-part buttons search; a forged page just expires."""
+    api, _ = world
+    answer = ask(api, api.message("Who monitors the ceasefire line after the Geneva talks?"))
+    message, real = api.sent_message(answer), buttons(answer)["More context [1]"]
+    prefix, key, sentence, _page = real.split(":")
+    for page in ("-1", "999"):
+        forged = f"{prefix}:{key}:{sentence}:{page}"
+        reply = ask(api, api.callback(forged, message), method="answerCallbackQuery")
+        assert reply.params.get("text") == "This button has expired; please ask again."
+    time.sleep(0.5)
+    edits = [c for c in api.calls_to("editMessageText") if c.at >= answer.at]
+    assert edits == []

@@ -149,7 +149,10 @@ def _legacy_context(text: str | None) -> MoreContext | None:
 async def more_context_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """ "More context [n]": the sentences around citation n, quoted in its place."""
     text = update.callback_query.data
-    b = await _answer_button(update, context, decode(MoreContext, text) or _legacy_context(text))
+    data = decode(MoreContext, text)
+    if data is not None and not 0 <= data.offset < MAX_PAGES * PAGE:
+        data = None  # a forged page: only old three-part buttons search for theirs (below)
+    b = await _answer_button(update, context, data or _legacy_context(text))
     if b is None:
         return
     svc, data = b.svc, b.data
