@@ -21,6 +21,10 @@ BOILERPLATE = "boilerplate"
 MIN_PROSE_WORDS = 7
 MAX_HEADING_WORDS = 16
 ISLAND_MAX_WORDS = 25
+# A "sentence" longer than this (a page with no punctuation, a giant table row) is split at
+# spaces: stored, embedded and printed by `ask --json` in pieces, never as megabytes at once.
+# The longest real unit in the sample and dev corpora is under 1,900 characters.
+MAX_UNIT_CHARS = 2_000
 LONG_LINE_WORDS = 20  # a line this long is prose even when cut off mid-sentence
 
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\((?:[^()\s]|\([^)]*\))*\)")
@@ -212,6 +216,18 @@ def citable(text: str) -> bool:
     return bool(re.search(r"[^\W\d_]{2}", _URL.sub("", text)))
 
 
+def _bounded(sentence: str, limit: int = MAX_UNIT_CHARS) -> list[str]:
+    """``sentence`` in pieces of at most ``limit`` characters, cut at the last space before the
+    limit (anywhere, for a run without spaces)."""
+    pieces = []
+    while len(sentence) > limit:
+        cut = sentence.rfind(" ", 0, limit + 1)
+        cut = cut if cut > 0 else limit
+        pieces.append(sentence[:cut].strip())
+        sentence = sentence[cut:].strip()
+    return [*pieces, sentence] if sentence else pieces
+
+
 def segment(body: str) -> list[Unit]:
     """All units of an article body in reading order. Every paragraph is split into sentences,
     boilerplate too: its label is a ranking signal, never a reason to make text uncitable."""
@@ -220,7 +236,8 @@ def segment(body: str) -> list[Unit]:
         if label == HEADING:
             units.append(Unit(text, para, 0, label))
             continue
-        for seq, sentence in enumerate(split_sentences(text) or [text]):
+        pieces = [p for s in split_sentences(text) or [text] for p in _bounded(s)]
+        for seq, sentence in enumerate(pieces):
             kind = label if re.search(r"[A-Za-z]{2}", sentence) else BOILERPLATE
             units.append(Unit(sentence, para, seq, kind))
     return units

@@ -98,3 +98,17 @@ def test_weather_widget_islanded_in_menus_is_boilerplate() -> None:
         ]
     )
     assert all(u.kind == BOILERPLATE for u in segment(body))
+
+
+def test_a_giant_unpunctuated_page_is_stored_in_bounded_pieces() -> None:
+    """Five hundred kilobytes without a full stop (or a space) is not one "sentence"."""
+    from index.segment import MAX_UNIT_CHARS
+
+    words = " ".join(f"talks{i}" for i in range(60_000))
+    body = f"{words}\n\n{'x' * 9_000}\n\nThe talks in Geneva ended without a deal."
+    units = segment(body)
+    assert all(len(u.text) <= MAX_UNIT_CHARS for u in units)
+    texts = [u.text for u in units]
+    assert " ".join(texts[: len(texts) - 6]) == words  # nothing lost, nothing reordered
+    assert "".join(texts[-6:-1]) == "x" * 9_000
+    assert texts[-1] == "The talks in Geneva ended without a deal."
