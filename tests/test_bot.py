@@ -18,7 +18,7 @@ import pytest
 
 from tests.harness.bot_api import BOT, FakeBotAPI
 from tests.harness.bot_process import running_bot
-from tests.harness.chat import ask, buttons, check_html, query
+from tests.harness.chat import ask, buttons, check_html, query, wait_until
 from tests.harness.data import CORPUS, ROOT, cli_env, ingest
 from tests.harness.in_process import InProcessBot, app_bot
 
@@ -48,6 +48,30 @@ def test_startup_sets_command_menus_per_scope(world: World) -> None:
 
 
 # -- private chat --------------------------------------------------------------------------
+def test_one_persons_flood_is_answered_three_at_a_time_and_told_once(world: World) -> None:
+    """Ten questions at once from one person: the first three are answered, one notice says
+    to wait, the rest are dropped; once the answers are out, questions are answered again."""
+    api, _ = world
+    chat, start = 4242, time.monotonic()
+
+    def mine() -> list[str]:
+        return [
+            c.params["text"]
+            for c in api.calls_to("sendMessage")
+            if c.at >= start and str(c.params["chat_id"]) == str(chat)
+        ]
+
+    for i in range(10):
+        api.push(api.message(f"{QUESTION} ({i})", chat_id=chat))
+    wait_until(lambda: len(mine()) >= 4, 30, "three answers and a notice")
+    time.sleep(1.5)  # anything more would have been sent by now (1/s per chat)
+    assert sum("<blockquote>" in t for t in mine()) == 3
+    assert sum("still answering your earlier questions" in t for t in mine()) == 1
+    assert len(mine()) == 4
+    after = ask(api, api.message(QUESTION, chat_id=chat), chat_id=chat)
+    assert "<blockquote>" in after.params["text"]
+
+
 def test_private_question_gets_cited_answer_with_buttons(world: World) -> None:
     api, _ = world
     call = ask(api, api.message(QUESTION), chat_id=42)

@@ -25,7 +25,26 @@ from talksbot.telegram.services import services
 async def reply_with_answer(
     message: Message, question: str, context: ContextTypes.DEFAULT_TYPE
 ) -> None:
-    """Answer in the chat (and topic) of ``message``, replying to it, with buttons."""
+    """Answer in the chat (and topic) of ``message``, replying to it, with buttons; at most
+    ``MAX_ASKING`` questions of one person at a time (told once to wait, the rest ignored)."""
+    svc = services(context)
+    asker = (message.chat_id, message.from_user.id if message.from_user else 0)
+    if svc.asking[asker] >= MAX_ASKING:
+        if asker not in svc.told_to_wait:
+            svc.told_to_wait.add(asker)
+            await message.reply_text(plain(WAIT), do_quote=message.chat.type != ChatType.PRIVATE)
+        return
+    svc.asking[asker] += 1
+    try:
+        await _answer(message, question, context)
+    finally:
+        svc.asking[asker] -= 1
+        if svc.asking[asker] <= 0:
+            del svc.asking[asker]
+            svc.told_to_wait.discard(asker)
+
+
+async def _answer(message: Message, question: str, context: ContextTypes.DEFAULT_TYPE) -> None:
     svc = services(context)
     delay = svc.settings.telegram_typing_after
     if delay <= 0:
@@ -48,6 +67,10 @@ async def reply_with_answer(
         reply_markup=answer_keyboard(key, answer) if key else None,
         do_quote=message.chat.type != ChatType.PRIVATE,
     )
+
+
+MAX_ASKING = 3
+WAIT = "I'm still answering your earlier questions; ask again once they're in."
 
 
 async def _typing_later(message: Message, delay: float) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from telegram.ext import ContextTypes
@@ -32,6 +33,10 @@ class Services:
     deliverer: Deliverer | None = None
     delivery_task: asyncio.Task | None = None
     pool: AnswerPool | None = None  # answer worker processes (None: answer on ``executor``)
+    # Questions being answered per (chat, user), and who was told to wait: one person's flood
+    # must not fill the answer queue for everyone else.
+    asking: collections.Counter = field(default_factory=collections.Counter)
+    told_to_wait: set = field(default_factory=set)
 
     @property
     def store(self) -> Store:
