@@ -12,13 +12,13 @@ from urllib.parse import quote as urlquote
 
 import numpy as np
 
+from index.store import SentenceRow
 from index.text import tokenize
 from retrieval.rank import Ranker
 from retrieval.search import Candidate, Searcher
 
 MAX_QUESTION_CHARS = 1000
 MAX_QUOTE_CHARS = 400
-SHORT_SENTENCE_CHARS = 90
 NEAR_DUPLICATE_COSINE = 0.9
 
 # Abstention is the fitted ranker's (``retrieval/rank.py``): evidence in, answer or not. When it
@@ -108,6 +108,46 @@ def text_fragment_link(url: str, quote: str) -> str:
     else:
         fragment = f"{enc(' '.join(words[:4]))},{enc(' '.join(words[-4:]))}"
     return f"{url.split('#', 1)[0]}#:~:text={fragment}"
+
+
+def needs_context(text: str) -> tuple[bool, bool]:
+    """Whether a sentence cannot stand alone without the sentence before it (it opens with a
+    pronoun or connective: "He said …", "But …") or after it (it ends introducing what follows,
+    "… as follows:")."""
+    return bool(_ANAPHORA.match(text)), text.rstrip().endswith(":")
+
+
+def build_quote(
+    unit_id: int,
+    text: str,
+    kind: str,
+    prev: SentenceRow | None,
+    nxt: SentenceRow | None,
+    terms: list[str],
+) -> tuple[str, set[int]]:
+    """The quote shown for a cited unit: the unit, plus the one neighbour it needs to stand
+    alone (``needs_context``) when both fit in ``MAX_QUOTE_CHARS``; else the unit alone,
+    trimmed around the question's words. A heading is never glued onto a sentence (nor a
+    sentence onto a heading), nor a boilerplate line onto an article's sentence. It does not
+    depend on scores, so evaluation can label candidates by the very text a user would see."""
+    want_prev, want_next = needs_context(text)
+
+    def fits(other: SentenceRow | None) -> bool:
+        return (
+            other is not None
+            and other.kind != "heading"
+            and kind != "heading"
+            and (other.kind != "boilerplate" or kind == "boilerplate")
+            and len(other.text) + 1 + len(text) <= MAX_QUOTE_CHARS
+        )
+
+    if want_prev and fits(prev):
+        assert prev is not None
+        return f"{prev.text} {text}", {unit_id, prev.id}
+    if want_next and fits(nxt):
+        assert nxt is not None
+        return f"{text} {nxt.text}", {unit_id, nxt.id}
+    return _trim(text, terms), {unit_id}
 
 
 def _trim(text: str, terms: list[str], limit: int = MAX_QUOTE_CHARS) -> str:
@@ -241,33 +281,7 @@ class Answerer:
         return bool(cos.max() >= NEAR_DUPLICATE_COSINE)
 
     def _quote(self, e: Candidate, terms: list[str]) -> tuple[str, set[int]]:
-        """The sentence and one neighbour for context, when both fit in ``MAX_QUOTE_CHARS``: the
-        one before when the sentence cannot stand alone (short, or opens with "He", "This" …),
-        else the better-scoring one (out of fold, adding context beat quoting the sentence
-        alone: dev hit@3 .638 -> .701)."""
-        text = e.content
-        options = []
-        if e.prev_score is not None and e.prev is not None:
-            options.append((e.prev_score, e.prev, True))
-        if e.next_score is not None and e.next is not None:
-            options.append((e.next_score, e.next, False))
-        # Never glue a menu or caption line onto an article's sentence.
-        options = [
-            o
-            for o in options
-            if len(o[1].text) + 1 + len(text) <= MAX_QUOTE_CHARS
-            and (o[1].kind != "boilerplate" or e.kind == "boilerplate")
-        ]
-        pick = None
-        if len(text) < SHORT_SENTENCE_CHARS or _ANAPHORA.match(text):
-            pick = next((o for o in options if o[2]), None)
-        if pick is None and options:
-            pick = max(options, key=lambda o: o[0])
-        if pick is None:
-            return _trim(text, terms), {e.id}
-        _, other, before = pick
-        joined = f"{other.text} {text}" if before else f"{text} {other.text}"
-        return joined, {e.id, other.id}
+        return build_quote(e.id, e.content, e.kind, e.prev, e.next, terms)
 
     def context(self, sentence_id: int, before: int = 2, after: int = 2) -> list[str]:
         """Sentences around a citation, for "more context"."""

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from retrieval.answer import Answerer
+from retrieval.answer import Answerer, build_quote
 from retrieval.evaluate import EvalQuestion, evaluate, first_hit, fold
+from retrieval.features import Pool
 from retrieval.rank import Example, Ranker, fit_abstain, fit_rank
 from retrieval.search import Searcher
 
@@ -59,10 +60,31 @@ def examples(searcher: Searcher, questions: Sequence[EvalQuestion]) -> list[Exam
     out = []
     for q in questions:
         pool = searcher.pool(q.question)
-        texts = [t for t, c in zip(pool.texts, pool.candidates, strict=True) if c]
+        texts = quotes(pool)
         needles = [fold(n) for n in q.answer_contains if n.strip()]
         labels = np.array([any(n in fold(t) for n in needles) for t in texts], np.int8)
         out.append(Example(pool.features[pool.candidates], labels, q.answerable))
+    return out
+
+
+def quotes(pool: Pool) -> list[str]:
+    """The quote a user would be shown for each candidate (``answer.build_quote``): the label
+    is whether that text holds an answer, as the hit rule scores it."""
+    near = pool.near
+    out = []
+    for r in pool.rows[pool.candidates]:
+        r = int(r)
+        row = near.rows[r]
+        prev, nxt = near.prev_of.get(r), near.next_of.get(r)
+        quote, _ = build_quote(
+            r,
+            row.text,
+            row.kind,
+            near.rows.get(prev) if prev is not None else None,
+            near.rows.get(nxt) if nxt is not None else None,
+            pool.terms,
+        )
+        out.append(quote)
     return out
 
 

@@ -4,6 +4,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from index.store import SentenceRow
 from retrieval.answer import (
     ABSTAINED,
     ANSWERED,
@@ -12,6 +13,7 @@ from retrieval.answer import (
     MAX_QUOTE_CHARS,
     Answerer,
     _trim,
+    build_quote,
     render_text,
     text_fragment_link,
 )
@@ -123,3 +125,31 @@ def test_long_sentences_are_trimmed_around_the_question_words() -> None:
     assert len(trimmed) <= MAX_QUOTE_CHARS + 2
     assert "230 military engagements" in trimmed
     assert trimmed.startswith("…")
+
+
+def _row(i: int, text: str, kind: str = "sentence") -> SentenceRow:
+    return SentenceRow(id=i, article_id=1, para=0, seq=i, position=i, kind=kind, text=text)
+
+
+def test_a_quote_is_the_sentence_plus_only_the_context_it_needs() -> None:
+    heading = _row(1, "Budapest as controversial venue", "heading")
+    sentence = "The choice of Hungary as host was criticised by several EU governments."
+    after = _row(3, "Orbán has kept close ties with Moscow throughout the war.")
+    # A sentence that stands alone is quoted alone: no heading, no better-scoring neighbour.
+    assert build_quote(2, sentence, "sentence", heading, after, []) == (sentence, {2})
+    # A pronoun opening brings the sentence before it, but never a heading.
+    pronoun = "He called the venue a provocation."
+    before = _row(1, "Kaja Kallas spoke after the meeting in Brussels.")
+    assert build_quote(2, pronoun, "sentence", before, after, []) == (
+        f"{before.text} {pronoun}",
+        {1, 2},
+    )
+    assert build_quote(2, pronoun, "sentence", heading, after, []) == (pronoun, {2})
+    # A sentence introducing what follows brings the next one; a heading never does.
+    intro = "The draft sets out three conditions:"
+    assert build_quote(2, intro, "sentence", before, after, [])[0] == f"{intro} {after.text}"
+    assert build_quote(2, "Three points:", "heading", before, after, [])[0] == "Three points:"
+    # Context that would not fit in a quote is left out.
+    long_before = _row(1, "x " * 200)
+    quote, ids = build_quote(2, pronoun, "sentence", long_before, after, [])
+    assert (quote, ids) == (pronoun, {2}) and len(quote) <= MAX_QUOTE_CHARS
