@@ -18,7 +18,7 @@ import numpy as np
 from retrieval.answer import Answerer, build_quote
 from retrieval.evaluate import EvalQuestion, evaluate, first_hit, fold
 from retrieval.features import Pool
-from retrieval.rank import Example, Ranker, fit_abstain, fit_rank
+from retrieval.rank import Example, Ranker, fit_abstain, fit_rank, store_fingerprint
 from retrieval.search import Searcher
 
 FOLDS = 5
@@ -95,6 +95,7 @@ def fit(
     exs = list(exs) if exs is not None else examples(searcher, questions)
     model = searcher.embedder.name
     ranker = Ranker(model, fit_rank(exs, [q.doc or q.id for q in questions]))
+    ranker.store = store_fingerprint(searcher.store.read_params())
     evidence = np.vstack([searcher.result(q.question, ranker=ranker).evidence for q in questions])
     answerable = np.array([q.answerable for q in questions])
     ranker.abstain, ranker.threshold = fit_abstain(evidence, answerable)
