@@ -112,9 +112,13 @@ def text_fragment_link(url: str, quote: str) -> str:
 
 def needs_context(text: str) -> tuple[bool, bool]:
     """Whether a sentence cannot stand alone without the sentence before it (it opens with a
-    pronoun or connective: "He said …", "But …") or after it (it ends introducing what follows,
-    "… as follows:")."""
-    return bool(_ANAPHORA.match(text)), text.rstrip().endswith(":")
+    pronoun or connective: "He said …", "But …", or closes a quotation opened earlier) or after
+    it (it ends introducing what follows, "… as follows:", or opens a quotation it does not
+    close)."""
+    opened, closed = text.count("“"), text.count("”")
+    before = bool(_ANAPHORA.match(text)) or closed > opened
+    after = text.rstrip().endswith(":") or opened > closed
+    return before, after
 
 
 def build_quote(

@@ -149,6 +149,10 @@ def test_a_quote_is_the_sentence_plus_only_the_context_it_needs() -> None:
     intro = "The draft sets out three conditions:"
     assert build_quote(2, intro, "sentence", before, after, [])[0] == f"{intro} {after.text}"
     assert build_quote(2, "Three points:", "heading", before, after, [])[0] == "Three points:"
+    # A quotation left open runs on into the next sentence; one closed here began before.
+    opened = "“The answer is always the same: nothing to see here."
+    assert build_quote(2, opened, "sentence", before, after, [])[1] == {2, 3}
+    assert build_quote(2, "We do not know, he said.”", "sentence", before, after, [])[1] == {1, 2}
     # Context that would not fit in a quote is left out.
     long_before = _row(1, "x " * 200)
     quote, ids = build_quote(2, pronoun, "sentence", long_before, after, [])
