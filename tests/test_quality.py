@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from index.embed import HashEmbedder
-from index.params import ingest_params
 from index.mpnet import MPNET_SHA256, ModelFileError, assemble, model_dir
+from index.params import ingest_params
 from index.segment import BOILERPLATE, segment, split_sentences
 from index.store import Store
 from retrieval.cv import cross_validate, group_folds, reachable
