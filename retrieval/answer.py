@@ -128,12 +128,21 @@ def build_quote(
     prev: SentenceRow | None,
     nxt: SentenceRow | None,
     terms: list[str],
+    *,
+    para: int | None = None,
+    prev_score: float | None = None,
+    next_score: float | None = None,
+    extend: bool = False,
 ) -> tuple[str, set[int]]:
     """The quote shown for a cited unit: the unit, plus the one neighbour it needs to stand
     alone (``needs_context``) when both fit in ``MAX_QUOTE_CHARS``; else the unit alone,
     trimmed around the question's words. A heading is never glued onto a sentence (nor a
-    sentence onto a heading), nor a boilerplate line onto an article's sentence. It does not
-    depend on scores, so evaluation can label candidates by the very text a user would see."""
+    sentence onto a heading), nor a boilerplate line onto an article's sentence.
+
+    With ``extend`` (a setting of the fitted ranker, on only when it helped on its training
+    questions) a unit that stands alone is quoted with the better-scoring of its neighbours
+    *in the same paragraph*: the two adjacent sentences of one paragraph the ranker scores
+    highest together."""
     want_prev, want_next = needs_context(text)
 
     def fits(other: SentenceRow | None) -> bool:
@@ -151,6 +160,20 @@ def build_quote(
     if want_next and fits(nxt):
         assert nxt is not None
         return f"{text} {nxt.text}", {unit_id, nxt.id}
+    if extend and kind == "sentence":
+        options = [
+            (score, other, before)
+            for score, other, before in ((prev_score, prev, True), (next_score, nxt, False))
+            if score is not None
+            and fits(other)
+            and other is not None
+            and other.kind == "sentence"
+            and other.para == para
+        ]
+        if options:
+            _, other, before = max(options, key=lambda o: o[0])
+            joined = f"{other.text} {text}" if before else f"{text} {other.text}"
+            return joined, {unit_id, other.id}
     return _trim(text, terms), {unit_id}
 
 
@@ -210,7 +233,7 @@ class Answerer:
                     coverage=self.coverage(),
                 )
             return self._abstain(question, entries, names)
-        picked = self._select(entries, result.analysis.terms, k + offset + 1)
+        picked = self._select(entries, result.analysis.terms, k + offset + 1, ranker.extend_quotes)
         citations = picked[offset : offset + k]
         if not citations:
             return self._abstain(question, entries, [])
@@ -243,7 +266,9 @@ class Answerer:
             coverage=self.coverage(),
         )
 
-    def _select(self, entries: list[Candidate], terms: list[str], limit: int) -> list[Citation]:
+    def _select(
+        self, entries: list[Candidate], terms: list[str], limit: int, extend: bool = False
+    ) -> list[Citation]:
         """Best distinct passages: no sentence twice, no near-identical copy of one chosen."""
         out: list[Citation] = []
         used: set[int] = set()
@@ -256,7 +281,7 @@ class Answerer:
             a = self.searcher.article(e.article_id)
             if a is None:  # deleted since the search
                 continue
-            quote, ids = self._quote(e, terms)
+            quote, ids = self._quote(e, terms, extend)
             if ids & used:
                 continue
             used |= ids
@@ -284,8 +309,19 @@ class Answerer:
         cos = (others @ v) / (np.linalg.norm(others, axis=1) * np.linalg.norm(v) + 1e-9)
         return bool(cos.max() >= NEAR_DUPLICATE_COSINE)
 
-    def _quote(self, e: Candidate, terms: list[str]) -> tuple[str, set[int]]:
-        return build_quote(e.id, e.content, e.kind, e.prev, e.next, terms)
+    def _quote(self, e: Candidate, terms: list[str], extend: bool) -> tuple[str, set[int]]:
+        return build_quote(
+            e.id,
+            e.content,
+            e.kind,
+            e.prev,
+            e.next,
+            terms,
+            para=e.para,
+            prev_score=e.prev_score,
+            next_score=e.next_score,
+            extend=extend,
+        )
 
     def context(self, sentence_id: int, before: int = 2, after: int = 2) -> list[str]:
         """Sentences around a citation, for "more context"."""

@@ -127,6 +127,9 @@ class Ranker:
     threshold: float = 0.0  # on the abstainer's logit: answer when it is at least this
     meta: dict = field(default_factory=dict)
     store: dict = field(default_factory=dict)  # ``STORE_KEYS`` of the store it was fitted on
+    # Quote a unit with its better-scoring neighbour of the same paragraph (answer.build_quote):
+    # chosen on the training questions (``retrieval.cv.fit``).
+    extend_quotes: bool = False
 
     def check_store(self, params: dict | None) -> None:
         """Refuse a store built other than the one this ranker was fitted on (another model,
@@ -162,6 +165,7 @@ class Ranker:
             "store": self.store,
             "features": list(FEATURES),
             "evidence": list(EVIDENCE),
+            "extend_quotes": self.extend_quotes,
             "rank": self.rank.to_json(FEATURES),
             "meta": self.meta,
         }
@@ -205,6 +209,7 @@ class Ranker:
             threshold=float(obj.get("threshold", 0.0)),
             meta=obj.get("meta", {}),
             store=dict(obj.get("store") or {}),
+            extend_quotes=bool(obj.get("extend_quotes", False)),
         )
 
     def digest(self) -> str:

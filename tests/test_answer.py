@@ -153,6 +153,26 @@ def test_a_quote_is_the_sentence_plus_only_the_context_it_needs() -> None:
     opened = "“The answer is always the same: nothing to see here."
     assert build_quote(2, opened, "sentence", before, after, [])[1] == {2, 3}
     assert build_quote(2, "We do not know, he said.”", "sentence", before, after, [])[1] == {1, 2}
+    # With the ranker's extension on, a sentence that stands alone brings its better-scoring
+    # neighbour of the same paragraph, never one of another paragraph, nor a heading.
+    same = _row(3, "Its foreign minister called the criticism hypocritical.")
+    other_para = SentenceRow(
+        id=1,
+        article_id=1,
+        para=5,
+        seq=1,
+        position=1,
+        kind="sentence",
+        text="Elsewhere, fighting continued near Pokrovsk.",
+    )
+    kw = {"para": 0, "prev_score": 9.0, "next_score": 1.0, "extend": True}
+    assert build_quote(2, sentence, "sentence", other_para, same, [], **kw)[1] == {2, 3}
+    assert build_quote(2, sentence, "sentence", heading, same, [], **kw)[1] == {2, 3}
+    assert build_quote(2, sentence, "sentence", before, same, [], **kw)[1] == {1, 2}
+    assert build_quote(2, sentence, "sentence", before, same, [], **{**kw, "extend": False})[1] == {
+        2
+    }
+    assert build_quote(2, sentence, "sentence", heading, None, [], **kw)[1] == {2}
     # Context that would not fit in a quote is left out.
     long_before = _row(1, "x " * 200)
     quote, ids = build_quote(2, pronoun, "sentence", long_before, after, [])
