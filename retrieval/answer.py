@@ -121,6 +121,18 @@ def needs_context(text: str) -> tuple[bool, bool]:
     return before, after
 
 
+def _real_sentence(text: str) -> bool:
+    """A full sentence, not a fragment: six words or more, terminal punctuation, and not a
+    title-case line."""
+    words = text.split()
+    capitalised = sum(1 for w in words if w[:1].isupper())
+    return (
+        len(words) >= 6
+        and text.rstrip(" \"'”’)").endswith((".", "!", "?"))
+        and capitalised < 0.6 * len(words)
+    )
+
+
 def build_quote(
     unit_id: int,
     text: str,
@@ -132,17 +144,18 @@ def build_quote(
     para: int | None = None,
     prev_score: float | None = None,
     next_score: float | None = None,
-    extend: bool = False,
+    extend: str = "",
 ) -> tuple[str, set[int]]:
     """The quote shown for a cited unit: the unit, plus the one neighbour it needs to stand
     alone (``needs_context``) when both fit in ``MAX_QUOTE_CHARS``; else the unit alone,
     trimmed around the question's words. A heading is never glued onto a sentence (nor a
     sentence onto a heading), nor a boilerplate line onto an article's sentence.
 
-    With ``extend`` (a setting of the fitted ranker, on only when it helped on its training
-    questions) a unit that stands alone is quoted with the better-scoring of its neighbours
-    *in the same paragraph*: the two adjacent sentences of one paragraph the ranker scores
-    highest together."""
+    With ``extend`` (a setting of the fitted ranker, chosen on its training questions) a unit
+    that stands alone is quoted with the better-scoring of its neighbours: ``"paragraph"``, one
+    of the same paragraph; ``"sentences"``, also across a paragraph boundary when that
+    neighbour is a real sentence (``_real_sentence``: web pages often split a thought into
+    paragraphs). Either way two adjacent sentences of the article, verbatim."""
     want_prev, want_next = needs_context(text)
 
     def fits(other: SentenceRow | None) -> bool:
@@ -168,7 +181,7 @@ def build_quote(
             and fits(other)
             and other is not None
             and other.kind == "sentence"
-            and other.para == para
+            and (other.para == para or (extend == "sentences" and _real_sentence(other.text)))
         ]
         if options:
             _, other, before = max(options, key=lambda o: o[0])
@@ -267,7 +280,7 @@ class Answerer:
         )
 
     def _select(
-        self, entries: list[Candidate], terms: list[str], limit: int, extend: bool = False
+        self, entries: list[Candidate], terms: list[str], limit: int, extend: str = ""
     ) -> list[Citation]:
         """Best distinct passages: no sentence twice, no near-identical copy of one chosen."""
         out: list[Citation] = []
@@ -309,7 +322,7 @@ class Answerer:
         cos = (others @ v) / (np.linalg.norm(others, axis=1) * np.linalg.norm(v) + 1e-9)
         return bool(cos.max() >= NEAR_DUPLICATE_COSINE)
 
-    def _quote(self, e: Candidate, terms: list[str], extend: bool) -> tuple[str, set[int]]:
+    def _quote(self, e: Candidate, terms: list[str], extend: str) -> tuple[str, set[int]]:
         return build_quote(
             e.id,
             e.content,

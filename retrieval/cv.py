@@ -18,7 +18,14 @@ import numpy as np
 from retrieval.answer import Answerer, build_quote
 from retrieval.evaluate import EvalQuestion, evaluate, first_hit, fold
 from retrieval.features import Pool
-from retrieval.rank import Example, Ranker, fit_abstain, fit_rank, store_fingerprint
+from retrieval.rank import (
+    QUOTE_EXTENSIONS,
+    Example,
+    Ranker,
+    fit_abstain,
+    fit_rank,
+    store_fingerprint,
+)
 from retrieval.search import Searcher
 
 FOLDS = 5
@@ -99,14 +106,14 @@ def fit(
     evidence = np.vstack([searcher.result(q.question, ranker=ranker).evidence for q in questions])
     answerable = np.array([q.answerable for q in questions])
     ranker.abstain, ranker.threshold = fit_abstain(evidence, answerable)
-    # Two-sentence quotes (a unit and its better neighbour in the paragraph) only when they
-    # cite answers better on these questions; on a tie, the shorter quotes.
+    # Two-sentence quotes (a unit and its better neighbour) only when they cite answers better
+    # on these questions; on a tie, the narrower rule.
     judged = {}
-    for extend in (False, True):
+    for extend in QUOTE_EXTENSIONS:
         ranker.extend_quotes = extend
         m = evaluate(questions, _answers(Answerer(searcher, ranker)))["metrics"]
         judged[extend] = (m["hit@3"], m["hit@1"], m["mrr"])
-    ranker.extend_quotes = judged[True] > judged[False]
+    ranker.extend_quotes = max(QUOTE_EXTENSIONS, key=lambda e: judged[e])
     ranker.meta = {
         "questions": len(questions),
         "answerable": int(answerable.sum()),

@@ -31,6 +31,7 @@ RANKER_FORMAT = 2
 # the store it was fitted on and refuses a store whose values differ (its model, dimension or
 # embedding recipe). The backend (int8 or float ONNX, torch) changes cosines only in the third
 # decimal and is left out.
+QUOTE_EXTENSIONS = ("", "paragraph", "sentences")  # narrowest first
 STORE_KEYS = ("model", "model_sha256", "dim", "pooling", "normalized", "max_tokens", "context")
 L2_GRID = (0.003, 0.01, 0.03, 0.1)  # ranker penalties tried; picked by inner CV
 INNER_FOLDS = 4
@@ -127,9 +128,10 @@ class Ranker:
     threshold: float = 0.0  # on the abstainer's logit: answer when it is at least this
     meta: dict = field(default_factory=dict)
     store: dict = field(default_factory=dict)  # ``STORE_KEYS`` of the store it was fitted on
-    # Quote a unit with its better-scoring neighbour of the same paragraph (answer.build_quote):
-    # chosen on the training questions (``retrieval.cv.fit``).
-    extend_quotes: bool = False
+    # Quote a unit with its better-scoring neighbour: "" never, "paragraph" of the same
+    # paragraph, "sentences" also across paragraphs (answer.build_quote); chosen on the
+    # training questions (``retrieval.cv.fit``).
+    extend_quotes: str = ""
 
     def check_store(self, params: dict | None) -> None:
         """Refuse a store built other than the one this ranker was fitted on (another model,
@@ -209,7 +211,7 @@ class Ranker:
             threshold=float(obj.get("threshold", 0.0)),
             meta=obj.get("meta", {}),
             store=dict(obj.get("store") or {}),
-            extend_quotes=bool(obj.get("extend_quotes", False)),
+            extend_quotes=str(obj.get("extend_quotes") or ""),
         )
 
     def digest(self) -> str:

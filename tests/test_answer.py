@@ -163,9 +163,9 @@ def test_a_quote_is_the_sentence_plus_only_the_context_it_needs() -> None:
         seq=1,
         position=1,
         kind="sentence",
-        text="Elsewhere, fighting continued near Pokrovsk.",
+        text="Elsewhere, fighting continued near Pokrovsk on Sunday.",
     )
-    kw = {"para": 0, "prev_score": 9.0, "next_score": 1.0, "extend": True}
+    kw = {"para": 0, "prev_score": 9.0, "next_score": 1.0, "extend": "paragraph"}
     assert build_quote(2, sentence, "sentence", other_para, same, [], **kw)[1] == {2, 3}
     assert build_quote(2, sentence, "sentence", heading, same, [], **kw)[1] == {2, 3}
     assert build_quote(2, sentence, "sentence", before, same, [], **kw)[1] == {1, 2}
@@ -173,6 +173,11 @@ def test_a_quote_is_the_sentence_plus_only_the_context_it_needs() -> None:
         2
     }
     assert build_quote(2, sentence, "sentence", heading, None, [], **kw)[1] == {2}
+    # "sentences" also crosses a paragraph boundary, to a real sentence only (not a fragment).
+    wide = {**kw, "extend": "sentences"}
+    assert build_quote(2, sentence, "sentence", other_para, same, [], **wide)[1] == {1, 2}
+    fragment = SentenceRow(1, 1, 5, 1, 1, "sentence", "Read More About Ukraine Talks Here")
+    assert build_quote(2, sentence, "sentence", fragment, same, [], **wide)[1] == {2, 3}
     # Context that would not fit in a quote is left out.
     long_before = _row(1, "x " * 200)
     quote, ids = build_quote(2, pronoun, "sentence", long_before, after, [])
