@@ -34,6 +34,7 @@ from telegram.ext import (
 
 from retrieval.answer import Answerer
 from talksbot import cli
+from talksbot.answering import AnswerPool, default_workers
 from talksbot.config import Settings
 from talksbot.telegram import buttons, jobs, questions
 from talksbot.telegram.callbacks import (
@@ -73,6 +74,10 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
     async def post_init(app: Application) -> None:
         loaded = answerer or await asyncio.to_thread(open_answerer, settings, True)
         svc = Services(loaded, ThreadPoolExecutor(1, "talksbot-answer"), settings)
+        workers = settings.talksbot_answer_processes
+        if answerer is None and workers != 0:  # a given answerer (tests) answers in-process
+            svc.pool = AnswerPool(settings, workers or default_workers())
+            await svc.pool.start()
         app.bot_data["services"] = svc
         await jobs.start_pushes(svc, app.bot)
         await app.bot.set_my_commands(
@@ -95,6 +100,8 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
         svc: Services | None = app.bot_data.get("services")
         if svc:
             svc.executor.shutdown(wait=True)
+            if svc.pool:
+                svc.pool.close()
 
     app = (
         Application.builder()

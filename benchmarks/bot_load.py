@@ -35,10 +35,16 @@ from tests.harness.bot_process import BotProcess  # noqa: E402
 
 
 def run_load(
-    data_dir: Path, models: Path, questions: list[str], rate: float, seconds: float, backend: str
+    data_dir: Path,
+    models: Path,
+    questions: list[str],
+    rate: float,
+    seconds: float,
+    backend: str,
+    env: dict[str, str],
 ) -> dict:
     api = FakeBotAPI()
-    bot = BotProcess(data_dir, api, api.start(), backend, TALKSBOT_MODEL_CACHE=str(models))
+    bot = BotProcess(data_dir, api, api.start(), backend, TALKSBOT_MODEL_CACHE=str(models), **env)
     try:
         bot.start()
         # Warm up.
@@ -101,7 +107,15 @@ def main() -> int:
         default="onnx-int8",
         help="the bundled model (default), or 'hash' (a fake embedder) to isolate the pacing",
     )
+    parser.add_argument(
+        "--answer-processes",
+        default=None,
+        help="TALKSBOT_ANSWER_PROCESSES for the bot (default: the bot's own default)",
+    )
     args = parser.parse_args()
+    env = {}
+    if args.answer_processes is not None:
+        env["TALKSBOT_ANSWER_PROCESSES"] = args.answer_processes
     questions = [q.question for q in load_questions(args.questions)]
     with tempfile.TemporaryDirectory(prefix="talksbot-botload-") as tmp:
         data_dir, models = Path(tmp) / "data", Path(tmp) / "models"
@@ -110,12 +124,13 @@ def main() -> int:
         Ingester(store, embedder).ingest_paths([args.corpus], progress=False)
         store.close()
         runs = [
-            run_load(data_dir, models, questions, float(rate), args.seconds, args.backend)
+            run_load(data_dir, models, questions, float(rate), args.seconds, args.backend, env)
             for rate in args.rates.split(",")
         ]
+    processes = args.answer_processes or "default"
     print(
-        f"backend {args.backend}; server: 429 beyond 30 messages/s overall, 1/s per chat, "
-        "20/min per group"
+        f"backend {args.backend}; answer processes {processes}; server: 429 beyond 30 "
+        "messages/s overall, 1/s per chat, 20/min per group"
     )
     print(
         f"{'offered/s':>9} {'sent':>5} {'answered':>8} {'answered/s':>10} "

@@ -73,6 +73,38 @@ def outlet_from_url(url: str) -> str:
     return host[4:] if host.startswith("www.") else host
 
 
+def _compact(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def page_outlet(sitename: str, url: str) -> str:
+    """The outlet to cite for a page fetched from ``url``: the name the page gives itself
+    (``og:site_name``) only when the site it came from bears that name, else the site's host.
+
+    A page can call itself anything; taken on trust, any blog could have its words cited as
+    "Reuters". The name is kept when the registrable domain (public-suffix aware: ``bbc`` for
+    ``www.bbc.co.uk``) is the whole name or its first words run together ("BBC News" on
+    bbc.co.uk, "The Guardian" on theguardian.com); a page with no URL keeps its name."""
+    import tld
+
+    name = " ".join(sitename.split())
+    if not url:
+        return name
+    host = outlet_from_url(url)
+    parsed = tld.get_tld(url, as_object=True, fail_silently=True, fix_protocol=True)
+    if parsed:
+        domain = _compact(parsed.domain)
+    else:  # not a public suffix (a test or intranet name): the label before the last one
+        labels = (urlsplit(url).hostname or "").split(".")
+        numeric = all(label.isdigit() for label in labels)
+        domain = _compact(labels[-2]) if len(labels) >= 2 and not numeric else ""
+    words = [_compact(w) for w in name.split()]
+    prefixes = {"".join(words[: i + 1]) for i in range(len(words))}
+    if name and domain and domain in prefixes:
+        return name
+    return host or name
+
+
 def iter_article_files(paths: list[Path]) -> Iterator[Path]:
     """Expand files and folders (recursively) into article files, sorted for a stable order."""
     for path in paths:
@@ -160,7 +192,7 @@ def parse_html(html: str, name: str, url: str = "") -> RawArticle:
         title=(doc.title or "").strip() or _first_line(text),
         url=page_url,
         published=(doc.date or "").strip(),
-        outlet=(doc.sitename or "").strip() or outlet_from_url(page_url),
+        outlet=page_outlet(doc.sitename or "", page_url),
         text=text,
         source=name,
         kind="html",

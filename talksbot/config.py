@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # Seconds between checks for articles other processes stored (one read of the index's
     # change-log position; new sentences are searchable within this and a moment).
     talksbot_index_poll: float = 2.0
+    # Worker processes that answer questions, each holding the index (unset: one per core but
+    # one, at least one; 0: answer on the bot's own thread, the least memory).
+    talksbot_answer_processes: int | None = Field(default=None, ge=0, le=32)
     # Seconds an answer may take before a "typing…" indicator is sent.
     telegram_typing_after: float = 0.5
     # Messages per second across all chats (Telegram allows 30); answers, edits and pushes

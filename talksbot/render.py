@@ -24,7 +24,13 @@ from retrieval.answer import (
     text_fragment_link,
 )
 
-MAX_MESSAGE = 4096
+MAX_MESSAGE = 4096  # Telegram counts UTF-16 code units: see ``width``
+
+
+def width(text: str) -> int:
+    """Length as Telegram counts it, in UTF-16 code units: an emoji or a flag outside the Basic
+    Multilingual Plane counts two (or four), so ``len`` would let such text run over."""
+    return len(text.encode("utf-16-le")) // 2
 
 
 def esc(text: str) -> str:
@@ -33,9 +39,14 @@ def esc(text: str) -> str:
 
 def cut(text: str, limit: int) -> str:
     """Plain text shortened at a word boundary (escaping comes after, so no tag is ever cut)."""
-    if len(text) <= limit:
+    if width(text) <= limit:
         return text
-    return text[: max(0, limit - 1)].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    size, end = 0, 0
+    for end, char in enumerate(text):  # noqa: B007 (end is used after the loop)
+        size += 2 if ord(char) > 0xFFFF else 1
+        if size > limit - 1:
+            break
+    return text[:end].rsplit(" ", 1)[0].rstrip(",;:") + "…"
 
 
 _PIECE = re.compile(r"<[^>]*>|&#?\w+;|[^<&]+|[<&]")
@@ -45,7 +56,7 @@ _TAG = re.compile(r"<(/?)([a-z-]+)")
 def shorten_html(block: str, limit: int) -> str:
     """``block`` cut to at most ``limit`` characters between whole tags and entities, with "…"
     and every tag still open closed (Telegram refuses unbalanced HTML)."""
-    if len(block) <= limit:
+    if width(block) <= limit:
         return block
     out: list[str] = []
     size = 0
@@ -57,7 +68,7 @@ def shorten_html(block: str, limit: int) -> str:
     for piece in _PIECE.findall(block):
         tag = _TAG.match(piece) if piece.startswith("<") and len(piece) > 1 else None
         if tag:
-            if size + len(piece) + closing() + len(tag[2]) + 3 > limit:
+            if size + width(piece) + closing() + len(tag[2]) + 3 > limit:
                 break
             if tag[1]:
                 if open_tags and open_tags[-1] == tag[2]:
@@ -65,14 +76,14 @@ def shorten_html(block: str, limit: int) -> str:
             elif not piece.endswith("/>"):
                 open_tags.append(tag[2])
             out.append(piece)
-            size += len(piece)
+            size += width(piece)
             continue
         units = [piece] if piece.startswith("&") else list(piece)
         for unit in units:
-            if size + len(unit) + closing() > limit:
+            if size + width(unit) + closing() > limit:
                 break
             out.append(unit)
-            size += len(unit)
+            size += width(unit)
         else:
             continue
         break
@@ -88,12 +99,12 @@ def paginate(blocks: Iterable[str], limit: int = MAX_MESSAGE) -> list[str]:
         block = shorten_html(block, limit)
         if not block:
             continue
-        if pages and size + 2 + len(block) <= limit:
+        if pages and size + 2 + width(block) <= limit:
             pages[-1].append(block)
-            size += 2 + len(block)
+            size += 2 + width(block)
         else:
             pages.append([block])
-            size = len(block)
+            size = width(block)
     return ["\n\n".join(page) for page in pages]
 
 
@@ -258,12 +269,12 @@ def digest_pages(
     size = limit
     for d in rows:
         item = shorten_html(_digest_item(d), limit - 60)  # (a giant URL, say)
-        if size + 1 + len(item) > limit - 40:  # room for the header line
+        if size + 1 + width(item) > limit - 40:  # room for the header line
             pages.append(([], []))
             size = 0
         pages[-1][0].append(d)
         pages[-1][1].append(item)
-        size += 1 + len(item)
+        size += 1 + width(item)
     count = f"{len(rows)} new stor{'y' if len(rows) == 1 else 'ies'}"
     out = []
     for n, (page, items) in enumerate(pages, 1):

@@ -120,6 +120,18 @@ def test_gzip_bomb_stops_at_the_cap_in_bounded_memory(web: FakeWeb) -> None:
     assert peak < 40 * 1024 * 1024
 
 
+def test_a_page_cannot_claim_another_outlets_name(web: FakeWeb, data_dir: Path) -> None:
+    """A page that calls itself "Reuters" (og:site_name, a canonical link to reuters.com) is
+    cited under the host it was fetched from, in the store and in the answer."""
+    spoof = article_html(POWER[0], "Reuters", "2026-02-26", POWER[1], url="https://reuters.com/x")
+    url = web.put("/spoof", spoof)
+    assert fetch_article(url, LOCAL).outlet == web.base.removeprefix("http://")
+    allow = {"TALKSBOT_FETCH_ALLOW_HOSTS": "127.0.0.1"}
+    assert run_cli(data_dir, "ingest", url, **allow).returncode == 0
+    answer = run_cli(data_dir, "ask", "--json", POWER[0], **allow)
+    assert "Reuters" not in answer.stdout and web.base.removeprefix("http://") in answer.stdout
+
+
 def test_more_than_one_content_encoding_is_refused(web: FakeWeb) -> None:
     double = zlib.compress(gzip_of_zeros(20), wbits=16 + zlib.MAX_WBITS)
     web.put("/double", double, headers={"Content-Encoding": "gzip, gzip"})

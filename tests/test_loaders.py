@@ -2,7 +2,14 @@ from pathlib import Path
 
 import pytest
 
-from index.loaders import IngestError, canonical_url, clean_url, iter_article_files, load_file
+from index.loaders import (
+    IngestError,
+    canonical_url,
+    clean_url,
+    iter_article_files,
+    load_file,
+    page_outlet,
+)
 from tests.harness.data import CORPUS
 
 
@@ -23,6 +30,24 @@ def test_html_main_text_and_metadata_via_trafilatura() -> None:
     assert a.url == "https://atomic-watch.example/news/znpp-truce"
     assert "backup power line" in a.text
     assert "Subscribe" not in a.text and "All rights reserved" not in a.text
+
+
+@pytest.mark.parametrize(
+    ("name", "url", "outlet"),
+    [
+        ("Reuters", "https://www.reuters.com/world/x", "Reuters"),
+        ("BBC News", "https://www.bbc.co.uk/news/x", "BBC News"),
+        ("The Guardian", "https://www.theguardian.com/x", "The Guardian"),
+        ("Reuters", "https://reuters.example-blog.com/x", "reuters.example-blog.com"),
+        ("Reuters", "https://notreuters.com/x", "notreuters.com"),
+        ("Reuters", "http://127.0.0.1:8080/x", "127.0.0.1:8080"),
+        ("", "https://www.kyivindependent.com/x", "kyivindependent.com"),
+    ],
+)
+def test_a_page_is_cited_under_its_own_name_only_on_its_own_site(
+    name: str, url: str, outlet: str
+) -> None:
+    assert page_outlet(name, url) == outlet
 
 
 def test_plain_text_takes_its_first_line_as_title() -> None:

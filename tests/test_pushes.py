@@ -151,7 +151,8 @@ def test_subscribe_new_feed_entry_one_push_per_chat(
         ]
         assert sorted(int(c.params["chat_id"]) for c in pushes_sent) == [101, 102]
         text = first.params["text"]
-        assert title in text and f"Atomic Watch · {TODAY}" in text and "<blockquote>" in text
+        host = web.base.removeprefix("http://")
+        assert title in text and f"{host} · {TODAY}" in text and "<blockquote>" in text
         buttons = [
             b["text"] for row in first.params["reply_markup"]["inline_keyboard"] for b in row
         ]

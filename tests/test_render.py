@@ -16,6 +16,7 @@ from talksbot.render import (
     sources_html,
 )
 from tests.harness.chat import check_html
+from tests.harness.telegram_rules import check_text
 
 
 def test_a_block_too_long_for_a_message_is_shortened_with_tags_closed() -> None:
@@ -41,6 +42,16 @@ def test_paginate_keeps_blocks_whole_and_covers_all_of_them() -> None:
     assert len(pages) == 3 and all(len(p) <= MAX_MESSAGE for p in pages)
     assert "\n\n".join(pages) == "\n\n".join(blocks)
     assert paginate([]) == [] and fit([]) == ""
+
+
+def test_emoji_count_as_telegram_counts_them() -> None:
+    """Flags and emoji are two UTF-16 units a code point: 3,000 flags are 3,000 characters to
+    Python but 12,000 units to Telegram, which refuses more than 4,096."""
+    flags = "<b>🇺🇦</b> " + "🇺🇦" * 1500
+    for text in [fit([flags]), *paginate([flags, "🕊 " * 1500, "peace"])]:
+        check_html(text)
+        assert check_text(text, "HTML") is None
+    assert len(paginate(["🕊" * 1500, "🕊" * 1500])) == 2  # 3,000 units each: one per message
 
 
 def test_latest_with_a_huge_title_is_never_empty() -> None:

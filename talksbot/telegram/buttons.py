@@ -129,7 +129,7 @@ async def more_results_button(update: Update, context: ContextTypes.DEFAULT_TYPE
     if b is None:
         return
     offset = min(max(b.data.offset, 0), (MAX_PAGES - 1) * PAGE)
-    answer = await b.svc.run(b.svc.answerer.answer, b.question, k=PAGE, offset=offset)
+    answer = await b.svc.answer(b.question, k=PAGE, offset=offset)
     if not answer.citations:
         await b.query.answer("No more results.")
         return
@@ -159,10 +159,10 @@ async def more_context_button(update: Update, context: ContextTypes.DEFAULT_TYPE
         return
     if 0 <= data.offset < MAX_PAGES * PAGE:
         offset = data.offset
-        answer = await svc.run(svc.answerer.answer, b.question, k=PAGE, offset=offset)
+        answer = await svc.answer(b.question, k=PAGE, offset=offset)
     else:  # an old button: find the page of results that holds this citation
         for offset in range(0, MAX_PAGES * PAGE, PAGE):
-            answer = await svc.run(svc.answerer.answer, b.question, k=PAGE, offset=offset)
+            answer = await svc.answer(b.question, k=PAGE, offset=offset)
             shown = {c.sentence_id for c in answer.citations}
             if not shown or data.sentence_id in shown:
                 break

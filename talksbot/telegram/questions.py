@@ -32,7 +32,7 @@ async def reply_with_answer(
         await _typing_later(message, 0)
     typing = asyncio.create_task(_typing_later(message, delay or 3600))
     try:
-        answer = await svc.run(svc.answerer.answer, question, k=PAGE)
+        answer = await svc.answer(question, k=PAGE)
         key = None
         if answer.status == ANSWERED:
             key = await svc.run(
@@ -120,7 +120,7 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         await query.answer([], cache_time=10)
         return
     svc = services(context)
-    answer = await svc.run(svc.answerer.answer, question, k=5)
+    answer = await svc.answer(question, k=5)
     results = [
         InlineQueryResultArticle(
             id=f"{c.sentence_id}",

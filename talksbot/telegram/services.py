@@ -13,7 +13,8 @@ from telegram.ext import ContextTypes
 from index.embed import Embedder
 from index.ingest import Ingester
 from index.store import Store
-from retrieval.answer import Answerer
+from retrieval.answer import Answer, Answerer
+from talksbot.answering import AnswerPool
 from talksbot.config import Settings
 from talksbot.pushes.deliver import Deliverer
 from talksbot.wiring import with_ingester
@@ -30,6 +31,7 @@ class Services:
     settings: Settings
     deliverer: Deliverer | None = None
     delivery_task: asyncio.Task | None = None
+    pool: AnswerPool | None = None  # answer worker processes (None: answer on ``executor``)
 
     @property
     def store(self) -> Store:
@@ -43,6 +45,13 @@ class Services:
         """``fn`` on the answering thread (the store's connection lives there)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+    async def answer(self, question: str, k: int, offset: int = 0) -> Answer:
+        """A question answered on a worker process when there are any, else on the answering
+        thread."""
+        if self.pool is not None:
+            return await self.pool.answer(question, k, offset)
+        return await self.run(self.answerer.answer, question, k=k, offset=offset)
 
     async def ingest(self, work: Callable[[Store, Ingester], T]) -> T:
         """``work(store, ingester)`` on a store connection of its own, off the answering thread

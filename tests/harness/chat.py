@@ -77,4 +77,4 @@ def check_html(text: str) -> None:
     checker.feed(text)
     checker.close()
     assert not checker.problems and not checker.stack, (checker.problems, checker.stack)
-    assert len(text) <= 4096
+    assert len(text.encode("utf-16-le")) // 2 <= 4096  # as Telegram counts: UTF-16 units
