@@ -12,13 +12,13 @@ from urllib.parse import quote as urlquote
 
 import numpy as np
 
+from index.store import SentenceRow
 from index.text import tokenize
 from retrieval.rank import Ranker
 from retrieval.search import Candidate, Searcher
 
 MAX_QUESTION_CHARS = 1000
 MAX_QUOTE_CHARS = 400
-SHORT_SENTENCE_CHARS = 90
 NEAR_DUPLICATE_COSINE = 0.9
 
 # Abstention is the fitted ranker's (``retrieval/rank.py``): evidence in, answer or not. When it
@@ -110,6 +110,86 @@ def text_fragment_link(url: str, quote: str) -> str:
     return f"{url.split('#', 1)[0]}#:~:text={fragment}"
 
 
+def needs_context(text: str) -> tuple[bool, bool]:
+    """Whether a sentence cannot stand alone without the sentence before it (it opens with a
+    pronoun or connective: "He said …", "But …", or closes a quotation opened earlier) or after
+    it (it ends introducing what follows, "… as follows:", or opens a quotation it does not
+    close)."""
+    opened, closed = text.count("“"), text.count("”")
+    before = bool(_ANAPHORA.match(text)) or closed > opened
+    after = text.rstrip().endswith(":") or opened > closed
+    return before, after
+
+
+def _real_sentence(text: str) -> bool:
+    """A full sentence, not a fragment: six words or more, terminal punctuation, and not a
+    title-case line."""
+    words = text.split()
+    capitalised = sum(1 for w in words if w[:1].isupper())
+    return (
+        len(words) >= 6
+        and text.rstrip(" \"'”’)").endswith((".", "!", "?"))
+        and capitalised < 0.6 * len(words)
+    )
+
+
+def build_quote(
+    unit_id: int,
+    text: str,
+    kind: str,
+    prev: SentenceRow | None,
+    nxt: SentenceRow | None,
+    terms: list[str],
+    *,
+    para: int | None = None,
+    prev_score: float | None = None,
+    next_score: float | None = None,
+    extend: str = "",
+) -> tuple[str, set[int]]:
+    """The quote shown for a cited unit: the unit, plus the one neighbour it needs to stand
+    alone (``needs_context``) when both fit in ``MAX_QUOTE_CHARS``; else the unit alone,
+    trimmed around the question's words. A heading is never glued onto a sentence (nor a
+    sentence onto a heading), nor a boilerplate line onto an article's sentence.
+
+    With ``extend`` (a setting of the fitted ranker, chosen on its training questions) a unit
+    that stands alone is quoted with the better-scoring of its neighbours: ``"paragraph"``, one
+    of the same paragraph; ``"sentences"``, also across a paragraph boundary when that
+    neighbour is a real sentence (``_real_sentence``: web pages often split a thought into
+    paragraphs). Either way two adjacent sentences of the article, verbatim."""
+    want_prev, want_next = needs_context(text)
+
+    def fits(other: SentenceRow | None) -> bool:
+        return (
+            other is not None
+            and other.kind != "heading"
+            and kind != "heading"
+            and (other.kind != "boilerplate" or kind == "boilerplate")
+            and len(other.text) + 1 + len(text) <= MAX_QUOTE_CHARS
+        )
+
+    if want_prev and fits(prev):
+        assert prev is not None
+        return f"{prev.text} {text}", {unit_id, prev.id}
+    if want_next and fits(nxt):
+        assert nxt is not None
+        return f"{text} {nxt.text}", {unit_id, nxt.id}
+    if extend and kind == "sentence":
+        options = [
+            (score, other, before)
+            for score, other, before in ((prev_score, prev, True), (next_score, nxt, False))
+            if score is not None
+            and fits(other)
+            and other is not None
+            and other.kind == "sentence"
+            and (other.para == para or (extend == "sentences" and _real_sentence(other.text)))
+        ]
+        if options:
+            _, other, before = max(options, key=lambda o: o[0])
+            joined = f"{other.text} {text}" if before else f"{text} {other.text}"
+            return joined, {unit_id, other.id}
+    return _trim(text, terms), {unit_id}
+
+
 def _trim(text: str, terms: list[str], limit: int = MAX_QUOTE_CHARS) -> str:
     """A window of at most ``limit`` characters, placed where the question's words cluster."""
     if len(text) <= limit:
@@ -166,7 +246,7 @@ class Answerer:
                     coverage=self.coverage(),
                 )
             return self._abstain(question, entries, names)
-        picked = self._select(entries, result.analysis.terms, k + offset + 1)
+        picked = self._select(entries, result.analysis.terms, k + offset + 1, ranker.extend_quotes)
         citations = picked[offset : offset + k]
         if not citations:
             return self._abstain(question, entries, [])
@@ -199,7 +279,9 @@ class Answerer:
             coverage=self.coverage(),
         )
 
-    def _select(self, entries: list[Candidate], terms: list[str], limit: int) -> list[Citation]:
+    def _select(
+        self, entries: list[Candidate], terms: list[str], limit: int, extend: str = ""
+    ) -> list[Citation]:
         """Best distinct passages: no sentence twice, no near-identical copy of one chosen."""
         out: list[Citation] = []
         used: set[int] = set()
@@ -212,7 +294,7 @@ class Answerer:
             a = self.searcher.article(e.article_id)
             if a is None:  # deleted since the search
                 continue
-            quote, ids = self._quote(e, terms)
+            quote, ids = self._quote(e, terms, extend)
             if ids & used:
                 continue
             used |= ids
@@ -240,34 +322,19 @@ class Answerer:
         cos = (others @ v) / (np.linalg.norm(others, axis=1) * np.linalg.norm(v) + 1e-9)
         return bool(cos.max() >= NEAR_DUPLICATE_COSINE)
 
-    def _quote(self, e: Candidate, terms: list[str]) -> tuple[str, set[int]]:
-        """The sentence and one neighbour for context, when both fit in ``MAX_QUOTE_CHARS``: the
-        one before when the sentence cannot stand alone (short, or opens with "He", "This" …),
-        else the better-scoring one (out of fold, adding context beat quoting the sentence
-        alone: dev hit@3 .638 -> .701)."""
-        text = e.content
-        options = []
-        if e.prev_score is not None and e.prev is not None:
-            options.append((e.prev_score, e.prev, True))
-        if e.next_score is not None and e.next is not None:
-            options.append((e.next_score, e.next, False))
-        # Never glue a menu or caption line onto an article's sentence.
-        options = [
-            o
-            for o in options
-            if len(o[1].text) + 1 + len(text) <= MAX_QUOTE_CHARS
-            and (o[1].kind != "boilerplate" or e.kind == "boilerplate")
-        ]
-        pick = None
-        if len(text) < SHORT_SENTENCE_CHARS or _ANAPHORA.match(text):
-            pick = next((o for o in options if o[2]), None)
-        if pick is None and options:
-            pick = max(options, key=lambda o: o[0])
-        if pick is None:
-            return _trim(text, terms), {e.id}
-        _, other, before = pick
-        joined = f"{other.text} {text}" if before else f"{text} {other.text}"
-        return joined, {e.id, other.id}
+    def _quote(self, e: Candidate, terms: list[str], extend: str) -> tuple[str, set[int]]:
+        return build_quote(
+            e.id,
+            e.content,
+            e.kind,
+            e.prev,
+            e.next,
+            terms,
+            para=e.para,
+            prev_score=e.prev_score,
+            next_score=e.next_score,
+            extend=extend,
+        )
 
     def context(self, sentence_id: int, before: int = 2, after: int = 2) -> list[str]:
         """Sentences around a citation, for "more context"."""

@@ -15,9 +15,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from retrieval.answer import Answerer
+from retrieval.answer import Answerer, build_quote
 from retrieval.evaluate import EvalQuestion, evaluate, first_hit, fold
-from retrieval.rank import Example, Ranker, fit_abstain, fit_rank
+from retrieval.features import Pool
+from retrieval.rank import (
+    QUOTE_EXTENSIONS,
+    Example,
+    Ranker,
+    fit_abstain,
+    fit_rank,
+    store_fingerprint,
+)
 from retrieval.search import Searcher
 
 FOLDS = 5
@@ -59,10 +67,31 @@ def examples(searcher: Searcher, questions: Sequence[EvalQuestion]) -> list[Exam
     out = []
     for q in questions:
         pool = searcher.pool(q.question)
-        texts = [t for t, c in zip(pool.texts, pool.candidates, strict=True) if c]
+        texts = quotes(pool)
         needles = [fold(n) for n in q.answer_contains if n.strip()]
         labels = np.array([any(n in fold(t) for n in needles) for t in texts], np.int8)
         out.append(Example(pool.features[pool.candidates], labels, q.answerable))
+    return out
+
+
+def quotes(pool: Pool) -> list[str]:
+    """The quote a user would be shown for each candidate (``answer.build_quote``): the label
+    is whether that text holds an answer, as the hit rule scores it."""
+    near = pool.near
+    out = []
+    for r in pool.rows[pool.candidates]:
+        r = int(r)
+        row = near.rows[r]
+        prev, nxt = near.prev_of.get(r), near.next_of.get(r)
+        quote, _ = build_quote(
+            r,
+            row.text,
+            row.kind,
+            near.rows.get(prev) if prev is not None else None,
+            near.rows.get(nxt) if nxt is not None else None,
+            pool.terms,
+        )
+        out.append(quote)
     return out
 
 
@@ -73,9 +102,18 @@ def fit(
     exs = list(exs) if exs is not None else examples(searcher, questions)
     model = searcher.embedder.name
     ranker = Ranker(model, fit_rank(exs, [q.doc or q.id for q in questions]))
+    ranker.store = store_fingerprint(searcher.store.read_params())
     evidence = np.vstack([searcher.result(q.question, ranker=ranker).evidence for q in questions])
     answerable = np.array([q.answerable for q in questions])
     ranker.abstain, ranker.threshold = fit_abstain(evidence, answerable)
+    # Two-sentence quotes (a unit and its better neighbour) only when they cite answers better
+    # on these questions; on a tie, the narrower rule.
+    judged = {}
+    for extend in QUOTE_EXTENSIONS:
+        ranker.extend_quotes = extend
+        m = evaluate(questions, _answers(Answerer(searcher, ranker)))["metrics"]
+        judged[extend] = (m["hit@3"], m["hit@1"], m["mrr"])
+    ranker.extend_quotes = max(QUOTE_EXTENSIONS, key=lambda e: judged[e])
     ranker.meta = {
         "questions": len(questions),
         "answerable": int(answerable.sum()),

@@ -26,7 +26,13 @@ import numpy as np
 from retrieval.features import FEATURES
 
 RANKER_DIR = Path(__file__).resolve().parent / "rankers"
-RANKER_FORMAT = 1
+RANKER_FORMAT = 2
+# What of a store's params.json decides the features' scale: a ranker records these values of
+# the store it was fitted on and refuses a store whose values differ (its model, dimension or
+# embedding recipe). The backend (int8 or float ONNX, torch) changes cosines only in the third
+# decimal and is left out.
+QUOTE_EXTENSIONS = ("", "paragraph", "sentences")  # narrowest first
+STORE_KEYS = ("model", "model_sha256", "dim", "pooling", "normalized", "max_tokens", "context")
 L2_GRID = (0.003, 0.01, 0.03, 0.1)  # ranker penalties tried; picked by inner CV
 INNER_FOLDS = 4
 ABSTAIN_C = 0.5
@@ -121,6 +127,29 @@ class Ranker:
     abstain: Linear | None = None
     threshold: float = 0.0  # on the abstainer's logit: answer when it is at least this
     meta: dict = field(default_factory=dict)
+    store: dict = field(default_factory=dict)  # ``STORE_KEYS`` of the store it was fitted on
+    # Quote a unit with its better-scoring neighbour: "" never, "paragraph" of the same
+    # paragraph, "sentences" also across paragraphs (answer.build_quote); chosen on the
+    # training questions (``retrieval.cv.fit``).
+    extend_quotes: str = ""
+
+    def check_store(self, params: dict | None) -> None:
+        """Refuse a store built other than the one this ranker was fitted on (another model,
+        dimension or embedding recipe gives its features another scale)."""
+        if not params or not self.store:
+            return  # an empty data dir, or the unfitted default ranker
+        diffs = [
+            f"{key}: ranker fitted on {value!r}, index has {params.get(key)!r}"
+            for key, value in self.store.items()
+            if params.get(key) != value
+        ]
+        if diffs:
+            raise RankerError(
+                f"the ranker for {self.model} was fitted on a store built differently ("
+                + "; ".join(diffs)
+                + "); refit it on this store with `talksbot fit-ranker`, or use the store "
+                "settings it was fitted on"
+            )
 
     def score(self, features: np.ndarray) -> np.ndarray:
         return self.rank(features).astype(np.float32)
@@ -135,6 +164,10 @@ class Ranker:
         out = {
             "format": RANKER_FORMAT,
             "model": self.model,
+            "store": self.store,
+            "features": list(FEATURES),
+            "evidence": list(EVIDENCE),
+            "extend_quotes": self.extend_quotes,
             "rank": self.rank.to_json(FEATURES),
             "meta": self.meta,
         }
@@ -156,13 +189,20 @@ class Ranker:
             raise RankerError(f"cannot read the ranker {path}: {exc}") from None
         if obj.get("format") != RANKER_FORMAT:
             raise RankerError(
-                f"{path}: ranker format {obj.get('format')!r}, expected {RANKER_FORMAT}"
+                f"{path}: ranker format {obj.get('format')!r}, expected {RANKER_FORMAT}; refit "
+                "it with `talksbot fit-ranker`"
             )
         if obj.get("model") != model:
             raise RankerError(
                 f"{path} was fitted for {obj.get('model')!r}, but the index was built with "
                 f"{model!r}; refit it with `talksbot fit-ranker`"
             )
+        for key, names in (("features", FEATURES), ("evidence", EVIDENCE)):
+            if obj.get(key) != list(names):
+                raise RankerError(
+                    f"{path} was fitted on other {key} than the code computes ({obj.get(key)!r}, "
+                    f"code: {list(names)!r}); refit it with `talksbot fit-ranker`"
+                )
         abstain = Linear.from_json(obj["abstain"], EVIDENCE) if "abstain" in obj else None
         return cls(
             model=model,
@@ -170,6 +210,8 @@ class Ranker:
             abstain=abstain,
             threshold=float(obj.get("threshold", 0.0)),
             meta=obj.get("meta", {}),
+            store=dict(obj.get("store") or {}),
+            extend_quotes=str(obj.get("extend_quotes") or ""),
         )
 
     def digest(self) -> str:
@@ -184,6 +226,11 @@ def default_ranker(model: str) -> Ranker:
     coef[FEATURES.index("dense")] = 1.0
     coef[FEATURES.index("lexical")] = 0.2
     return Ranker(model, Linear(np.zeros(n, np.float32), np.ones(n, np.float32), coef, 0.0))
+
+
+def store_fingerprint(params: dict | None) -> dict:
+    """The ``STORE_KEYS`` of a store's params (what a ranker fitted on it records)."""
+    return {k: params[k] for k in STORE_KEYS if params and k in params}
 
 
 def ranker_path(model: str, directory: Path = RANKER_DIR) -> Path:

@@ -91,6 +91,7 @@ class Searcher:
         self.embedder = embedder
         self.index = index
         self.ranker = ranker or load_ranker(embedder.name)
+        self.ranker.check_store(store.read_params())
         self._lock = threading.Lock()
         # Pools by question: evaluation re-ranks the same questions under many rankers.
         self.pool_cache: dict[str, Pool] | None = None

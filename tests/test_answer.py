@@ -4,6 +4,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from index.store import SentenceRow
 from retrieval.answer import (
     ABSTAINED,
     ANSWERED,
@@ -12,6 +13,7 @@ from retrieval.answer import (
     MAX_QUOTE_CHARS,
     Answerer,
     _trim,
+    build_quote,
     render_text,
     text_fragment_link,
 )
@@ -123,3 +125,60 @@ def test_long_sentences_are_trimmed_around_the_question_words() -> None:
     assert len(trimmed) <= MAX_QUOTE_CHARS + 2
     assert "230 military engagements" in trimmed
     assert trimmed.startswith("…")
+
+
+def _row(i: int, text: str, kind: str = "sentence") -> SentenceRow:
+    return SentenceRow(id=i, article_id=1, para=0, seq=i, position=i, kind=kind, text=text)
+
+
+def test_a_quote_is_the_sentence_plus_only_the_context_it_needs() -> None:
+    heading = _row(1, "Budapest as controversial venue", "heading")
+    sentence = "The choice of Hungary as host was criticised by several EU governments."
+    after = _row(3, "Orbán has kept close ties with Moscow throughout the war.")
+    # A sentence that stands alone is quoted alone: no heading, no better-scoring neighbour.
+    assert build_quote(2, sentence, "sentence", heading, after, []) == (sentence, {2})
+    # A pronoun opening brings the sentence before it, but never a heading.
+    pronoun = "He called the venue a provocation."
+    before = _row(1, "Kaja Kallas spoke after the meeting in Brussels.")
+    assert build_quote(2, pronoun, "sentence", before, after, []) == (
+        f"{before.text} {pronoun}",
+        {1, 2},
+    )
+    assert build_quote(2, pronoun, "sentence", heading, after, []) == (pronoun, {2})
+    # A sentence introducing what follows brings the next one; a heading never does.
+    intro = "The draft sets out three conditions:"
+    assert build_quote(2, intro, "sentence", before, after, [])[0] == f"{intro} {after.text}"
+    assert build_quote(2, "Three points:", "heading", before, after, [])[0] == "Three points:"
+    # A quotation left open runs on into the next sentence; one closed here began before.
+    opened = "“The answer is always the same: nothing to see here."
+    assert build_quote(2, opened, "sentence", before, after, [])[1] == {2, 3}
+    assert build_quote(2, "We do not know, he said.”", "sentence", before, after, [])[1] == {1, 2}
+    # With the ranker's extension on, a sentence that stands alone brings its better-scoring
+    # neighbour of the same paragraph, never one of another paragraph, nor a heading.
+    same = _row(3, "Its foreign minister called the criticism hypocritical.")
+    other_para = SentenceRow(
+        id=1,
+        article_id=1,
+        para=5,
+        seq=1,
+        position=1,
+        kind="sentence",
+        text="Elsewhere, fighting continued near Pokrovsk on Sunday.",
+    )
+    kw = {"para": 0, "prev_score": 9.0, "next_score": 1.0, "extend": "paragraph"}
+    assert build_quote(2, sentence, "sentence", other_para, same, [], **kw)[1] == {2, 3}
+    assert build_quote(2, sentence, "sentence", heading, same, [], **kw)[1] == {2, 3}
+    assert build_quote(2, sentence, "sentence", before, same, [], **kw)[1] == {1, 2}
+    assert build_quote(2, sentence, "sentence", before, same, [], **{**kw, "extend": False})[1] == {
+        2
+    }
+    assert build_quote(2, sentence, "sentence", heading, None, [], **kw)[1] == {2}
+    # "sentences" also crosses a paragraph boundary, to a real sentence only (not a fragment).
+    wide = {**kw, "extend": "sentences"}
+    assert build_quote(2, sentence, "sentence", other_para, same, [], **wide)[1] == {1, 2}
+    fragment = SentenceRow(1, 1, 5, 1, 1, "sentence", "Read More About Ukraine Talks Here")
+    assert build_quote(2, sentence, "sentence", fragment, same, [], **wide)[1] == {2, 3}
+    # Context that would not fit in a quote is left out.
+    long_before = _row(1, "x " * 200)
+    quote, ids = build_quote(2, pronoun, "sentence", long_before, after, [])
+    assert (quote, ids) == (pronoun, {2}) and len(quote) <= MAX_QUOTE_CHARS

@@ -49,6 +49,7 @@ def test_cli_with_the_real_model(data_dir: Path, model_cache: Path) -> None:
     answers = [json.loads(line) for line in result.stdout.splitlines()]
     assert [a["answered"] for a in answers] == [True, True, True, False, False]
     assert "two hours" in answers[0]["citations"][0]["quote"]
+    # The reason sits in the next paragraph: the quote is two adjacent sentences, verbatim.
     assert "restoring the backup power line" in answers[1]["citations"][0]["quote"]
     assert "led primarily by the Americans" in answers[2]["citations"][0]["quote"]
     params = json.loads((data_dir / "params.json").read_text())

@@ -11,8 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from index.embed import HashEmbedder
 from index.mpnet import MPNET_SHA256, ModelFileError, assemble, model_dir
+from index.params import ingest_params
 from index.segment import BOILERPLATE, segment, split_sentences
+from index.store import Store
 from retrieval.cv import cross_validate, group_folds, reachable
 from retrieval.evaluate import EvalQuestion
 from retrieval.features import FEATURES
@@ -26,7 +29,9 @@ from retrieval.rank import (
     fit_rank,
     load_ranker,
     ranker_path,
+    store_fingerprint,
 )
+from retrieval.search import Searcher
 from tests.harness.data import CORPUS, ingest, open_answerer
 
 
@@ -182,10 +187,38 @@ def test_ranker_learns_and_round_trips_and_refuses_another_model(tmp_path: Path)
         Ranker.load(path, "model-a")
 
 
+def test_a_ranker_refuses_a_store_built_another_way(tmp_path: Path) -> None:
+    data_dir = tmp_path / "d"
+    ingest(data_dir, CORPUS)
+    store = Store(data_dir)
+    params = store.read_params()
+    store.close()
+    linear = fit_rank(_examples(np.random.default_rng(1), 10), [str(i) for i in range(10)])
+    fitted = Ranker("hash", linear, store=store_fingerprint(params))
+    assert fitted.store["model"] == params["model"] and "schema" not in fitted.store
+    path = ranker_path("hash", tmp_path)
+    fitted.save(path)
+    # What the ranker records of its store survives the file, and the same store is accepted.
+    loaded = Ranker.load(path, "hash")
+    assert loaded.store == fitted.store
+    Searcher.open(data_dir, "hash", embedder=HashEmbedder(), ranker=loaded).store.close()
+    # A store embedded with another recipe (or model, or dimension) is refused, clearly.
+    other = Ranker("hash", linear, store={**fitted.store, "context": "sentence alone"})
+    with pytest.raises(RankerError, match="context: ranker fitted on 'sentence alone'.*fit-ranker"):
+        Searcher.open(data_dir, "hash", embedder=HashEmbedder(), ranker=other)
+    # So is a file whose feature list is not the code's, even with matching weights.
+    obj = json.loads(path.read_text())
+    obj["features"] = list(reversed(obj["features"]))
+    path.write_text(json.dumps(obj))
+    with pytest.raises(RankerError, match="other features than the code computes"):
+        Ranker.load(path, "hash")
+
+
 def test_shipped_ranker_matches_the_code() -> None:
     ranker = load_ranker("sentence-transformers/all-MiniLM-L6-v2")
     assert ranker.meta.get("questions", 0) >= 100  # fitted, not the fallback
     assert ranker.abstain is not None
+    assert ranker.store == store_fingerprint(ingest_params("onnx-int8"))  # the store it expects
 
 
 def test_cross_validation_reports_in_sample_and_out_of_fold(tmp_path: Path) -> None:
