@@ -49,6 +49,7 @@ import numpy as np
 from index import terms as term_store
 from index.store import SentenceRow, Store, rmtree_quiet
 from index.text import tokenize
+from index.unit_features import UNIT_FEATURES_VERSION, UnitInfo, decode
 
 log = logging.getLogger(__name__)
 
@@ -428,6 +429,7 @@ class LiveIndex:
         self._lock = threading.RLock()
         self.snapshot: Snapshot | None = None
         self.position = 0
+        self.stored_units = False  # whether sentences.unit_* were computed by this code
         self._reset_tail()
 
     def _reset_tail(self) -> None:
@@ -452,6 +454,10 @@ class LiveIndex:
     def refresh(self) -> bool:
         """Catch up with commits made since the last call (by any process). True if changed."""
         with self._lock:
+            version = self.store.db.execute(
+                "SELECT value FROM meta WHERE key=?", (term_store.UNITS_KEY,)
+            ).fetchone()
+            self.stored_units = bool(version) and version[0] == UNIT_FEATURES_VERSION
             for _ in range(5):
                 name = current_snapshot_name(self.store.db)
                 if name is None or not (index_root(self.store) / name).exists():
@@ -560,7 +566,7 @@ class LiveIndex:
 
     def neighbourhood(self, ids: list[int], before: int, after: int) -> Neighbourhood:
         """Rows and vectors of ``ids`` and of the searchable sentences around each."""
-        return neighbourhood(self.store.db, ids, before, after)
+        return neighbourhood(self.store.db, ids, before, after, self.stored_units)
 
     def dense_search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``k`` (sentence ids, inner products) nearest to ``vector``, best first."""
@@ -645,9 +651,14 @@ class Neighbourhood:
     # searchable sentence lies between them (what "the unit before/after" means to ranking).
     next_of: dict[int, int] = field(default_factory=dict)
     prev_of: dict[int, int] = field(default_factory=dict)
+    # Stored question-independent features of the searchable ids (index/unit_features.py);
+    # an id missing here has none stored (compute them from its text).
+    units: dict[int, UnitInfo] = field(default_factory=dict)
 
 
-def neighbourhood(db: sqlite3.Connection, ids: list[int], before: int, after: int) -> Neighbourhood:
+def neighbourhood(
+    db: sqlite3.Connection, ids: list[int], before: int, after: int, units: bool = True
+) -> Neighbourhood:
     """Rows (with vectors) of ``ids`` and of up to ``before``/``after`` searchable sentences
     around each in its own article.
 
@@ -690,7 +701,13 @@ def neighbourhood(db: sqlite3.Connection, ids: list[int], before: int, after: in
         if meta[a][1] == meta[b][1] and all(i in meta and meta[i][7] is None for i in between):
             next_of[a] = b
     prev_of = {b: a for a, b in next_of.items()}
-    return Neighbourhood(rows, order, matrix, out_before, out_after, next_of, prev_of)
+    stored: dict[int, UnitInfo] = {}
+    if units:
+        for sid in order:
+            flags, names, terms = meta[sid][8:11]
+            if flags is not None and terms is not None:
+                stored[sid] = decode(terms, flags, names or "")
+    return Neighbourhood(rows, order, matrix, out_before, out_after, next_of, prev_of, stored)
 
 
 def _read_windows(
@@ -705,10 +722,11 @@ def _read_windows(
             spans.append([lo, hi])
     for start in range(0, len(spans), 200):
         chunk = spans[start : start + 200]
-        where = " OR ".join("id BETWEEN ? AND ?" for _ in chunk)
+        where = " OR ".join("s.id BETWEEN ? AND ?" for _ in chunk)
         for row in db.execute(
-            "SELECT id, article_id, para, seq, position, kind, text, embedding "
-            f"FROM sentences WHERE {where}",
+            "SELECT s.id, s.article_id, s.para, s.seq, s.position, s.kind, s.text, s.embedding, "
+            "s.unit_flags, s.unit_names, t.terms FROM sentences s "
+            f"LEFT JOIN sentence_terms t ON t.rowid = s.id WHERE {where}",
             [v for span in chunk for v in span],
         ):
             meta[row[0]] = row

@@ -35,6 +35,7 @@ from index.store_feeds import FeedTable
 from index.store_leases import Leases
 from index.store_pushes import PushTables
 from index.terms import add_article_terms, fill_once
+from index.unit_features import encode
 
 # The index format recorded in params.json (the database schema has its own migrations).
 SCHEMA_VERSION = 1
@@ -374,9 +375,10 @@ class Store:
                 "VALUES (?, ?, ?, 'primary')",
                 [(k, article_id, article.outlet) for k in keys],
             )
+            # Searchable units carry their question-independent features (unit_features).
             db.executemany(
                 "INSERT INTO sentences(article_id, para, seq, position, kind, text, hash, "
-                "embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "embedding, unit_flags, unit_names) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         article_id,
@@ -386,7 +388,11 @@ class Store:
                         s.kind,
                         s.text,
                         s.hash,
-                        None if s.embedding is None else embedding_blob(s.embedding),
+                        *(
+                            (None, None, None)
+                            if s.embedding is None
+                            else (embedding_blob(s.embedding), *encode(s.text))
+                        ),
                     )
                     for s in sentences
                 ],
