@@ -558,6 +558,11 @@ class LiveIndex:
 
     def mentioned(self, term: str) -> bool:
         """Whether the corpus uses ``term`` anywhere (bylines, titles and URLs included)."""
+        with self._lock:
+            # A searchable sentence uses it: known from memory, unless a deletion since the
+            # snapshot may have taken the last one (snapshot counts include deleted rows).
+            if not self.deleted and self.df(term) > 0:
+                return True
         return term_store.mentioned(self.store.db, term)
 
     def source_terms(self, article_ids: set[int]) -> dict[int, set[str]]:
@@ -704,9 +709,9 @@ def neighbourhood(
     stored: dict[int, UnitInfo] = {}
     if units:
         for sid in order:
-            flags, names, terms = meta[sid][8:11]
-            if flags is not None and terms is not None:
-                stored[sid] = decode(terms, flags, names or "")
+            terms, flags, names = meta[sid][8:11]
+            if flags is not None:
+                stored[sid] = decode(terms, flags, names)
     return Neighbourhood(rows, order, matrix, out_before, out_after, next_of, prev_of, stored)
 
 
@@ -722,11 +727,10 @@ def _read_windows(
             spans.append([lo, hi])
     for start in range(0, len(spans), 200):
         chunk = spans[start : start + 200]
-        where = " OR ".join("s.id BETWEEN ? AND ?" for _ in chunk)
+        where = " OR ".join("id BETWEEN ? AND ?" for _ in chunk)
         for row in db.execute(
-            "SELECT s.id, s.article_id, s.para, s.seq, s.position, s.kind, s.text, s.embedding, "
-            "s.unit_flags, s.unit_names, t.terms FROM sentences s "
-            f"LEFT JOIN sentence_terms t ON t.rowid = s.id WHERE {where}",
+            "SELECT id, article_id, para, seq, position, kind, text, embedding, unit_terms, "
+            f"unit_flags, unit_names FROM sentences WHERE {where}",
             [v for span in chunk for v in span],
         ):
             meta[row[0]] = row

@@ -170,6 +170,7 @@ END;
     # written with the unit at ingest and read with a query's candidates; rows stored before
     # are filled once on open (``index.terms.fill_once``). NULL: not computed.
     """
+ALTER TABLE sentences ADD COLUMN unit_terms TEXT;    -- its tokens, as in sentence_terms
 ALTER TABLE sentences ADD COLUMN unit_flags INTEGER;
 ALTER TABLE sentences ADD COLUMN unit_names TEXT;
 """,

@@ -378,7 +378,8 @@ class Store:
             # Searchable units carry their question-independent features (unit_features).
             db.executemany(
                 "INSERT INTO sentences(article_id, para, seq, position, kind, text, hash, "
-                "embedding, unit_flags, unit_names) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "embedding, unit_terms, unit_flags, unit_names) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         article_id,
@@ -389,7 +390,7 @@ class Store:
                         s.text,
                         s.hash,
                         *(
-                            (None, None, None)
+                            (None, None, None, None)
                             if s.embedding is None
                             else (embedding_blob(s.embedding), *encode(s.text))
                         ),

@@ -88,8 +88,8 @@ def refill_units(db: sqlite3.Connection, batch: int = 20_000) -> None:
     _set_version(db, UNITS_KEY, UNIT_FEATURES_VERSION)
 
 
-def _update_units(db: sqlite3.Connection, rows: list[tuple[int, str, int]]) -> None:
-    db.executemany("UPDATE sentences SET unit_flags=?, unit_names=? WHERE id=?", rows)
+def _update_units(db: sqlite3.Connection, rows: list[tuple[str, int, str, int]]) -> None:
+    db.executemany("UPDATE sentences SET unit_terms=?, unit_flags=?, unit_names=? WHERE id=?", rows)
 
 
 def refill_in_batches(db: sqlite3.Connection, batch: int = 20_000) -> None:
@@ -137,11 +137,12 @@ def _insert_sentences(
     too (the ingest path writes those with the row itself)."""
     searchable: list[tuple[int, str]] = []
     mentions: list[tuple[int, str]] = []
-    features: list[tuple[int, str, int]] = []
+    features: list[tuple[str, int, str, int]] = []
     for sentence_id, text, indexed in rows:
-        (searchable if indexed else mentions).append((sentence_id, " ".join(tokenize(text))))
+        tokens = tokenize(text)
+        (searchable if indexed else mentions).append((sentence_id, " ".join(tokens)))
         if units and indexed:
-            features.append((*encode(text), sentence_id))
+            features.append((*encode(text, tokens), sentence_id))
         if len(searchable) + len(mentions) >= 5000:
             _flush(db, searchable, mentions, features)
     _flush(db, searchable, mentions, features)

@@ -2,7 +2,7 @@
 per-unit (question-independent) features are computed.
 
 Ingest computes them once per searchable unit and stores them beside the unit
-(``sentences.unit_flags`` / ``sentences.unit_names``; its tokens are in ``sentence_terms``),
+(``sentences.unit_terms`` / ``unit_flags`` / ``unit_names``),
 so a query reads them with the candidates' rows instead of running the answer-type patterns
 over ~800 candidate and neighbour texts. ``retrieval/features.py`` turns them into the
 ranker's features. A store whose stored values were made by other code (``meta``
@@ -20,7 +20,6 @@ at all. The shortcuts are checked against the patterns themselves in the tests.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from index.text import tokenize
 
@@ -111,31 +110,94 @@ def inner_names(text: str) -> tuple[frozenset[str], ...]:
     return tuple(frozenset(tokenize(m.group())) for m in _INNER_NAME_FAST.finditer(text))
 
 
-@dataclass(frozen=True)
 class UnitInfo:
-    """A unit's question-independent features."""
+    """A unit's question-independent features. Built per candidate per query from stored
+    values, so the sets are made only when a feature asks for them."""
 
-    terms: frozenset[str]
-    pairs: frozenset[tuple[str, str]]
-    short: bool  # fewer than 8 words
-    number: bool  # holds a number (``NUMBER``)
-    date: bool  # holds a date (``DATE``)
-    cause: bool  # holds a causal marker (``CAUSE``)
-    names: tuple[frozenset[str], ...]  # stems of each capitalised word inside the text
+    __slots__ = ("tokens", "flags", "names_text", "_terms", "_pairs", "_names")
+
+    def __init__(self, tokens: list[str], flags: int, names_text: str) -> None:
+        self.tokens = tokens  # ``tokenize(text)``
+        self.flags = flags  # see ``encode``
+        self.names_text = names_text
+        self._terms: frozenset[str] | None = None
+        self._pairs: frozenset[tuple[str, str]] | None = None
+        self._names: tuple[frozenset[str], ...] | None = None
+
+    @property
+    def terms(self) -> frozenset[str]:
+        if self._terms is None:
+            self._terms = frozenset(self.tokens)
+        return self._terms
+
+    @property
+    def pairs(self) -> frozenset[tuple[str, str]]:
+        """Adjacent token pairs."""
+        if self._pairs is None:
+            self._pairs = frozenset(zip(self.tokens, self.tokens[1:], strict=False))
+        return self._pairs
+
+    def pairs_held(self, wanted: frozenset[tuple[str, str]] | set[tuple[str, str]]) -> int:
+        """``len(wanted & self.pairs)``, without making the pairs of a unit that does not hold
+        both words of any wanted pair (most units, for most questions)."""
+        terms = self.terms
+        if not any(a in terms and b in terms for a, b in wanted):
+            return 0
+        return len(wanted & self.pairs)
+
+    @property
+    def names(self) -> tuple[frozenset[str], ...]:
+        """Stems of each capitalised word inside the text (``inner_names``)."""
+        if self._names is None:
+            self._names = tuple(frozenset(n.split()) for n in self.names_text.split("|")[1:])
+        return self._names
+
+    @property
+    def short(self) -> bool:
+        """Fewer than 8 words."""
+        return bool(self.flags & _SHORT)
+
+    @property
+    def number(self) -> bool:
+        """Holds a number (``NUMBER``)."""
+        return bool(self.flags & _NUMBER_BIT)
+
+    @property
+    def date(self) -> bool:
+        """Holds a date (``DATE``)."""
+        return bool(self.flags & _DATE_BIT)
+
+    @property
+    def cause(self) -> bool:
+        """Holds a causal marker (``CAUSE``)."""
+        return bool(self.flags & _CAUSE_BIT)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, UnitInfo):
+            return NotImplemented
+        return (self.tokens, self.flags, self.names_text) == (
+            other.tokens,
+            other.flags,
+            other.names_text,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"UnitInfo({self.tokens!r}, {self.flags}, {self.names_text!r})"
 
 
 def unit_info(text: str, tokens: list[str] | None = None) -> UnitInfo:
     """Compute a unit's features from its text (``tokens``: its ``tokenize``, if known)."""
-    flags, names = encode(text)
-    return decode(" ".join(tokenize(text) if tokens is None else tokens), flags, names)
+    return decode(*encode(text, tokens))
 
 
 _SHORT, _NUMBER_BIT, _DATE_BIT, _CAUSE_BIT = 1, 2, 4, 8
 
 
-def encode(text: str) -> tuple[int, str]:
-    """What is stored for a unit besides its tokens: (flags, names); names as ``|stem stem``
-    per name, in order ('' when none)."""
+def encode(text: str, tokens: list[str] | None = None) -> tuple[str, int, str]:
+    """What is stored for a unit: (tokens space-joined, flags, names); names as ``|stem stem``
+    per name, in order ('' when none). ``tokens``: ``tokenize(text)`` if already known."""
     flags = (
         (_SHORT if len(text.split()) < 8 else 0)
         | (_NUMBER_BIT if has_number(text) else 0)
@@ -143,18 +205,9 @@ def encode(text: str) -> tuple[int, str]:
         | (_CAUSE_BIT if has_cause(text) else 0)
     )
     names = "".join("|" + " ".join(sorted(name)) for name in inner_names(text))
-    return flags, names
+    return " ".join(tokenize(text) if tokens is None else tokens), flags, names
 
 
 def decode(terms: str, flags: int, names: str) -> UnitInfo:
     """A unit's features from its stored tokens (space-joined), flags and names."""
-    tokens = terms.split()
-    return UnitInfo(
-        terms=frozenset(tokens),
-        pairs=frozenset(zip(tokens, tokens[1:], strict=False)),
-        short=bool(flags & _SHORT),
-        number=bool(flags & _NUMBER_BIT),
-        date=bool(flags & _DATE_BIT),
-        cause=bool(flags & _CAUSE_BIT),
-        names=tuple(frozenset(n.split()) for n in names.split("|")[1:]),
-    )
+    return UnitInfo(terms.split(), flags, names)

@@ -211,7 +211,7 @@ def build_pool(
         "novelty": novelty,
         "window_coverage": window_cov,
         "bigrams": np.array(
-            [len(asked_pairs & x.pairs) / max(len(asked_pairs), 1) for x in infos], np.float32
+            [x.pairs_held(asked_pairs) / max(len(asked_pairs), 1) for x in infos], np.float32
         ),
         "dense_x_coverage": dense * coverage,
         "prev_dense": neighbour(dense, prev_i, has_prev),

@@ -85,16 +85,27 @@ def test_features_are_stored_at_ingest(data_dir: Path) -> None:
     ingest(data_dir, CORPUS)
     with Store(data_dir) as store:
         rows = store.db.execute(
-            "SELECT s.text, s.unit_flags, s.unit_names, t.terms FROM sentences s "
+            "SELECT s.text, s.unit_terms, s.unit_flags, s.unit_names, t.terms FROM sentences s "
             "JOIN sentence_terms t ON t.rowid = s.id WHERE s.embedding IS NOT NULL"
         ).fetchall()
         unstored = store.db.execute(
             "SELECT COUNT(*) FROM sentences WHERE embedding IS NULL AND unit_flags IS NOT NULL"
         ).fetchone()[0]
     assert len(rows) == 15 and unstored == 0
-    assert any(flags for _, flags, _, _ in rows) and any(names for *_, names, _ in rows)
-    for text, flags, names, terms in rows:
-        assert uf.decode(terms, flags, names) == uf.unit_info(text)
+    assert any(flags for _, _, flags, _, _ in rows) and any(names for *_, names, _ in rows)
+    for text, unit_terms, flags, names, terms in rows:
+        assert unit_terms == terms  # the tokens, as the lexical index has them
+        stored, computed = uf.decode(unit_terms, flags, names), uf.unit_info(text)
+        assert stored == computed
+        for name in ("terms", "pairs", "names", "short", "number", "date", "cause"):
+            assert getattr(stored, name) == getattr(computed, name)
+        assert stored.number == bool(uf.NUMBER.search(text))
+        assert stored.date == bool(uf.DATE.search(text))
+        assert stored.cause == bool(uf.CAUSE.search(text))
+        assert stored.names == tuple(
+            frozenset(tokenize(m.group())) for m in uf.INNER_NAME.finditer(text)
+        )
+        assert stored.pairs == frozenset(zip(tokenize(text), tokenize(text)[1:], strict=False))
 
 
 def test_pool_features_from_stored_values_equal_computed(data_dir: Path) -> None:
@@ -121,14 +132,16 @@ def test_a_store_without_current_features_is_filled_on_open(data_dir: Path) -> N
     ingest(data_dir, CORPUS)
     with Store(data_dir) as store:
         expected = store.db.execute(
-            "SELECT id, unit_flags, unit_names FROM sentences ORDER BY id"
+            "SELECT id, unit_terms, unit_flags, unit_names FROM sentences ORDER BY id"
         ).fetchall()
         with store.db:
-            store.db.execute("UPDATE sentences SET unit_flags=NULL, unit_names=NULL")
+            store.db.execute(
+                "UPDATE sentences SET unit_terms=NULL, unit_flags=NULL, unit_names=NULL"
+            )
             store.db.execute("UPDATE meta SET value='0' WHERE key='unit_features_version'")
     with Store(data_dir) as store:
         again = store.db.execute(
-            "SELECT id, unit_flags, unit_names FROM sentences ORDER BY id"
+            "SELECT id, unit_terms, unit_flags, unit_names FROM sentences ORDER BY id"
         ).fetchall()
         version = store.db.execute(
             "SELECT value FROM meta WHERE key='unit_features_version'"
@@ -145,7 +158,7 @@ def test_a_parallel_bulk_ingest_stores_what_a_serial_one_does(
             return [
                 tuple(r)
                 for r in store.db.execute(
-                    "SELECT s.id, a.title, s.position, s.kind, s.text, s.embedding, "
+                    "SELECT s.id, a.title, s.position, s.kind, s.text, s.embedding, s.unit_terms, "
                     "s.unit_flags, s.unit_names FROM sentences s "
                     "JOIN articles a ON a.id = s.article_id ORDER BY s.id"
                 )
