@@ -99,14 +99,17 @@ class Ingester:
             leave=False,
             desc="ingest",
         )
-        for prepared in prepare_all(bar, len(files)):
-            try:
-                if isinstance(prepared, str):
-                    raise IngestError(prepared)
-                raw, units = prepared
-                self.ingest_article(raw, report, units)
-            except IngestError as exc:
-                report.errors.append(str(exc))
+        # Short transactions of several articles each (each article all-or-nothing inside).
+        with self.store.batch() as batch:
+            for prepared in prepare_all(bar, len(files)):
+                try:
+                    if isinstance(prepared, str):
+                        raise IngestError(prepared)
+                    raw, units = prepared
+                    self.ingest_article(raw, report, units)
+                except IngestError as exc:
+                    report.errors.append(str(exc))
+                batch.due()
         bar.close()
         after_write(self.store)  # a new snapshot only when there is none or the tail is large
         report.seconds = time.perf_counter() - started
