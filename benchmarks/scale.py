@@ -57,8 +57,12 @@ def env_for(data_dir: Path, backend: str) -> dict[str, str]:
     return env
 
 
+CPU_SECONDS: list[float] = []  # CPU time (user + system) of each run_measured child, in order
+
+
 def run_measured(args: list[str], env: dict[str, str], stdin: str = "") -> tuple[float, float, str]:
-    """Like ``run`` but reaps the child with wait4 to read its own peak RSS."""
+    """Like ``run`` but reaps the child with wait4 to read its own peak RSS (and its CPU
+    time, with its reaped children's: what the figure costs on a machine shared with others)."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         args,
@@ -76,6 +80,7 @@ def run_measured(args: list[str], env: dict[str, str], stdin: str = "") -> tuple
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
+    CPU_SECONDS.append(usage.ru_utime + usage.ru_stime)
     if proc.returncode:
         raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}): {err.strip()[-500:]}")
     return seconds, usage.ru_maxrss / 1024, out
@@ -197,7 +202,7 @@ def main() -> int:
         n = sentences_indexed(out)
         print(
             f"bulk ingest           {seconds:8.1f} s   {n:,} sentences   "
-            f"{n / seconds:8.0f} sentences/s   peak {rss:6.0f} MB"
+            f"{n / seconds:8.0f} sentences/s   peak {rss:6.0f} MB   CPU {CPU_SECONDS[-1]:.0f} s"
         )
 
     seconds, rss, out = run_measured([*talksbot(), "ingest", str(extra)], hash_env)
@@ -239,8 +244,11 @@ def main() -> int:
         n = sentences_indexed(out)
         print(
             f"real-model ingest     {seconds:8.1f} s   {n:,} sentences   {n / seconds:8.1f} "
-            f"sentences/s   ({args.real:,} articles, {env['TALKSBOT_BACKEND']})"
+            f"sentences/s   ({args.real:,} articles, {env['TALKSBOT_BACKEND']}, "
+            f"CPU {CPU_SECONDS[-1]:.0f} s)"
         )
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average at the end {load}")
     return 0
 
 

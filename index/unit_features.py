@@ -114,21 +114,15 @@ class UnitInfo:
     """A unit's question-independent features. Built per candidate per query from stored
     values, so the sets are made only when a feature asks for them."""
 
-    __slots__ = ("tokens", "flags", "names_text", "_terms", "_pairs", "_names")
+    __slots__ = ("tokens", "flags", "names_text", "terms", "_pairs", "_names")
 
     def __init__(self, tokens: list[str], flags: int, names_text: str) -> None:
         self.tokens = tokens  # ``tokenize(text)``
         self.flags = flags  # see ``encode``
         self.names_text = names_text
-        self._terms: frozenset[str] | None = None
+        self.terms = frozenset(tokens)
         self._pairs: frozenset[tuple[str, str]] | None = None
         self._names: tuple[frozenset[str], ...] | None = None
-
-    @property
-    def terms(self) -> frozenset[str]:
-        if self._terms is None:
-            self._terms = frozenset(self.tokens)
-        return self._terms
 
     @property
     def pairs(self) -> frozenset[tuple[str, str]]:
@@ -136,14 +130,6 @@ class UnitInfo:
         if self._pairs is None:
             self._pairs = frozenset(zip(self.tokens, self.tokens[1:], strict=False))
         return self._pairs
-
-    def pairs_held(self, wanted: frozenset[tuple[str, str]] | set[tuple[str, str]]) -> int:
-        """``len(wanted & self.pairs)``, without making the pairs of a unit that does not hold
-        both words of any wanted pair (most units, for most questions)."""
-        terms = self.terms
-        if not any(a in terms and b in terms for a, b in wanted):
-            return 0
-        return len(wanted & self.pairs)
 
     @property
     def names(self) -> tuple[frozenset[str], ...]:

@@ -156,7 +156,9 @@ def build_pool(
     df = {t: backend.df(t) for t in terms}
     weights = np.array([idf(df[t], n) for t in terms], np.float32)
     total = float(weights.sum()) or 1.0
-    held = np.array([[t in x.terms for t in terms] for x in infos], bool).reshape(m, len(terms))
+    held = np.array(
+        [[t in held_terms for t in terms] for held_terms in [x.terms for x in infos]], bool
+    ).reshape(m, len(terms))
     coverage = (held @ weights) / total
     together = held | (held[prev_i] & has_prev[:, None]) | (held[next_i] & has_next[:, None])
     window_cov = (together @ weights) / total
@@ -182,7 +184,9 @@ def build_pool(
     typed = np.array([getattr(x, kind) for x in infos], np.float32) if kind else zero
     asked = set(terms)
     asked_pairs = set(zip(question_terms, question_terms[1:], strict=False))
-    novelty = np.log1p([len(x.terms - asked) for x in infos]).astype(np.float32)
+    # len(x.terms - asked): ``terms`` are the asked words a unit can hold, each once.
+    sizes = np.array([len(x.terms) for x in infos], np.int64)
+    novelty = np.log1p(sizes - held.sum(axis=1)).astype(np.float32)
     named = (
         np.array([any(not (name <= asked) for name in x.names) for x in infos], np.float32)
         if _ASKS_NAME.search(question)
@@ -210,9 +214,7 @@ def build_pool(
         "lexical_rank": rank_feature(lex),
         "novelty": novelty,
         "window_coverage": window_cov,
-        "bigrams": np.array(
-            [x.pairs_held(asked_pairs) / max(len(asked_pairs), 1) for x in infos], np.float32
-        ),
+        "bigrams": bigrams(infos, held, terms, asked_pairs),
         "dense_x_coverage": dense * coverage,
         "prev_dense": neighbour(dense, prev_i, has_prev),
         "next_dense": neighbour(dense, next_i, has_next),
@@ -236,3 +238,19 @@ def build_pool(
 
 
 KIND_CODES = {"sentence": 0, "heading": 1, "boilerplate": 2}
+
+
+def bigrams(
+    infos: list[RowInfo], held: np.ndarray, terms: list[str], asked: set[tuple[str, str]]
+) -> np.ndarray:
+    """Share of the question's adjacent term pairs each unit holds in a row; only units that
+    hold both words of some pair (``held``) are looked at."""
+    out = np.zeros(len(infos), np.float32)
+    column = {t: i for i, t in enumerate(terms)}
+    maybe = np.zeros(len(infos), bool)
+    for a, b in asked:
+        if a in column and b in column:
+            maybe |= held[:, column[a]] & held[:, column[b]]
+    for i in np.flatnonzero(maybe):
+        out[i] = len(asked & infos[i].pairs) / max(len(asked), 1)
+    return out

@@ -16,6 +16,7 @@ from index import unit_features as uf
 from index.embed import HashEmbedder
 from index.store import Store
 from index.text import tokenize, tokenize_uncached
+from retrieval.features import FEATURES
 from retrieval.search import Searcher
 from tests.harness.data import CORPUS, ingest
 
@@ -116,6 +117,7 @@ def test_pool_features_from_stored_values_equal_computed(data_dir: Path) -> None
         "How many prisoners were exchanged?",
         "Why did the energy truce collapse?",
         "Who led the Ukrainian delegation?",
+        "How long would the demilitarised zone be?",
     ]
     assert searcher.index.stored_units
     stored = [searcher.pool(q) for q in questions]
@@ -125,6 +127,16 @@ def test_pool_features_from_stored_values_equal_computed(data_dir: Path) -> None
     assert all(not p.near.units for p in computed)
     for a, b in zip(stored, computed, strict=True):
         assert np.array_equal(a.rows, b.rows) and np.array_equal(a.features, b.features)
+    # The set-wise features as first written (per unit, with Python sets).
+    for question, pool in zip(questions, stored, strict=True):
+        infos = [uf.unit_info(pool.near.rows[int(r)].text) for r in pool.rows]
+        words = tokenize(question)
+        asked, pairs = set(pool.terms), set(zip(words, words[1:], strict=False))
+        novelty = np.log1p([len(x.terms - asked) for x in infos]).astype(np.float32)
+        shared = [len(pairs & x.pairs) / max(len(pairs), 1) for x in infos]
+        assert np.array_equal(pool.features[:, FEATURES.index("novelty")], novelty)
+        assert np.array_equal(pool.features[:, FEATURES.index("bigrams")], np.float32(shared))
+    assert stored[-1].features[:, FEATURES.index("bigrams")].any()
     searcher.store.close()
 
 
