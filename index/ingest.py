@@ -237,7 +237,10 @@ def prepare_all(files: Iterable[Path], count: int) -> Iterator[tuple[RawArticle,
     if count < PARALLEL_MIN_FILES or workers < 2:
         yield from map(prepare, files)
         return
-    context = multiprocessing.get_context("forkserver")  # no fork of a process with threads
+    # Fork: a worker only reads files and segments text (no store, model or lock of the
+    # parent), and unlike spawn/forkserver it does not re-run the caller's main module.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         batches = _batches(iter(files), PREPARE_BATCH)
         ahead = [pool.map(prepare, batch, chunksize=8) for batch in _take(batches, 1)]
