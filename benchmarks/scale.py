@@ -5,8 +5,9 @@ Runs the real ``talksbot`` command in subprocesses, as an operator would, and pr
 - bulk ingest rate (sentences/s) and the ingest process's peak memory;
 - ``talksbot ingest`` of one more article (whole process) and its peak memory;
 - cold ``talksbot ask`` (whole process, median of 3);
-- warm answers: p50/p95 over questions asked one at a time to one ``talksbot ask --json``
-  process, and that process's peak memory;
+- warm answers: p50/p95 over distinct questions (the dev set's, each asked once, after two
+  warm-up questions) asked one at a time to one ``talksbot ask --json`` process, and that
+  process's peak memory;
 - the real model's ingest rate (sentences/s) on the first ``--real`` articles, so the cost of a
   backfill with the default model is known.
 
@@ -56,8 +57,12 @@ def env_for(data_dir: Path, backend: str) -> dict[str, str]:
     return env
 
 
+CPU_SECONDS: list[float] = []  # CPU time (user + system) of each run_measured child, in order
+
+
 def run_measured(args: list[str], env: dict[str, str], stdin: str = "") -> tuple[float, float, str]:
-    """Like ``run`` but reaps the child with wait4 to read its own peak RSS."""
+    """Like ``run`` but reaps the child with wait4 to read its own peak RSS (and its CPU
+    time, with its reaped children's: what the figure costs on a machine shared with others)."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         args,
@@ -75,6 +80,7 @@ def run_measured(args: list[str], env: dict[str, str], stdin: str = "") -> tuple
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
+    CPU_SECONDS.append(usage.ru_utime + usage.ru_stime)
     if proc.returncode:
         raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}): {err.strip()[-500:]}")
     return seconds, usage.ru_maxrss / 1024, out
@@ -104,8 +110,19 @@ def synth(n: int, target: Path, seed: int) -> Path:
     return target
 
 
-def warm_answers(data_dir: Path, backend: str, rounds: int) -> tuple[list[float], float]:
-    """Per-question latency over one ``talksbot ask --json`` process, and its peak RSS (MB)."""
+def distinct_questions() -> list[str]:
+    """Questions asked once each: the dev questions (no two alike, so no per-question or
+    per-unit cache of an earlier question can answer for a later one)."""
+    path = SHARED / "eval" / "questions-dev.jsonl"
+    if not path.exists():
+        return QUESTIONS
+    lines = path.read_text().splitlines()
+    return list(dict.fromkeys(json.loads(line)["question"] for line in lines if line.strip()))
+
+
+def warm_answers(data_dir: Path, backend: str, warmup: int) -> tuple[list[float], float]:
+    """Per-question latency over one ``talksbot ask --json`` process, each question asked once
+    after ``warmup`` others, and the process's peak RSS (MB)."""
     proc = subprocess.Popen(
         [*talksbot(), "ask", "--json"],
         env=env_for(data_dir, backend),
@@ -117,15 +134,15 @@ def warm_answers(data_dir: Path, backend: str, rounds: int) -> tuple[list[float]
     )
     assert proc.stdin and proc.stdout
     times = []
-    for i in range(rounds):
-        question = QUESTIONS[i % len(QUESTIONS)]
+    asked = QUESTIONS[:warmup] + [q for q in distinct_questions() if q not in QUESTIONS[:warmup]]
+    for i, question in enumerate(asked):
         started = time.perf_counter()
         proc.stdin.write(question + "\n")
         proc.stdin.flush()
         line = proc.stdout.readline()
         elapsed = time.perf_counter() - started
         json.loads(line)
-        if i >= len(QUESTIONS):  # the first round warms caches
+        if i >= warmup:  # the first questions load what every answer needs
             times.append(elapsed)
     proc.stdin.close()
     proc.stdout.read()
@@ -143,7 +160,9 @@ def main() -> int:
     parser.add_argument("--articles", type=int, default=40_000)
     parser.add_argument("--real", type=int, default=2_000, help="articles for the real model")
     parser.add_argument("--work", type=Path, default=Path("/tmp/talksbot-scale"))
-    parser.add_argument("--rounds", type=int, default=110, help="warm questions asked")
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="questions asked before the timed ones"
+    )
     parser.add_argument(
         "--store",
         type=Path,
@@ -183,7 +202,7 @@ def main() -> int:
         n = sentences_indexed(out)
         print(
             f"bulk ingest           {seconds:8.1f} s   {n:,} sentences   "
-            f"{n / seconds:8.0f} sentences/s   peak {rss:6.0f} MB"
+            f"{n / seconds:8.0f} sentences/s   peak {rss:6.0f} MB   CPU {CPU_SECONDS[-1]:.0f} s"
         )
 
     seconds, rss, out = run_measured([*talksbot(), "ingest", str(extra)], hash_env)
@@ -201,10 +220,10 @@ def main() -> int:
         f"   peak {max(r for _, r in colds):6.0f} MB"
     )
 
-    times, rss = warm_answers(data, "hash", args.rounds)
+    times, rss = warm_answers(data, "hash", args.warmup)
     print(
         f"warm answer           p50 {percentile(times, 0.5) * 1000:6.1f} ms"
-        f"   p95 {percentile(times, 0.95) * 1000:6.1f} ms   ({len(times)} questions)"
+        f"   p95 {percentile(times, 0.95) * 1000:6.1f} ms   ({len(times)} distinct questions)"
         f"   peak {rss:6.0f} MB (process answering)"
     )
 
@@ -225,8 +244,11 @@ def main() -> int:
         n = sentences_indexed(out)
         print(
             f"real-model ingest     {seconds:8.1f} s   {n:,} sentences   {n / seconds:8.1f} "
-            f"sentences/s   ({args.real:,} articles, {env['TALKSBOT_BACKEND']})"
+            f"sentences/s   ({args.real:,} articles, {env['TALKSBOT_BACKEND']}, "
+            f"CPU {CPU_SECONDS[-1]:.0f} s)"
         )
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average at the end {load}")
     return 0
 
 

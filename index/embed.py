@@ -221,16 +221,30 @@ class HashEmbedder:
 
     def __init__(self, dim: int = 64) -> None:
         self.dim = dim
+        self._slots: dict[str, tuple[int, float]] = {}  # token -> (bucket, sign), bounded
+
+    def _slot(self, token: str) -> tuple[int, float]:
+        found = self._slots.get(token)
+        if found is None:
+            digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
+            bucket = int.from_bytes(digest[:4], "little") % self.dim
+            found = (bucket, 1.0 if digest[4] & 1 else -1.0)
+            if len(self._slots) >= 200_000:
+                self._slots.clear()
+            self._slots[token] = found
+        return found
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), np.float32)
+        slot = self._slot
         for row, text in enumerate(texts):
+            counts = [0.0] * self.dim  # small whole numbers: exact in any float width
             for token in re.findall(r"\w+", text.lower()):
-                digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
-                bucket = int.from_bytes(digest[:4], "little") % self.dim
-                out[row, bucket] += 1.0 if digest[4] & 1 else -1.0
-            norm = np.linalg.norm(out[row])
-            out[row] = out[row] / norm if norm else out[row]
+                bucket, sign = slot(token)
+                counts[bucket] += sign
+            vector = np.array(counts, np.float32)
+            norm = np.linalg.norm(vector)
+            out[row] = vector / norm if norm else vector
         return out
 
 

@@ -6,9 +6,12 @@ killed at any moment leaves whole articles only, and running it again finishes t
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +27,8 @@ from index.text import text_hash
 
 NEAR_DUPLICATE_SHARE = 0.8  # share of a new article's sentences already stored in one article
 BOILERPLATE_CACHE = 50_000  # distinct boilerplate texts whose vectors one ingest run reuses
+PARALLEL_MIN_FILES = 64  # from this many files, reading and segmenting run in worker processes
+PREPARE_BATCH = 256  # files handed to the workers at a time (two batches in flight at most)
 
 
 @dataclass
@@ -94,19 +99,28 @@ class Ingester:
             leave=False,
             desc="ingest",
         )
-        for file in bar:
-            try:
-                self.ingest_article(load_file(file), report)
-            except IngestError as exc:
-                report.errors.append(str(exc))
+        # Short transactions of several articles each (each article all-or-nothing inside).
+        with self.store.batch() as batch:
+            for prepared in prepare_all(bar, len(files)):
+                try:
+                    if isinstance(prepared, str):
+                        raise IngestError(prepared)
+                    raw, units = prepared
+                    self.ingest_article(raw, report, units)
+                except IngestError as exc:
+                    report.errors.append(str(exc))
+                batch.due()
         bar.close()
         after_write(self.store)  # a new snapshot only when there is none or the tail is large
         report.seconds = time.perf_counter() - started
         return report
 
-    def ingest_article(self, raw: RawArticle, report: IngestReport) -> int | None:
-        """Store one article unless it is already there; return its id when added."""
-        units = segment(raw.text)
+    def ingest_article(
+        self, raw: RawArticle, report: IngestReport, units: list[Unit] | None = None
+    ) -> int | None:
+        """Store one article unless it is already there; return its id when added.
+        ``units``: ``segment(raw.text)`` if already done."""
+        units = segment(raw.text) if units is None else units
         own = [u for u in units if u.kind != BOILERPLATE]
         if not own:
             raise IngestError(f"{raw.source}: no article text found (only menus or boilerplate)")
@@ -203,3 +217,43 @@ class Ingester:
             else:
                 out.append(known.get(u.text) if u.kind == BOILERPLATE else None)
         return out
+
+
+def prepare(path: Path) -> tuple[RawArticle, list[Unit]] | str:
+    """Read and segment one file: the article and its units, or why it cannot be read. No
+    store access, so it can run in a worker process."""
+    try:
+        raw = load_file(path)
+    except IngestError as exc:
+        return str(exc)
+    return raw, segment(raw.text)
+
+
+def prepare_all(files: Iterable[Path], count: int) -> Iterator[tuple[RawArticle, list[Unit]] | str]:
+    """``prepare`` each file, in order. A bulk ingest reads and segments (most of its work)
+    in worker processes while this process embeds and writes; only this process touches the
+    store, so every article is still written whole, in file order, as by a serial run."""
+    workers = min(os.cpu_count() or 1, 4)
+    if count < PARALLEL_MIN_FILES or workers < 2:
+        yield from map(prepare, files)
+        return
+    # Fork: a worker only reads files and segments text (no store, model or lock of the
+    # parent), and unlike spawn/forkserver it does not re-run the caller's main module.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        batches = _batches(iter(files), PREPARE_BATCH)
+        ahead = [pool.map(prepare, batch, chunksize=8) for batch in _take(batches, 1)]
+        while ahead:
+            current = ahead.pop(0)
+            ahead.extend(pool.map(prepare, batch, chunksize=8) for batch in _take(batches, 1))
+            yield from current
+
+
+def _batches(items: Iterator[Path], size: int) -> Iterator[list[Path]]:
+    while batch := [item for _, item in zip(range(size), items, strict=False)]:
+        yield batch
+
+
+def _take(batches: Iterator[list[Path]], n: int) -> list[list[Path]]:
+    return [batch for _, batch in zip(range(n), batches, strict=False)]

@@ -22,10 +22,12 @@ Writers call ``after_write``: it rewrites the snapshot only when the tail has gr
 ``REWRITE_MIN_TAIL`` or ``REWRITE_SHARE`` of the snapshot (Lucene's segments-and-merge idea in
 its smallest form); ``rebuild`` rewrites it unconditionally (``talksbot reindex``).
 
-Scores: a snapshot's BM25 weights use the snapshot's IDF; tail sentences are scored with the
-same formula (bm25s "lucene") on document frequencies counted over snapshot and tail, and the
-snapshot's mean length. A deleted sentence still counts in document frequencies until the next
-rewrite. A rewrite makes all of it exact again.
+Scores: tail sentences are scored with the snapshot's formula (bm25s "lucene") on document
+frequencies counted over snapshot and tail, and the snapshot's mean length; a snapshot's
+precomputed BM25 weights are rescaled per query term from the snapshot's IDF to that live IDF,
+so old and new sentences are ranked by one IDF. What stays as of the snapshot until the next
+rewrite: the mean length, and deleted sentences, which still count in document frequencies.
+A rewrite makes all of it exact again.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import numpy as np
 from index import terms as term_store
 from index.store import SentenceRow, Store, rmtree_quiet
 from index.text import tokenize
+from index.unit_features import UNIT_FEATURES_VERSION, UnitInfo, decode
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +99,18 @@ class Bm25Files:
         tid = self.vocab.get(term)
         return 0 if tid is None else int(self.indptr[tid + 1] - self.indptr[tid])
 
-    def scores(self, terms: list[str]) -> np.ndarray:
+    def scores(self, terms: list[str], scale: list[float] | None = None) -> np.ndarray:
+        """BM25 of every row; ``scale``: a factor per term (the live index's IDF over this
+        snapshot's, once the corpus has grown past it)."""
         out = np.zeros(self.num_docs, np.float32)
-        for term in terms:
+        for i, term in enumerate(terms):
             tid = self.vocab.get(term)
             if tid is not None:
                 start, end = int(self.indptr[tid]), int(self.indptr[tid + 1])
-                out[self.indices[start:end]] += self.data[start:end]  # rows unique per term
+                values = self.data[start:end]
+                if scale is not None and scale[i] != 1.0:
+                    values = values * np.float32(scale[i])
+                out[self.indices[start:end]] += values  # rows unique per term
         return out
 
 
@@ -428,6 +436,7 @@ class LiveIndex:
         self._lock = threading.RLock()
         self.snapshot: Snapshot | None = None
         self.position = 0
+        self.stored_units = False  # whether sentences.unit_* were computed by this code
         self._reset_tail()
 
     def _reset_tail(self) -> None:
@@ -452,6 +461,10 @@ class LiveIndex:
     def refresh(self) -> bool:
         """Catch up with commits made since the last call (by any process). True if changed."""
         with self._lock:
+            version = self.store.db.execute(
+                "SELECT value FROM meta WHERE key=?", (term_store.UNITS_KEY,)
+            ).fetchone()
+            self.stored_units = bool(version) and version[0] == UNIT_FEATURES_VERSION
             for _ in range(5):
                 name = current_snapshot_name(self.store.db)
                 if name is None or not (index_root(self.store) / name).exists():
@@ -552,6 +565,11 @@ class LiveIndex:
 
     def mentioned(self, term: str) -> bool:
         """Whether the corpus uses ``term`` anywhere (bylines, titles and URLs included)."""
+        with self._lock:
+            # A searchable sentence uses it: known from memory, unless a deletion since the
+            # snapshot may have taken the last one (snapshot counts include deleted rows).
+            if not self.deleted and self.df(term) > 0:
+                return True
         return term_store.mentioned(self.store.db, term)
 
     def source_terms(self, article_ids: set[int]) -> dict[int, set[str]]:
@@ -560,7 +578,7 @@ class LiveIndex:
 
     def neighbourhood(self, ids: list[int], before: int, after: int) -> Neighbourhood:
         """Rows and vectors of ``ids`` and of the searchable sentences around each."""
-        return neighbourhood(self.store.db, ids, before, after)
+        return neighbourhood(self.store.db, ids, before, after, self.stored_units)
 
     def dense_search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``k`` (sentence ids, inner products) nearest to ``vector``, best first."""
@@ -597,7 +615,7 @@ class LiveIndex:
             if snap is not None and snap.bm25 is not None:
                 known = [t for t in terms if t in snap.bm25.vocab]
                 if known:
-                    scores = snap.bm25.scores(known)
+                    scores = snap.bm25.scores(known, self._idf_scale(known))
                     if len(self._deleted_rows):
                         scores[self._deleted_rows] = 0.0
                 else:
@@ -607,21 +625,33 @@ class LiveIndex:
                 scores, snapshot_ids = np.zeros(0, np.float32), np.zeros(0, np.int64)
             return LexicalScores(snapshot_ids, scores, self._tail_bm25(terms))
 
+    def _idf_scale(self, terms: list[str]) -> list[float] | None:
+        """Per term, the IDF over the live index (snapshot and tail, as tail sentences are
+        scored) over the IDF baked into the snapshot's scores: snapshot and tail sentences are
+        then ranked by one IDF between rewrites. None (all 1) when nothing changed since."""
+        snap = self.snapshot
+        if snap is None or (not self.tail_index and not self.deleted):
+            return None
+        n = self.size
+        return [bm25_idf(self.df(t), n) / bm25_idf(snap.df(t), snap.size) for t in terms]
+
     def _tail_bm25(self, terms: list[str]) -> dict[int, float]:
         if not self.tail_index:
             return {}
         snap = self.snapshot
         n = self.size
-        alive = [self.tail_lengths[r] for r in self.tail_index.values()]
-        snap_n = snap.size if snap is not None else 0
-        avgdl = ((snap.avgdl * snap_n if snap_n else 0.0) + sum(alive)) / (snap_n + len(alive))
+        # The snapshot's mean length, which its precomputed scores use too: one formula for all.
+        if snap is not None and snap.size:
+            avgdl = snap.avgdl
+        else:
+            alive = [self.tail_lengths[r] for r in self.tail_index.values()]
+            avgdl = sum(alive) / max(len(alive), 1) or 1.0
         out: dict[int, float] = {}
         for term in terms:
             postings = self.tail_postings.get(term)
             if not postings:
                 continue
-            df = self.df(term)
-            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            idf = bm25_idf(self.df(term), n)
             for row, tf in postings.items():
                 if not self.tail_alive[row]:
                     continue
@@ -629,6 +659,11 @@ class LiveIndex:
                 sid = self.tail_ids[row]
                 out[sid] = out.get(sid, 0.0) + idf * tf / (norm + tf)
         return out
+
+
+def bm25_idf(df: int, n: int) -> float:
+    """bm25s's "lucene" IDF, the one baked into a snapshot's scores."""
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
 
 # -- candidates' rows -------------------------------------------------------------------------
@@ -645,9 +680,14 @@ class Neighbourhood:
     # searchable sentence lies between them (what "the unit before/after" means to ranking).
     next_of: dict[int, int] = field(default_factory=dict)
     prev_of: dict[int, int] = field(default_factory=dict)
+    # Stored question-independent features of the searchable ids (index/unit_features.py);
+    # an id missing here has none stored (compute them from its text).
+    units: dict[int, UnitInfo] = field(default_factory=dict)
 
 
-def neighbourhood(db: sqlite3.Connection, ids: list[int], before: int, after: int) -> Neighbourhood:
+def neighbourhood(
+    db: sqlite3.Connection, ids: list[int], before: int, after: int, units: bool = True
+) -> Neighbourhood:
     """Rows (with vectors) of ``ids`` and of up to ``before``/``after`` searchable sentences
     around each in its own article.
 
@@ -690,7 +730,13 @@ def neighbourhood(db: sqlite3.Connection, ids: list[int], before: int, after: in
         if meta[a][1] == meta[b][1] and all(i in meta and meta[i][7] is None for i in between):
             next_of[a] = b
     prev_of = {b: a for a, b in next_of.items()}
-    return Neighbourhood(rows, order, matrix, out_before, out_after, next_of, prev_of)
+    stored: dict[int, UnitInfo] = {}
+    if units:
+        for sid in order:
+            terms, flags, names = meta[sid][8:11]
+            if flags is not None:
+                stored[sid] = decode(terms, flags, names)
+    return Neighbourhood(rows, order, matrix, out_before, out_after, next_of, prev_of, stored)
 
 
 def _read_windows(
@@ -707,8 +753,8 @@ def _read_windows(
         chunk = spans[start : start + 200]
         where = " OR ".join("id BETWEEN ? AND ?" for _ in chunk)
         for row in db.execute(
-            "SELECT id, article_id, para, seq, position, kind, text, embedding "
-            f"FROM sentences WHERE {where}",
+            "SELECT id, article_id, para, seq, position, kind, text, embedding, unit_terms, "
+            f"unit_flags, unit_names FROM sentences WHERE {where}",
             [v for span in chunk for v in span],
         ):
             meta[row[0]] = row

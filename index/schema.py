@@ -166,6 +166,14 @@ CREATE TRIGGER IF NOT EXISTS article_deleted AFTER DELETE ON articles BEGIN
     DELETE FROM article_terms WHERE rowid = OLD.id;
 END;
 """,
+    # 6: question-independent features of each searchable unit (index/unit_features.py),
+    # written with the unit at ingest and read with a query's candidates; rows stored before
+    # are filled once on open (``index.terms.fill_once``). NULL: not computed.
+    """
+ALTER TABLE sentences ADD COLUMN unit_terms TEXT;    -- its tokens, as in sentence_terms
+ALTER TABLE sentences ADD COLUMN unit_flags INTEGER;
+ALTER TABLE sentences ADD COLUMN unit_names TEXT;
+""",
 ]
 
 

@@ -35,6 +35,7 @@ from index.store_feeds import FeedTable
 from index.store_leases import Leases
 from index.store_pushes import PushTables
 from index.terms import add_article_terms, fill_once
+from index.unit_features import encode
 
 # The index format recorded in params.json (the database schema has its own migrations).
 SCHEMA_VERSION = 1
@@ -97,11 +98,44 @@ def _atomic_write(path: Path, data: str) -> None:
     os.replace(f.name, path)
 
 
+WRITE_BATCH_SECONDS = 0.3  # longest a bulk ingest holds the write lock between commits
+
+
+class WriteBatch:
+    """An open write transaction shared by several writes (``Store.batch``)."""
+
+    def __init__(self, db: sqlite3.Connection, seconds: float) -> None:
+        self.db = db
+        self.seconds = seconds
+        self.started: float | None = None
+
+    def open(self) -> None:
+        if self.started is None:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.started = time.monotonic()
+
+    def due(self) -> None:
+        """Commit if the open transaction is older than the batch's seconds."""
+        if self.started is not None and time.monotonic() - self.started >= self.seconds:
+            self.commit()
+
+    def commit(self) -> None:
+        if self.started is not None:
+            self.db.commit()
+            self.started = None
+
+    def rollback(self) -> None:
+        if self.started is not None:
+            self.db.rollback()
+            self.started = None
+
+
 class Store:
     """The SQLite side of the data dir."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
+        self._batch: WriteBatch | None = None
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.data_dir / DB_NAME, timeout=30, check_same_thread=False)
@@ -174,14 +208,55 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One all-or-nothing write that also bumps the generation (so indexes know to rebuild)."""
+        """One all-or-nothing write that also bumps the generation (so indexes know to rebuild).
+        Inside ``batch`` it is a savepoint of the batch's transaction: all or nothing still."""
+        if self._batch is not None:
+            self._batch.open()
+            self.db.execute("SAVEPOINT write")
+            try:
+                yield self.db
+                self._bump_generation()
+            except BaseException:
+                self.db.execute("ROLLBACK TO write")
+                self.db.execute("RELEASE write")
+                raise
+            self.db.execute("RELEASE write")
+            return
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             yield self.db
-            self.db.execute(
-                "INSERT INTO meta(key, value) VALUES('generation', '1') ON CONFLICT(key) "
-                "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-            )
+            self._bump_generation()
+
+    def _bump_generation(self) -> None:
+        self.db.execute(
+            "INSERT INTO meta(key, value) VALUES('generation', '1') ON CONFLICT(key) "
+            "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
+
+    @contextlib.contextmanager
+    def batch(self, seconds: float = WRITE_BATCH_SECONDS) -> Iterator[WriteBatch]:
+        """Group many short writes (a bulk ingest's articles) into transactions of at most about
+        ``seconds``, committed by ``WriteBatch.due`` between writes and at the end. Each write
+        stays all-or-nothing (a savepoint); a crash loses at most the open batch, never what was
+        committed. Far fewer commits: a million sentences written one article per transaction
+        rewrote every touched index page (hash index, token tables) once per article."""
+        if self._batch is not None:
+            yield self._batch
+            return
+        self._batch = WriteBatch(self.db, seconds)
+        try:
+            yield self._batch
+            self._batch.commit()
+        except BaseException:
+            # The writes done so far are whole (a failed one rolled back to its savepoint):
+            # keep them, as one transaction per write would have.
+            try:
+                self._batch.commit()
+            except sqlite3.Error:
+                self._batch.rollback()
+            raise
+        finally:
+            self._batch = None
 
     # -- reads ------------------------------------------------------------------------------
     def article_count(self) -> int:
@@ -374,9 +449,11 @@ class Store:
                 "VALUES (?, ?, ?, 'primary')",
                 [(k, article_id, article.outlet) for k in keys],
             )
+            # Searchable units carry their question-independent features (unit_features).
             db.executemany(
                 "INSERT INTO sentences(article_id, para, seq, position, kind, text, hash, "
-                "embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "embedding, unit_terms, unit_flags, unit_names) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         article_id,
@@ -386,7 +463,11 @@ class Store:
                         s.kind,
                         s.text,
                         s.hash,
-                        None if s.embedding is None else embedding_blob(s.embedding),
+                        *(
+                            (None, None, None, None)
+                            if s.embedding is None
+                            else (embedding_blob(s.embedding), *encode(s.text))
+                        ),
                     )
                     for s in sentences
                 ],

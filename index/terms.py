@@ -24,8 +24,10 @@ import sqlite3
 from collections.abc import Iterable
 
 from index.text import tokenize
+from index.unit_features import UNIT_FEATURES_VERSION, encode
 
 TERMS_VERSION = "1"  # meta 'terms_version': the tables are filled for every stored row
+UNITS_KEY = "unit_features_version"  # meta: the code that computed sentences.unit_* columns
 
 
 def metadata_text(title: str, outlet: str, url: str) -> str:
@@ -34,32 +36,60 @@ def metadata_text(title: str, outlet: str, url: str) -> str:
 
 
 def fill_once(db: sqlite3.Connection) -> None:
-    """Fill the token tables (created by migration 5) once for a store made before they existed
-    (one write transaction; a store of a million sentences takes a minute or two, once)."""
-    if _version(db) == TERMS_VERSION:
+    """Fill the token tables (created by migration 5) and the per-unit features (migration 6)
+    once for a store made before they existed, or whose features other code computed (one
+    write transaction; a store of a million sentences takes a minute or two, once)."""
+    if _version(db) == TERMS_VERSION and _version(db, UNITS_KEY) == UNIT_FEATURES_VERSION:
         return
     with db:
         db.execute("BEGIN IMMEDIATE")
-        if _version(db) != TERMS_VERSION:  # another process may have filled them meanwhile
+        # Another process may have filled them meanwhile.
+        if _version(db) != TERMS_VERSION:
             refill(db)
+        elif _version(db, UNITS_KEY) != UNIT_FEATURES_VERSION:
+            refill_units(db)
 
 
-def _version(db: sqlite3.Connection) -> str | None:
-    row = db.execute("SELECT value FROM meta WHERE key='terms_version'").fetchone()
+def _version(db: sqlite3.Connection, key: str = "terms_version") -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
     return row[0] if row else None
 
 
+def _set_version(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute(
+        "INSERT INTO meta(key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+        (key, value),
+    )
+
+
 def refill(db: sqlite3.Connection) -> None:
-    """Tokenize every stored row again (inside the caller's write transaction)."""
+    """Tokenize every stored row again, and compute every searchable unit's features (inside
+    the caller's write transaction)."""
     for table in ("sentence_terms", "mention_terms", "article_terms"):
         db.execute(f"DELETE FROM {table}")
-    _insert_sentences(db, db.execute("SELECT id, text, embedding IS NOT NULL FROM sentences"))
-    _insert_articles(db)
-    db.execute(
-        "INSERT INTO meta(key, value) VALUES ('terms_version', ?) "
-        "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-        (TERMS_VERSION,),
+    _insert_sentences(
+        db, db.execute("SELECT id, text, embedding IS NOT NULL FROM sentences"), units=True
     )
+    _insert_articles(db)
+    _set_version(db, "terms_version", TERMS_VERSION)
+    _set_version(db, UNITS_KEY, UNIT_FEATURES_VERSION)
+
+
+def refill_units(db: sqlite3.Connection, batch: int = 20_000) -> None:
+    """Compute every searchable unit's features again (inside the caller's transaction)."""
+    top = db.execute("SELECT COALESCE(MAX(id), 0) FROM sentences").fetchone()[0]
+    for low in range(0, top + 1, batch):
+        rows = db.execute(
+            "SELECT id, text FROM sentences WHERE id BETWEEN ? AND ? AND embedding IS NOT NULL",
+            (low, low + batch - 1),
+        ).fetchall()
+        _update_units(db, [(*encode(text), sid) for sid, text in rows])
+    _set_version(db, UNITS_KEY, UNIT_FEATURES_VERSION)
+
+
+def _update_units(db: sqlite3.Connection, rows: list[tuple[str, int, str, int]]) -> None:
+    db.executemany("UPDATE sentences SET unit_terms=?, unit_flags=?, unit_names=? WHERE id=?", rows)
 
 
 def refill_in_batches(db: sqlite3.Connection, batch: int = 20_000) -> None:
@@ -79,11 +109,13 @@ def refill_in_batches(db: sqlite3.Connection, batch: int = 20_000) -> None:
                     "WHERE id BETWEEN ? AND ?",
                     (low, high),
                 ).fetchall(),
+                units=True,
             )
     with db:
         db.execute("BEGIN IMMEDIATE")
         db.execute("DELETE FROM article_terms")
         _insert_articles(db)
+        _set_version(db, UNITS_KEY, UNIT_FEATURES_VERSION)
 
 
 def _insert_articles(db: sqlite3.Connection) -> None:
@@ -98,20 +130,31 @@ def _insert_articles(db: sqlite3.Connection) -> None:
     )
 
 
-def _insert_sentences(db: sqlite3.Connection, rows: Iterable[tuple[int, str, int]]) -> None:
-    searchable, mentions = [], []
+def _insert_sentences(
+    db: sqlite3.Connection, rows: Iterable[tuple[int, str, int]], units: bool = False
+) -> None:
+    """Tokens of these (id, text, searchable) rows; with ``units``, searchable rows' features
+    too (the ingest path writes those with the row itself)."""
+    searchable: list[tuple[int, str]] = []
+    mentions: list[tuple[int, str]] = []
+    features: list[tuple[str, int, str, int]] = []
     for sentence_id, text, indexed in rows:
-        (searchable if indexed else mentions).append((sentence_id, " ".join(tokenize(text))))
+        tokens = tokenize(text)
+        (searchable if indexed else mentions).append((sentence_id, " ".join(tokens)))
+        if units and indexed:
+            features.append((*encode(text, tokens), sentence_id))
         if len(searchable) + len(mentions) >= 5000:
-            _flush(db, searchable, mentions)
-    _flush(db, searchable, mentions)
+            _flush(db, searchable, mentions, features)
+    _flush(db, searchable, mentions, features)
 
 
-def _flush(db: sqlite3.Connection, searchable: list, mentions: list) -> None:
+def _flush(db: sqlite3.Connection, searchable: list, mentions: list, features: list) -> None:
     db.executemany("INSERT INTO sentence_terms(rowid, terms) VALUES (?, ?)", searchable)
     db.executemany("INSERT INTO mention_terms(rowid, terms) VALUES (?, ?)", mentions)
+    _update_units(db, features)
     searchable.clear()
     mentions.clear()
+    features.clear()
 
 
 def add_article_terms(db: sqlite3.Connection, article_id: int) -> None:

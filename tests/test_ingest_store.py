@@ -221,3 +221,40 @@ def test_a_store_made_by_the_schema_before_migrations_is_migrated_in_place(
     with Store(data_dir):  # opening again applies nothing twice
         pass
     assert query(data_dir, "PRAGMA user_version") == [(len(schema.MIGRATIONS),)]
+
+
+def test_a_write_batch_keeps_each_write_whole_and_commits_what_was_done(data_dir: Path) -> None:
+    """Bulk ingest writes many articles per transaction: a write that fails inside the batch
+    leaves nothing behind, the others are kept (also when the batch ends in an error), and
+    another connection sees them once the batch commits."""
+    from index.store import NewArticleRow, NewSentenceRow
+
+    def article(name: str) -> tuple[NewArticleRow, list[str], list[NewSentenceRow]]:
+        text = f"The {name} delegation arrived in Geneva for a second round of talks."
+        row = NewArticleRow(f"https://n.example/{name}", "", name, "N", "", "t", f"{name}-hash")
+        vec = HashEmbedder().embed([text])[0]
+        return row, [f"file:{name}"], [NewSentenceRow(0, 0, 0, "sentence", text, "h", vec)]
+
+    store = Store(data_dir)
+    other = sqlite3.connect(data_dir / "talksbot.db")
+
+    def titles() -> list[str]:
+        return [r[0] for r in other.execute("SELECT title FROM articles ORDER BY id")]
+
+    with pytest.raises(RuntimeError), store.batch(seconds=3600) as batch:
+        store.write_article(*article("first"))
+        with pytest.raises(sqlite3.IntegrityError):  # the same content hash: refused whole
+            store.write_article(*article("first"))
+        assert titles() == []  # not committed yet
+        store.write_article(*article("second"))
+        batch.due()  # not due for an hour
+        assert titles() == []
+        raise RuntimeError("the run fails after two whole articles")
+    assert titles() == ["first", "second"]
+    assert other.execute("SELECT COUNT(*) FROM sentences").fetchone()[0] == 2
+    with store.batch(seconds=0) as batch:
+        store.write_article(*article("third"))
+        batch.due()
+        assert titles() == ["first", "second", "third"]
+    other.close()
+    store.close()

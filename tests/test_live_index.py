@@ -301,3 +301,42 @@ def test_snapshot_bm25_scores_are_those_of_bm25s(corpus_store: Store, data_dir: 
             live.snapshot.bm25.scores(terms), np.asarray(reference.get_scores(known), np.float32)
         )
         assert live.snapshot.bm25.df(terms[0]) > 0
+
+
+def test_new_sentences_and_snapshot_sentences_are_ranked_by_one_idf(
+    corpus_store: Store, data_dir: Path, tmp_path: Path
+) -> None:
+    """A sentence stored after the snapshot scores as the same sentence inside it: the
+    snapshot's precomputed weights follow the live IDF until the next rewrite."""
+    store = corpus_store
+    live = LiveIndex.open(store)
+    original = (
+        "Mr. Umerov, who leads the Ukrainian delegation, said the atmosphere was constructive "
+        "but difficult."
+    )
+    [old_id] = [
+        r[0] for r in store.db.execute("SELECT id FROM sentences WHERE text = ?", (original,))
+    ]
+    snap_df, snap_n = live.df("umerov"), live.size
+    before = float(live.lexical(["umerov"]).scores_for([old_id])[0])
+    folder = tmp_path / "new"
+    folder.mkdir()
+    write_article(
+        folder,
+        "umerov",
+        "Umerov returns to Kyiv",
+        [
+            original,
+            "Umerov briefed parliament on the talks in a closed session on Thursday evening.",
+            "Lawmakers asked Umerov whether a ceasefire line had been drawn on any map at all.",
+        ],
+    )
+    ingest(data_dir, folder)
+    assert live.refresh() and current_snapshot_name(store.db) == live.snapshot.name
+    new_id = ids_of(store, "Umerov returns to Kyiv")[0]  # the copy of the original
+    scores = live.lexical(["umerov"]).scores_for([old_id, new_id])
+    assert live.df("umerov") == snap_df + 3
+    assert scores[0] == pytest.approx(scores[1], rel=1e-5)  # one IDF, one length norm
+    idf = live_index.bm25_idf
+    ratio = idf(snap_df + 3, snap_n + 3) / idf(snap_df, snap_n)
+    assert ratio < 0.8 and scores[0] == pytest.approx(before * ratio, rel=1e-5)
