@@ -142,6 +142,15 @@ class Searcher:
             self._coverage = (generation, self.store.coverage())
         return self._coverage[1]
 
+    def warm_up(self) -> None:
+        """Load now what the first questions would otherwise load while someone waits (and
+        the questions behind them queue): the corpus's words and their spelling keys for name
+        matching, English word frequencies, the index files' pages. A long-running answerer
+        calls it at start."""
+        _ = self.names.skeletons
+        looks_like_name("talks", 0)
+        self.result("What did Zelensky say about the peace talks in Geneva?", limit=10)
+
     @property
     def names(self) -> NameMatcher:
         """The corpus's words for fuzzy name matching, read on first need (most questions

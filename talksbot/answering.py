@@ -65,7 +65,9 @@ def _start_worker(settings: Settings, parent: int) -> None:
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    _worker = _Worker(open_answerer(settings, quiet=True), settings.talksbot_index_poll)
+    answerer = open_answerer(settings, quiet=True)
+    answerer.searcher.warm_up()
+    _worker = _Worker(answerer, settings.talksbot_index_poll, refreshed=time.monotonic())
 
 
 def _answer(question: str, k: int, offset: int) -> Answer:

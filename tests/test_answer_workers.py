@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.harness.bot_process import running_bot
 from tests.harness.chat import ask
-from tests.harness.data import CORPUS, ingest, run_cli
+from tests.harness.data import CORPUS, answering, ingest, run_cli
 from tests.test_live_index import QUOKKA, write_article
 
 
@@ -66,3 +66,13 @@ def test_workers_leave_when_the_bot_is_killed_outright(data_dir: Path) -> None:
         while any(Path(f"/proc/{pid}").exists() for pid in workers):
             assert time.monotonic() < deadline, "answer workers outlived the bot"
             time.sleep(0.2)
+
+
+def test_warm_up_loads_what_first_questions_would(data_dir: Path) -> None:
+    """The name matcher's words and spelling keys are loaded before any question."""
+    ingest(data_dir, CORPUS)
+    with answering(data_dir) as answerer:
+        searcher = answerer.searcher
+        assert searcher._names is None
+        searcher.warm_up()
+        assert searcher._names is not None and searcher._names._skeletons is not None

@@ -60,6 +60,9 @@ class FakeBotAPI:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as Telegram's servers do
+            # Headers and body go out as two writes: with Nagle on, the body would wait for
+            # the client's delayed ACK (40 ms) on every kept-alive response.
+            disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
