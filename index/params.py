@@ -11,6 +11,15 @@ from __future__ import annotations
 EMBED_CONTEXT = "mean(sentence, title+sentence); boilerplate alone"
 
 
+def mismatches(wanted: dict, found: dict, wanted_as: str, found_as: str) -> list[str]:
+    """One ``key: <wanted_as> X, <found_as> has Y`` line per setting that differs."""
+    return [
+        f"{key}: {wanted_as} {value!r}, {found_as} has {found.get(key)!r}"
+        for key, value in wanted.items()
+        if found.get(key) != value
+    ]
+
+
 def ingest_params(backend: str) -> dict:
     """What params.json records for a store built with ``backend``."""
     from index.embed import model_params

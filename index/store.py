@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from index.params import mismatches
 from index.schema import migrate
 from index.store_answers import AnswerLog
 from index.store_feeds import FeedTable
@@ -189,11 +190,7 @@ class Store:
             if write:
                 _atomic_write(self.params_path, json.dumps(expected, indent=2, sort_keys=True))
             return
-        diffs = [
-            f"{key}: index has {found.get(key)!r}, configured {value!r}"
-            for key, value in expected.items()
-            if found.get(key) != value
-        ]
+        diffs = mismatches(expected, found, "configured", "index")
         if diffs:
             raise StoreError(
                 f"the index in {self.data_dir} was built with different settings ("

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from index.params import mismatches
 from retrieval.features import FEATURES
 
 RANKER_DIR = Path(__file__).resolve().parent / "rankers"
@@ -138,11 +139,7 @@ class Ranker:
         dimension or embedding recipe gives its features another scale)."""
         if not params or not self.store:
             return  # an empty data dir, or the unfitted default ranker
-        diffs = [
-            f"{key}: ranker fitted on {value!r}, index has {params.get(key)!r}"
-            for key, value in self.store.items()
-            if params.get(key) != value
-        ]
+        diffs = mismatches(self.store, params, "ranker fitted on", "index")
         if diffs:
             raise RankerError(
                 f"the ranker for {self.model} was fitted on a store built differently ("

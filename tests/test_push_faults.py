@@ -107,6 +107,19 @@ def queued(data_dir: Path, tmp_path: Path) -> Callable[..., Store]:
         store.close()
 
 
+def migrated(old: int, new: int) -> dict:
+    """Telegram's service message in a group upgraded to the supergroup ``new``."""
+    return {
+        "message": {
+            "message_id": 1,
+            "date": int(time.time()),
+            "chat": {"id": old, "type": "group", "title": "Talks"},
+            "from": {"id": 42, "is_bot": False, "first_name": "Olena"},
+            "migrate_to_chat_id": new,
+        }
+    }
+
+
 def accepted(api: FakeBotAPI, chat: int | None = None) -> list:
     return [
         c
@@ -402,17 +415,7 @@ def test_a_group_upgraded_to_a_supergroup_takes_its_subscriptions_along(data_dir
         store.pushes.subscribe(-700, "", None)
         store.pushes.subscribe(-700, "ceasefire terms", None)
     with app_bot(data_dir) as (api, _):
-        api.push(  # Telegram's service message in the old group
-            {
-                "message": {
-                    "message_id": 5,
-                    "date": int(time.time()),
-                    "chat": {"id": -700, "type": "group", "title": "Talks"},
-                    "from": {"id": 42, "is_bot": False, "first_name": "Olena"},
-                    "migrate_to_chat_id": -100700,
-                }
-            }
-        )
+        api.push(migrated(-700, -100700))
         wait_until(
             lambda: (
                 query(data_dir, "SELECT DISTINCT chat_id FROM subscriptions WHERE active=1")
@@ -429,17 +432,7 @@ def test_answer_buttons_keep_working_in_the_upgraded_group(data_dir: Path) -> No
     with app_bot(data_dir) as (api, _):
         question = "/ask How long did the second day of talks in Geneva last?"
         answer = ask(api, api.message(question, chat_id=-701, chat_type="group"), chat_id=-701)
-        api.push(  # Telegram's service message in the old group
-            {
-                "message": {
-                    "message_id": 6,
-                    "date": int(time.time()),
-                    "chat": {"id": -701, "type": "group", "title": "Talks"},
-                    "from": {"id": 42, "is_bot": False, "first_name": "Olena"},
-                    "migrate_to_chat_id": -100701,
-                }
-            }
-        )
+        api.push(migrated(-701, -100701))
         wait_until(
             lambda: query(data_dir, "SELECT chat_id FROM answers") == [(-100701,)],
             what="the answer at the new id",
