@@ -295,8 +295,8 @@ class Answerer:
             if a is None:  # deleted since the search
                 continue
             quote, ids = self._quote(e, terms, extend)
-            if ids & used:
-                continue
+            if ids & used or (e.kind == "heading" and len(ids) == 1):
+                continue  # a heading alone says nothing a reader can check
             used |= ids
             chosen.append(e.vector)
             out.append(
