@@ -7,9 +7,9 @@ thread took 48 ms a question instead of 15 and the bot answered 13 questions a s
 offered. Worker processes, each with its own store connection and index, give answering its own
 cores and leave the event loop free.
 
-Each worker opens the store read-only in spirit (it never writes), and before answering picks up
-what other processes committed (the index's change log; one cheap read) at most every
-``talksbot_index_poll`` seconds, as the bot's own index does.
+Each worker opens the store read-only in spirit (it never writes), and before every question
+picks up what other processes committed (one read of the change log's position: about 20 µs at
+a million sentences).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 
 from retrieval.answer import Answer, Answerer
 from talksbot.config import Settings
@@ -37,18 +36,9 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
-@dataclass
-class _Worker:
-    """What one worker process holds: its answerer and when it last looked for new articles."""
-
-    answerer: Answerer
-    poll: float
-    refreshed: float = 0.0
-
-
 # Per worker process (set by the pool's initializer, in the child only): a process pool hands
-# work to plain functions, so the child's state has to live at module level.
-_worker: _Worker | None = None
+# work to plain functions, so the child's answerer has to live at module level.
+_answerer: Answerer | None = None
 
 
 def _exit_with_parent(parent: int, every: float = 1.0) -> None:
@@ -62,27 +52,19 @@ def _exit_with_parent(parent: int, every: float = 1.0) -> None:
 def _start_worker(settings: Settings, parent: int) -> None:
     from talksbot.wiring import open_answerer
 
-    global _worker
+    global _answerer
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     answerer = open_answerer(settings, quiet=True)
     answerer.searcher.warm_up()
-    _worker = _Worker(answerer, settings.talksbot_index_poll, refreshed=time.monotonic())
+    _answerer = answerer
 
 
 def _answer(question: str, k: int, offset: int) -> Answer:
-    worker = _worker
-    if worker is None:  # the initializer failed; the pool reports that as broken
+    if _answerer is None:  # the initializer failed; the pool reports that as broken
         raise RuntimeError("answer worker not started")
-    now = time.monotonic()
-    if now - worker.refreshed >= worker.poll:
-        worker.answerer.searcher.refresh()
-        worker.refreshed = now
-    return worker.answerer.answer(question, k=k, offset=offset)
-
-
-def _ready() -> int:
-    return os.getpid()
+    _answerer.searcher.refresh()
+    return _answerer.answer(question, k=k, offset=offset)
 
 
 class AnswerPool:
@@ -110,7 +92,7 @@ class AnswerPool:
         do not wait for it, and a store the workers cannot open fails the start)."""
         loop = asyncio.get_running_loop()
         await asyncio.gather(
-            *(loop.run_in_executor(self._executor, _ready) for _ in range(self.workers))
+            *(loop.run_in_executor(self._executor, os.getpid) for _ in range(self.workers))
         )
 
     async def answer(self, question: str, k: int, offset: int = 0) -> Answer:
