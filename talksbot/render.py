@@ -43,7 +43,7 @@ def cut(text: str, limit: int) -> str:
         return text
     size, end = 0, 0
     for end, char in enumerate(text):  # noqa: B007 (end is used after the loop)
-        size += 2 if ord(char) > 0xFFFF else 1
+        size += width(char)
         if size > limit - 1:
             break
     return text[:end].rsplit(" ", 1)[0].rstrip(",;:") + "…"
@@ -99,12 +99,13 @@ def paginate(blocks: Iterable[str], limit: int = MAX_MESSAGE) -> list[str]:
         block = shorten_html(block, limit)
         if not block:
             continue
-        if pages and size + 2 + width(block) <= limit:
+        units = width(block)
+        if pages and size + 2 + units <= limit:
             pages[-1].append(block)
-            size += 2 + width(block)
+            size += 2 + units
         else:
             pages.append([block])
-            size = width(block)
+            size = units
     return ["\n\n".join(page) for page in pages]
 
 

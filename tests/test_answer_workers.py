@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.harness.bot_process import running_bot
 from tests.harness.chat import ask
 from tests.harness.data import CORPUS, answering, ingest, run_cli
-from tests.test_live_index import QUOKKA, write_article
+from tests.test_live_index import QUOKKA, quokka_folder
 
 
 def children(pid: int) -> list[int]:
@@ -33,9 +33,7 @@ def test_workers_answer_new_articles_and_survive_a_killed_worker(
     data_dir: Path, tmp_path: Path
 ) -> None:
     ingest(data_dir, CORPUS)
-    folder = tmp_path / "new"
-    folder.mkdir()
-    write_article(folder, "quokka", "Quokka sanctuary floated", QUOKKA)
+    folder = quokka_folder(tmp_path)
     env = {"TALKSBOT_ANSWER_PROCESSES": "2", "TALKSBOT_INDEX_POLL": "0.5"}
     with running_bot(data_dir, **env) as (api, bot):
         workers = children(bot.proc.pid)

@@ -37,6 +37,14 @@ QUOKKA = [
 ]
 
 
+def quokka_folder(tmp_path: Path) -> Path:
+    """A folder holding one new article, the quokka story (``QUOKKA``)."""
+    folder = tmp_path / "new"
+    folder.mkdir()
+    write_article(folder, "quokka", "Quokka sanctuary floated", QUOKKA)
+    return folder
+
+
 def ids_of(store: Store, article_title: str) -> list[int]:
     return [
         r[0]
@@ -75,9 +83,8 @@ def test_add_update_delete_without_rebuild(
     assert size == 15 and not live.mentioned("quokka")  # 12 sentences, 3 headings/lines
 
     # Add: the reader's next refresh finds the article, the snapshot is not rewritten.
-    folder = tmp_path / "new"
-    folder.mkdir()
-    path = write_article(folder, "quokka", "Quokka sanctuary floated", QUOKKA)
+    folder = quokka_folder(tmp_path)
+    path = folder / "quokka.md"
     ingest(data_dir, folder)
     assert current_snapshot_name(store.db) == snapshot
     assert live.refresh() and not live.refresh()
@@ -119,9 +126,7 @@ def test_a_second_process_picks_up_changes(
 ) -> None:
     store = corpus_store
     live = LiveIndex.open(store)
-    folder = tmp_path / "new"
-    folder.mkdir()
-    write_article(folder, "quokka", "Quokka sanctuary floated", QUOKKA)
+    folder = quokka_folder(tmp_path)
     done = run_cli(data_dir, "ingest", str(folder))
     assert done.returncode == 0, done.stderr
     assert live.refresh()
@@ -167,9 +172,7 @@ def test_tail_grown_large_rewrites_the_snapshot(
     store = corpus_store
     before = current_snapshot_name(store.db)
     monkeypatch.setattr(live_index, "REWRITE_MIN_TAIL", 2)
-    folder = tmp_path / "new"
-    folder.mkdir()
-    write_article(folder, "quokka", "Quokka sanctuary floated", QUOKKA)
+    folder = quokka_folder(tmp_path)
     Ingester(store, EMBED).ingest_paths([folder], progress=False)
     after = current_snapshot_name(store.db)
     assert after != before
@@ -215,9 +218,7 @@ def test_answers_after_reindex_match_the_incremental_index(
     from retrieval.answer import Answerer
     from retrieval.search import Searcher
 
-    folder = tmp_path / "new"
-    folder.mkdir()
-    write_article(folder, "quokka", "Quokka sanctuary floated", QUOKKA)
+    folder = quokka_folder(tmp_path)
     ingest(data_dir, folder)
     questions = [
         "Who proposed a quokka sanctuary?",
@@ -241,9 +242,7 @@ def test_neighbourhood_reads_the_sentences_around_candidates(
     corpus_store: Store, tmp_path: Path
 ) -> None:
     store = corpus_store
-    folder = tmp_path / "new"
-    folder.mkdir()
-    write_article(folder, "quokka", "Quokka sanctuary floated", QUOKKA)
+    folder = quokka_folder(tmp_path)
     Ingester(store, EMBED).ingest_paths([folder], progress=False)
     first, middle, last = ids_of(store, "Quokka sanctuary floated")
     near = LiveIndex.open(store).neighbourhood([middle, last], before=2, after=1)
@@ -274,9 +273,7 @@ def test_a_running_bot_answers_from_articles_another_process_stored(
     from tests.harness.chat import ask, wait_until
     from tests.harness.in_process import app_bot
 
-    folder = tmp_path / "new"
-    folder.mkdir()
-    write_article(folder, "quokka", "Quokka sanctuary floated", QUOKKA)
+    folder = quokka_folder(tmp_path)
     with app_bot(data_dir, talksbot_index_poll=0.5) as (api, bot):
         searcher = bot.answerer.searcher
         snapshot = searcher.index.snapshot.name

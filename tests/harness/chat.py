@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from tests.harness.bot_api import Call, FakeBotAPI
+from tests.harness.telegram_rules import MAX_TEXT, utf16_len
 
 ALLOWED_TAGS = {"b", "i", "a", "blockquote", "code"}
 
@@ -77,4 +78,4 @@ def check_html(text: str) -> None:
     checker.feed(text)
     checker.close()
     assert not checker.problems and not checker.stack, (checker.problems, checker.stack)
-    assert len(text.encode("utf-16-le")) // 2 <= 4096  # as Telegram counts: UTF-16 units
+    assert utf16_len(text) <= MAX_TEXT  # as Telegram counts: UTF-16 units
