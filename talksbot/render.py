@@ -282,8 +282,3 @@ def digest_pages(
         part = f" ({n}/{len(pages)})" if len(pages) > 1 else ""
         out.append((page, "\n".join([f"🗞 <b>{count}{part}</b>", *items])))
     return out
-
-
-def digest_html(rows: list[Delivery]) -> str:
-    """The first (usually only) message of a digest."""
-    return digest_pages(rows)[0][1]
