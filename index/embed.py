@@ -213,6 +213,9 @@ class OnnxEmbedder:
         return out
 
 
+_WORD = re.compile(r"\w+")
+
+
 class HashEmbedder:
     """Deterministic bag-of-words hashing: no model, same text gives the same vector. For tests."""
 
@@ -221,31 +224,32 @@ class HashEmbedder:
 
     def __init__(self, dim: int = 64) -> None:
         self.dim = dim
-        self._slots: dict[str, tuple[int, float]] = {}  # token -> (bucket, sign), bounded
+        # token -> bucket, plus ``dim`` when its sign is negative; bounded
+        self._slots: dict[str, int] = {}
 
-    def _slot(self, token: str) -> tuple[int, float]:
-        found = self._slots.get(token)
-        if found is None:
-            digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
-            bucket = int.from_bytes(digest[:4], "little") % self.dim
-            found = (bucket, 1.0 if digest[4] & 1 else -1.0)
-            if len(self._slots) >= 200_000:
-                self._slots.clear()
-            self._slots[token] = found
+    def _slot(self, token: str) -> int:
+        digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
+        found = int.from_bytes(digest[:4], "little") % self.dim + (0 if digest[4] & 1 else self.dim)
+        if len(self._slots) >= 200_000:
+            self._slots.clear()
+        self._slots[token] = found
         return found
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), np.float32)
-        slot = self._slot
+        # One count of (row, signed bucket) over the whole batch: a bulk ingest embeds a
+        # million texts, and a loop per token was most of its cost.
+        slots, slot, width = self._slots, self._slot, 2 * self.dim
+        cells: list[int] = []
         for row, text in enumerate(texts):
-            counts = [0.0] * self.dim  # small whole numbers: exact in any float width
-            for token in re.findall(r"\w+", text.lower()):
-                bucket, sign = slot(token)
-                counts[bucket] += sign
-            vector = np.array(counts, np.float32)
-            norm = np.linalg.norm(vector)
-            out[row] = vector / norm if norm else vector
-        return out
+            base = row * width
+            cells.extend(
+                base + (slots[t] if t in slots else slot(t)) for t in _WORD.findall(text.lower())
+            )
+        counts = np.bincount(np.array(cells, np.int64), minlength=len(texts) * width)
+        counts = counts.reshape(len(texts), 2, self.dim).astype(np.float32)
+        vectors = counts[:, 0] - counts[:, 1]  # small whole numbers: exact in any float width
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
 def model_params(backend: str) -> dict[str, object]:
