@@ -24,6 +24,7 @@ from index.params import ingest_params
 from index.segment import BOILERPLATE, HEADING, SENTENCE, Unit, citable, segment
 from index.store import NewArticleRow, NewSentenceRow, Store
 from index.text import text_hash
+from index.unit_features import encode
 
 NEAR_DUPLICATE_SHARE = 0.8  # share of a new article's sentences already stored in one article
 BOILERPLATE_CACHE = 50_000  # distinct boilerplate texts whose vectors one ingest run reuses
@@ -105,8 +106,7 @@ class Ingester:
                 try:
                     if isinstance(prepared, str):
                         raise IngestError(prepared)
-                    raw, units = prepared
-                    self.ingest_article(raw, report, units)
+                    self.ingest_article(prepared.raw, report, prepared)
                 except IngestError as exc:
                     report.errors.append(str(exc))
                 batch.due()
@@ -116,15 +116,16 @@ class Ingester:
         return report
 
     def ingest_article(
-        self, raw: RawArticle, report: IngestReport, units: list[Unit] | None = None
+        self, raw: RawArticle, report: IngestReport, prepared: Prepared | None = None
     ) -> int | None:
         """Store one article unless it is already there; return its id when added.
-        ``units``: ``segment(raw.text)`` if already done."""
-        units = segment(raw.text) if units is None else units
-        own = [u for u in units if u.kind != BOILERPLATE]
+        ``prepared``: ``Prepared.of(raw)`` if already done (in a worker process)."""
+        prepared = Prepared.of(raw) if prepared is None else prepared
+        units = prepared.units
+        own = [h for u, h in zip(units, prepared.hashes, strict=True) if u.kind != BOILERPLATE]
         if not own:
             raise IngestError(f"{raw.source}: no article text found (only menus or boilerplate)")
-        hashes = [text_hash(u.text) for u in own]
+        hashes = own
         content_hash = text_hash(" ".join(hashes))
         keys = article_keys(raw)
         store = self.store
@@ -163,8 +164,10 @@ class Ingester:
             ),
             keys,
             [
-                NewSentenceRow(u.para, u.seq, pos, u.kind, u.text, text_hash(u.text), vectors[pos])
-                for pos, u in enumerate(units)
+                NewSentenceRow(u.para, u.seq, pos, u.kind, u.text, h, vectors[pos], features)
+                for pos, (u, h, features) in enumerate(
+                    zip(units, prepared.hashes, prepared.features, strict=True)
+                )
             ],
             replace=existing,
         )
@@ -219,17 +222,32 @@ class Ingester:
         return out
 
 
-def prepare(path: Path) -> tuple[RawArticle, list[Unit]] | str:
-    """Read and segment one file: the article and its units, or why it cannot be read. No
-    store access, so it can run in a worker process."""
+@dataclass
+class Prepared:
+    """An article with everything computed from its text alone: units, their hashes and
+    their stored features (``unit_features.encode``)."""
+
+    raw: RawArticle
+    units: list[Unit]
+    hashes: list[str]
+    features: list[tuple[str, int, str]]
+
+    @classmethod
+    def of(cls, raw: RawArticle) -> Prepared:
+        units = segment(raw.text)
+        return cls(raw, units, [text_hash(u.text) for u in units], [encode(u.text) for u in units])
+
+
+def prepare(path: Path) -> Prepared | str:
+    """Read, segment and tokenize one file, or say why it cannot be read. No store access,
+    so it can run in a worker process."""
     try:
-        raw = load_file(path)
+        return Prepared.of(load_file(path))
     except IngestError as exc:
         return str(exc)
-    return raw, segment(raw.text)
 
 
-def prepare_all(files: Iterable[Path], count: int) -> Iterator[tuple[RawArticle, list[Unit]] | str]:
+def prepare_all(files: Iterable[Path], count: int) -> Iterator[Prepared | str]:
     """``prepare`` each file, in order. A bulk ingest reads and segments (most of its work)
     in worker processes while this process embeds and writes; only this process touches the
     store, so every article is still written whole, in file order, as by a serial run."""

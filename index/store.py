@@ -78,6 +78,14 @@ class NewSentenceRow:
     text: str
     hash: str
     embedding: np.ndarray | None
+    # ``unit_features.encode(text)`` when already computed (a bulk ingest does it in its
+    # worker processes); its first item is the unit's tokens, space-joined.
+    features: tuple[str, int, str] | None = None
+
+    def encoded(self) -> tuple[str, int, str]:
+        if self.features is None:
+            self.features = encode(self.text)
+        return self.features
 
 
 @dataclass
@@ -463,13 +471,14 @@ class Store:
                         *(
                             (None, None, None, None)
                             if s.embedding is None
-                            else (embedding_blob(s.embedding), *encode(s.text))
+                            else (embedding_blob(s.embedding), *s.encoded())
                         ),
                     )
                     for s in sentences
                 ],
             )
-            add_article_terms(db, article_id)  # its tokens, in the same transaction
+            # Its tokens, in the same transaction, from the features computed above.
+            add_article_terms(db, article_id, {s.position: s.encoded()[0] for s in sentences})
         return article_id
 
     def add_aliases(self, keys: list[str], article_id: int, outlet: str, kind: str) -> None:

@@ -157,9 +157,12 @@ def _flush(db: sqlite3.Connection, searchable: list, mentions: list, features: l
     features.clear()
 
 
-def add_article_terms(db: sqlite3.Connection, article_id: int) -> None:
+def add_article_terms(
+    db: sqlite3.Connection, article_id: int, tokens: dict[int, str] | None = None
+) -> None:
     """Store the tokens of one article just written (call inside its write transaction; an
-    updated article's old rows were removed with its old sentences)."""
+    updated article's old rows were removed with its old sentences). ``tokens``: each unit's
+    tokens, space-joined, by position, when already known (so nothing is tokenized twice)."""
     db.execute("DELETE FROM article_terms WHERE rowid=?", (article_id,))
     row = db.execute("SELECT title, outlet, url FROM articles WHERE id=?", (article_id,)).fetchone()
     if row is None:
@@ -168,14 +171,17 @@ def add_article_terms(db: sqlite3.Connection, article_id: int) -> None:
         "INSERT INTO article_terms(rowid, terms) VALUES (?, ?)",
         (article_id, " ".join(tokenize(metadata_text(*row)))),
     )
-    _insert_sentences(
-        db,
-        db.execute(
-            "SELECT id, text, embedding IS NOT NULL FROM sentences WHERE article_id=? "
-            "ORDER BY position",
-            (article_id,),
-        ).fetchall(),
-    )
+    rows = db.execute(
+        "SELECT id, text, embedding IS NOT NULL, position FROM sentences WHERE article_id=? "
+        "ORDER BY position",
+        (article_id,),
+    ).fetchall()
+    if tokens is None:
+        _insert_sentences(db, (row[:3] for row in rows))
+        return
+    searchable = [(sid, tokens[pos]) for sid, _, indexed, pos in rows if indexed]
+    mentions = [(sid, tokens[pos]) for sid, _, indexed, pos in rows if not indexed]
+    _flush(db, searchable, mentions, [])
 
 
 def fts_phrase(term: str) -> str:
