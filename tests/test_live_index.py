@@ -337,3 +337,21 @@ def test_new_sentences_and_snapshot_sentences_are_ranked_by_one_idf(
     idf = live_index.bm25_idf
     ratio = idf(snap_df + 3, snap_n + 3) / idf(snap_df, snap_n)
     assert ratio < 0.8 and scores[0] == pytest.approx(before * ratio, rel=1e-5)
+
+
+@pytest.mark.parametrize("matches", [300, 5_000, 250_000])
+def test_top_of_a_million_scores_is_the_exact_top(matches: int) -> None:
+    """Past IVF_MIN_VECTORS the top k is picked from rows above a sampled floor: it must hold
+    the same scores as an exact selection, however many rows match."""
+    from index.live_index import IVF_MIN_VECTORS, LexicalScores
+
+    rng = np.random.default_rng(matches)
+    n = IVF_MIN_VECTORS * 5
+    scores = np.zeros(n, np.float32)
+    rows = rng.choice(n, matches, replace=False)
+    scores[rows] = rng.gamma(2.0, 2.0, matches).astype(np.float32)
+    ids = np.arange(n, dtype=np.int64) * 3 + 7
+    got_ids, got = LexicalScores(ids, scores, {}).top(400)
+    expected = np.sort(scores[scores > 0])[::-1][:400]
+    assert np.array_equal(np.sort(got)[::-1], expected)
+    assert np.array_equal(scores[(got_ids - 7) // 3], got)
