@@ -40,6 +40,13 @@ class SearchBackend(Protocol):
         """Catch up with commits by any process; True when something changed."""
         ...
 
+    def vocabulary_since(self) -> tuple[object, list[str]]:
+        """(a base that changes only when the index is rewritten, the terms first used by
+        searchable sentences added since that base, in order; the list only grows until the
+        base changes). Lets a caller extend what it derived from the whole vocabulary instead
+        of reading it all again after every new article."""
+        ...
+
     def dense_search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``k`` (sentence ids, inner products), best first."""
         ...

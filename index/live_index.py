@@ -483,6 +483,7 @@ class LiveIndex:
         self.tail_index: dict[int, int] = {}  # sentence id -> tail row
         self.tail_lengths: list[int] = []
         self.tail_postings: dict[str, dict[int, int]] = {}  # term -> {tail row: tf}
+        self.tail_terms: list[str] = []  # the keys of tail_postings, in order of arrival
 
     @classmethod
     def open(cls, store: Store) -> LiveIndex:
@@ -582,11 +583,19 @@ class LiveIndex:
         tokens = terms.split() or [EMPTY_TOKEN]
         self.tail_lengths.append(len(tokens))
         for token in tokens:
-            postings = self.tail_postings.setdefault(token, {})
+            postings = self.tail_postings.get(token)
+            if postings is None:
+                postings = self.tail_postings[token] = {}
+                self.tail_terms.append(token)
             postings[row] = postings.get(row, 0) + 1
         return np.frombuffer(blob, dtype=np.float32)
 
     # -- reading ------------------------------------------------------------------------------
+    def vocabulary_since(self) -> tuple[object, list[str]]:
+        """(this snapshot's name, the terms the tail's sentences brought, in order)."""
+        with self._lock:
+            return (self.snapshot.name if self.snapshot else None), self.tail_terms
+
     @property
     def size(self) -> int:
         snap = self.snapshot.size if self.snapshot else 0

@@ -47,17 +47,27 @@ class NameMatcher:
     """Knows the corpus's words, as stems and as skeletons."""
 
     def __init__(self, stems: Iterable[str]) -> None:
-        self.stems = frozenset(stems)
-        self._skeletons: frozenset[str] | None = None
+        self.stems = set(stems)
+        self._skeletons: set[str] | None = None
         self._choices: list[str] = []
 
     @property
-    def skeletons(self) -> frozenset[str]:
+    def skeletons(self) -> set[str]:
         """Built on first use: most questions name nothing new, and startup stays quick."""
         if self._skeletons is None:
-            self._skeletons = frozenset(skeleton(w) for w in self.stems)
+            self._skeletons = {skeleton(w) for w in self.stems}
             self._choices = sorted(w for w in self._skeletons if len(w) >= FUZZY_MIN_CHARS - 1)
         return self._skeletons
+
+    def add(self, stems: Iterable[str]) -> None:
+        """Words of newly added text (a few hundred an article), without rebuilding."""
+        new = [w for w in stems if w not in self.stems and not w.isdigit()]
+        self.stems.update(new)
+        if self._skeletons is not None:
+            for key in {skeleton(w) for w in new} - self._skeletons:
+                self._skeletons.add(key)
+                if len(key) >= FUZZY_MIN_CHARS - 1:
+                    self._choices.append(key)
 
     def known(self, word: str, stem: str) -> bool:
         if stem in self.stems:
