@@ -136,19 +136,19 @@ def build_pool(
     found = np.isin(lex_rows, wanted)
     lex[np.searchsorted(wanted, lex_rows[found])] = lex_scores[found]
     lex = lex / lex_max if lex_max > 0 else lex
-    rows = [near.rows[int(r)] for r in wanted]
+    ids = near.order  # = wanted, as Python ints
+    rows = [near.rows[r] for r in ids]
     stored = near.units
-    infos = [
-        stored.get(r) or info(r, row.text) for r, row in zip(map(int, wanted), rows, strict=True)
-    ]
+    infos = [stored.get(r) or info(r, row.text) for r, row in zip(ids, rows, strict=True)]
     arts = np.array([row.article_id for row in rows], np.int64)
 
     # Neighbours inside the scored units and the same article.
-    at = {int(r): i for i, r in enumerate(wanted)}
-    prev_i = np.array([at.get(near.prev_of.get(int(r), -1), 0) for r in wanted], np.int64)
-    next_i = np.array([at.get(near.next_of.get(int(r), -1), 0) for r in wanted], np.int64)
-    has_prev = np.array([int(r) in near.prev_of for r in wanted], bool)
-    has_next = np.array([int(r) in near.next_of for r in wanted], bool)
+    at = {r: i for i, r in enumerate(ids)}
+    prev_of, next_of = near.prev_of, near.next_of
+    prev_i = np.array([at.get(prev_of.get(r, -1), 0) for r in ids], np.int64)
+    next_i = np.array([at.get(next_of.get(r, -1), 0) for r in ids], np.int64)
+    has_prev = np.array([r in prev_of for r in ids], bool)
+    has_next = np.array([r in next_of for r in ids], bool)
 
     def neighbour(values: np.ndarray, idx: np.ndarray, ok: np.ndarray) -> np.ndarray:
         return np.where(ok, values[idx], 0.0).astype(np.float32)
