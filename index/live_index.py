@@ -261,8 +261,11 @@ def build_snapshot(store: Store, root: Path) -> Path:
             bm25 = _bm25s().BM25(k1=K1, b=B)
             bm25.index(corpus, show_progress=False)
             bm25.save(str(tmp / "bm25"), show_progress=False)
-    finally:
+    except BaseException:
         dense_thread.join()
+        rmtree_quiet(tmp)  # a half-written snapshot is never left behind
+        raise
+    dense_thread.join()
     if not isinstance(outcome[0], str):
         rmtree_quiet(tmp)
         raise outcome[0]

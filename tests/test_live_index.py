@@ -379,3 +379,26 @@ def test_a_name_new_articles_bring_is_matched_fuzzily_without_rereading_the_voca
     searcher.refresh()
     assert searcher.names is not matcher
     assert searcher.names.known("Quokkaa", "quokkaa")
+
+
+@pytest.mark.parametrize("part", ["_dense_index", "_bm25s"])
+def test_a_failed_rewrite_leaves_the_live_snapshot_and_no_half_written_folder(
+    corpus_store: Store, monkeypatch: pytest.MonkeyPatch, part: str
+) -> None:
+    """The dense index is built on a thread beside bm25s: whichever of the two fails, the
+    error reaches the caller, the live snapshot still answers, and nothing is left half
+    written beside it."""
+    live = current_snapshot_name(corpus_store.db)
+
+    def broken(*args: object) -> None:
+        raise MemoryError(f"{part} ran out of memory")
+
+    monkeypatch.setattr(live_index, part, broken)
+    with pytest.raises(MemoryError, match=part):
+        rebuild(corpus_store)
+    assert current_snapshot_name(corpus_store.db) == live
+    folders = live_index.index_root(corpus_store).iterdir()
+    assert sorted(p.name for p in folders if p.is_dir()) == [live]
+    monkeypatch.undo()
+    assert LiveIndex.open(corpus_store).lexical(["quokka"]).max == 0.0
+    assert LiveIndex.open(corpus_store).size > 0
