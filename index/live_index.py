@@ -201,31 +201,36 @@ def build_snapshot(store: Store, root: Path) -> Path:
     params = store.read_params() or {}
     with _read_transaction(db):
         seq = term_store.log_position(db)
-        n = db.execute("SELECT COUNT(*) FROM sentences WHERE embedding IS NOT NULL").fetchone()[0]
         dim = int(params.get("dim") or 0)
+        n = db.execute("SELECT COUNT(*) FROM sentences WHERE embedding IS NOT NULL").fetchone()[0]
         ids = np.empty(n, np.int64)
         vectors: np.ndarray | None = None
         rows = db.execute(
             "SELECT id, embedding FROM sentences WHERE embedding IS NOT NULL ORDER BY id"
         )
-        for i, (sentence_id, blob) in enumerate(rows):
-            vector = np.frombuffer(blob, dtype=np.float32)
+        at = 0
+        while batch := rows.fetchmany(65_536):  # a numpy call per batch, not per row
+            got, blobs = zip(*batch, strict=True)
             if vectors is None:
-                dim = len(vector)
+                dim = len(blobs[0]) // 4
                 vectors = np.empty((n, dim), np.float32)
-            ids[i] = sentence_id
-            vectors[i] = vector
+            ids[at : at + len(got)] = got
+            vectors[at : at + len(got)] = np.frombuffer(b"".join(blobs), np.float32).reshape(
+                len(got), dim
+            )
+            at += len(got)
         # Tokens as stored (an FTS5 scan is in rowid order, like ids), merged in one pass; one
         # string object per distinct token, so a million sentences' tokens fit.
         corpus: list[list[str] | None] = [None] * n
-        at = 0
+        at, id_list = 0, ids.tolist()
         for sentence_id, terms in db.execute(
             "SELECT rowid, terms FROM sentence_terms ORDER BY rowid"
         ):
-            while at < n and ids[at] < sentence_id:
+            while at < n and id_list[at] < sentence_id:
                 at += 1
-            if at < n and ids[at] == sentence_id:
+            if at < n and id_list[at] == sentence_id:
                 corpus[at] = list(map(sys.intern, terms.split())) or [EMPTY_TOKEN]
+        del id_list
         missing = [int(ids[i]) for i, tokens in enumerate(corpus) if tokens is None]
         for start in range(0, len(missing), 500):  # none unless a writer skipped the tokens
             chunk = missing[start : start + 500]
