@@ -58,23 +58,57 @@ _ASKS_NUMBER = re.compile(
     r"percentage|share of|cost)\b",
     re.I,
 )
-_ASKS_NAME = re.compile(r"^\s*(who|whom|whose|which|where)\b|\b(who|which|where)\b", re.I)
 _ASKS_DATE = re.compile(
     r"^\s*(when|by when|since when)\b|\bwhat (time|date|day|year|month)\b", re.I
 )
+_INTERROGATIVE = re.compile(r"\b(who|whom|whose|which|where|when|why|how|what)\b", re.I)
+_HOW_MUCH = re.compile(r"how (many|much|long|big|badly|large|far|often)\b", re.I)
+_YES_NO = re.compile(
+    r"^\s*(is|are|was|were|will|would|do|does|did|can|could|has|have|had|should)\b", re.I
+)
+_NAME_WORDS = frozenset({"who", "whom", "whose", "which", "where"})
 ANSWER_PATTERNS = {"number": NUMBER, "date": DATE, "cause": CAUSE}
+
+
+def interrogative(question: str) -> str:
+    """The question's first interrogative word, lower-cased ("how much" for how many/much/
+    long …); "" for a yes/no question (it opens with an auxiliary: an interrogative inside it,
+    "… when Ukraine votes", asks for nothing) or a question without one. The first one decides
+    what is asked: "how did they work out the value" asks how, not for a number, and "why did
+    Beijing caution its nationals who live in Russia" asks why, not who."""
+    if _YES_NO.match(question):
+        return ""
+    m = _INTERROGATIVE.search(question)
+    if m is None:
+        return ""
+    word = m.group(1).lower()
+    return "how much" if word == "how" and _HOW_MUCH.match(question, m.start()) else word
 
 
 def answer_type(question: str) -> str:
     """What kind of answer the question asks for, "number", "date", "cause" or "" (classic
-    answer-type matching: a "how many" answer holds a number, a "why" answer a cause)."""
-    if _ASKS_NUMBER.search(question):
+    answer-type matching: a "how many" answer holds a number, a "why" answer a cause). Words
+    such as "total" or "what year" count only in a "what" question or one without an
+    interrogative ("geneva talks day two duration")."""
+    word = interrogative(question)
+    if word == "how much":
         return "number"
-    if _ASKS_DATE.search(question):
+    if word == "when":
         return "date"
-    if re.match(r"^\s*why\b", question, re.I):
+    if word == "why":
         return "cause"
+    if word == "what" or (word == "" and not _YES_NO.match(question)):
+        if _ASKS_NUMBER.search(question):
+            return "number"
+        if _ASKS_DATE.search(question):
+            return "date"
     return ""
+
+
+def asks_name(question: str) -> bool:
+    """A "who"/"which"/"where" question (its first interrogative): its answer names someone or
+    somewhere."""
+    return interrogative(question) in _NAME_WORDS
 
 
 def idf(df: int, n: int) -> float:
@@ -189,7 +223,7 @@ def build_pool(
     novelty = np.log1p(sizes - held.sum(axis=1)).astype(np.float32)
     named = (
         np.array([any(not (name <= asked) for name in x.names) for x in infos], np.float32)
-        if _ASKS_NAME.search(question)
+        if asks_name(question)
         else zero
     )
     cand_idx = np.flatnonzero(is_candidate)

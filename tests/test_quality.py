@@ -18,7 +18,7 @@ from index.segment import BOILERPLATE, segment, split_sentences
 from index.store import Store
 from retrieval.cv import cross_validate, group_folds, reachable
 from retrieval.evaluate import EvalQuestion
-from retrieval.features import FEATURES
+from retrieval.features import FEATURES, answer_type, asks_name
 from retrieval.names import NameMatcher, skeleton
 from retrieval.rank import (
     EVIDENCE,
@@ -143,6 +143,35 @@ def test_unrelated_names_stay_unknown() -> None:
     for word in ("Erdogan", "Macron", "Ronaldo", "Kiis"):
         assert not matcher.known(word, tokenize(word)[0])
     assert skeleton("Zelenskyy") == skeleton("zelenskiy") == skeleton("Zelensky")
+
+
+@pytest.mark.parametrize(
+    ("question", "kind", "name"),
+    [
+        ("How many prisoners were exchanged?", "number", False),
+        ("how long did the meeting last", "number", False),
+        ("what was the total cost of the aid", "number", False),
+        ("ceasefire talks duration", "number", False),
+        ("When did the envoys meet?", "date", False),
+        ("what year did the war start", "date", False),
+        ("why did the summit collapse", "cause", False),
+        ("Who mediates the talks?", "", True),
+        ("which city hosts the next round", "", True),
+        # The first interrogative decides: these ask how, why and which, not for a number,
+        # a name or a date.
+        ("how did the auditors work out the value of the assets", "", False),
+        ("why did the embassy warn citizens who live abroad", "cause", False),
+        ("which country took in the biggest number of refugees", "", True),
+        # A yes/no question asks for neither a date nor a name.
+        ("will he stand again when the country votes", "", False),
+        ("is there a city where both sides could meet", "", False),
+    ],
+)
+def test_the_first_interrogative_decides_what_is_asked(
+    question: str, kind: str, name: bool
+) -> None:
+    assert answer_type(question) == kind
+    assert asks_name(question) is name
 
 
 def _examples(rng: np.random.Generator, n: int) -> list[Example]:
