@@ -224,8 +224,11 @@ class Searcher:
         return self.result(question, limit, ranker).entries
 
     def result(self, question: str, limit: int = 50, ranker: Ranker | None = None) -> Result:
-        """Candidates best first, with the evidence for abstaining."""
+        """Candidates best first, with the evidence for abstaining. Whatever any process
+        committed before the question is searched (one read of the change log's position
+        when nothing was)."""
         ranker = ranker or self.ranker
+        self.refresh()
         with self._lock:
             analysis = self.analyse(question)
             if self.index.size == 0:

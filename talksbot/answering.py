@@ -63,7 +63,6 @@ def _start_worker(settings: Settings, parent: int) -> None:
 def _answer(question: str, k: int, offset: int) -> Answer:
     if _answerer is None:  # the initializer failed; the pool reports that as broken
         raise RuntimeError("answer worker not started")
-    _answerer.searcher.refresh()
     return _answerer.answer(question, k=k, offset=offset)
 
 

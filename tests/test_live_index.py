@@ -16,7 +16,7 @@ from index.ingest import Ingester
 from index.live_index import LiveIndex, current_snapshot_name, rebuild
 from index.store import NewArticleRow, NewSentenceRow, Store
 from index.text import text_hash, tokenize
-from tests.harness.data import CORPUS, FIXTURES, ingest, run_cli
+from tests.harness.data import CORPUS, FIXTURES, cli_env, ingest, run_cli
 
 EMBED = HashEmbedder()
 
@@ -402,3 +402,41 @@ def test_a_failed_rewrite_leaves_the_live_snapshot_and_no_half_written_folder(
     monkeypatch.undo()
     assert LiveIndex.open(corpus_store).lexical(["quokka"]).max == 0.0
     assert LiveIndex.open(corpus_store).size > 0
+
+
+def test_a_long_running_ask_answers_from_articles_stored_after_it_started(
+    corpus_store: Store, data_dir: Path, tmp_path: Path
+) -> None:
+    """``talksbot ask --json`` reading questions from a pipe searches what another process
+    stored meanwhile (it used to keep its first view, and once the new names counted as
+    known, cite unrelated passages)."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "talksbot.cli", "ask", "--json", "-k", "3"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=cli_env(data_dir, "hash"),
+        cwd=data_dir.parent,
+    )
+    assert proc.stdin and proc.stdout
+    try:
+
+        def ask(question: str) -> dict:
+            proc.stdin.write(question + "\n")
+            proc.stdin.flush()
+            return json.loads(proc.stdout.readline())
+
+        question = "What did negotiators in Reykjavik say about the quokka sanctuary?"
+        assert "quokka" not in json.dumps(ask(question)["citations"]).lower()
+        done = run_cli(data_dir, "ingest", str(quokka_folder(tmp_path)))
+        assert done.returncode == 0, done.stderr
+        answer = ask(question)
+        assert answer["answered"], answer
+        assert "quokka" in json.dumps(answer["citations"][0]).lower()
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
