@@ -42,7 +42,6 @@ import sqlite3
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,7 +152,7 @@ class Snapshot:
         bm25 = None
         if manifest["sentences"]:
             bm25 = Bm25Files.load(directory / "bm25")
-        return cls(
+        snapshot = cls(
             name=directory.name,
             seq=int(manifest["seq"]),
             ids=np.load(directory / "ids.npy", mmap_mode="r"),
@@ -163,6 +162,33 @@ class Snapshot:
             dim=int(manifest["dim"]),
             manifest=manifest,
         )
+        snapshot.check()
+        return snapshot
+
+    def check(self) -> None:
+        """Refuse files that load but disagree with the manifest or each other (a truncated
+        or foreign file would otherwise fail on some later query, or cite the wrong row)."""
+        n = int(self.manifest["sentences"])
+        ids = self.ids
+        problems = []
+        if ids.shape != (n,) or ids.dtype != np.int64:
+            problems.append(f"ids.npy holds {ids.shape} {ids.dtype}, not {n} int64")
+        elif n and not (np.all(ids[1:] > ids[:-1]) and int(ids[0]) > 0):
+            problems.append("ids.npy is not ascending")
+        if int(self.dense.ntotal) != n or int(self.dense.d) != self.dim:
+            problems.append(f"dense.faiss holds {self.dense.ntotal} x {self.dense.d}")
+        bm25 = self.bm25
+        if bm25 is not None:
+            # bm25s's vocabulary holds one entry (its empty token) without a column
+            if bm25.num_docs != n or len(bm25.indptr) not in (len(bm25.vocab), len(bm25.vocab) + 1):
+                problems.append("bm25 does not match the manifest")
+            elif int(bm25.indptr[-1]) != len(bm25.indices) or len(bm25.data) != len(bm25.indices):
+                problems.append("bm25 arrays disagree")
+            elif len(bm25.indices) and int(bm25.indices[::4096].max()) >= n:
+                # A sample: the whole array is paged in by queries, not at every start.
+                problems.append("bm25 rows out of range")
+        if problems:
+            raise ValueError(f"snapshot {self.name}: " + "; ".join(problems))
 
 
 def _dense_index(vectors: np.ndarray, ids: np.ndarray, dim: int) -> tuple[object, str]:
@@ -284,9 +310,19 @@ def build_snapshot(store: Store, root: Path) -> Path:
         "params": params,
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    _fsync_tree(tmp)  # on disk before the store names it live: a power cut cannot half-write it
     final = root / f"snap-{seq:010d}-{tmp.name.removeprefix('.build-')}"
     os.replace(tmp, final)
     return final
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in [*folder.rglob("*"), folder]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager
@@ -324,11 +360,10 @@ def _publish(store: Store, folder: Path) -> None:
         store.db.execute("DELETE FROM index_log WHERE seq <= ?", (seq,))
     for old in folder.parent.iterdir():
         # Readers that still map an older snapshot keep reading it (unlinked files live on).
-        # A build folder is another writer's work in progress, unless a day old (killed).
-        building = old.name.startswith(".build-")
+        # Snapshots are built only under the writer lock, which the caller holds: any other
+        # build folder is what a killed writer left.
         if old.is_dir() and old.name != folder.name:
-            if not building or time.time() - old.stat().st_mtime > 86_400:
-                rmtree_quiet(old)
+            rmtree_quiet(old)
         elif old.name == "CURRENT":  # the pre-snapshot layout's pointer
             old.unlink(missing_ok=True)
 
@@ -517,7 +552,7 @@ class LiveIndex:
                 if self.snapshot is None or self.snapshot.name != name:
                     try:
                         self.snapshot = Snapshot.load(index_root(self.store) / name)
-                    except (OSError, ValueError, KeyError, RuntimeError):
+                    except Exception:  # noqa: BLE001 - any unreadable snapshot is rebuilt
                         log.warning("snapshot %s unreadable; rebuilding", name, exc_info=True)
                         rebuild(self.store)
                         continue

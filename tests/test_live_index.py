@@ -440,3 +440,50 @@ def test_a_long_running_ask_answers_from_articles_stored_after_it_started(
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["empty ids", "short ids", "empty bm25 data", "shuffled ids", "foreign dense"],
+)
+def test_a_damaged_snapshot_is_rebuilt_not_trusted(
+    corpus_store: Store, data_dir: Path, damage: str
+) -> None:
+    """Snapshot files that are empty, cut short, reordered or from another snapshot are
+    noticed when loaded (not on some later query, not as wrong citations): the index is
+    rebuilt and answers as before."""
+    question = "Where were the peace talks held?"
+    before = run_cli(data_dir, "ask", "--json", question)
+    folder = live_index.index_root(corpus_store) / current_snapshot_name(corpus_store.db)
+    ids = np.load(folder / "ids.npy")
+    if damage == "empty ids":
+        (folder / "ids.npy").write_bytes(b"")
+    elif damage == "short ids":
+        np.save(folder / "ids.npy", ids[:5])
+    elif damage == "empty bm25 data":
+        (folder / "bm25" / "data.csc.index.npy").write_bytes(b"")
+    elif damage == "shuffled ids":
+        np.save(folder / "ids.npy", ids[::-1].copy())
+    else:
+        import faiss
+
+        faiss.write_index(faiss.IndexIDMap2(faiss.IndexFlatIP(64)), str(folder / "dense.faiss"))
+    after = run_cli(data_dir, "ask", "--json", question)
+    assert after.returncode == 0, after.stderr
+    assert "Traceback" not in after.stderr
+    assert after.stdout == before.stdout
+    assert current_snapshot_name(corpus_store.db) != folder.name
+
+
+def test_a_killed_writers_build_folder_goes_with_the_next_rewrite(
+    corpus_store: Store, data_dir: Path
+) -> None:
+    root = live_index.index_root(corpus_store)
+    leftover = root / ".build-killed"
+    (leftover / "bm25").mkdir(parents=True)
+    (leftover / "ids.npy").write_bytes(b"half")
+    done = run_cli(data_dir, "reindex")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [
+        current_snapshot_name(corpus_store.db)
+    ]
