@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -121,6 +122,14 @@ class Ingester:
         """Store one article unless it is already there; return its id when added.
         ``prepared``: ``Prepared.of(raw)`` if already done (in a worker process)."""
         prepared = Prepared.of(raw) if prepared is None else prepared
+        try:
+            return self._ingest(raw, report, prepared)
+        except sqlite3.IntegrityError:
+            # Another process stored the same article between our look and our write (two
+            # ingests of one folder): decide again, now that its row is there.
+            return self._ingest(raw, report, prepared)
+
+    def _ingest(self, raw: RawArticle, report: IngestReport, prepared: Prepared) -> int | None:
         units = prepared.units
         own = [h for u, h in zip(units, prepared.hashes, strict=True) if u.kind != BOILERPLATE]
         if not own:

@@ -487,3 +487,77 @@ def test_a_killed_writers_build_folder_goes_with_the_next_rewrite(
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [
         current_snapshot_name(corpus_store.db)
     ]
+
+
+def test_two_ingests_of_one_folder_at_once_both_finish(data_dir: Path, tmp_path: Path) -> None:
+    """Each run stores what the other has not; an article the other stored between a look and
+    a write is counted as already there, never a crash."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima".split()
+    for i in range(300):
+        a, b, c = words[i % 12], words[(i // 12) % 12], words[(i // 144) % 12]
+        write_article(
+            folder,
+            f"a{i:03d}",
+            f"Report {i}",
+            [
+                f"Delegates {a} and {b} met {c} envoys on day {i} of the talks.",
+                f"The {b} proposal number {i} was discussed by {a} officials at length.",
+            ],
+        )
+    run_cli(data_dir, "stats")  # the store exists (with the sample article) before both start
+    before = Store(data_dir)
+    stored = before.article_count()
+    before.close()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "talksbot.cli", "ingest", str(folder)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(data_dir, "hash"),
+            cwd=data_dir.parent,
+        )
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=300) for p in procs]
+    for proc, (_out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+    store = Store(data_dir)
+    try:
+        assert store.article_count() == stored + 300
+    finally:
+        store.close()
+
+
+def test_an_article_stored_by_another_process_between_look_and_write_is_not_a_crash(
+    corpus_store: Store, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from index.ingest import IngestReport
+    from index.loaders import load_file
+
+    path = quokka_folder(tmp_path) / "quokka.md"
+    other = Store(data_dir)  # "another process": stores the article first
+    Ingester(other, EMBED).ingest_paths([path], progress=False)
+    other.close()
+    # Our first looks happened before the other write.
+    for name, missing, stale in (
+        ("find_by_content", None, 1),
+        ("find_article_by_key", None, 2),  # by file, then by URL
+        ("best_overlap", (None, 0.0), 1),
+    ):
+        calls, real = {"n": 0}, getattr(corpus_store, name)
+
+        def look(*args: object, _real=real, _calls=calls, _miss=missing, _n=stale) -> object:
+            _calls["n"] += 1
+            return _miss if _calls["n"] <= _n else _real(*args)
+
+        monkeypatch.setattr(corpus_store, name, look)
+    report = IngestReport()
+    assert Ingester(corpus_store, EMBED).ingest_article(load_file(path), report) is None
+    assert (report.added, report.unchanged + report.duplicates) == (0, 1)
