@@ -22,6 +22,7 @@ from index.embed import Embedder
 from index.live_index import after_write
 from index.loaders import IngestError, RawArticle, canonical_url, iter_article_files, load_file
 from index.params import ingest_params
+from index.process import leave_with_parent
 from index.segment import BOILERPLATE, HEADING, SENTENCE, Unit, citable, segment
 from index.store import NewArticleRow, NewSentenceRow, Store
 from index.text import text_hash
@@ -268,7 +269,9 @@ def prepare_all(files: Iterable[Path], count: int) -> Iterator[Prepared | str]:
     # parent), and unlike spawn/forkserver it does not re-run the caller's main module.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=leave_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         batches = _batches(iter(files), PREPARE_BATCH)
         ahead = [pool.map(prepare, batch, chunksize=8) for batch in _take(batches, 1)]
         while ahead:

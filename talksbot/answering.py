@@ -20,11 +20,10 @@ import logging
 import multiprocessing
 import os
 import signal
-import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from index.process import leave_with_parent
 from retrieval.answer import Answer, Answerer
 from talksbot.config import Settings
 
@@ -41,20 +40,12 @@ def default_workers() -> int:
 _answerer: Answerer | None = None
 
 
-def _exit_with_parent(parent: int, every: float = 1.0) -> None:
-    """A worker whose bot was killed outright (kill -9, OOM) would wait for work forever: it
-    leaves once its parent is gone."""
-    while os.getppid() == parent:
-        time.sleep(every)
-    os._exit(0)
-
-
 def _start_worker(settings: Settings, parent: int) -> None:
     from talksbot.wiring import open_answerer
 
     global _answerer
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    leave_with_parent(parent)
     answerer = open_answerer(settings, quiet=True)
     answerer.searcher.warm_up()
     _answerer = answerer

@@ -3,6 +3,7 @@ process, equal to a full reindex, and a store made before it existed still opens
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,24 @@ QUOKKA = [
     "The quokka proposal surprised delegates from both sides of the front line.",
     "Officials said the sanctuary would be funded by a neutral trust in Iceland.",
 ]
+
+
+def many_articles(folder: Path, n: int) -> Path:
+    """A folder of ``n`` small distinct articles (enough files for a parallel bulk ingest)."""
+    folder.mkdir()
+    words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima".split()
+    for i in range(n):
+        a, b, c = words[i % 12], words[(i // 12) % 12], words[(i // 144) % 12]
+        write_article(
+            folder,
+            f"a{i:04d}",
+            f"Report {i}",
+            [
+                f"Delegates {a} and {b} met {c} envoys on day {i} of the talks.",
+                f"The {b} proposal number {i} was discussed by {a} officials at length.",
+            ],
+        )
+    return folder
 
 
 def quokka_folder(tmp_path: Path) -> Path:
@@ -495,20 +514,7 @@ def test_two_ingests_of_one_folder_at_once_both_finish(data_dir: Path, tmp_path:
     import subprocess
     import sys
 
-    folder = tmp_path / "many"
-    folder.mkdir()
-    words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima".split()
-    for i in range(300):
-        a, b, c = words[i % 12], words[(i // 12) % 12], words[(i // 144) % 12]
-        write_article(
-            folder,
-            f"a{i:03d}",
-            f"Report {i}",
-            [
-                f"Delegates {a} and {b} met {c} envoys on day {i} of the talks.",
-                f"The {b} proposal number {i} was discussed by {a} officials at length.",
-            ],
-        )
+    folder = many_articles(tmp_path / "many", 300)
     run_cli(data_dir, "stats")  # the store exists (with the sample article) before both start
     before = Store(data_dir)
     stored = before.article_count()
@@ -561,3 +567,42 @@ def test_an_article_stored_by_another_process_between_look_and_write_is_not_a_cr
     report = IngestReport()
     assert Ingester(corpus_store, EMBED).ingest_article(load_file(path), report) is None
     assert (report.added, report.unchanged + report.duplicates) == (0, 1)
+
+
+def test_a_killed_bulk_ingest_leaves_no_workers_behind(data_dir: Path, tmp_path: Path) -> None:
+    """kill -9 of a bulk ingest: its reading/segmenting workers leave too (they held the
+    store's files open forever), and a rerun finishes the job."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = many_articles(tmp_path / "many", 3000)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "talksbot.cli", "ingest", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=cli_env(data_dir, "hash"),
+        cwd=data_dir.parent,
+    )
+
+    def children() -> set[int]:
+        found = set()
+        for task in Path(f"/proc/{proc.pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                found.update(int(c) for c in (task / "children").read_text().split())
+        return found
+
+    deadline = time.monotonic() + 60
+    while len(workers := children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(workers) >= 2, "the bulk ingest never started its workers"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()]
+    done = run_cli(data_dir, "ingest", str(folder), timeout=300)
+    assert done.returncode == 0, done.stderr
