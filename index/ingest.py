@@ -150,6 +150,9 @@ class Ingester:
             return None
         # The file was ingested before and has changed: update that article in place.
         existing = store.find_article_by_key(keys[-1])
+        if existing is None and len(keys) > 1:
+            # The same URL from another file or fetch, with new content: the page changed.
+            existing = store.find_primary_url(keys[0])
         if existing is None:
             # Another file already holds this URL, or nearly all of these sentences.
             copy_of = store.find_article_by_key(keys[0])

@@ -284,6 +284,15 @@ class Store:
         row = self.db.execute("SELECT article_id FROM article_urls WHERE url=?", (key,)).fetchone()
         return row[0] if row else None
 
+    def find_primary_url(self, canonical: str) -> int | None:
+        """The article whose own (canonical) URL this is; not an alias or a copy's URL."""
+        row = self.db.execute(
+            "SELECT a.id FROM article_urls u JOIN articles a ON a.id = u.article_id "
+            "WHERE u.url=? AND a.canonical_url=?",
+            (canonical, canonical),
+        ).fetchone()
+        return row[0] if row else None
+
     def find_by_content(self, content_hash: str) -> int | None:
         row = self.db.execute(
             "SELECT id FROM articles WHERE content_hash=?", (content_hash,)
@@ -480,6 +489,19 @@ class Store:
             # Its tokens, in the same transaction, from the features computed above.
             add_article_terms(db, article_id, {s.position: s.encoded()[0] for s in sentences})
         return article_id
+
+    def delete_article(self, article_id: int) -> bool:
+        """Remove an article, its URLs, sentences and tokens in one transaction (the index
+        log's triggers tell every reader; no rebuild), and cancel pushes of it not yet sent.
+        False when there was no such article."""
+        with self.transaction() as db:
+            gone = db.execute("DELETE FROM articles WHERE id=?", (article_id,)).rowcount
+            db.execute(
+                "UPDATE deliveries SET status='cancelled' WHERE article_id=? "
+                "AND status IN ('pending', 'digest')",
+                (article_id,),
+            )
+        return bool(gone)
 
     def add_aliases(self, keys: list[str], article_id: int, outlet: str, kind: str) -> None:
         """Record other URLs (or files) of a stored article: ``alias`` or ``also_reported``."""

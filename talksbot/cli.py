@@ -109,6 +109,44 @@ def cmd_fit_ranker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
+    """Remove articles by URL (any of their URLs) or by the file they were ingested from;
+    running bots stop citing them at their next poll, without a rebuild."""
+    from index.fetch import is_url
+    from index.ingest import article_keys, ingest_params
+    from index.loaders import RawArticle
+    from index.store import Store
+
+    store = Store(settings.data_dir)
+    try:
+        store.check_params(ingest_params(settings.talksbot_backend), write=True)
+        missing = []
+        deleted = 0
+        for given in args.items:
+            raw = RawArticle(
+                title="",
+                url=given if is_url(given) else "",
+                published="",
+                outlet="",
+                text="",
+                source=given,
+                kind="",
+            )
+            found = next(
+                (a for k in article_keys(raw) if (a := store.find_article_by_key(k))), None
+            )
+            if found is not None and store.delete_article(found):
+                deleted += 1
+            else:
+                missing.append(given)
+        for item in missing:
+            _echo(f"talksbot: no stored article has the URL or file {item}")
+        print(f"{deleted} articles deleted")
+        return 1 if missing else 0
+    finally:
+        store.close()
+
+
 def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
     """Tokenize every stored text again and rewrite the index snapshot from the store (no model
     needed: embeddings are stored). Running bots pick the new snapshot up at their next poll."""
@@ -249,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit-ranker", help="fit the ranker and abstainer on a JSONL question file")
     p.add_argument("file")
     p.add_argument("--out", help="where to write it (default: the shipped file for the model)")
+    p = sub.add_parser("delete", help="remove articles by URL or by the file they came from")
+    p.add_argument("items", nargs="+", metavar="URL_OR_FILE")
     sub.add_parser("reindex", help="rebuild the search index from the store (no model needed)")
     sub.add_parser("stats", help="what the store holds").add_argument("--json", action="store_true")
     p = sub.add_parser("feeds", help="RSS/Atom feeds the bot polls: list, add, remove, poll")
@@ -265,6 +305,7 @@ COMMANDS = {
     "fit-ranker": cmd_fit_ranker,
     "stats": cmd_stats,
     "reindex": cmd_reindex,
+    "delete": cmd_delete,
     "feeds": cmd_feeds,
 }
 

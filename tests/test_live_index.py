@@ -555,6 +555,7 @@ def test_an_article_stored_by_another_process_between_look_and_write_is_not_a_cr
     for name, missing, stale in (
         ("find_by_content", None, 1),
         ("find_article_by_key", None, 2),  # by file, then by URL
+        ("find_primary_url", None, 1),
         ("best_overlap", (None, 0.0), 1),
     ):
         calls, real = {"n": 0}, getattr(corpus_store, name)
@@ -606,3 +607,50 @@ def test_a_killed_bulk_ingest_leaves_no_workers_behind(data_dir: Path, tmp_path:
     assert not [w for w in workers if Path(f"/proc/{w}").exists()]
     done = run_cli(data_dir, "ingest", str(folder), timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+def test_an_article_updated_under_its_url_from_another_file_replaces_the_old_text(
+    corpus_store: Store, data_dir: Path, tmp_path: Path
+) -> None:
+    first = quokka_folder(tmp_path)
+    assert run_cli(data_dir, "ingest", str(first)).returncode == 0
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    write_article(
+        changed, "quokka-v2", "Quokka sanctuary floated", [*QUOKKA[:2], "Funding comes from Oslo."]
+    )
+    # Same URL in the front matter, another file: the page changed.
+    text = (
+        (changed / "quokka-v2.md")
+        .read_text()
+        .replace("news.example/quokka-v2", "news.example/quokka")
+    )
+    (changed / "quokka-v2.md").write_text(text)
+    done = run_cli(data_dir, "ingest", str(changed))
+    assert "1 updated" in done.stdout, done.stdout
+    live = LiveIndex.open(corpus_store)
+    assert live.lexical(["oslo"]).top(5)[0].size == 1
+    assert live.lexical(["iceland"]).top(5)[0].size == 0
+
+
+def test_delete_by_url_or_file_without_a_rebuild(
+    corpus_store: Store, data_dir: Path, tmp_path: Path
+) -> None:
+    folder = quokka_folder(tmp_path)
+    assert run_cli(data_dir, "ingest", str(folder)).returncode == 0
+    live = LiveIndex.open(corpus_store)
+    snapshot = live.snapshot.name
+    assert live.lexical(["quokka"]).top(5)[0].size == 2
+    done = run_cli(data_dir, "delete", "https://news.example/quokka")
+    assert (done.returncode, done.stdout.strip()) == (0, "1 articles deleted"), done.stderr
+    assert live.refresh()
+    assert live.lexical(["quokka"]).top(5)[0].size == 0
+    assert live.snapshot.name == snapshot
+    again = run_cli(data_dir, "delete", str(folder / "quokka.md"), "https://nowhere.example/x")
+    assert again.returncode == 1
+    assert again.stderr.count("no stored article has the URL or file") == 2
+    assert "Traceback" not in again.stderr
+    # Ingested again from its file, then deleted by that file.
+    assert run_cli(data_dir, "ingest", str(folder)).returncode == 0
+    assert run_cli(data_dir, "delete", str(folder / "quokka.md")).returncode == 0
+    assert live.refresh() and live.lexical(["quokka"]).top(5)[0].size == 0
