@@ -7,7 +7,9 @@ report it and go on with the other files.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -301,19 +303,44 @@ def parse_html(html: str, name: str, url: str = "") -> RawArticle:
     )
 
 
+def _too_large(name: str, size: int) -> IngestError:
+    return IngestError(
+        f"{name}: file too large ({size / 1e6:.0f} MB; the limit is {MAX_FILE_BYTES / 1e6:.0f} MB)"
+    )
+
+
+def read_capped(path: Path, name: str) -> bytes:
+    """The bytes of a regular file (symlinks followed), at most ``MAX_FILE_BYTES``.
+
+    A FIFO would block the open until a writer comes, and a device (``z.md -> /dev/zero``)
+    says it is empty yet never ends, so anything but a regular file is refused, checked before
+    the open and again on the open file (opened non-blocking, so even a FIFO swapped in between
+    cannot hang us). The read stops at one byte past the limit whatever ``stat`` said: files
+    in /proc report 0 bytes too."""
+    not_regular = IngestError(f"{name}: not a regular file (a pipe, device or socket?)")
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise not_regular
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise not_regular
+            if info.st_size > MAX_FILE_BYTES:
+                raise _too_large(name, info.st_size)
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise IngestError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise IngestError(f"{name}: file too large (over {MAX_FILE_BYTES / 1e6:.0f} MB, the limit)")
+    return data
+
+
 def load_file(path: Path) -> RawArticle:
     """Read one file; raise ``IngestError`` with a clear message for anything unusable."""
     name = str(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise IngestError(
-                f"{name}: file too large ({size / 1e6:.0f} MB; the limit is "
-                f"{MAX_FILE_BYTES / 1e6:.0f} MB)"
-            )
-        data = path.read_bytes()
-    except OSError as exc:
-        raise IngestError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    data = read_capped(path, name)
     text = _decode(data, name)
     suffix = path.suffix.lower()
     if suffix in MARKDOWN_SUFFIXES:

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,30 @@ def test_a_url_that_is_no_http_link_is_dropped_and_the_article_kept(
     a = load_file(f)
     assert (a.title, a.url, a.outlet) == ("Talks", "", "")
     assert "Geneva" in a.text
+
+
+def test_a_symlink_to_a_device_is_refused(tmp_path: Path) -> None:
+    """stat gives a device 0 bytes; reading /dev/zero would never end."""
+    link = tmp_path / "z.md"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(IngestError) as err:
+        load_file(link)
+    assert "z.md" in str(err.value) and "not a regular file" in str(err.value)
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.md"
+    os.mkfifo(fifo)
+    with pytest.raises(IngestError, match=r"pipe\.md: not a regular file"):
+        load_file(fifo)
+
+
+@pytest.mark.skipif(not Path("/proc/self/pagemap").exists(), reason="Linux only")
+def test_a_file_whose_size_stat_understates_is_read_only_up_to_the_limit(
+    tmp_path: Path,
+) -> None:
+    """/proc/self/pagemap is a regular file stat calls empty that reads on for gigabytes."""
+    link = tmp_path / "p.md"
+    link.symlink_to("/proc/self/pagemap")
+    with pytest.raises(IngestError, match=r"p\.md: file too large"):
+        load_file(link)
