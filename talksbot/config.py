@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +15,11 @@ SAMPLE_CORPUS = PROJECT_DIR / "data" / "sample"
 
 if TYPE_CHECKING:
     from index.fetch import FetchPolicy
+
+
+# The embedders ``index.embed.load_embedder`` knows (kept in step with its ``BACKENDS`` by a
+# test): checked here so a typo stops talksbot at start, before a data dir is made.
+Backend = Literal["onnx-int8", "onnx", "torch", "mpnet", "hash"]
 
 
 def default_data_dir() -> Path:
@@ -29,9 +34,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     talksbot_data_dir: Path = Field(default_factory=default_data_dir)
-    # "onnx-int8" (default, fast), "onnx" (fp32 ONNX) or "torch" (plain sentence-transformers);
-    # "hash" is a model-free fake for tests.
-    talksbot_backend: str = "onnx-int8"
+    # "onnx-int8" (default, fast), "onnx" (fp32 ONNX), "torch" (plain sentence-transformers),
+    # "mpnet" (all-mpnet-base-v2); "hash" is a model-free fake for tests.
+    talksbot_backend: Backend = "onnx-int8"
     # Where the one-time ONNX export of the model is kept (default: <data dir>/models).
     talksbot_model_cache: Path | None = None
 
