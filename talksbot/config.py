@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -77,6 +78,20 @@ class Settings(BaseSettings):
     # refused unless named here (comma-separated hosts, IPs or CIDRs); one deadline per fetch.
     talksbot_fetch_allow_hosts: str = ""
     talksbot_fetch_timeout: float = Field(default=20.0, gt=0)
+
+    @field_validator(
+        "telegram_api_base_url", "telegram_api_file_url", "telegram_webhook_url", mode="after"
+    )
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        """A URL the bot talks to or is reached at: http(s) with a host, or the bot would start
+        and fail on its first request with a transport error far from the cause."""
+        if value is None:
+            return value
+        parts = urlsplit(value.strip())
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL with a host")
+        return value.strip()
 
     @property
     def data_dir(self) -> Path:

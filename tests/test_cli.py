@@ -241,3 +241,31 @@ def test_the_backends_settings_accept_are_the_ones_there_are() -> None:
     from talksbot.config import Backend
 
     assert set(get_args(Backend)) == {*BACKENDS, "hash"}
+
+
+@pytest.mark.parametrize(
+    "name", ["TELEGRAM_API_BASE_URL", "TELEGRAM_API_FILE_URL", "TELEGRAM_WEBHOOK_URL"]
+)
+def test_a_telegram_url_that_is_no_http_url_is_one_line(data_dir: Path, name: str) -> None:
+    env = {"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"}
+    result = run_cli(data_dir, script="bot.py", timeout=60, **{**env, name: "javascript:alert(1)"})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0] and "http(s) url" in lines[0], result.stderr
+    assert "unexpected" not in result.stderr and not data_dir.exists()
+
+
+def test_an_alias_bomb_given_to_ingest_is_one_line_and_loses_nothing(
+    filled: Path, tmp_path: Path
+) -> None:
+    from tests.test_loaders import billion_laughs
+
+    before = stats(filled)
+    bomb = tmp_path / "bomb.md"
+    bomb.write_text(billion_laughs())
+    result = run_cli(filled, "ingest", str(bomb))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bomb.md" in lines[0] and "anchor" in lines[0], result.stderr
+    after = stats(filled)
+    assert (after["articles"], after["sentences"]) == (before["articles"], before["sentences"])
