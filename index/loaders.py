@@ -7,7 +7,9 @@ report it and go on with the other files.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +17,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import frontmatter
 import yaml
+from frontmatter.default_handlers import YAMLHandler
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_FRONT_MATTER_BYTES = 64 * 1024
+MAX_FRONT_MATTER_DEPTH = 20
+# Longest value kept per front-matter field: longer is refused (a "title" of a page is a
+# mistake or an attack, not a title), except the URL, which is dropped like any unusable link.
+MAX_FIELD_CHARS = {"title": 1_000, "outlet": 200, "published": 100, "date": 100}
+MAX_URL_CHARS = 2_048
 MARKDOWN_SUFFIXES = {".md", ".markdown"}
 TEXT_SUFFIXES = {".txt"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -148,27 +157,117 @@ def _decode(data: bytes, name: str) -> str:
         raise IngestError(f"{name}: not valid UTF-8 text (byte {exc.start})") from None
 
 
+class FrontMatterError(yaml.YAMLError):
+    """Front matter refused before or while it is composed; the message says why."""
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """``SafeLoader`` without anchors and aliases, and with nesting capped.
+
+    Aliases are how a few hundred bytes become gigabytes (the "billion laughs" bomb: nine
+    levels of nine aliases each are 387 million strings once expanded); article metadata never
+    needs them. Refused as the composer meets them, naming the top-level key they are under."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._field = ""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self._depth == 1 and isinstance(index, yaml.ScalarNode):
+            self._field = str(index.value)[:40]
+        where = f"field '{self._field}'" if self._field else "front matter"
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise FrontMatterError(
+                f"{where} uses a YAML alias (*{event.anchor}); aliases are not allowed"
+            )
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise FrontMatterError(
+                f"{where} uses a YAML anchor (&{anchor}); anchors are not allowed"
+            )
+        if self._depth >= MAX_FRONT_MATTER_DEPTH:
+            raise FrontMatterError(f"{where} is nested too deeply")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _FrontMatterHandler(YAMLHandler):
+    def load(self, fm: str, **kwargs: object) -> object:
+        size = len(fm.encode("utf-8", "surrogatepass"))
+        if size > MAX_FRONT_MATTER_BYTES:
+            raise FrontMatterError(
+                f"front matter too large ({size // 1024} KB; the limit is "
+                f"{MAX_FRONT_MATTER_BYTES // 1024} KB)"
+            )
+        return yaml.load(fm, Loader=_PlainLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _field(meta: dict, key: str, name: str) -> str:
+    """A metadata field as text. Only a plain value (text, number, date) is metadata: a list
+    or mapping is refused rather than turned into its ``repr``."""
+    value = meta.get(key)
+    if isinstance(value, dict | list | set | tuple | bytes):
+        kind = "mapping" if isinstance(value, dict) else "list"
+        raise IngestError(f"{name}: front matter field '{key}' must be a plain value, not a {kind}")
+    text = _as_text(value)
+    limit = MAX_FIELD_CHARS.get(key)
+    if limit is not None and len(text) > limit:
+        raise IngestError(f"{name}: front matter field '{key}' is longer than {limit:,} characters")
+    return text
+
+
+def _link(url: str) -> str:
+    """``url`` cleaned if it is a plain http(s) link we would show, else "": ``javascript:``,
+    ``file:``, credentials or a 2 KB+ URL never become an article's link (the article stays)."""
+    from index.fetch import FetchError, check_url
+
+    if not url or len(url) > MAX_URL_CHARS:
+        return ""
+    try:
+        check_url(url)
+    except FetchError:
+        return ""
+    return clean_url(url)
+
+
 def parse_markdown(text: str, name: str) -> RawArticle:
+    """An article from Markdown with YAML front matter.
+
+    ``title``, ``url``, ``published`` (or ``date``) and ``outlet`` must be plain values (text,
+    numbers; a date or time for ``published``); a list, mapping, YAML anchor or alias is
+    refused with the field's name. Front matter over 64 KB, a title over 1,000 characters, an
+    outlet over 200 or a date over 100 are refused; a URL that is not a plain http(s) link
+    (or is over 2,048 characters) is dropped and the article kept without it."""
     if not text.lstrip().startswith("---"):
         raise IngestError(
             f"{name}: no YAML front matter (expected '---' with title, url, published, outlet)"
         )
     try:
-        post = frontmatter.loads(text)
+        post = frontmatter.loads(text, handler=_FrontMatterHandler())
+    except FrontMatterError as exc:
+        raise IngestError(f"{name}: {exc}") from None
     except (yaml.YAMLError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise IngestError(f"{name}: malformed front matter: {first}") from None
+    except TypeError:  # a key that is not text (``1: x``) cannot be a metadata name
+        raise IngestError(f"{name}: malformed front matter: every key must be text") from None
     meta = post.metadata
     if not isinstance(meta, dict) or not meta:
         raise IngestError(f"{name}: malformed front matter: expected 'key: value' lines")
     body = post.content
-    url = clean_url(_as_text(meta.get("url")))
-    title = _as_text(meta.get("title")) or _first_line(body) or Path(name).stem
+    fields = {key: _field(meta, key, name) for key in ("title", "url", "published", "date")}
+    url = _link(fields["url"])
+    title = fields["title"] or _first_line(body) or Path(name).stem
     return RawArticle(
         title=title,
         url=url,
-        published=_as_text(meta.get("published") or meta.get("date")),
-        outlet=_as_text(meta.get("outlet")) or outlet_from_url(url),
+        published=fields["published"] or fields["date"],
+        outlet=_field(meta, "outlet", name) or outlet_from_url(url),
         text=body,
         source=name,
         kind="markdown",
@@ -204,19 +303,44 @@ def parse_html(html: str, name: str, url: str = "") -> RawArticle:
     )
 
 
+def _too_large(name: str, size: int) -> IngestError:
+    return IngestError(
+        f"{name}: file too large ({size / 1e6:.0f} MB; the limit is {MAX_FILE_BYTES / 1e6:.0f} MB)"
+    )
+
+
+def read_capped(path: Path, name: str) -> bytes:
+    """The bytes of a regular file (symlinks followed), at most ``MAX_FILE_BYTES``.
+
+    A FIFO would block the open until a writer comes, and a device (``z.md -> /dev/zero``)
+    says it is empty yet never ends, so anything but a regular file is refused, checked before
+    the open and again on the open file (opened non-blocking, so even a FIFO swapped in between
+    cannot hang us). The read stops at one byte past the limit whatever ``stat`` said: files
+    in /proc report 0 bytes too."""
+    not_regular = IngestError(f"{name}: not a regular file (a pipe, device or socket?)")
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise not_regular
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise not_regular
+            if info.st_size > MAX_FILE_BYTES:
+                raise _too_large(name, info.st_size)
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise IngestError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise IngestError(f"{name}: file too large (over {MAX_FILE_BYTES / 1e6:.0f} MB, the limit)")
+    return data
+
+
 def load_file(path: Path) -> RawArticle:
     """Read one file; raise ``IngestError`` with a clear message for anything unusable."""
     name = str(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise IngestError(
-                f"{name}: file too large ({size / 1e6:.0f} MB; the limit is "
-                f"{MAX_FILE_BYTES / 1e6:.0f} MB)"
-            )
-        data = path.read_bytes()
-    except OSError as exc:
-        raise IngestError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    data = read_capped(path, name)
     text = _decode(data, name)
     suffix = path.suffix.lower()
     if suffix in MARKDOWN_SUFFIXES:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -15,6 +16,11 @@ SAMPLE_CORPUS = PROJECT_DIR / "data" / "sample"
 
 if TYPE_CHECKING:
     from index.fetch import FetchPolicy
+
+
+# The embedders ``index.embed.load_embedder`` knows (kept in step with its ``BACKENDS`` by a
+# test): checked here so a typo stops talksbot at start, before a data dir is made.
+Backend = Literal["onnx-int8", "onnx", "torch", "mpnet", "hash"]
 
 
 def default_data_dir() -> Path:
@@ -29,9 +35,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     talksbot_data_dir: Path = Field(default_factory=default_data_dir)
-    # "onnx-int8" (default, fast), "onnx" (fp32 ONNX) or "torch" (plain sentence-transformers);
-    # "hash" is a model-free fake for tests.
-    talksbot_backend: str = "onnx-int8"
+    # "onnx-int8" (default, fast), "onnx" (fp32 ONNX), "torch" (plain sentence-transformers),
+    # "mpnet" (all-mpnet-base-v2); "hash" is a model-free fake for tests.
+    talksbot_backend: Backend = "onnx-int8"
     # Where the one-time ONNX export of the model is kept (default: <data dir>/models).
     talksbot_model_cache: Path | None = None
 
@@ -72,6 +78,20 @@ class Settings(BaseSettings):
     # refused unless named here (comma-separated hosts, IPs or CIDRs); one deadline per fetch.
     talksbot_fetch_allow_hosts: str = ""
     talksbot_fetch_timeout: float = Field(default=20.0, gt=0)
+
+    @field_validator(
+        "telegram_api_base_url", "telegram_api_file_url", "telegram_webhook_url", mode="after"
+    )
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        """A URL the bot talks to or is reached at: http(s) with a host, or the bot would start
+        and fail on its first request with a transport error far from the cause."""
+        if value is None:
+            return value
+        parts = urlsplit(value.strip())
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL with a host")
+        return value.strip()
 
     @property
     def data_dir(self) -> Path:

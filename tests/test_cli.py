@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,73 @@ def test_a_bad_setting_is_one_line_naming_it(data_dir: Path, name: str, value: s
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and name in lines[0], result.stderr
     assert "Traceback" not in result.stderr and "unexpected" not in result.stderr
+
+
+def test_a_fifo_given_to_ingest_is_refused_not_waited_on(data_dir: Path, tmp_path: Path) -> None:
+    """Opening a FIFO for reading blocks until a writer comes: talksbot must not hang."""
+    fifo = tmp_path / "pipe.md"
+    os.mkfifo(fifo)
+    result = run_cli(data_dir, "ingest", str(fifo), timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pipe.md: not a regular file" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("script", ["talksbot", "bot.py"])
+def test_an_unknown_backend_is_one_line_listing_the_choices(tmp_path: Path, script: str) -> None:
+    """Refused as settings are read: nothing is created in a new data dir first."""
+    data_dir = tmp_path / "data"
+    args = ("ingest", str(CORPUS)) if script == "talksbot" else ()
+    result = run_cli(
+        data_dir,
+        *args,
+        script=script,
+        backend="bogus",
+        timeout=60,
+        TELEGRAM_BOT_TOKEN="1:x",
+        TELEGRAM_API_BASE_URL="http://127.0.0.1:9/bot",
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "TALKSBOT_BACKEND" in lines[0], result.stderr
+    for choice in ("onnx-int8", "onnx", "torch", "mpnet", "hash"):
+        assert f"'{choice}'" in lines[0]
+    assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
+    assert not data_dir.exists()
+
+
+def test_the_backends_settings_accept_are_the_ones_there_are() -> None:
+    from typing import get_args
+
+    from index.embed import BACKENDS
+    from talksbot.config import Backend
+
+    assert set(get_args(Backend)) == {*BACKENDS, "hash"}
+
+
+@pytest.mark.parametrize(
+    "name", ["TELEGRAM_API_BASE_URL", "TELEGRAM_API_FILE_URL", "TELEGRAM_WEBHOOK_URL"]
+)
+def test_a_telegram_url_that_is_no_http_url_is_one_line(data_dir: Path, name: str) -> None:
+    env = {"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"}
+    result = run_cli(data_dir, script="bot.py", timeout=60, **{**env, name: "javascript:alert(1)"})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0] and "http(s) url" in lines[0], result.stderr
+    assert "unexpected" not in result.stderr and not data_dir.exists()
+
+
+def test_an_alias_bomb_given_to_ingest_is_one_line_and_loses_nothing(
+    filled: Path, tmp_path: Path
+) -> None:
+    from tests.test_loaders import billion_laughs
+
+    before = stats(filled)
+    bomb = tmp_path / "bomb.md"
+    bomb.write_text(billion_laughs())
+    result = run_cli(filled, "ingest", str(bomb))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bomb.md" in lines[0] and "anchor" in lines[0], result.stderr
+    after = stats(filled)
+    assert (after["articles"], after["sentences"]) == (before["articles"], before["sentences"])

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,133 @@ def test_url_identity_ignores_cosmetic_differences() -> None:
         assert canonical_url(variant) == base
     assert canonical_url("https://example.org/world/other") != base
     assert clean_url("https://www.x.org/a?utm_medium=m&id=3#frag") == "https://www.x.org/a?id=3"
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """The classic YAML alias bomb: each level lists the one before nine times."""
+    lines = ['l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [{','.join([f'*l{i - 1}'] * 9)}]")
+    return "---\n" + "\n".join(lines) + f"\ntitle: *l{levels - 1}\n---\n\nTalks resumed.\n"
+
+
+def test_a_yaml_alias_bomb_in_front_matter_is_refused(tmp_path: Path) -> None:
+    """Nine levels expand to 387 million strings; refused at the first anchor, before any
+    expansion, with the field it is in."""
+    f = tmp_path / "bomb.md"
+    f.write_text(billion_laughs())
+    with pytest.raises(IngestError) as err:
+        load_file(f)
+    text = str(err.value)
+    assert "bomb.md" in text and "'l0'" in text and "anchor" in text and "\n" not in text
+
+
+def test_a_lone_alias_in_front_matter_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "alias.md"
+    f.write_text("---\ntitle: *t\n---\n\nTalks resumed.\n")
+    with pytest.raises(IngestError, match=r"alias\.md: .*'title'.*alias"):
+        load_file(f)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "kind"),
+    [
+        ("title", "[Talks, resume]", "list"),
+        ("title", "{a: b}", "mapping"),
+        ("url", "[https://example.org/a]", "list"),
+        ("published", "[2026-02-18]", "list"),
+        ("outlet", "{name: Reuters}", "mapping"),
+        ("date", "[2026-02-18]", "list"),
+    ],
+)
+def test_front_matter_fields_must_be_plain_values(
+    tmp_path: Path, field: str, value: str, kind: str
+) -> None:
+    f = tmp_path / "a.md"
+    f.write_text(f"---\n{field}: {value}\n---\n\nTalks resumed in Geneva today.\n")
+    with pytest.raises(IngestError) as err:
+        load_file(f)
+    text = str(err.value)
+    assert "a.md" in text and f"'{field}'" in text and kind in text and "\n" not in text
+
+
+def test_plain_front_matter_values_of_any_scalar_type_are_read(tmp_path: Path) -> None:
+    f = tmp_path / "a.md"
+    f.write_text(
+        "---\ntitle: 1984\nurl: 'https://example.org/a'\npublished: 2026-02-18 10:30:00\n"
+        "outlet: Reuters\ntags: [a, b]\n---\n\nTalks resumed in Geneva today.\n"
+    )
+    a = load_file(f)
+    assert (a.title, a.url, a.published, a.outlet) == (
+        "1984",
+        "https://example.org/a",
+        "2026-02-18",
+        "Reuters",
+    )
+
+
+@pytest.mark.parametrize(
+    ("front", "message"),
+    [
+        (f"title: {'x' * 1001}", "'title' is longer than 1,000 characters"),
+        (f"outlet: {'x' * 201}", "'outlet' is longer than 200 characters"),
+        (f"published: {'x' * 101}", "'published' is longer than 100 characters"),
+        (f"note: {'x' * 70_000}", "front matter too large"),
+        ("title: " + "[" * 5000 + "]" * 5000, "nested too deeply"),
+    ],
+)
+def test_oversized_front_matter_is_refused(tmp_path: Path, front: str, message: str) -> None:
+    f = tmp_path / "a.md"
+    f.write_text(f"---\n{front}\n---\n\nTalks resumed in Geneva today.\n")
+    with pytest.raises(IngestError) as err:
+        load_file(f)
+    assert message in str(err.value) and "a.md" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "'javascript://example.org/%0aalert(1)'",
+        "file:///etc/passwd",
+        "tg://resolve?domain=x",
+        "'https://user:secret@example.org/a'",
+        "https://example.org/" + "a" * 2100,
+    ],
+)
+def test_a_url_that_is_no_http_link_is_dropped_and_the_article_kept(
+    tmp_path: Path, url: str
+) -> None:
+    f = tmp_path / "a.md"
+    f.write_text(f"---\ntitle: Talks\nurl: {url}\n---\n\nTalks resumed in Geneva today.\n")
+    a = load_file(f)
+    assert (a.title, a.url, a.outlet) == ("Talks", "", "")
+    assert "Geneva" in a.text
+
+
+def test_a_symlink_to_a_device_is_refused(tmp_path: Path) -> None:
+    """stat gives a device 0 bytes; reading /dev/zero would never end."""
+    link = tmp_path / "z.md"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(IngestError) as err:
+        load_file(link)
+    assert "z.md" in str(err.value) and "not a regular file" in str(err.value)
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.md"
+    os.mkfifo(fifo)
+    with pytest.raises(IngestError, match=r"pipe\.md: not a regular file"):
+        load_file(fifo)
+
+
+@pytest.mark.skipif(not Path("/proc/self/pagemap").exists(), reason="Linux only")
+def test_a_file_whose_size_stat_understates_is_read_only_up_to_the_limit(
+    tmp_path: Path,
+) -> None:
+    """/proc/self/pagemap is a regular file stat calls empty that reads on for gigabytes."""
+    link = tmp_path / "p.md"
+    link.symlink_to("/proc/self/pagemap")
+    with pytest.raises(IngestError, match=r"p\.md: file too large"):
+        load_file(link)
