@@ -23,7 +23,7 @@ async def fan_out_now(context: ContextTypes.DEFAULT_TYPE) -> None:
     """New stories by any route (feed poll, /ingest, `talksbot ingest` in another process):
     reload the index and queue pushes for subscribed chats."""
     svc = services(context)
-    if await svc.run(svc.answerer.searcher.refresh):
+    if await svc.catch_up():
         log.info("index reloaded: %d sentences", svc.answerer.searcher.size)
     max_age = svc.settings.talksbot_push_max_age_hours * 3600
     queued = await svc.run(fan_out, svc.store, max_age)
@@ -35,7 +35,7 @@ async def fan_out_now(context: ContextTypes.DEFAULT_TYPE) -> None:
 async def refresh_index(context: ContextTypes.DEFAULT_TYPE) -> None:
     """Make what any process stored searchable: replays the store's change log (no rebuild)."""
     svc = services(context)
-    if await svc.run(svc.answerer.searcher.refresh):
+    if await svc.catch_up():
         log.info("index caught up: %d sentences", svc.answerer.searcher.size)
 
 

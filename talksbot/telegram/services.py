@@ -58,6 +58,14 @@ class Services:
             return await self.pool.answer(question, k, offset)
         return await self.run(self.answerer.answer, question, k=k, offset=offset)
 
+    async def catch_up(self) -> bool:
+        """Make what any process stored searchable here; True when the index changed. With
+        answer workers this process searches nothing (they catch up before every question),
+        and replaying a bulk ingest here held the GIL against the event loop for seconds."""
+        if self.pool is not None:
+            return False
+        return await self.run(self.answerer.searcher.refresh)
+
     async def ingest(self, work: Callable[[Store, Ingester], T]) -> T:
         """``work(store, ingester)`` on a store connection of its own, off the answering thread
         (fetching pages is slow and must not hold up answers)."""
