@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from index import terms as term_store
+from index.schema import begin_immediate
 from index.store import SentenceRow, Store, rmtree_quiet
 from index.text import tokenize
 from index.unit_features import UNIT_FEATURES_VERSION, UnitInfo, decode
@@ -351,7 +352,7 @@ def _publish(store: Store, folder: Path) -> None:
     """Make ``folder`` the live snapshot, trim the log it covers, remove older folders."""
     seq = json.loads((folder / "manifest.json").read_text())["seq"]
     with store.db:
-        store.db.execute("BEGIN IMMEDIATE")
+        begin_immediate(store.db)
         store.db.execute(
             "INSERT INTO meta(key, value) VALUES (?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
@@ -547,6 +548,7 @@ class LiveIndex:
             for _ in range(5):
                 name = current_snapshot_name(self.store.db)
                 if name is None or not (index_root(self.store) / name).exists():
+                    log.warning("no snapshot %s in %s; building one", name, index_root(self.store))
                     rebuild(self.store)
                     continue
                 if self.snapshot is None or self.snapshot.name != name:

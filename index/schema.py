@@ -8,8 +8,11 @@ existing database instead of only fresh ones. Append; never edit a migration onc
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
+import time
+from collections.abc import Iterator
 
 MIGRATIONS: list[str] = [
     # 1: articles, sentences, answers, feeds, subscriptions and the push queue.
@@ -202,11 +205,44 @@ def _apply(db: sqlite3.Connection, statement: str) -> None:
     db.execute(statement)
 
 
+WRITE_WAIT_SECONDS = 30.0  # longest a write waits for the lock before giving up
+# A bulk ingest lets go of the write lock this long after each commit: SQLite's own busy
+# handler sleeps up to 100 ms between tries, so a waiting writer (the bot logging an answer,
+# queueing pushes) saw a free lock only by luck and waited seconds; waiters try every ms.
+WRITE_HANDOVER_SECONDS = 0.002
+
+
+def begin_immediate(db: sqlite3.Connection, wait: float = WRITE_WAIT_SECONDS) -> None:
+    """``BEGIN IMMEDIATE``, trying for the write lock every millisecond (not SQLite's
+    backing-off sleeps), so a writer gets in within a bulk ingest's next handover."""
+    deadline = time.monotonic() + wait
+    db.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.001)
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {int(WRITE_WAIT_SECONDS * 1000)}")
+
+
+@contextlib.contextmanager
+def write(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction (``begin_immediate``), committed on success, else rolled back."""
+    with db:
+        begin_immediate(db)
+        yield db
+
+
 def migrate(db: sqlite3.Connection) -> int:
     """Apply the migrations this database lacks, all in one transaction taken before the version
     is read (two processes opening one store migrate it once); returns the version now."""
     with db:
-        db.execute("BEGIN IMMEDIATE")
+        begin_immediate(db)
         version = db.execute("PRAGMA user_version").fetchone()[0]
         for script in MIGRATIONS[version:]:
             for statement in _statements(script):

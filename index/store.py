@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from index.params import mismatches
-from index.schema import migrate
+from index.schema import WRITE_HANDOVER_SECONDS, begin_immediate, migrate
 from index.store_answers import AnswerLog
 from index.store_feeds import FeedTable
 from index.store_leases import Leases
@@ -120,7 +120,7 @@ class WriteBatch:
 
     def open(self) -> None:
         if self.started is None:
-            self.db.execute("BEGIN IMMEDIATE")
+            begin_immediate(self.db)
             self.started = time.monotonic()
 
     def due(self) -> None:
@@ -132,6 +132,7 @@ class WriteBatch:
         if self.started is not None:
             self.db.commit()
             self.started = None
+            time.sleep(WRITE_HANDOVER_SECONDS)  # a waiting writer's turn
 
     def rollback(self) -> None:
         if self.started is not None:
@@ -228,7 +229,7 @@ class Store:
             self.db.execute("RELEASE write")
             return
         with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+            begin_immediate(self.db)
             yield self.db
             self._bump_generation()
 

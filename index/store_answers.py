@@ -9,6 +9,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from index.schema import write
+
 # What a button may carry as its answer's key: a token, or (buttons sent before tokens) an id.
 KEY = re.compile(r"[A-Za-z0-9_-]{1,22}")
 
@@ -30,7 +32,7 @@ class AnswerLog:
     def save(self, chat_id: int | None, question: str, shown: list[int]) -> str:
         """Store an answer; returns its token, the unguessable key its buttons carry."""
         token = secrets.token_urlsafe(12)  # 16 characters, 96 random bits
-        with self.db:
+        with write(self.db):
             self.db.execute(
                 "INSERT INTO answers(created_at, chat_id, question, shown, token) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -39,7 +41,7 @@ class AnswerLog:
         return token
 
     def update(self, answer_id: int, shown: list[int]) -> None:
-        with self.db:
+        with write(self.db):
             self.db.execute("UPDATE answers SET shown=? WHERE id=?", (json.dumps(shown), answer_id))
 
     def load(self, key: str) -> SavedAnswer | None:
@@ -63,7 +65,7 @@ class AnswerLog:
         """One vote per person on what they were shown: pressing again (a script can press
         hundreds of times) or changing one's mind replaces their earlier vote."""
         citations = json.dumps(ids)
-        with self.db:
+        with write(self.db):
             self.db.execute(
                 "DELETE FROM feedback WHERE chat_id IS ? AND user_id IS ? AND question=? "
                 "AND citations=?",
@@ -78,7 +80,7 @@ class AnswerLog:
     def prune(self, before: float) -> dict[str, int]:
         """Retention: answers (their buttons then say they expired) and feedback older than
         ``before`` are deleted; how many of each."""
-        with self.db:
+        with write(self.db):
             return {
                 "answers": self.db.execute(
                     "DELETE FROM answers WHERE created_at < ?", (before,)

@@ -6,6 +6,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from index.schema import write
+
 RETRY_BASE_SECONDS = 300.0  # a failed entry is tried again after 5, 20 and 80 minutes …
 MAX_TRIES = 4  # … and given up after this many failures
 
@@ -26,7 +28,7 @@ class FeedTable:
         self.db = db
 
     def add(self, url: str, title: str) -> Feed:
-        with self.db:
+        with write(self.db):
             feed_id = self.db.execute(
                 "INSERT INTO feeds(url, title, added_at) VALUES (?, ?, ?)",
                 (url, title, time.time()),
@@ -40,7 +42,7 @@ class FeedTable:
         return [Feed(*r) for r in rows]
 
     def remove(self, feed_id: int | None = None, url: str | None = None) -> bool:
-        with self.db:
+        with write(self.db):
             if feed_id is not None:
                 cur = self.db.execute("DELETE FROM feeds WHERE id=?", (feed_id,))
             else:
@@ -60,7 +62,7 @@ class FeedTable:
         }
 
     def mark_seen(self, feed_id: int, entry_key: str) -> None:
-        with self.db:
+        with write(self.db):
             self.db.execute(
                 "INSERT INTO feed_entries(feed_id, entry_key, seen_at, state) "
                 "VALUES (?, ?, ?, 'done') ON CONFLICT(feed_id, entry_key) "
@@ -72,7 +74,7 @@ class FeedTable:
         """Record a failed try; True when the entry is now given up (after ``MAX_TRIES``),
         else it is tried again after an exponential backoff."""
         now = time.time()
-        with self.db:
+        with write(self.db):
             row = self.db.execute(
                 "SELECT attempts FROM feed_entries WHERE feed_id=? AND entry_key=?",
                 (feed_id, entry_key),
@@ -91,7 +93,7 @@ class FeedTable:
         return state == "gave_up"
 
     def polled(self, feed_id: int, title: str, error: str) -> None:
-        with self.db:
+        with write(self.db):
             self.db.execute(
                 "UPDATE feeds SET title=?, checked_at=?, last_error=? WHERE id=?",
                 (title, time.time(), error, feed_id),

@@ -10,6 +10,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from index.schema import write
+
 PUSHES = "pushes"  # the lease for sending pushes
 
 
@@ -30,8 +32,7 @@ class Leases:
         """Take or renew ``name`` for ``ttl`` seconds; False while another holder's lease runs.
         One transaction, taken before the row is read, so two processes never both win."""
         now = time.time() if now is None else now
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with write(self.db):
             row = self.db.execute(
                 "SELECT holder, expires_at FROM leases WHERE name=?", (name,)
             ).fetchone()
@@ -47,7 +48,7 @@ class Leases:
 
     def release(self, name: str, holder: str) -> None:
         """Give the lease up (a clean stop), so another process need not wait for it to expire."""
-        with self.db:
+        with write(self.db):
             self.db.execute("DELETE FROM leases WHERE name=? AND holder=?", (name, holder))
 
     def get(self, name: str) -> Lease | None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from index.schema import write
+
 WATERMARK = "fanout_article_id"  # meta key: the last article fanned out
 
 
@@ -81,7 +83,7 @@ class PushTables:
         """Add (or re-activate) a subscription, pushed to forum topic ``thread_id`` if given;
         False when it was already active (it then moves to that topic)."""
         blob = None if vector is None else np.asarray(vector, np.float32).tobytes()
-        with self.db:
+        with write(self.db):
             row = self.db.execute(
                 "SELECT id, active FROM subscriptions WHERE chat_id=? AND topic=?", (chat_id, topic)
             ).fetchone()
@@ -122,7 +124,7 @@ class PushTables:
             where, args = where + " AND id=?", [*args, sub_id]
         elif topic is not None:
             where, args = where + " AND topic=?", [*args, topic]
-        with self.db:
+        with write(self.db):
             ids = [
                 r[0] for r in self.db.execute(f"SELECT id FROM subscriptions WHERE {where}", args)
             ]
@@ -146,8 +148,7 @@ class PushTables:
         """The fan-out transaction (taken before anything is read, so two processes never fan
         one story out twice). None when there is nothing new, or on the first call, which only
         sets the watermark: no backlog is pushed."""
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with write(self.db):
             row = self.db.execute("SELECT value FROM meta WHERE key=?", (WATERMARK,)).fetchone()
             latest = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM articles").fetchone()[0]
             if row is None:
@@ -203,8 +204,7 @@ class PushTables:
         now = time.time() if now is None else now
         busy = list(busy)
         skip = f" AND chat_id NOT IN ({','.join('?' * len(busy))})" if busy else ""
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with write(self.db):
             ids = [
                 r[0]
                 for r in self.db.execute(
@@ -232,7 +232,7 @@ class PushTables:
     def start(self, delivery_id: int, holder: str) -> bool:
         """Right before the send: the row is still this holder's claim (not cancelled, not
         taken over) and becomes ``sending``, never to be claimed again."""
-        with self.db:
+        with write(self.db):
             return (
                 self.db.execute(
                     "UPDATE deliveries SET status='sending' WHERE id=? AND status='claimed' "
@@ -245,7 +245,7 @@ class PushTables:
     def unstart(self, delivery_id: int, holder: str) -> None:
         """A send stopped before it went on the wire: the row goes back to the queue (if it is
         still this holder's)."""
-        with self.db:
+        with write(self.db):
             self.db.execute(
                 "UPDATE deliveries SET status='pending', lease_holder='' WHERE id=? "
                 "AND lease_holder=? AND status IN ('claimed', 'sending')",
@@ -254,7 +254,7 @@ class PushTables:
 
     def release_claims(self, holder: str) -> int:
         """A clean stop: rows claimed but not sent go back to the queue."""
-        with self.db:
+        with write(self.db):
             return self.db.execute(
                 "UPDATE deliveries SET status='pending', lease_holder='' "
                 "WHERE status='claimed' AND lease_holder=?",
@@ -264,7 +264,7 @@ class PushTables:
     def recover(self, holder: str) -> str:
         """On taking the push lease: other holders' claims go back to the queue; their rows on
         the wire (``sending``) may have reached the chat, so they are not sent again."""
-        with self.db:
+        with write(self.db):
             back = self.db.execute(
                 "UPDATE deliveries SET status='pending', lease_holder='' "
                 "WHERE status='claimed' AND lease_holder != ?",
@@ -284,7 +284,7 @@ class PushTables:
         do its answers: their messages move with the history, and their buttons work only in
         the chat their answer is bound to."""
         live = "('pending', 'digest', 'claimed', 'sending', 'digest-sending')"
-        with self.db:
+        with write(self.db):
             self.db.execute(
                 "UPDATE OR IGNORE subscriptions SET chat_id=? WHERE chat_id=?", (new, old)
             )
@@ -307,7 +307,7 @@ class PushTables:
 
     def prune(self, before: float) -> int:
         """Retention: finished rows (sent, failed, cancelled) older than ``before`` go."""
-        with self.db:
+        with write(self.db):
             return self.db.execute(
                 "DELETE FROM deliveries WHERE status IN ('sent', 'failed', 'cancelled') "
                 "AND COALESCE(sent_at, created_at) < ?",
@@ -322,7 +322,7 @@ class PushTables:
         next_at: float = 0,
         attempt: bool = False,
     ) -> None:
-        with self.db:
+        with write(self.db):
             self.db.execute(
                 "UPDATE deliveries SET status=?, error=?, next_at=?, attempts=attempts+?, "
                 "sent_at=CASE WHEN ?='sent' THEN ? ELSE sent_at END WHERE id=?",
@@ -331,7 +331,7 @@ class PushTables:
 
     def retire_chat(self, chat_id: int, reason: str) -> None:
         """A chat that blocked the bot or is gone: its subscriptions end, its queue is dropped."""
-        with self.db:
+        with write(self.db):
             self.db.execute("UPDATE subscriptions SET active=0 WHERE chat_id=?", (chat_id,))
             self.db.execute(
                 "UPDATE deliveries SET status='failed', error=? WHERE chat_id=? AND status IN "
@@ -347,7 +347,7 @@ class PushTables:
     def set_digest(self, chat_id: int, minutes: int) -> None:
         """Digest mode for a chat (``minutes`` > 0) or single pushes again (0): queued stories
         then go out one by one. The first digest comes one interval after digests are on."""
-        with self.db:
+        with write(self.db):
             self.db.execute(
                 "INSERT INTO chat_settings(chat_id, digest_minutes, last_digest_at) "
                 "VALUES (?, ?, ?) ON CONFLICT(chat_id) DO UPDATE SET "
@@ -389,7 +389,7 @@ class PushTables:
         """Right before a digest message goes: which of its stories still wait (now
         ``digest-sending`` by ``holder``)."""
         marks = ",".join("?" * len(ids))
-        with self.db:
+        with write(self.db):
             self.db.execute(
                 "UPDATE deliveries SET status='digest-sending', lease_holder=? "
                 f"WHERE chat_id=? AND status='digest' AND id IN ({marks})",
@@ -410,7 +410,7 @@ class PushTables:
         """Stories of a digest message that did not go out wait for the next digest, and (after
         a 429 or a server error) until ``next_at``, so a refused digest is not resent at once."""
         marks = ",".join("?" * len(ids))
-        with self.db:
+        with write(self.db):
             self.db.execute(
                 "UPDATE deliveries SET status='digest', next_at=?, error=?, "
                 f"attempts=attempts+? WHERE status='digest-sending' AND id IN ({marks})",
@@ -418,7 +418,7 @@ class PushTables:
             )
 
     def digest_sent(self, chat_id: int, ids: list[int]) -> None:
-        with self.db:
+        with write(self.db):
             self.db.executemany(
                 "UPDATE deliveries SET status='sent', sent_at=? WHERE id=?",
                 [(time.time(), i) for i in ids],

@@ -23,6 +23,7 @@ import re
 import sqlite3
 from collections.abc import Iterable
 
+from index.schema import begin_immediate
 from index.text import tokenize
 from index.unit_features import UNIT_FEATURES_VERSION, encode
 
@@ -42,7 +43,7 @@ def fill_once(db: sqlite3.Connection) -> None:
     if _version(db) == TERMS_VERSION and _version(db, UNITS_KEY) == UNIT_FEATURES_VERSION:
         return
     with db:
-        db.execute("BEGIN IMMEDIATE")
+        begin_immediate(db)
         # Another process may have filled them meanwhile.
         if _version(db) != TERMS_VERSION:
             refill(db)
@@ -99,7 +100,7 @@ def refill_in_batches(db: sqlite3.Connection, batch: int = 20_000) -> None:
     for low in range(0, top + 1, batch):
         high = low + batch - 1
         with db:
-            db.execute("BEGIN IMMEDIATE")
+            begin_immediate(db)
             for table in ("sentence_terms", "mention_terms"):
                 db.execute(f"DELETE FROM {table} WHERE rowid BETWEEN ? AND ?", (low, high))
             _insert_sentences(
@@ -112,7 +113,7 @@ def refill_in_batches(db: sqlite3.Connection, batch: int = 20_000) -> None:
                 units=True,
             )
     with db:
-        db.execute("BEGIN IMMEDIATE")
+        begin_immediate(db)
         db.execute("DELETE FROM article_terms")
         _insert_articles(db)
         _set_version(db, UNITS_KEY, UNIT_FEATURES_VERSION)
