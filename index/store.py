@@ -185,9 +185,12 @@ class Store:
         if not self.params_path.exists():
             return None
         try:
-            return json.loads(self.params_path.read_text())
+            params = json.loads(self.params_path.read_text())
         except (OSError, ValueError) as exc:
             raise StoreError(f"{self.params_path} is unreadable ({exc})") from None
+        if not isinstance(params, dict):
+            raise StoreError(f"{self.params_path} is not a settings file (a JSON object)")
+        return params
 
     def check_params(self, expected: dict, write: bool) -> None:
         """Refuse a data dir built by another model or settings; record ours on first write."""
