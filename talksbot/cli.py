@@ -151,7 +151,7 @@ def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
     """Tokenize every stored text again and rewrite the index snapshot from the store (no model
     needed: embeddings are stored). Running bots pick the new snapshot up at their next poll."""
     from index.ingest import ingest_params
-    from index.live_index import rebuild
+    from index.live_index import index_root, rebuild
     from index.store import Store
     from index.terms import refill_in_batches
 
@@ -161,9 +161,10 @@ def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
         started = time.perf_counter()
         refill_in_batches(store.db)
         name = rebuild(store)
-        n = store.db.execute("SELECT COUNT(*) FROM sentences WHERE embedding IS NOT NULL")
+        # What the snapshot holds (another process may have added sentences since).
+        manifest = json.loads((index_root(store) / name / "manifest.json").read_text())
         print(
-            f"reindexed {n.fetchone()[0]} sentences into index/{name} "
+            f"reindexed {manifest['sentences']} sentences into index/{name} "
             f"in {time.perf_counter() - started:.1f} s"
         )
         return 0
