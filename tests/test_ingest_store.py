@@ -14,7 +14,16 @@ from index.ingest import Ingester
 from index.live_index import LiveIndex, current_snapshot_name
 from index.store import Store, StoreError
 from tests.harness.chat import query
-from tests.harness.data import CORPUS, ROOT, answering, cli_env, ingest, open_answerer, run_cli
+from tests.harness.data import (
+    CORPUS,
+    ROOT,
+    answering,
+    cli_env,
+    ingest,
+    open_answerer,
+    refusal,
+    run_cli,
+)
 
 
 def counts(data_dir: Path) -> tuple[int, int]:
@@ -103,10 +112,7 @@ def test_a_settings_file_that_is_not_an_object_is_refused_in_one_line(
     ingest(data_dir, CORPUS)
     (data_dir / "params.json").write_text(content)
     for command in (["ask", "Where were the talks held?"], ["ingest", str(CORPUS)], ["stats"]):
-        done = run_cli(data_dir, *command)
-        assert done.returncode != 0
-        assert "params.json" in done.stderr and "Traceback" not in done.stderr
-        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "params.json" in refusal(run_cli(data_dir, *command))
 
 
 def test_stale_or_damaged_index_files_are_rebuilt_from_the_store(

@@ -53,6 +53,14 @@ def cli_env(data_dir: Path, backend: str = "hash", **extra: str) -> dict[str, st
     return env
 
 
+def refusal(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line a refused command printed: exit code 1, one stderr line, no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1, result.stderr
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
 def run_cli(
     data_dir: Path,
     *args: str,
