@@ -132,10 +132,9 @@ class Ingester:
 
     def _ingest(self, raw: RawArticle, report: IngestReport, prepared: Prepared) -> int | None:
         units = prepared.units
-        own = [h for u, h in zip(units, prepared.hashes, strict=True) if u.kind != BOILERPLATE]
-        if not own:
+        hashes = [h for u, h in zip(units, prepared.hashes, strict=True) if u.kind != BOILERPLATE]
+        if not hashes:
             raise IngestError(f"{raw.source}: no article text found (only menus or boilerplate)")
-        hashes = own
         content_hash = text_hash(" ".join(hashes))
         keys = article_keys(raw)
         store = self.store
@@ -150,12 +149,12 @@ class Ingester:
             return None
         # The file was ingested before and has changed: update that article in place.
         existing = store.find_article_by_key(keys[-1])
-        if existing is None and len(keys) > 1:
-            # The same URL from another file or fetch, with new content: the page changed.
-            existing = store.find_primary_url(keys[0])
+        by_url = store.find_article_by_key(keys[0]) if existing is None and len(keys) > 1 else None
+        if by_url is not None and store.is_own_url(by_url, keys[0]):
+            existing = by_url  # its URL from another file or fetch, new content: the page changed
         if existing is None:
             # Another file already holds this URL, or nearly all of these sentences.
-            copy_of = store.find_article_by_key(keys[0])
+            copy_of = by_url
             near, share = store.best_overlap(hashes)
             if copy_of is None and near is not None and share >= NEAR_DUPLICATE_SHARE:
                 copy_of = near

@@ -288,14 +288,14 @@ class Store:
         row = self.db.execute("SELECT article_id FROM article_urls WHERE url=?", (key,)).fetchone()
         return row[0] if row else None
 
-    def find_primary_url(self, canonical: str) -> int | None:
-        """The article whose own (canonical) URL this is; not an alias or a copy's URL."""
-        row = self.db.execute(
-            "SELECT a.id FROM article_urls u JOIN articles a ON a.id = u.article_id "
-            "WHERE u.url=? AND a.canonical_url=?",
-            (canonical, canonical),
-        ).fetchone()
-        return row[0] if row else None
+    def is_own_url(self, article_id: int, canonical: str) -> bool:
+        """Whether this is the article's own (canonical) URL, not an alias or a copy's."""
+        return (
+            self.db.execute(
+                "SELECT 1 FROM articles WHERE id=? AND canonical_url=?", (article_id, canonical)
+            ).fetchone()
+            is not None
+        )
 
     def find_by_content(self, content_hash: str) -> int | None:
         row = self.db.execute(

@@ -555,7 +555,6 @@ def test_an_article_stored_by_another_process_between_look_and_write_is_not_a_cr
     for name, missing, stale in (
         ("find_by_content", None, 1),
         ("find_article_by_key", None, 2),  # by file, then by URL
-        ("find_primary_url", None, 1),
         ("best_overlap", (None, 0.0), 1),
     ):
         calls, real = {"n": 0}, getattr(corpus_store, name)
