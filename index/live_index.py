@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from index import terms as term_store
-from index.schema import begin_immediate
+from index.schema import write
 from index.store import SentenceRow, Store, rmtree_quiet
 from index.text import tokenize
 from index.unit_features import UNIT_FEATURES_VERSION, UnitInfo, decode
@@ -351,8 +351,7 @@ def current_snapshot_name(db: sqlite3.Connection) -> str | None:
 def _publish(store: Store, folder: Path) -> None:
     """Make ``folder`` the live snapshot, trim the log it covers, remove older folders."""
     seq = json.loads((folder / "manifest.json").read_text())["seq"]
-    with store.db:
-        begin_immediate(store.db)
+    with write(store.db):
         store.db.execute(
             "INSERT INTO meta(key, value) VALUES (?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value=excluded.value",

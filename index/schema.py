@@ -241,8 +241,7 @@ def write(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def migrate(db: sqlite3.Connection) -> int:
     """Apply the migrations this database lacks, all in one transaction taken before the version
     is read (two processes opening one store migrate it once); returns the version now."""
-    with db:
-        begin_immediate(db)
+    with write(db):
         version = db.execute("PRAGMA user_version").fetchone()[0]
         for script in MIGRATIONS[version:]:
             for statement in _statements(script):

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from index.params import mismatches
-from index.schema import WRITE_HANDOVER_SECONDS, begin_immediate, migrate
+from index.schema import WRITE_HANDOVER_SECONDS, WRITE_WAIT_SECONDS, begin_immediate, migrate, write
 from index.store_answers import AnswerLog
 from index.store_feeds import FeedTable
 from index.store_leases import Leases
@@ -148,7 +148,9 @@ class Store:
         self._batch: WriteBatch | None = None
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.data_dir / DB_NAME, timeout=30, check_same_thread=False)
+            self.db = sqlite3.connect(
+                self.data_dir / DB_NAME, timeout=WRITE_WAIT_SECONDS, check_same_thread=False
+            )
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
@@ -231,8 +233,7 @@ class Store:
                 raise
             self.db.execute("RELEASE write")
             return
-        with self.db:
-            begin_immediate(self.db)
+        with write(self.db):
             yield self.db
             self._bump_generation()
 

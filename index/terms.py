@@ -23,7 +23,7 @@ import re
 import sqlite3
 from collections.abc import Iterable
 
-from index.schema import begin_immediate
+from index.schema import write
 from index.text import tokenize
 from index.unit_features import UNIT_FEATURES_VERSION, encode
 
@@ -42,8 +42,7 @@ def fill_once(db: sqlite3.Connection) -> None:
     write transaction; a store of a million sentences takes a minute or two, once)."""
     if _version(db) == TERMS_VERSION and _version(db, UNITS_KEY) == UNIT_FEATURES_VERSION:
         return
-    with db:
-        begin_immediate(db)
+    with write(db):
         # Another process may have filled them meanwhile.
         if _version(db) != TERMS_VERSION:
             refill(db)
@@ -99,8 +98,7 @@ def refill_in_batches(db: sqlite3.Connection, batch: int = 20_000) -> None:
     top = db.execute("SELECT COALESCE(MAX(id), 0) FROM sentences").fetchone()[0]
     for low in range(0, top + 1, batch):
         high = low + batch - 1
-        with db:
-            begin_immediate(db)
+        with write(db):
             for table in ("sentence_terms", "mention_terms"):
                 db.execute(f"DELETE FROM {table} WHERE rowid BETWEEN ? AND ?", (low, high))
             _insert_sentences(
@@ -112,8 +110,7 @@ def refill_in_batches(db: sqlite3.Connection, batch: int = 20_000) -> None:
                 ).fetchall(),
                 units=True,
             )
-    with db:
-        begin_immediate(db)
+    with write(db):
         db.execute("DELETE FROM article_terms")
         _insert_articles(db)
         _set_version(db, UNITS_KEY, UNIT_FEATURES_VERSION)
