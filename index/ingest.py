@@ -67,11 +67,15 @@ def article_keys(raw: RawArticle) -> list[str]:
     """How an article is recognised again: its canonical URL, and last its source (the file,
     or for a fetched page the URL it came from)."""
     url = canonical_url(raw.url)
-    if re.match(r"^https?://", raw.source):
-        source = canonical_url(raw.source)
-    else:
-        source = f"file:{Path(raw.source).resolve()}"
+    source = source_key(raw.source)
     return list(dict.fromkeys([url, source])) if url else [source]
+
+
+def source_key(source: str) -> str:
+    """The key of where an article came from: its canonical URL, or ``file:`` and its path."""
+    if re.match(r"^https?://", source):
+        return canonical_url(source)
+    return f"file:{Path(source).resolve()}"
 
 
 class Ingester:

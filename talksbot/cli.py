@@ -112,9 +112,7 @@ def cmd_fit_ranker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     """Remove articles by URL (any of their URLs) or by the file they were ingested from;
     running bots stop citing them at their next poll, without a rebuild."""
-    from index.fetch import is_url
-    from index.ingest import article_keys, ingest_params
-    from index.loaders import RawArticle
+    from index.ingest import ingest_params, source_key
     from index.store import Store
 
     store = Store(settings.data_dir)
@@ -123,18 +121,8 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
         missing = []
         deleted = 0
         for given in args.items:
-            raw = RawArticle(
-                title="",
-                url=given if is_url(given) else "",
-                published="",
-                outlet="",
-                text="",
-                source=given,
-                kind="",
-            )
-            found = next(
-                (a for k in article_keys(raw) if (a := store.find_article_by_key(k))), None
-            )
+            # Any URL an article was stored under (its own, an alias) or the file it came from.
+            found = store.find_article_by_key(source_key(given))
             if found is not None and store.delete_article(found):
                 deleted += 1
             else:
