@@ -183,11 +183,15 @@ def _joins_next(piece: str, following: str) -> bool:
     """True when syntok's boundary after ``piece`` falls inside a sentence."""
     if not following:
         return False
-    if _MONTH_ABBREVIATION.search(piece) and following[:1].isdigit():
+    # The patterns match at most 7 characters at the end: searching the last 12 gives the
+    # same answers (``\b`` still sees the character before) without scanning the sentence.
+    tail = piece[-12:]
+    first = following[:1]
+    if first.isdigit() and _MONTH_ABBREVIATION.search(tail):
         return True
-    if _TITLE_ABBREVIATION.search(piece) and (following[:1].isupper() or following[:1].isdigit()):
+    if (first.isupper() or first.isdigit()) and _TITLE_ABBREVIATION.search(tail):
         return True
-    return bool(_ENDS_IN_ABBREVIATION.search(piece) and following[:1].islower())
+    return first.islower() and bool(_ENDS_IN_ABBREVIATION.search(tail))
 
 
 def split_sentences(text: str) -> list[str]:
