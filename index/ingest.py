@@ -135,12 +135,10 @@ class Ingester:
             return self._ingest(raw, report, prepared)
 
     def _ingest(self, raw: RawArticle, report: IngestReport, prepared: Prepared) -> int | None:
-        units = prepared.units
-        hashes = [h for u, h in zip(units, prepared.hashes, strict=True) if u.kind != BOILERPLATE]
+        units, hashes, keys = prepared.units, prepared.content, prepared.keys
         if not hashes:
             raise IngestError(f"{raw.source}: no article text found (only menus or boilerplate)")
         content_hash = text_hash(" ".join(hashes))
-        keys = article_keys(raw)
         store = self.store
 
         same = store.find_by_content(content_hash)
@@ -247,11 +245,21 @@ class Prepared:
     units: list[Unit]
     hashes: list[str]
     features: list[tuple[str, int, str]]
+    keys: list[str]  # ``article_keys``
+    content: list[str]  # hashes of the units that are not boilerplate, in order
 
     @classmethod
     def of(cls, raw: RawArticle) -> Prepared:
         units = segment(raw.text)
-        return cls(raw, units, [text_hash(u.text) for u in units], [encode(u.text) for u in units])
+        hashes = [text_hash(u.text) for u in units]
+        return cls(
+            raw,
+            units,
+            hashes,
+            [encode(u.text) for u in units],
+            article_keys(raw),
+            [h for u, h in zip(units, hashes, strict=True) if u.kind != BOILERPLATE],
+        )
 
 
 def prepare(path: Path) -> Prepared | str:
