@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -38,10 +39,13 @@ from index.store_pushes import PushTables
 from index.terms import add_article_terms, fill_once
 from index.unit_features import encode
 
+log = logging.getLogger(__name__)
+
 # The index format recorded in params.json (the database schema has its own migrations).
 SCHEMA_VERSION = 1
 DB_NAME = "talksbot.db"
 PARAMS_NAME = "params.json"
+PARAMS_KEY = "params"  # meta: a copy of params.json
 
 
 class StoreError(Exception):
@@ -184,8 +188,19 @@ class Store:
         return self.data_dir / PARAMS_NAME
 
     def read_params(self) -> dict | None:
+        """The recorded settings. The database keeps a copy: a lost ``params.json`` is
+        written again from it, so the store (and its subscriptions) need not be rebuilt."""
         if not self.params_path.exists():
-            return None
+            row = self.db.execute("SELECT value FROM meta WHERE key=?", (PARAMS_KEY,)).fetchone()
+            if row is None:
+                return None
+            params = json.loads(row[0])
+            try:
+                _atomic_write(self.params_path, json.dumps(params, indent=2, sort_keys=True))
+                log.warning("%s was missing; written again from the store", self.params_path)
+            except OSError:
+                pass  # a read-only data dir is still readable
+            return params
         try:
             params = json.loads(self.params_path.read_text())
         except (OSError, ValueError) as exc:
@@ -194,16 +209,35 @@ class Store:
             raise StoreError(f"{self.params_path} is not a settings file (a JSON object)")
         return params
 
+    def _keep_params_copy(self, params: dict) -> None:
+        text = json.dumps(params, sort_keys=True)
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (PARAMS_KEY,)).fetchone()
+        if row is None or row[0] != text:
+            with write(self.db):
+                self.db.execute(
+                    "INSERT INTO meta(key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (PARAMS_KEY, text),
+                )
+
     def check_params(self, expected: dict, write: bool) -> None:
-        """Refuse a data dir built by another model or settings; record ours on first write."""
+        """Refuse a data dir built by another model or settings; record ours on first write
+        (in ``params.json`` and, as a spare, in the database)."""
         expected = {"schema": SCHEMA_VERSION, **expected}
         found = self.read_params()
         if found is None:
-            if self.article_count() and not write:
-                raise StoreError(f"{self.params_path} is missing; re-ingest into a new data dir")
+            if self.article_count():
+                raise StoreError(
+                    f"{self.params_path} is missing, and this store is older than the copy "
+                    "kept in its database: which model built its vectors is unknown. Restore "
+                    "the file from a backup, or ingest into a new TALKSBOT_DATA_DIR."
+                )
             if write:
                 _atomic_write(self.params_path, json.dumps(expected, indent=2, sort_keys=True))
+                self._keep_params_copy(expected)
             return
+        if write:
+            self._keep_params_copy(found)
         diffs = mismatches(expected, found, "configured", "index")
         if diffs:
             raise StoreError(

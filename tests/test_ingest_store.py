@@ -115,6 +115,22 @@ def test_a_settings_file_that_is_not_an_object_is_refused_in_one_line(
         assert "params.json" in refusal(run_cli(data_dir, *command))
 
 
+def test_a_lost_settings_file_is_written_again_from_the_store(data_dir: Path) -> None:
+    ingest(data_dir, CORPUS)
+    recorded = (data_dir / "params.json").read_text()
+    (data_dir / "params.json").unlink()
+    result = run_cli(data_dir, "ask", "Where were the prisoners exchanged?")
+    assert result.returncode == 0 and "Emirates" in result.stdout
+    assert (data_dir / "params.json").read_text() == recorded
+    # A store from before the copy was kept: the model is unknown, so nothing is guessed.
+    (data_dir / "params.json").unlink()
+    with sqlite3.connect(data_dir / "talksbot.db") as db:
+        db.execute("DELETE FROM meta WHERE key='params'")
+    for command in (["ask", "Where were the talks held?"], ["ingest", str(CORPUS)]):
+        assert "params.json is missing" in refusal(run_cli(data_dir, *command))
+    assert not (data_dir / "params.json").exists()
+
+
 def test_stale_or_damaged_index_files_are_rebuilt_from_the_store(
     data_dir: Path, store: Store
 ) -> None:
