@@ -340,12 +340,15 @@ def main(argv: list[str] | None = None, run_bot: Callable[[Settings], None] | No
         if token is not None and token.get_secret_value():
             message = message.replace(token.get_secret_value(), "<token>")
         if type(exc).__name__ == "InvalidToken":
-            message = "Telegram rejected the bot token (check TELEGRAM_BOT_TOKEN)"
-        _echo(
-            f"talksbot: {message}"
-            if type(exc).__name__ == "InvalidToken"
-            else f"talksbot: unexpected error: {type(exc).__name__}: {message}"
-        )
+            _echo("talksbot: Telegram rejected the bot token (check TELEGRAM_BOT_TOKEN)")
+        elif isinstance(exc, OSError) and exc.filename:
+            # A file of the data dir that cannot be written or read: say which, and why.
+            _echo(
+                f"talksbot: cannot use {exc.filename}: {exc.strerror or message} (the data "
+                "dir's files must be readable and writable by this user)"
+            )
+        else:
+            _echo(f"talksbot: unexpected error: {type(exc).__name__}: {message}")
         return 1
 
 

@@ -257,3 +257,15 @@ def test_an_alias_bomb_given_to_ingest_is_one_line_and_loses_nothing(
     assert "bomb.md" in line and "anchor" in line
     after = stats(filled)
     assert (after["articles"], after["sentences"]) == (before["articles"], before["sentences"])
+
+
+def test_a_data_dir_file_that_cannot_be_written_is_named_and_nothing_is_lost(
+    data_dir: Path,
+) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "index").write_text("")  # where the index folder belongs
+    line = refusal(run_cli(data_dir, "ingest", str(CORPUS)))
+    assert f"cannot use {data_dir / 'index'}" in line and "unexpected" not in line
+    (data_dir / "index").unlink()
+    answered = run_cli(data_dir, "ask", "Where were the prisoners exchanged?")
+    assert answered.returncode == 0 and "Emirates" in answered.stdout
