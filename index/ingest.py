@@ -23,7 +23,7 @@ from index.live_index import after_write
 from index.loaders import IngestError, RawArticle, canonical_url, iter_article_files, load_file
 from index.params import ingest_params
 from index.process import leave_with_parent
-from index.segment import BOILERPLATE, HEADING, SENTENCE, Unit, citable, segment
+from index.segment import BOILERPLATE, HEADING, Unit, citable, segment
 from index.store import NewArticleRow, NewSentenceRow, Store
 from index.text import text_hash
 from index.unit_features import encode
@@ -189,7 +189,7 @@ class Ingester:
             report.updated += 1
         else:
             report.added += 1
-        report.sentences += sum(1 for u in units if u.kind == SENTENCE)
+        report.sentences += sum(1 for v in vectors if v is not None)  # as `stats` counts
         return article_id
 
     def _alias(self, keys: list[str], article_id: int, raw: RawArticle) -> None:
