@@ -189,36 +189,66 @@ class Store:
 
     def read_params(self) -> dict | None:
         """The recorded settings. The database keeps a copy: a lost ``params.json`` is
-        written again from it, so the store (and its subscriptions) need not be rebuilt."""
+        written again from it (the store and its subscriptions need not be rebuilt), and a
+        file that disagrees with the copy is refused (vectors of two models never mix)."""
+        copy = self._params_copy()
         if not self.params_path.exists():
-            row = self.db.execute("SELECT value FROM meta WHERE key=?", (PARAMS_KEY,)).fetchone()
-            if row is None:
+            if copy is None:
                 return None
-            params = json.loads(row[0])
             try:
-                _atomic_write(self.params_path, json.dumps(params, indent=2, sort_keys=True))
+                _atomic_write(self.params_path, json.dumps(copy, indent=2, sort_keys=True))
                 log.warning("%s was missing; written again from the store", self.params_path)
-            except OSError:
-                pass  # a read-only data dir is still readable
-            return params
+            except OSError as exc:
+                log.warning("%s is missing and cannot be written again (%s)", self.params_path, exc)
+            return copy
+        spare = " (the store's database keeps a copy: delete the file to have it written again)"
         try:
             params = json.loads(self.params_path.read_text())
         except (OSError, ValueError) as exc:
-            raise StoreError(f"{self.params_path} is unreadable ({exc})") from None
+            raise StoreError(
+                f"{self.params_path} is unreadable ({exc})" + (spare if copy else "")
+            ) from None
         if not isinstance(params, dict):
-            raise StoreError(f"{self.params_path} is not a settings file (a JSON object)")
+            raise StoreError(
+                f"{self.params_path} is not a settings file (a JSON object)"
+                + (spare if copy else "")
+            )
+        if copy is not None and copy != params:
+            every = {key: copy.get(key) for key in sorted({*copy, *params})}
+            diffs = mismatches(every, params, "database", "file")
+            raise StoreError(
+                f"{self.params_path} disagrees with the copy in the store's database ("
+                + "; ".join(diffs)
+                + "): restore the file that built this store, or delete it to use the copy"
+            )
+        if copy is None:
+            self._keep_params_copy(params)  # a store from before the copy was kept
         return params
 
-    def _keep_params_copy(self, params: dict) -> None:
-        text = json.dumps(params, sort_keys=True)
+    def _params_copy(self) -> dict | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (PARAMS_KEY,)).fetchone()
-        if row is None or row[0] != text:
+        if row is None:
+            return None
+        try:
+            copy = json.loads(row[0])
+        except ValueError:
+            copy = None
+        if not isinstance(copy, dict):
+            raise StoreError(
+                f"the copy of {PARAMS_NAME} in the store's database is damaged; restore "
+                f"{self.params_path} from a backup, or ingest into a new TALKSBOT_DATA_DIR"
+            )
+        return copy
+
+    def _keep_params_copy(self, params: dict) -> None:
+        try:
             with write(self.db):
                 self.db.execute(
-                    "INSERT INTO meta(key, value) VALUES (?, ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                    (PARAMS_KEY, text),
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
+                    (PARAMS_KEY, json.dumps(params, sort_keys=True)),
                 )
+        except sqlite3.OperationalError as exc:  # a read-only store is still readable
+            log.debug("no copy of the settings kept: %s", exc)
 
     def check_params(self, expected: dict, write: bool) -> None:
         """Refuse a data dir built by another model or settings; record ours on first write
@@ -236,8 +266,6 @@ class Store:
                 _atomic_write(self.params_path, json.dumps(expected, indent=2, sort_keys=True))
                 self._keep_params_copy(expected)
             return
-        if write:
-            self._keep_params_copy(found)
         diffs = mismatches(expected, found, "configured", "index")
         if diffs:
             raise StoreError(

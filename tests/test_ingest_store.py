@@ -100,6 +100,8 @@ def test_index_built_by_another_model_is_refused(data_dir: Path, store: Store) -
     params = json.loads((data_dir / "params.json").read_text())
     params["model"] = "some-other-model"
     (data_dir / "params.json").write_text(json.dumps(params))
+    with sqlite3.connect(data_dir / "talksbot.db") as db:  # and the store's copy says so too
+        db.execute("UPDATE meta SET value=? WHERE key='params'", (json.dumps(params),))
     with pytest.raises(StoreError, match="different settings.*model"):
         open_answerer(data_dir)
     with pytest.raises(StoreError, match="different settings"):
@@ -129,6 +131,34 @@ def test_a_lost_settings_file_is_written_again_from_the_store(data_dir: Path) ->
         db.execute("DELETE FROM meta WHERE key='params'")
     for command in (["ask", "Where were the talks held?"], ["ingest", str(CORPUS)]):
         assert "params.json is missing" in refusal(run_cli(data_dir, *command))
+    assert not (data_dir / "params.json").exists()
+
+
+def test_a_settings_file_that_disagrees_with_the_stores_copy_is_refused(data_dir: Path) -> None:
+    ingest(data_dir, CORPUS)
+    recorded = json.loads((data_dir / "params.json").read_text())
+    other = {**recorded, "model": "some-other-model", "dim": 384}
+    (data_dir / "params.json").write_text(json.dumps(other))
+    for command in (["ingest", str(CORPUS)], ["ask", "Where were the talks held?"], ["reindex"]):
+        assert "disagrees with the copy" in refusal(run_cli(data_dir, *command))
+    with sqlite3.connect(data_dir / "talksbot.db") as db:  # the copy was not overwritten
+        copy = db.execute("SELECT value FROM meta WHERE key='params'").fetchone()[0]
+    assert json.loads(copy) == recorded
+    (data_dir / "params.json").unlink()  # what the refusal advises
+    assert run_cli(data_dir, "ask", "Where were the prisoners exchanged?").returncode == 0
+    assert json.loads((data_dir / "params.json").read_text()) == recorded
+
+
+@pytest.mark.parametrize("copy", ["{bad", "[]", "42", "null"])
+def test_a_damaged_copy_of_the_settings_is_one_line_and_writes_nothing(
+    data_dir: Path, copy: str
+) -> None:
+    ingest(data_dir, CORPUS)
+    (data_dir / "params.json").unlink()
+    with sqlite3.connect(data_dir / "talksbot.db") as db:
+        db.execute("UPDATE meta SET value=? WHERE key='params'", (copy,))
+    for command in (["ask", "Where were the talks held?"], ["ingest", str(CORPUS)], ["stats"]):
+        assert "copy of params.json" in refusal(run_cli(data_dir, *command))
     assert not (data_dir / "params.json").exists()
 
 
