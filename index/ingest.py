@@ -75,7 +75,10 @@ def source_key(source: str) -> str:
     """The key of where an article came from: its canonical URL, or ``file:`` and its path."""
     if re.match(r"^https?://", source):
         return canonical_url(source)
-    return f"file:{Path(source).resolve()}"
+    try:
+        return f"file:{Path(source).resolve()}"
+    except (OSError, RuntimeError) as exc:  # a symlink loop, an unreadable folder
+        raise IngestError(f"{source}: cannot resolve the path ({exc})") from None
 
 
 class Ingester:

@@ -312,6 +312,15 @@ def main(argv: list[str] | None = None, run_bot: Callable[[Settings], None] | No
     command = args.command or "serve"
     level = logging.INFO if args.verbose else logging.WARNING
     setup_logging(level, args.verbose)
+    settings: Settings | None = None
+
+    def say(line: str) -> None:
+        """The one stderr line, without the token (a path or a message may hold it)."""
+        token = settings.telegram_bot_token if settings is not None else None
+        if token is not None and token.get_secret_value():
+            line = line.replace(token.get_secret_value(), "<token>")
+        _echo(f"talksbot: {line}")
+
     try:
         settings = load_settings()
         token = settings.telegram_bot_token
@@ -326,29 +335,26 @@ def main(argv: list[str] | None = None, run_bot: Callable[[Settings], None] | No
         ModelFileError,
         SettingsError,
     ) as exc:
-        _echo(f"talksbot: {exc}")
+        say(str(exc))
         return 1
     except KeyboardInterrupt:
-        _echo("talksbot: interrupted")
+        say("interrupted")
         return 130
     except BrokenPipeError:
         return 0
     except Exception as exc:  # last resort: one line, details only with -v
         log.debug("unexpected error", exc_info=True)
-        message = str(exc)
-        token = settings.telegram_bot_token if "settings" in locals() else None
-        if token is not None and token.get_secret_value():
-            message = message.replace(token.get_secret_value(), "<token>")
         if type(exc).__name__ == "InvalidToken":
-            _echo("talksbot: Telegram rejected the bot token (check TELEGRAM_BOT_TOKEN)")
+            line = "Telegram rejected the bot token (check TELEGRAM_BOT_TOKEN)"
         elif isinstance(exc, OSError) and exc.filename:
-            # A file of the data dir that cannot be written or read: say which, and why.
-            _echo(
-                f"talksbot: cannot use {exc.filename}: {exc.strerror or message} (the data "
-                "dir's files must be readable and writable by this user)"
-            )
+            # A file that cannot be read or written: say which, and why.
+            where = exc.filename2 or exc.filename
+            line = f"cannot use {where}: {exc.strerror or exc}"
+            if settings is not None and str(where).startswith(str(settings.data_dir)):
+                line += " (the data dir's files must be readable and writable by this user)"
         else:
-            _echo(f"talksbot: unexpected error: {type(exc).__name__}: {message}")
+            line = f"unexpected error: {type(exc).__name__}: {exc}"
+        say(line)
         return 1
 
 

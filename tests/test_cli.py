@@ -271,3 +271,18 @@ def test_a_data_dir_file_that_cannot_be_written_is_named_and_nothing_is_lost(
     (data_dir / "index").unlink()
     answered = run_cli(data_dir, "ask", "Where were the prisoners exchanged?")
     assert answered.returncode == 0 and "Emirates" in answered.stdout
+
+
+def test_a_token_in_a_failing_path_is_not_printed(tmp_path: Path) -> None:
+    token = "123456:AAHsecretTOKENvalue"
+    data_dir = tmp_path / token
+    data_dir.mkdir()
+    (data_dir / "index").write_text("")
+    line = refusal(run_cli(data_dir, "ingest", str(CORPUS), TELEGRAM_BOT_TOKEN=token))
+    assert "cannot use" in line and token not in line and "<token>" in line
+
+
+def test_a_symlink_loop_given_to_delete_is_one_line(filled: Path, tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    assert "cannot resolve" in refusal(run_cli(filled, "delete", str(tmp_path / "a")))
