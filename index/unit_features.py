@@ -23,7 +23,7 @@ import re
 
 from index.text import tokenize
 
-UNIT_FEATURES_VERSION = "1"
+UNIT_FEATURES_VERSION = "2"  # 2: flags hold the distinct-token count
 
 _NUMBER_WORDS = (
     "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty"
@@ -112,23 +112,46 @@ def inner_names(text: str) -> tuple[frozenset[str], ...]:
 
 class UnitInfo:
     """A unit's question-independent features. Built per candidate per query from stored
-    values, so the sets are made only when a feature asks for them."""
+    values: only the space-joined tokens are kept, and the token list and sets are made only
+    when a feature asks for them (most candidates need neither: ``holds`` and ``distinct``
+    answer from the stored string and flags)."""
 
-    __slots__ = ("tokens", "flags", "names_text", "terms", "_pairs", "_names")
+    __slots__ = ("joined", "flags", "names_text", "_padded", "_pairs", "_names")
 
-    def __init__(self, tokens: list[str], flags: int, names_text: str) -> None:
-        self.tokens = tokens  # ``tokenize(text)``
+    def __init__(self, joined: str, flags: int, names_text: str) -> None:
+        self.joined = joined  # ``tokenize(text)``, space-joined
         self.flags = flags  # see ``encode``
         self.names_text = names_text
-        self.terms = frozenset(tokens)
+        self._padded: str | None = None
         self._pairs: frozenset[tuple[str, str]] | None = None
         self._names: tuple[frozenset[str], ...] | None = None
+
+    @property
+    def tokens(self) -> list[str]:
+        return self.joined.split()
+
+    @property
+    def terms(self) -> frozenset[str]:
+        """Its distinct tokens."""
+        return frozenset(self.joined.split())
+
+    @property
+    def distinct(self) -> int:
+        """How many distinct tokens it has (``len(terms)``, stored)."""
+        return self.flags >> _DISTINCT_SHIFT
+
+    def holds(self, term: str) -> bool:
+        """``term in terms``: a token is a run of non-spaces between spaces of ``joined``."""
+        if self._padded is None:
+            self._padded = f" {self.joined} "
+        return f" {term} " in self._padded
 
     @property
     def pairs(self) -> frozenset[tuple[str, str]]:
         """Adjacent token pairs."""
         if self._pairs is None:
-            self._pairs = frozenset(zip(self.tokens, self.tokens[1:], strict=False))
+            tokens = self.tokens
+            self._pairs = frozenset(zip(tokens, tokens[1:], strict=False))
         return self._pairs
 
     @property
@@ -161,8 +184,8 @@ class UnitInfo:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, UnitInfo):
             return NotImplemented
-        return (self.tokens, self.flags, self.names_text) == (
-            other.tokens,
+        return (self.joined, self.flags, self.names_text) == (
+            other.joined,
             other.flags,
             other.names_text,
         )
@@ -170,7 +193,7 @@ class UnitInfo:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"UnitInfo({self.tokens!r}, {self.flags}, {self.names_text!r})"
+        return f"UnitInfo({self.joined!r}, {self.flags}, {self.names_text!r})"
 
 
 def unit_info(text: str, tokens: list[str] | None = None) -> UnitInfo:
@@ -179,21 +202,24 @@ def unit_info(text: str, tokens: list[str] | None = None) -> UnitInfo:
 
 
 _SHORT, _NUMBER_BIT, _DATE_BIT, _CAUSE_BIT = 1, 2, 4, 8
+_DISTINCT_SHIFT = 4  # the flags' higher bits: how many distinct tokens
 
 
 def encode(text: str, tokens: list[str] | None = None) -> tuple[str, int, str]:
     """What is stored for a unit: (tokens space-joined, flags, names); names as ``|stem stem``
     per name, in order ('' when none). ``tokens``: ``tokenize(text)`` if already known."""
+    tokens = tokenize(text) if tokens is None else tokens
     flags = (
-        (_SHORT if len(text.split()) < 8 else 0)
+        len(set(tokens)) << _DISTINCT_SHIFT
+        | (_SHORT if len(text.split()) < 8 else 0)
         | (_NUMBER_BIT if has_number(text) else 0)
         | (_DATE_BIT if has_date(text) else 0)
         | (_CAUSE_BIT if has_cause(text) else 0)
     )
     names = "".join("|" + " ".join(sorted(name)) for name in inner_names(text))
-    return " ".join(tokenize(text) if tokens is None else tokens), flags, names
+    return " ".join(tokens), flags, names
 
 
 def decode(terms: str, flags: int, names: str) -> UnitInfo:
     """A unit's features from its stored tokens (space-joined), flags and names."""
-    return UnitInfo(terms.split(), flags, names)
+    return UnitInfo(terms, flags, names)

@@ -190,9 +190,7 @@ def build_pool(
     df = {t: backend.df(t) for t in terms}
     weights = np.array([idf(df[t], n) for t in terms], np.float32)
     total = float(weights.sum()) or 1.0
-    held = np.array(
-        [[t in held_terms for t in terms] for held_terms in [x.terms for x in infos]], bool
-    ).reshape(m, len(terms))
+    held = np.array([[x.holds(t) for t in terms] for x in infos], bool).reshape(m, len(terms))
     coverage = (held @ weights) / total
     together = held | (held[prev_i] & has_prev[:, None]) | (held[next_i] & has_next[:, None])
     window_cov = (together @ weights) / total
@@ -204,10 +202,12 @@ def build_pool(
     art_held = np.zeros((len(codes), len(terms)), bool)
     np.logical_or.at(art_held, art_index[is_candidate], held[is_candidate])
     art_cov = (art_held @ weights) / total
-    source_terms = backend.source_terms({int(a) for a in codes})
-    src = np.array(
-        [[t in source_terms.get(int(a), ()) for t in terms] for a in codes], bool
-    ).reshape(len(codes), len(terms))
+    # Membership in the space-joined tokens: no set per article is built.
+    sources = backend.source_terms({int(a) for a in codes})
+    padded = [f" {sources.get(int(a), '')} " for a in codes]
+    src = np.array([[f" {t} " in p for t in terms] for p in padded], bool).reshape(
+        len(codes), len(terms)
+    )
     source = (src @ weights) / total
 
     window = vectors + vectors[prev_i] * has_prev[:, None] + vectors[next_i] * has_next[:, None]
@@ -219,7 +219,7 @@ def build_pool(
     asked = set(terms)
     asked_pairs = set(zip(question_terms, question_terms[1:], strict=False))
     # len(x.terms - asked): ``terms`` are the asked words a unit can hold, each once.
-    sizes = np.array([len(x.terms) for x in infos], np.int64)
+    sizes = np.array([x.distinct for x in infos], np.int64)
     novelty = np.log1p(sizes - held.sum(axis=1)).astype(np.float32)
     named = (
         np.array([any(not (name <= asked) for name in x.names) for x in infos], np.float32)

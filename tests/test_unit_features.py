@@ -93,13 +93,18 @@ def test_features_are_stored_at_ingest(data_dir: Path) -> None:
             "SELECT COUNT(*) FROM sentences WHERE embedding IS NULL AND unit_flags IS NOT NULL"
         ).fetchone()[0]
     assert len(rows) == 15 and unstored == 0
-    assert any(flags for _, _, flags, _, _ in rows) and any(names for *_, names, _ in rows)
+    assert any(flags & 0b1111 for _, _, flags, _, _ in rows)  # some answer-type flag is set
+    assert any(names for *_, names, _ in rows)
     for text, unit_terms, flags, names, terms in rows:
         assert unit_terms == terms  # the tokens, as the lexical index has them
         stored, computed = uf.decode(unit_terms, flags, names), uf.unit_info(text)
         assert stored == computed
-        for name in ("terms", "pairs", "names", "short", "number", "date", "cause"):
+        for name in ("terms", "distinct", "pairs", "names", "short", "number", "date", "cause"):
             assert getattr(stored, name) == getattr(computed, name)
+        # What ranking asks of every candidate, answered from the stored string and flags.
+        assert stored.distinct == len(set(tokenize(text)))
+        for word in {*tokenize(text), *tokenize("talks Russia the a peace x")}:
+            assert stored.holds(word) == (word in set(tokenize(text))), word
         assert stored.number == bool(uf.NUMBER.search(text))
         assert stored.date == bool(uf.DATE.search(text))
         assert stored.cause == bool(uf.CAUSE.search(text))
