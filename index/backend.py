@@ -61,8 +61,8 @@ class SearchBackend(Protocol):
         """Whether any stored text (bylines, titles, URLs included) uses ``term``."""
         ...
 
-    def source_terms(self, article_ids: set[int]) -> dict[int, set[str]]:
-        """Tokens of these articles' titles, outlets and URLs."""
+    def source_terms(self, article_ids: set[int]) -> dict[int, str]:
+        """Tokens of these articles' titles, outlets and URLs, space-joined."""
         ...
 
     def neighbourhood(self, ids: list[int], before: int, after: int):  # -> Neighbourhood

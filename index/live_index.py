@@ -660,8 +660,8 @@ class LiveIndex:
                 return True
         return term_store.mentioned(self.store.db, term)
 
-    def source_terms(self, article_ids: set[int]) -> dict[int, set[str]]:
-        """Tokens of these articles' titles, outlets and URLs."""
+    def source_terms(self, article_ids: set[int]) -> dict[int, str]:
+        """Tokens of these articles' titles, outlets and URLs, space-joined."""
         return term_store.article_terms(self.store.db, article_ids)
 
     def neighbourhood(self, ids: list[int], before: int, after: int) -> Neighbourhood:

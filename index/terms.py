@@ -196,17 +196,17 @@ def mentioned(db: sqlite3.Connection, term: str) -> bool:
     )
 
 
-def article_terms(db: sqlite3.Connection, article_ids: Iterable[int]) -> dict[int, set[str]]:
-    """Title/outlet/URL tokens of these articles."""
+def article_terms(db: sqlite3.Connection, article_ids: Iterable[int]) -> dict[int, str]:
+    """Title/outlet/URL tokens of these articles, space-joined (as stored)."""
     ids = list(dict.fromkeys(article_ids))
-    out: dict[int, set[str]] = {}
+    out: dict[int, str] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
         for aid, terms in db.execute(
             f"SELECT rowid, terms FROM article_terms WHERE rowid IN ({marks})", chunk
         ):
-            out[aid] = set(terms.split())
+            out[aid] = terms
     return out
 
 
