@@ -140,11 +140,16 @@ class UnitInfo:
         """How many distinct tokens it has (``len(terms)``, stored)."""
         return self.flags >> _DISTINCT_SHIFT
 
-    def holds(self, term: str) -> bool:
-        """``term in terms``: a token is a run of non-spaces between spaces of ``joined``."""
+    @property
+    def padded(self) -> str:
+        """``joined`` between spaces: ``f" {term} " in padded`` is ``term in terms``."""
         if self._padded is None:
             self._padded = f" {self.joined} "
-        return f" {term} " in self._padded
+        return self._padded
+
+    def holds(self, term: str) -> bool:
+        """``term in terms``: a token is a run of non-spaces between spaces of ``joined``."""
+        return f" {term} " in self.padded
 
     @property
     def pairs(self) -> frozenset[tuple[str, str]]:

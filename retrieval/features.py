@@ -190,7 +190,10 @@ def build_pool(
     df = {t: backend.df(t) for t in terms}
     weights = np.array([idf(df[t], n) for t in terms], np.float32)
     total = float(weights.sum()) or 1.0
-    held = np.array([[x.holds(t) for t in terms] for x in infos], bool).reshape(m, len(terms))
+    padded_terms = [f" {t} " for t in terms]  # ``UnitInfo.holds``, without a call per cell
+    held = np.array([[t in x.padded for t in padded_terms] for x in infos], bool).reshape(
+        m, len(terms)
+    )
     coverage = (held @ weights) / total
     together = held | (held[prev_i] & has_prev[:, None]) | (held[next_i] & has_next[:, None])
     window_cov = (together @ weights) / total
