@@ -85,11 +85,19 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
         )
         await app.bot.set_my_commands(bot_commands("group"), scope=BotCommandScopeAllGroupChats())
         jobs.schedule(app.job_queue, svc)
-        log.info(
-            "talksbot ready as @%s with %d indexed sentences",
-            app.bot.username,
-            loaded.searcher.size,
-        )
+        if svc.pool is None:  # this process searches: its index loads now, not on a question
+            log.info(
+                "talksbot ready as @%s with %d indexed sentences",
+                app.bot.username,
+                loaded.searcher.size,
+            )
+        else:  # the workers search; this process never loads the index
+            log.info(
+                "talksbot ready as @%s: %d articles, answered by %d worker processes",
+                app.bot.username,
+                loaded.searcher.store.article_count(),
+                svc.pool.workers,
+            )
 
     async def post_stop(app: Application) -> None:
         svc: Services | None = app.bot_data.get("services")

@@ -86,11 +86,16 @@ class Searcher:
     """
 
     def __init__(
-        self, store: Store, embedder: Embedder, index: SearchBackend, ranker: Ranker | None = None
+        self,
+        store: Store,
+        embedder: Embedder,
+        index: SearchBackend | None = None,
+        ranker: Ranker | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
-        self.index = index
+        self._index = index  # None: the store's live index, opened on first need
+        self._index_lock = threading.Lock()
         self.ranker = ranker or load_ranker(embedder.name)
         self.ranker.check_store(store.read_params())
         self._lock = threading.Lock()
@@ -114,6 +119,17 @@ class Searcher:
         embedder = embedder or load_embedder(backend, data_dir / "models")
         store.check_params(ingest_params(embedder.backend), write=False)
         return cls(store, embedder, LiveIndex.open(store), ranker)
+
+    @property
+    def index(self) -> SearchBackend:
+        """The index searched. Opened on first need: a process that only serves the store
+        (the bot's, when answer worker processes search) never maps it or loads its
+        vocabulary (~150 MB at a million units)."""
+        if self._index is None:
+            with self._index_lock:
+                if self._index is None:
+                    self._index = LiveIndex.open(self.store)
+        return self._index
 
     def refresh(self) -> bool:
         """Pick up what any process committed since; True when the index changed. Cheap when

@@ -13,7 +13,6 @@ from typing import TypeVar
 
 from index.embed import Embedder, load_embedder
 from index.ingest import Ingester, IngestReport
-from index.live_index import LiveIndex
 from index.params import ingest_params
 from index.store import Store
 from retrieval.answer import Answerer
@@ -44,7 +43,7 @@ def open_answerer(settings: Settings, quiet: bool = False, refit: bool = False) 
             if not quiet:
                 _echo(f"talksbot: {report.summary()}")
         ranker = default_ranker(embedder.name) if refit else None
-        return Answerer(Searcher(store, embedder, LiveIndex.open(store), ranker))
+        return Answerer(Searcher(store, embedder, ranker=ranker))  # index: on first search
     except BaseException:
         store.close()
         raise

@@ -22,6 +22,11 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def maps_the_index(pid: int) -> bool:
+    """Whether the process has a snapshot's files mapped (``ids.npy`` always is)."""
+    return "ids.npy" in Path(f"/proc/{pid}/maps").read_text()
+
+
 def answer_text(api, chat_id: int, question: str) -> str:  # noqa: ANN001
     return ask(api, api.message(question, chat_id=chat_id), chat_id=chat_id).params["text"]
 
@@ -39,6 +44,9 @@ def test_workers_answer_new_articles_and_survive_a_killed_worker(
         workers = children(bot.proc.pid)
         assert len(workers) >= 2  # the pool is up before the bot polls
         assert CITED not in answer_text(api, 1, QUOKKA[0])
+        # The workers search; the bot's own process serves the store and never loads an index.
+        assert any(maps_the_index(pid) for pid in workers)
+        assert not maps_the_index(bot.proc.pid)
         # Stored by another process: the workers pick it up from the change log, no restart.
         done = run_cli(data_dir, "ingest", str(folder))
         assert done.returncode == 0, done.stderr
