@@ -40,6 +40,11 @@ class SearchBackend(Protocol):
         """Catch up with commits by any process; True when something changed."""
         ...
 
+    def prefetch(self) -> None:
+        """Have the operating system read what queries read into its cache now (a long-running
+        answerer's start); a no-op where that means nothing (a database server)."""
+        ...
+
     def vocabulary_since(self) -> tuple[object, list[str]]:
         """(a base that changes only when the index is rewritten, the terms first used by
         searchable sentences added since that base, in order; the list only grows until the

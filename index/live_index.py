@@ -49,7 +49,7 @@ import numpy as np
 
 from index import terms as term_store
 from index.schema import write
-from index.store import SentenceRow, Store, rmtree_quiet
+from index.store import DB_NAME, SentenceRow, Store, rmtree_quiet
 from index.text import tokenize
 from index.unit_features import UNIT_FEATURES_VERSION, UnitInfo, decode
 
@@ -633,6 +633,38 @@ class LiveIndex:
                 self.tail_terms.append(token)
             postings[row] = postings.get(row, 0) + 1
         return np.frombuffer(blob, dtype=np.float32)
+
+    def prefetch(self) -> None:
+        """Ask the OS to read the database and the snapshot's files into its page cache. A
+        query reads a few hundred rows scattered over the database; with the pages on disk a
+        warm answer at a million units took ~31 ms instead of ~18 (measured after dropping the
+        cache). Asynchronous (readahead in 8 MB steps; ~70 ms to ask for 820 MB), never more
+        than half the memory the OS has free, and the pages are the OS's, not this process's."""
+        if not hasattr(os, "posix_fadvise"):
+            return
+        files = [self.store.data_dir / DB_NAME]
+        if self.snapshot is not None:
+            folder = index_root(self.store) / self.snapshot.name
+            files += sorted(p for p in folder.rglob("*") if p.is_file())
+        try:
+            budget = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+        except (OSError, ValueError):
+            budget = 1 << 30
+        step = 8 << 20
+        for path in files:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                size = min(os.fstat(fd).st_size, max(budget, 0))
+                for offset in range(0, size, step):
+                    os.posix_fadvise(fd, offset, step, os.POSIX_FADV_WILLNEED)
+                budget -= size
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
     # -- reading ------------------------------------------------------------------------------
     def vocabulary_since(self) -> tuple[object, list[str]]:

@@ -163,6 +163,7 @@ class Searcher:
         the questions behind them queue): the corpus's words and their spelling keys for name
         matching, English word frequencies, the index files' pages. A long-running answerer
         calls it at start."""
+        self.index.prefetch()
         _ = self.names.skeletons
         looks_like_name("talks", 0)
         self.result("What did Zelensky say about the peace talks in Geneva?", limit=10)

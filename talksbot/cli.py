@@ -63,6 +63,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.question:
         return 2 if show(" ".join(args.question)) == INVALID else 0
+    # Questions keep coming: load now what the first ones would wait for (as the bot does).
+    answerer.searcher.warm_up()
     for line in sys.stdin:  # one question a line, answered in order
         question = line.rstrip("\r\n")
         if question.strip() or args.json:  # --json keeps one output line per input line
@@ -244,6 +246,7 @@ def console_chat(settings: Settings) -> int:
         _echo("talksbot: no TELEGRAM_BOT_TOKEN set; starting a console chat.")
     answerer = open_answerer(settings, quiet=not interactive)
     if interactive:
+        answerer.searcher.warm_up()
         _echo("Ask about the Russia–Ukraine peace talks coverage (Ctrl-D to quit).")
     while True:
         try:

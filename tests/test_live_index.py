@@ -4,7 +4,10 @@ process, equal to a full reindex, and a store made before it existed still opens
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -653,3 +656,38 @@ def test_delete_by_url_or_file_without_a_rebuild(
     assert run_cli(data_dir, "ingest", str(folder)).returncode == 0
     assert run_cli(data_dir, "delete", str(folder / "quokka.md")).returncode == 0
     assert live.refresh() and live.lexical(["quokka"]).top(5)[0].size == 0
+
+
+def _resident_bytes(path: Path) -> int:
+    """Bytes of ``path`` in the OS page cache (util-linux ``fincore``)."""
+    out = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout.split()[0])
+
+
+@pytest.mark.skipif(shutil.which("fincore") is None, reason="needs util-linux fincore")
+def test_prefetch_brings_the_store_and_snapshot_files_into_the_page_cache(
+    corpus_store: Store, data_dir: Path
+) -> None:
+    live = LiveIndex.open(corpus_store)
+    corpus_store.db.commit()
+    folder = data_dir / "index" / current_snapshot_name(corpus_store.db)
+    files = [data_dir / "talksbot.db", *sorted(p for p in folder.rglob("*") if p.is_file())]
+    os.sync()
+    for path in files:  # out of the cache: what a machine busy with other work does to them
+        fd = os.open(path, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+    # Pages this process has mapped stay; the rest (the database above all) are gone.
+    evicted = [p for p in files if _resident_bytes(p) == 0]
+    if data_dir / "talksbot.db" not in evicted:
+        pytest.skip("this file system keeps its pages in the cache (tmpfs)")
+    live.prefetch()
+    deadline = time.monotonic() + 5
+    while any(_resident_bytes(p) < p.stat().st_size for p in evicted):
+        assert time.monotonic() < deadline, [(p.name, _resident_bytes(p)) for p in evicted]
+        time.sleep(0.05)
