@@ -113,7 +113,7 @@ def inner_names(text: str) -> tuple[frozenset[str], ...]:
 class UnitInfo:
     """A unit's question-independent features. Built per candidate per query from stored
     values: only the space-joined tokens are kept, and the token list and sets are made only
-    when a feature asks for them (most candidates need neither: ``holds`` and ``distinct``
+    when a feature asks for them (most candidates need neither: ``padded`` and ``distinct``
     answer from the stored string and flags)."""
 
     __slots__ = ("joined", "flags", "names_text", "_padded", "_pairs", "_names")
@@ -142,14 +142,11 @@ class UnitInfo:
 
     @property
     def padded(self) -> str:
-        """``joined`` between spaces: ``f" {term} " in padded`` is ``term in terms``."""
+        """``joined`` between spaces: ``f" {term} " in padded`` is ``term in terms`` (a token
+        is a run of non-spaces between spaces)."""
         if self._padded is None:
             self._padded = f" {self.joined} "
         return self._padded
-
-    def holds(self, term: str) -> bool:
-        """``term in terms``: a token is a run of non-spaces between spaces of ``joined``."""
-        return f" {term} " in self.padded
 
     @property
     def pairs(self) -> frozenset[tuple[str, str]]:

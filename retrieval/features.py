@@ -190,7 +190,7 @@ def build_pool(
     df = {t: backend.df(t) for t in terms}
     weights = np.array([idf(df[t], n) for t in terms], np.float32)
     total = float(weights.sum()) or 1.0
-    padded_terms = [f" {t} " for t in terms]  # ``UnitInfo.holds``, without a call per cell
+    padded_terms = [f" {t} " for t in terms]  # ``t in x.padded`` is ``t in x.terms``
     held = np.array([[t in x.padded for t in padded_terms] for x in infos], bool).reshape(
         m, len(terms)
     )
@@ -205,10 +205,10 @@ def build_pool(
     art_held = np.zeros((len(codes), len(terms)), bool)
     np.logical_or.at(art_held, art_index[is_candidate], held[is_candidate])
     art_cov = (art_held @ weights) / total
-    # Membership in the space-joined tokens: no set per article is built.
+    # Membership in the space-joined tokens, as for units: no set per article is built.
     sources = backend.source_terms({int(a) for a in codes})
     padded = [f" {sources.get(int(a), '')} " for a in codes]
-    src = np.array([[f" {t} " in p for t in terms] for p in padded], bool).reshape(
+    src = np.array([[t in p for t in padded_terms] for p in padded], bool).reshape(
         len(codes), len(terms)
     )
     source = (src @ weights) / total
