@@ -248,20 +248,22 @@ class Prepared:
     units: list[Unit]
     hashes: list[str]
     features: list[tuple[str, int, str]]
-    keys: list[str]  # ``article_keys``
-    content: list[str]  # hashes of the units that are not boilerplate, in order
+    keys: list[str]  # ``article_keys`` (resolving a path is syscalls: done in the worker)
+
+    @property
+    def content(self) -> list[str]:
+        """Hashes of the units that are not boilerplate, in order."""
+        return [h for u, h in zip(self.units, self.hashes, strict=True) if u.kind != BOILERPLATE]
 
     @classmethod
     def of(cls, raw: RawArticle) -> Prepared:
         units = segment(raw.text)
-        hashes = [text_hash(u.text) for u in units]
         return cls(
             raw,
             units,
-            hashes,
+            [text_hash(u.text) for u in units],
             [encode(u.text) for u in units],
             article_keys(raw),
-            [h for u, h in zip(units, hashes, strict=True) if u.kind != BOILERPLATE],
         )
 
 
