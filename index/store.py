@@ -196,7 +196,7 @@ class Store:
             if copy is None:
                 return None
             try:
-                _atomic_write(self.params_path, json.dumps(copy, indent=2, sort_keys=True))
+                self._write_params_file(copy)
                 log.warning("%s was missing; written again from the store", self.params_path)
             except OSError as exc:
                 log.warning("%s is missing and cannot be written again (%s)", self.params_path, exc)
@@ -224,6 +224,9 @@ class Store:
         if copy is None:
             self._keep_params_copy(params)  # a store from before the copy was kept
         return params
+
+    def _write_params_file(self, params: dict) -> None:
+        _atomic_write(self.params_path, json.dumps(params, indent=2, sort_keys=True))
 
     def _params_copy(self) -> dict | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (PARAMS_KEY,)).fetchone()
@@ -263,7 +266,7 @@ class Store:
                     "the file from a backup, or ingest into a new TALKSBOT_DATA_DIR."
                 )
             if write:
-                _atomic_write(self.params_path, json.dumps(expected, indent=2, sort_keys=True))
+                self._write_params_file(expected)
                 self._keep_params_copy(expected)
             return
         diffs = mismatches(expected, found, "configured", "index")
