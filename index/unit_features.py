@@ -113,16 +113,16 @@ def inner_names(text: str) -> tuple[frozenset[str], ...]:
 class UnitInfo:
     """A unit's question-independent features. Built per candidate per query from stored
     values: only the space-joined tokens are kept, and the token list and sets are made only
-    when a feature asks for them (most candidates need neither: ``padded`` and ``distinct``
-    answer from the stored string and flags)."""
+    when a feature asks for them (most candidates need neither: which question terms a unit
+    holds is found in ``joined``, see ``retrieval.features.holding``, and ``distinct`` is
+    stored in the flags)."""
 
-    __slots__ = ("joined", "flags", "names_text", "_padded", "_pairs", "_names")
+    __slots__ = ("joined", "flags", "names_text", "_pairs", "_names")
 
     def __init__(self, joined: str, flags: int, names_text: str) -> None:
         self.joined = joined  # ``tokenize(text)``, space-joined
         self.flags = flags  # see ``encode``
         self.names_text = names_text
-        self._padded: str | None = None
         self._pairs: frozenset[tuple[str, str]] | None = None
         self._names: tuple[frozenset[str], ...] | None = None
 
@@ -139,14 +139,6 @@ class UnitInfo:
     def distinct(self) -> int:
         """How many distinct tokens it has (``len(terms)``, stored)."""
         return self.flags >> _DISTINCT_SHIFT
-
-    @property
-    def padded(self) -> str:
-        """``joined`` between spaces: ``f" {term} " in padded`` is ``term in terms`` (a token
-        is a run of non-spaces between spaces)."""
-        if self._padded is None:
-            self._padded = f" {self.joined} "
-        return self._padded
 
     @property
     def pairs(self) -> frozenset[tuple[str, str]]:

@@ -162,15 +162,17 @@ def build_pool(
     near = backend.neighbourhood(sorted(pool), before=1, after=1)
     wanted = np.array(near.order, np.int64)  # ascending ids: candidates and their neighbours
     m = len(wanted)
-    is_candidate = np.isin(wanted, np.fromiter(pool, np.int64, len(pool)))
+    ids = near.order  # = wanted, as Python ints
+    # Membership by set and by binary search in the sorted ids: ``np.isin`` sorts both sides.
+    is_candidate = np.fromiter((r in pool for r in ids), bool, m)
     vectors = near.matrix
     dense = vectors @ q
     lex_max = float(lex_scores.max()) if len(lex_scores) else 0.0
     lex = np.zeros(m, np.float32)
-    found = np.isin(lex_rows, wanted)
-    lex[np.searchsorted(wanted, lex_rows[found])] = lex_scores[found]
+    at_lex = np.searchsorted(wanted, lex_rows)
+    found = wanted[np.minimum(at_lex, m - 1)] == lex_rows if m else np.zeros(len(lex_rows), bool)
+    lex[at_lex[found]] = lex_scores[found]
     lex = lex / lex_max if lex_max > 0 else lex
-    ids = near.order  # = wanted, as Python ints
     rows = [near.rows[r] for r in ids]
     stored = near.units
     infos = [stored.get(r) or info(r, row.text) for r, row in zip(ids, rows, strict=True)]
@@ -190,10 +192,7 @@ def build_pool(
     df = {t: backend.df(t) for t in terms}
     weights = np.array([idf(df[t], n) for t in terms], np.float32)
     total = float(weights.sum()) or 1.0
-    padded_terms = [f" {t} " for t in terms]  # ``t in x.padded`` is ``t in x.terms``
-    held = np.array([[t in x.padded for t in padded_terms] for x in infos], bool).reshape(
-        m, len(terms)
-    )
+    held = holding(infos, terms)
     coverage = (held @ weights) / total
     together = held | (held[prev_i] & has_prev[:, None]) | (held[next_i] & has_next[:, None])
     window_cov = (together @ weights) / total
@@ -208,6 +207,7 @@ def build_pool(
     # Membership in the space-joined tokens, as for units: no set per article is built.
     sources = backend.source_terms({int(a) for a in codes})
     padded = [f" {sources.get(int(a), '')} " for a in codes]
+    padded_terms = [f" {t} " for t in terms]
     src = np.array([[t in p for t in padded_terms] for p in padded], bool).reshape(
         len(codes), len(terms)
     )
@@ -275,6 +275,26 @@ def build_pool(
 
 
 KIND_CODES = {"sentence": 0, "heading": 1, "boilerplate": 2}
+
+
+def holding(infos: list[RowInfo], terms: list[str]) -> np.ndarray:
+    """Which units hold which terms (bool, units x terms): ``term in info.terms``.
+
+    One search per term over all units' stored tokens joined into one string, instead of a
+    test per unit and term: a scored pool is ~600 units at a million, and those tests were
+    ~1.5 ms of a 20 ms answer. A match `` term `` cannot span two units (a newline parts
+    them; tokens hold no whitespace)."""
+    out = np.zeros((len(infos), len(terms)), bool)
+    if not infos or not terms:
+        return out
+    parts = [f" {x.joined} \n" for x in infos]
+    starts = np.cumsum([0] + [len(part) for part in parts[:-1]])
+    text = "".join(parts)
+    for column, term in enumerate(terms):
+        found = [m.start() for m in re.finditer(re.escape(f" {term} "), text)]
+        if found:
+            out[np.searchsorted(starts, found, side="right") - 1, column] = True
+    return out
 
 
 def bigrams(

@@ -16,7 +16,7 @@ from index import unit_features as uf
 from index.embed import HashEmbedder
 from index.store import Store
 from index.text import tokenize, tokenize_uncached
-from retrieval.features import FEATURES
+from retrieval.features import FEATURES, holding
 from retrieval.search import Searcher
 from tests.harness.data import CORPUS, ingest
 
@@ -103,8 +103,9 @@ def test_features_are_stored_at_ingest(data_dir: Path) -> None:
             assert getattr(stored, name) == getattr(computed, name)
         # What ranking asks of every candidate, answered from the stored string and flags.
         assert stored.distinct == len(set(tokenize(text)))
-        for word in {*tokenize(text), *tokenize("talks Russia the a peace x")}:
-            assert (f" {word} " in stored.padded) == (word in set(tokenize(text))), word
+        words = sorted({*tokenize(text), *tokenize("talks Russia the a peace x")})
+        held = holding([stored], words)[0]
+        assert held.tolist() == [word in set(tokenize(text)) for word in words]
         assert stored.number == bool(uf.NUMBER.search(text))
         assert stored.date == bool(uf.DATE.search(text))
         assert stored.cause == bool(uf.CAUSE.search(text))
@@ -194,3 +195,27 @@ def test_a_parallel_bulk_ingest_stores_what_a_serial_one_does(
     assert parallel.summary().split(" in ")[0] == serial.summary().split(" in ")[0]
     assert parallel.errors == serial.errors and serial.errors
     assert stored(tmp_path / "parallel") == stored(tmp_path / "serial")
+
+
+def test_holding_matches_set_membership_across_neighbouring_units() -> None:
+    """A pool's "which unit holds which question term" is one search per term over all
+    units' tokens joined: a term ending one unit and starting the next, a term that is a
+    prefix or suffix of another token, and units without tokens are each their own."""
+    texts = [
+        "Peace talks in Geneva",
+        "talks resumed; peace",
+        "",
+        "peacekeepers talked",
+        "Geneva geneva GENEVA",
+        "x",
+    ]
+    infos = [uf.unit_info(text) for text in texts]
+    words = sorted({*tokenize(" ".join(texts)), "peac", "eace", "talk", "x", "nowhere"})
+    held = holding(infos, words)
+    assert held.shape == (len(texts), len(words))
+    for row, text in enumerate(texts):
+        expected = [word in set(tokenize(text)) for word in words]
+        assert held[row].tolist() == expected, text
+    assert held.any() and not held.all()
+    assert holding([], words).shape == (0, len(words))
+    assert holding(infos, []).shape == (len(texts), 0)
