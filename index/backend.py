@@ -36,6 +36,11 @@ class SearchBackend(Protocol):
         """Searchable sentences."""
         ...
 
+    @property
+    def token_count(self) -> int:
+        """Tokens in the searchable sentences (how large a vocabulary the corpus can have)."""
+        ...
+
     def refresh(self) -> bool:
         """Catch up with commits by any process; True when something changed."""
         ...

@@ -527,6 +527,7 @@ class LiveIndex:
         self.tail_alive: list[bool] = []
         self.tail_index: dict[int, int] = {}  # sentence id -> tail row
         self.tail_lengths: list[int] = []
+        self.tail_tokens = 0  # sum of the alive tail sentences' lengths
         self.tail_postings: dict[str, dict[int, int]] = {}  # term -> {tail row: tf}
         self.tail_terms: list[str] = []  # the keys of tail_postings, in order of arrival
 
@@ -614,6 +615,7 @@ class LiveIndex:
         row = self.tail_index.pop(sid, None)
         if row is not None:
             self.tail_alive[row] = False
+            self.tail_tokens -= self.tail_lengths[row]
             return
         snap = self.snapshot
         if snap is not None and snap.size:
@@ -628,6 +630,7 @@ class LiveIndex:
         self.tail_index[sid] = row
         tokens = terms.split() or [EMPTY_TOKEN]
         self.tail_lengths.append(len(tokens))
+        self.tail_tokens += len(tokens)
         for token in tokens:
             postings = self.tail_postings.get(token)
             if postings is None:
@@ -678,6 +681,15 @@ class LiveIndex:
     def size(self) -> int:
         snap = self.snapshot.size if self.snapshot else 0
         return snap - len(self.deleted) + len(self.tail_index)
+
+    @property
+    def token_count(self) -> int:
+        """Tokens in the searchable sentences (a deleted snapshot sentence is taken to have
+        been of average length)."""
+        with self._lock:
+            snap = self.snapshot
+            alive = snap.avgdl * (snap.size - len(self.deleted)) if snap is not None else 0.0
+            return int(alive) + self.tail_tokens
 
     def df(self, term: str) -> int:
         """Searchable sentences using ``term`` (deleted ones count until the next rewrite)."""

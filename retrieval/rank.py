@@ -45,7 +45,7 @@ EVIDENCE = (
     "top_score",  # ranker score of the best candidate
     "top_dense",  # best cosine in the pool
     "top3_coverage",  # best term coverage among the three best candidates
-    "vocab_coverage",  # share of the question's IDF weight the corpus uses anywhere
+    "vocab_coverage",  # share of the IDF weight of its names and rare words the corpus uses
     "unknown_names",  # names (as typed) the corpus never mentions, even spelled differently
     "score_margin",  # best minus fifth-best ranker score
 )

@@ -320,3 +320,27 @@ def test_a_store_built_with_one_model_refuses_the_other(tmp_path: Path) -> None:
         store.close()
     params = ingest_params("mpnet")
     assert params["model_sha256"] == MPNET_SHA256 and params["dim"] == 768
+
+
+def test_a_small_corpus_judges_coverage_by_names_not_everyday_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a one-article store, everyday words the article happens not to use ("chat",
+    "settle") must not read as "not covered" (the bundled sample abstained on "What did Rubio
+    and Lavrov discuss?"); a name it never mentions still does. In a large corpus an everyday
+    word's absence counts again."""
+    from index.live_index import LiveIndex
+
+    data_dir = tmp_path / "d"
+    ingest(data_dir, CORPUS / "geneva-talks.md")
+    searcher = Searcher.open(data_dir, "hash", HashEmbedder())
+    asked = "Did Umerov chat about how to settle the Donbas?"
+    assert not searcher.index.mentioned("chat") and not searcher.index.mentioned("settl")
+    small = searcher.analyse(asked)
+    assert small.vocab_coverage == 1.0 and small.unknown_names == []
+    unknown = searcher.analyse("Did Tokayev chat about the Donbas?")
+    assert unknown.unknown_names == ["Tokayev"] and unknown.vocab_coverage < 1.0
+
+    monkeypatch.setattr(LiveIndex, "token_count", property(lambda self: 10_000_000))
+    large = searcher.analyse(asked)
+    assert large.unknown_names == [] and large.vocab_coverage < 1.0
