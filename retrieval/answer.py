@@ -394,4 +394,11 @@ def describe_coverage(cov: dict) -> str:
     span = ""
     if cov.get("first_published"):
         span = f", published {cov['first_published']} to {cov['last_published']}"
-    return f"My coverage: {cov['articles']} articles from {cov['outlets']} outlets{span}."
+    articles = plural(cov["articles"], "article")
+    outlets = cov.get("outlets") or 0
+    source = f" from {plural(outlets, 'outlet')}" if outlets else " (outlets not recorded)"
+    return f"My coverage: {articles}{source}{span}."
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

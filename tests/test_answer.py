@@ -182,3 +182,25 @@ def test_a_quote_is_the_sentence_plus_only_the_context_it_needs() -> None:
     long_before = _row(1, "x " * 200)
     quote, ids = build_quote(2, pronoun, "sentence", long_before, after, [])
     assert (quote, ids) == (pronoun, {2}) and len(quote) <= MAX_QUOTE_CHARS
+
+
+def test_coverage_is_described_in_words_a_reader_would_write() -> None:
+    from retrieval.answer import describe_coverage
+
+    assert describe_coverage({"articles": 0}) == "The store is empty."
+    # The bundled sample: one article, its front matter naming no outlet.
+    assert describe_coverage({"articles": 1, "outlets": 0}) == (
+        "My coverage: 1 article (outlets not recorded)."
+    )
+    assert (
+        describe_coverage(
+            {
+                "articles": 3,
+                "outlets": 1,
+                "first_published": "2026-02-01",
+                "last_published": "2026-02-18",
+            }
+        )
+        == "My coverage: 3 articles from 1 outlet, published 2026-02-01 to 2026-02-18."
+    )
+    assert "12 articles from 4 outlets" in describe_coverage({"articles": 12, "outlets": 4})
