@@ -392,8 +392,13 @@ def describe_coverage(cov: dict) -> str:
     if not cov.get("articles"):
         return "The store is empty."
     span = ""
-    if cov.get("first_published"):
-        span = f", published {cov['first_published']} to {cov['last_published']}"
+    first, last = cov.get("first_published"), cov.get("last_published")
+    if first:
+        span = (
+            f", published {first}"
+            if last in (None, "", first)
+            else f", published {first} to {last}"
+        )
     articles = plural(cov["articles"], "article")
     outlets = cov.get("outlets") or 0
     source = f" from {plural(outlets, 'outlet')}" if outlets else " (outlets not recorded)"

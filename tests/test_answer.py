@@ -204,3 +204,8 @@ def test_coverage_is_described_in_words_a_reader_would_write() -> None:
         == "My coverage: 3 articles from 1 outlet, published 2026-02-01 to 2026-02-18."
     )
     assert "12 articles from 4 outlets" in describe_coverage({"articles": 12, "outlets": 4})
+    # One day of coverage (a one-article store) is a date, not a range from it to itself.
+    one_day = {"first_published": "2026-02-18", "last_published": "2026-02-18"}
+    assert describe_coverage({"articles": 1, "outlets": 1, **one_day}) == (
+        "My coverage: 1 article from 1 outlet, published 2026-02-18."
+    )

@@ -3,11 +3,13 @@ processes store, and a worker that dies is replaced without losing the question.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
 from pathlib import Path
 
+from retrieval.search import YOUNG_COLLECTION_THRESHOLD
 from tests.harness.bot_process import running_bot
 from tests.harness.chat import ask
 from tests.harness.data import CORPUS, answering, ingest, run_cli
@@ -75,10 +77,17 @@ def test_workers_leave_when_the_bot_is_killed_outright(data_dir: Path) -> None:
 
 
 def test_warm_up_loads_what_first_questions_would(data_dir: Path) -> None:
-    """The name matcher's words and spelling keys are loaded before any question."""
+    """The name matcher's words and spelling keys are loaded before any question, and the
+    young-generation collector is made to run less often (a process-wide setting: put back
+    afterwards, so the tests after this one run under the default)."""
     ingest(data_dir, CORPUS)
-    with answering(data_dir) as answerer:
-        searcher = answerer.searcher
-        assert searcher._names is None
-        searcher.warm_up()
-        assert searcher._names is not None and searcher._names._skeletons is not None
+    threshold = gc.get_threshold()
+    try:
+        with answering(data_dir) as answerer:
+            searcher = answerer.searcher
+            assert searcher._names is None
+            searcher.warm_up()
+            assert searcher._names is not None and searcher._names._skeletons is not None
+            assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, *threshold[1:])
+    finally:
+        gc.set_threshold(*threshold)

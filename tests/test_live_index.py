@@ -691,3 +691,46 @@ def test_prefetch_brings_the_store_and_snapshot_files_into_the_page_cache(
     while any(_resident_bytes(p) < p.stat().st_size for p in evicted):
         assert time.monotonic() < deadline, [(p.name, _resident_bytes(p)) for p in evicted]
         time.sleep(0.05)
+
+
+def test_token_count_follows_additions_updates_deletions_and_rewrites(
+    corpus_store: Store, data_dir: Path, tmp_path: Path
+) -> None:
+    """The abstainer sizes the corpus by ``token_count``: exact for the snapshot and the tail
+    as sentences arrive, change and leave, and again after a rewrite; a sentence deleted from
+    the snapshot is taken at the snapshot's mean length."""
+    store = corpus_store
+
+    def stored_tokens() -> int:
+        rows = store.db.execute(
+            "SELECT t.terms FROM sentences s LEFT JOIN sentence_terms t ON t.rowid = s.id "
+            "WHERE s.embedding IS NOT NULL"
+        )
+        return sum(len((terms or "").split() or [live_index.EMPTY_TOKEN]) for (terms,) in rows)
+
+    live = LiveIndex.open(store)
+    assert live.token_count == stored_tokens() > 0
+    folder = quokka_folder(tmp_path)
+    ingest(data_dir, folder)
+    assert live.refresh() and live.tail_tokens > 0
+    assert live.token_count == stored_tokens()
+    path = folder / "quokka.md"
+    path.write_text(path.read_text().replace("quokka sanctuary", "wombat refuge by the sea"))
+    ingest(data_dir, folder)
+    assert live.refresh() and live.token_count == stored_tokens()
+    with store.transaction() as db:
+        db.execute("DELETE FROM articles WHERE title LIKE 'Quokka%'")
+    assert live.refresh() and live.tail_tokens == 0
+    assert live.token_count == stored_tokens()
+    geneva = len(ids_of(store, "Geneva round ends without a deal on the Donbas"))
+    before = live.token_count
+    with store.transaction() as db:
+        db.execute("DELETE FROM articles WHERE title LIKE 'Geneva%'")
+    assert live.refresh()
+    assert live.token_count == int(live.snapshot.avgdl * (live.snapshot.size - geneva))
+    assert live.token_count < before
+    ingest(data_dir, folder)
+    assert live.refresh() and live.tail_tokens > 0
+    rebuild(store)
+    assert live.refresh() and live.tail_tokens == 0
+    assert live.token_count == stored_tokens() == LiveIndex.open(store).token_count

@@ -199,14 +199,17 @@ def test_a_parallel_bulk_ingest_stores_what_a_serial_one_does(
 
 def test_holding_matches_set_membership_across_neighbouring_units() -> None:
     """A pool's "which unit holds which question term" is one search per term over all
-    units' tokens joined: a term ending one unit and starting the next, a term that is a
-    prefix or suffix of another token, and units without tokens are each their own."""
+    units' tokens joined: a term ending one unit and starting the next (the same term or two
+    different ones, with or without a unit without tokens between), a term that is a prefix
+    or suffix of another token, and units without tokens are each their own."""
     texts = [
         "Peace talks in Geneva",
         "talks resumed; peace",
+        "peace again",
         "",
-        "peacekeepers talked",
+        "again peacekeepers talked",
         "Geneva geneva GENEVA",
+        "Geneva",
         "x",
     ]
     infos = [uf.unit_info(text) for text in texts]
