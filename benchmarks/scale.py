@@ -87,7 +87,7 @@ def run_measured(args: list[str], env: dict[str, str], stdin: str = "") -> tuple
 
 
 def sentences_indexed(out: str) -> int:
-    match = re.search(r"(\d+) sentences indexed", out)
+    match = re.search(r"(\d+) sentences? indexed", out)
     return int(match.group(1)) if match else 0
 
 

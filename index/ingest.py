@@ -25,7 +25,7 @@ from index.params import ingest_params
 from index.process import leave_with_parent
 from index.segment import BOILERPLATE, HEADING, Unit, citable, segment
 from index.store import NewArticleRow, NewSentenceRow, Store
-from index.text import text_hash
+from index.text import plural, text_hash
 from index.unit_features import encode
 
 NEAR_DUPLICATE_SHARE = 0.8  # share of a new article's sentences already stored in one article
@@ -51,8 +51,9 @@ class IngestReport:
 
     def summary(self) -> str:
         return (
-            f"{self.added} articles added, {self.updated} updated, {self.unchanged} unchanged, "
-            f"{self.duplicates} duplicates skipped, {self.sentences} sentences indexed, "
+            f"{plural(self.added, 'article')} added, {self.updated} updated, "
+            f"{self.unchanged} unchanged, {plural(self.duplicates, 'duplicate')} skipped, "
+            f"{plural(self.sentences, 'sentence')} indexed, "
             f"{len(self.errors)} failed, in {self.seconds:.1f} s"
         )
 

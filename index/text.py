@@ -93,6 +93,11 @@ def tokenize_uncached(text: str) -> list[str]:
     return _stemmer().stemWords(words)
 
 
+def plural(n: int, noun: str) -> str:
+    """``n`` and the noun, in the plural unless ``n`` is 1 ("1 article", "0 articles")."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def text_hash(text: str) -> str:
     """Identity of a sentence across copies: case, punctuation and spacing folded."""
     folded = re.sub(r"[\W_]+", " ", text.casefold()).strip()

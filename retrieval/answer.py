@@ -13,7 +13,7 @@ from urllib.parse import quote as urlquote
 import numpy as np
 
 from index.store import SentenceRow
-from index.text import tokenize
+from index.text import plural, tokenize
 from retrieval.rank import Ranker
 from retrieval.search import Candidate, Searcher
 
@@ -403,7 +403,3 @@ def describe_coverage(cov: dict) -> str:
     outlets = cov.get("outlets") or 0
     source = f" from {plural(outlets, 'outlet')}" if outlets else " (outlets not recorded)"
     return f"My coverage: {articles}{source}{span}."
-
-
-def plural(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

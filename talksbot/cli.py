@@ -116,6 +116,7 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     running bots stop citing them at their next poll, without a rebuild."""
     from index.ingest import ingest_params, source_key
     from index.store import Store
+    from index.text import plural
 
     store = Store(settings.data_dir)
     try:
@@ -131,7 +132,7 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
                 missing.append(given)
         for item in missing:
             _echo(f"talksbot: no stored article has the URL or file {item}")
-        print(f"{deleted} articles deleted")
+        print(f"{plural(deleted, 'article')} deleted")
         return 1 if missing else 0
     finally:
         store.close()

@@ -17,9 +17,7 @@ def filled(data_dir: Path) -> Path:
 def test_ingest_prints_a_summary(data_dir: Path) -> None:
     result = run_cli(data_dir, "ingest", str(CORPUS))
     assert result.returncode == 0
-    assert result.stdout.startswith(
-        "3 articles added, 0 updated, 0 unchanged, 1 duplicates skipped"
-    )
+    assert result.stdout.startswith("3 articles added, 0 updated, 0 unchanged, 1 duplicate skipped")
     # The units made searchable, as `stats` counts them (headings and captions included).
     assert "15 sentences indexed, 0 failed" in result.stdout
     assert stats(data_dir)["indexed_sentences"] == 15

@@ -144,7 +144,7 @@ def test_cli_feeds_and_ingest_url(web: FakeWeb, data_dir: Path) -> None:
     bad = run_cli(data_dir, "feeds", "add", page, **ALLOW)
     assert bad.returncode == 1 and "not an RSS or Atom feed" in bad.stderr
     polled = run_cli(data_dir, "feeds", "poll", **ALLOW)
-    assert polled.returncode == 0 and polled.stdout.startswith("1 articles added")
+    assert polled.returncode == 0 and polled.stdout.startswith("1 article added")
     listed = run_cli(data_dir, "feeds", "list", **ALLOW).stdout
     assert feed in listed and "[ok]" in listed
     result = run_cli(data_dir, "ingest", page, **ALLOW)

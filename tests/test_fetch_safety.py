@@ -219,7 +219,7 @@ def test_cli_ingest_refuses_internal_page_in_one_line(web: FakeWeb, data_dir: Pa
     assert result.returncode == 1 and "not a public address" in result.stderr
     assert "Traceback" not in result.stderr and web.hits == []
     allowed = run_cli(data_dir, "ingest", url, TALKSBOT_FETCH_ALLOW_HOSTS="127.0.0.1")
-    assert allowed.returncode == 0 and "1 articles added" in allowed.stdout
+    assert allowed.returncode == 0 and "1 article added" in allowed.stdout
 
 
 def test_failed_entries_back_off_and_are_given_up_and_a_drip_stalls_nothing(

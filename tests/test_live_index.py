@@ -644,7 +644,7 @@ def test_delete_by_url_or_file_without_a_rebuild(
     snapshot = live.snapshot.name
     assert live.lexical(["quokka"]).top(5)[0].size == 2
     done = run_cli(data_dir, "delete", "https://news.example/quokka")
-    assert (done.returncode, done.stdout.strip()) == (0, "1 articles deleted"), done.stderr
+    assert (done.returncode, done.stdout.strip()) == (0, "1 article deleted"), done.stderr
     assert live.refresh()
     assert live.lexical(["quokka"]).top(5)[0].size == 0
     assert live.snapshot.name == snapshot

@@ -286,9 +286,9 @@ def test_admin_ingest_and_feeds_from_telegram(data_dir: Path, web: FakeWeb) -> N
         start = time.monotonic()
         api.push(api.message(f"/ingest {page}"))
         summary = api.wait_for(
-            "sendMessage", lambda c: c.at >= start and "articles added" in c.params.get("text", "")
+            "sendMessage", lambda c: c.at >= start and " added, " in c.params.get("text", "")
         )
-        assert summary.params["text"].startswith("1 articles added")
+        assert summary.params["text"].startswith("1 article added")
         push = api.wait_for(
             "sendMessage", lambda c: c.at >= start and c.params.get("text", "").startswith("🆕")
         )
