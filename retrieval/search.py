@@ -81,13 +81,9 @@ def zipf_frequency(word: str, lang: str) -> float:
     return zipf_frequency(word, lang)
 
 
-def looks_like_name(word: str, start: int) -> bool:
-    """Capitalised inside the question, or rare in English at large (wordfreq)."""
-    return is_name(word, start, zipf_frequency(word, "en"))
-
-
-def is_name(word: str, start: int, zipf: float) -> bool:
-    """``looks_like_name`` with the word's Zipf frequency already known."""
+def looks_like_name(word: str, start: int, zipf: float) -> bool:
+    """Capitalised inside the question, or rare in English at large (``zipf``: the word's
+    ``zipf_frequency``)."""
     return (start > 0 and word[:1].isupper()) or zipf < RARE_WORD_ZIPF
 
 
@@ -187,7 +183,7 @@ class Searcher:
         gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
         self.index.prefetch()
         _ = self.names.skeletons
-        looks_like_name("talks", 0)
+        zipf_frequency("talks", "en")  # loads wordfreq's English list
         self.result("What did Zelensky say about the peace talks in Geneva?", limit=10)
 
     @property
@@ -237,7 +233,7 @@ class Searcher:
             if not stems or stems[0].isdigit():
                 continue
             zipf = zipf_frequency(word, "en")
-            if is_name(word, match.start(), zipf):
+            if looks_like_name(word, match.start(), zipf):
                 counted.update(stems)
                 if not mentioned(stems[0]) and not self.names.known(word, stems[0]):
                     names.append(word)
