@@ -192,7 +192,7 @@ def build_pool(
     df = {t: backend.df(t) for t in terms}
     weights = np.array([idf(df[t], n) for t in terms], np.float32)
     total = float(weights.sum()) or 1.0
-    held = holding(infos, terms)
+    held = holding([x.joined for x in infos], terms)
     coverage = (held @ weights) / total
     together = held | (held[prev_i] & has_prev[:, None]) | (held[next_i] & has_next[:, None])
     window_cov = (together @ weights) / total
@@ -204,13 +204,8 @@ def build_pool(
     art_held = np.zeros((len(codes), len(terms)), bool)
     np.logical_or.at(art_held, art_index[is_candidate], held[is_candidate])
     art_cov = (art_held @ weights) / total
-    # Membership in the space-joined tokens, as for units: no set per article is built.
     sources = backend.source_terms({int(a) for a in codes})
-    padded = [f" {sources.get(int(a), '')} " for a in codes]
-    padded_terms = [f" {t} " for t in terms]
-    src = np.array([[t in p for t in padded_terms] for p in padded], bool).reshape(
-        len(codes), len(terms)
-    )
+    src = holding([sources.get(int(a), "") for a in codes], terms)
     source = (src @ weights) / total
 
     window = vectors + vectors[prev_i] * has_prev[:, None] + vectors[next_i] * has_next[:, None]
@@ -277,17 +272,18 @@ def build_pool(
 KIND_CODES = {"sentence": 0, "heading": 1, "boilerplate": 2}
 
 
-def holding(infos: list[RowInfo], terms: list[str]) -> np.ndarray:
-    """Which units hold which terms (bool, units x terms): ``term in info.terms``.
+def holding(joined: list[str], terms: list[str]) -> np.ndarray:
+    """Which of these token strings (each space-joined, as stored for units and articles)
+    hold which terms (bool, strings x terms): ``term in joined[i].split()``.
 
-    One search per term over all units' stored tokens joined into one string, instead of a
-    test per unit and term: a scored pool is ~600 units at a million, and those tests were
-    ~1.5 ms of a 20 ms answer. A match `` term `` cannot span two units (a newline parts
-    them; tokens hold no whitespace)."""
-    out = np.zeros((len(infos), len(terms)), bool)
-    if not infos or not terms:
+    One search per term over all the strings joined into one, instead of a test per string
+    and term: a scored pool is ~600 units at a million, and those tests were ~1.5 ms of a
+    20 ms answer. A match `` term `` cannot span two strings (a newline parts them; tokens
+    hold no whitespace)."""
+    out = np.zeros((len(joined), len(terms)), bool)
+    if not joined or not terms:
         return out
-    parts = [f" {x.joined} \n" for x in infos]
+    parts = [f" {j} \n" for j in joined]
     starts = np.cumsum([0] + [len(part) for part in parts[:-1]])
     text = "".join(parts)
     for column, term in enumerate(terms):

@@ -104,7 +104,7 @@ def test_features_are_stored_at_ingest(data_dir: Path) -> None:
         # What ranking asks of every candidate, answered from the stored string and flags.
         assert stored.distinct == len(set(tokenize(text)))
         words = sorted({*tokenize(text), *tokenize("talks Russia the a peace x")})
-        held = holding([stored], words)[0]
+        held = holding([stored.joined], words)[0]
         assert held.tolist() == [word in set(tokenize(text)) for word in words]
         assert stored.number == bool(uf.NUMBER.search(text))
         assert stored.date == bool(uf.DATE.search(text))
@@ -214,11 +214,11 @@ def test_holding_matches_set_membership_across_neighbouring_units() -> None:
     ]
     infos = [uf.unit_info(text) for text in texts]
     words = sorted({*tokenize(" ".join(texts)), "peac", "eace", "talk", "x", "nowhere"})
-    held = holding(infos, words)
+    held = holding([x.joined for x in infos], words)
     assert held.shape == (len(texts), len(words))
     for row, text in enumerate(texts):
         expected = [word in set(tokenize(text)) for word in words]
         assert held[row].tolist() == expected, text
     assert held.any() and not held.all()
     assert holding([], words).shape == (0, len(words))
-    assert holding(infos, []).shape == (len(texts), 0)
+    assert holding([x.joined for x in infos], []).shape == (len(texts), 0)
