@@ -146,15 +146,21 @@ def build_pool(
     backend: SearchBackend,
     info: Callable[[int, str], RowInfo],
     question_terms: list[str],
+    spellings: dict[str, list[str]] | None = None,
 ) -> Pool:
     """Candidates for one question with their features (see ``FEATURES``); vectorised over
-    the candidates and their neighbours, whose rows are read from the store for this query."""
+    the candidates and their neighbours, whose rows are read from the store for this query.
+    ``spellings``: for a term the corpus spells otherwise, its spellings, searched and counted
+    as that term."""
     n = backend.size
     dense_ids, _ = backend.dense_search(q, DENSE_POOL)
     pool = {int(r) for r in dense_ids}
     # Scores of the wider list also give candidates' neighbours their lexical score.
-    if terms:
-        lex_rows, lex_scores = backend.lexical(terms).top(LEXICAL_SCORED)
+    spellings = spellings or {}
+    searched = [v for t in terms for v in spellings.get(t, [t])]
+    searched = [v for v in dict.fromkeys(searched) if backend.df(v) > 0]
+    if searched:
+        lex_rows, lex_scores = backend.lexical(searched).top(LEXICAL_SCORED)
     else:
         lex_rows, lex_scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
     order = np.argsort(-lex_scores, kind="stable")
@@ -189,10 +195,10 @@ def build_pool(
     def neighbour(values: np.ndarray, idx: np.ndarray, ok: np.ndarray) -> np.ndarray:
         return np.where(ok, values[idx], 0.0).astype(np.float32)
 
-    df = {t: backend.df(t) for t in terms}
-    weights = np.array([idf(df[t], n) for t in terms], np.float32)
+    df = {t: sum(backend.df(v) for v in spellings.get(t, [t])) for t in terms}
+    weights = np.array([idf(min(df[t], n), n) for t in terms], np.float32)
     total = float(weights.sum()) or 1.0
-    held = holding([x.joined for x in infos], terms)
+    held = holding_spelt([x.joined for x in infos], terms, spellings)
     coverage = (held @ weights) / total
     together = held | (held[prev_i] & has_prev[:, None]) | (held[next_i] & has_next[:, None])
     window_cov = (together @ weights) / total
@@ -205,7 +211,7 @@ def build_pool(
     np.logical_or.at(art_held, art_index[is_candidate], held[is_candidate])
     art_cov = (art_held @ weights) / total
     sources = backend.source_terms({int(a) for a in codes})
-    src = holding([sources.get(int(a), "") for a in codes], terms)
+    src = holding_spelt([sources.get(int(a), "") for a in codes], terms, spellings)
     source = (src @ weights) / total
 
     window = vectors + vectors[prev_i] * has_prev[:, None] + vectors[next_i] * has_next[:, None]
@@ -290,6 +296,17 @@ def holding(joined: list[str], terms: list[str]) -> np.ndarray:
         found = [m.start() for m in re.finditer(re.escape(f" {term} "), text)]
         if found:
             out[np.searchsorted(starts, found, side="right") - 1, column] = True
+    return out
+
+
+def holding_spelt(
+    joined: list[str], terms: list[str], spellings: dict[str, list[str]]
+) -> np.ndarray:
+    """``holding``, a term with ``spellings`` held where any of its spellings is."""
+    out = holding(joined, terms)
+    for column, term in enumerate(terms):
+        if spellings.get(term):
+            out[:, column] = holding(joined, spellings[term]).any(axis=1)
     return out
 
 

@@ -44,40 +44,64 @@ def skeleton(word: str) -> str:
 
 
 class NameMatcher:
-    """Knows the corpus's words, as stems and as skeletons."""
+    """Knows the corpus's words, as stems and by skeleton."""
 
     def __init__(self, stems: Iterable[str]) -> None:
         self.stems = set(stems)
-        self._skeletons: set[str] | None = None
+        # skeleton -> the corpus's stems with that skeleton, space-joined (one string, not a
+        # list, per key: hundreds of thousands of keys at a million sentences)
+        self._skeletons: dict[str, str] | None = None
         self._choices: list[str] = []
 
     @property
-    def skeletons(self) -> set[str]:
+    def skeletons(self) -> dict[str, str]:
         """Built on first use: most questions name nothing new, and startup stays quick."""
         if self._skeletons is None:
-            self._skeletons = {skeleton(w) for w in self.stems}
+            self._skeletons = {}
+            self._index(self.stems)
             self._choices = sorted(w for w in self._skeletons if len(w) >= FUZZY_MIN_CHARS - 1)
         return self._skeletons
+
+    def _index(self, stems: Iterable[str]) -> list[str]:
+        """File ``stems`` under their skeletons; returns the skeletons new to the index."""
+        assert self._skeletons is not None
+        new = []
+        for w in stems:  # each stem comes once (``stems`` and ``add`` keep them unique)
+            key = skeleton(w)
+            if not key:  # digits, other scripts: nothing to compare by
+                continue
+            held = self._skeletons.get(key)
+            if held is None:
+                self._skeletons[key] = w
+                new.append(key)
+            else:
+                self._skeletons[key] = f"{held} {w}"
+        return new
 
     def add(self, stems: Iterable[str]) -> None:
         """Words of newly added text (a few hundred an article), without rebuilding."""
         new = [w for w in stems if w not in self.stems and not w.isdigit()]
         self.stems.update(new)
         if self._skeletons is not None:
-            for key in {skeleton(w) for w in new} - self._skeletons:
-                self._skeletons.add(key)
-                if len(key) >= FUZZY_MIN_CHARS - 1:
-                    self._choices.append(key)
+            self._choices.extend(k for k in self._index(new) if len(k) >= FUZZY_MIN_CHARS - 1)
 
     def known(self, word: str, stem: str) -> bool:
+        return self.spellings(word, stem) is not None
+
+    def spellings(self, word: str, stem: str) -> list[str] | None:
+        """The corpus's own spellings (stems) of ``word`` (typed; ``stem`` its stem): [] when
+        the corpus uses ``stem`` itself (or the word has no Latin letters to compare), the
+        stems sharing its skeleton or else those of the nearest skeleton within
+        ``FUZZY_SCORE``, and None when the corpus never mentions it, however spelled."""
         if stem in self.stems:
-            return True
+            return []
         key = skeleton(word)
-        if not key or key in self.skeletons or skeleton(stem) in self.skeletons:
-            return True
+        if not key:
+            return []
+        for k in (key, skeleton(stem)):
+            if k in self.skeletons:
+                return self.skeletons[k].split()
         if len(key) < FUZZY_MIN_CHARS:
-            return False
-        return (
-            process.extractOne(key, self._choices, scorer=fuzz.ratio, score_cutoff=FUZZY_SCORE)
-            is not None
-        )
+            return None
+        match = process.extractOne(key, self._choices, scorer=fuzz.ratio, score_cutoff=FUZZY_SCORE)
+        return self.skeletons[match[0]].split() if match is not None else None

@@ -6,7 +6,7 @@ import gc
 import math
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,9 @@ class QueryAnalysis:
     unknown_names: list[str]  # names or rare words (as typed) the corpus never mentions
     vocab_coverage: float = 1.0  # share of the IDF weight of its names and rare words that
     # the corpus uses anywhere (1 when it has none)
+    # A name or rare word the corpus spells otherwise ("witkof", "kostiantynivka"): its stem ->
+    # the corpus's stems for it, searched in its place.
+    spellings: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -218,6 +221,7 @@ class Searcher:
     def analyse(self, question: str) -> QueryAnalysis:
         terms = list(dict.fromkeys(tokenize(question)))
         names = []
+        spellings: dict[str, list[str]] = {}
         counted: set[str] = set()  # stems whose absence from the corpus is evidence
         # Markup and links pasted into a question are not names the corpus should know.
         words_only = _MARKUP.sub(lambda m: " " * len(m.group()), question)
@@ -235,22 +239,33 @@ class Searcher:
             zipf = zipf_frequency(word, "en")
             if looks_like_name(word, match.start(), zipf):
                 counted.update(stems)
-                if not mentioned(stems[0]) and not self.names.known(word, stems[0]):
-                    names.append(word)
+                if not mentioned(stems[0]):
+                    found = self.names.spellings(word, stems[0])
+                    if found is None:
+                        names.append(word)
+                    elif found:
+                        spellings[stems[0]] = found
             elif zipf >= everyday:
                 counted.update(stems)
         n = max(self.index.size, 1)
         weights = {t: idf(self.index.df(t), n) for t in terms if t in counted}
         total = sum(weights.values())
         known = sum(w for t, w in weights.items() if mentioned(t) or self.names.known(t, t))
-        return QueryAnalysis(terms, names, known / total if total else 1.0)
+        return QueryAnalysis(terms, names, known / total if total else 1.0, spellings)
 
-    def pool(self, question: str) -> Pool:
-        """Candidates and their features (cached per question when ``pool_cache`` is set)."""
+    def pool(self, question: str, analysis: QueryAnalysis | None = None) -> Pool:
+        """Candidates and their features (cached per question when ``pool_cache`` is set).
+        A question word the corpus spells otherwise is searched by the corpus's spellings."""
         if self.pool_cache is not None and question in self.pool_cache:
             return self.pool_cache[question]
         q = self.embedder.embed([question])[0]
-        terms = [t for t in dict.fromkeys(tokenize(question)) if self.index.df(t) > 0]
+        spellings = (analysis or self.analyse(question)).spellings
+        df = self.index.df
+        terms = [
+            t
+            for t in dict.fromkeys(tokenize(question))
+            if df(t) > 0 or any(df(v) > 0 for v in spellings.get(t, ()))
+        ]
         pool = build_pool(
             q,
             terms,
@@ -258,6 +273,7 @@ class Searcher:
             backend=self.index,
             info=self.row_info,
             question_terms=tokenize(question),
+            spellings={t: spellings[t] for t in terms if t in spellings},
         )
         if self.pool_cache is not None:
             self.pool_cache[question] = pool
@@ -279,7 +295,7 @@ class Searcher:
             analysis = self.analyse(question)
             if self.index.size == 0:
                 return Result([], np.zeros(len(EVIDENCE), np.float32), analysis, 0.0)
-            pool = self.pool(question)
+            pool = self.pool(question, analysis)
             near = pool.near
             scores = ranker.score(pool.features)
             pos = {int(r): i for i, r in enumerate(pool.rows)}

@@ -344,3 +344,25 @@ def test_a_small_corpus_judges_coverage_by_names_not_everyday_words(
     monkeypatch.setattr(LiveIndex, "token_count", property(lambda self: 10_000_000))
     large = searcher.analyse(asked)
     assert large.unknown_names == [] and large.vocab_coverage < 1.0
+
+
+def test_a_name_the_corpus_spells_otherwise_is_searched_by_its_spelling(tmp_path: Path) -> None:
+    """A misspelt "Oumerov" (the corpus writes "Umerov") is neither an unknown name nor a dropped
+    search term: the unit naming Umerov gets its keyword score and coverage from it."""
+    data_dir = tmp_path / "d"
+    ingest(data_dir, CORPUS / "geneva-talks.md")
+    searcher = Searcher.open(data_dir, "hash", HashEmbedder())
+    asked = "What did Oumerov say on the Donbas?"
+    assert not searcher.index.mentioned("oumerov")
+    analysis = searcher.analyse(asked)
+    assert analysis.unknown_names == []
+    assert analysis.spellings == {"oumerov": ["umerov"]}
+    pool = searcher.pool(asked)
+    assert pool.terms == ["oumerov", "donba"]
+    umerov = next(i for i, t in enumerate(pool.texts) if "Umerov" in t)
+    assert "Donbas" not in pool.texts[umerov]  # what it scores, it scores by the name alone
+    for feature in ("lexical", "coverage"):
+        assert pool.features[umerov, FEATURES.index(feature)] > 0, feature
+    # A name it never mentions, however spelt, stays unknown and unsearched.
+    unknown = searcher.analyse("What did Tokayev say?")
+    assert unknown.unknown_names == ["Tokayev"] and unknown.spellings == {}
