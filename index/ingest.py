@@ -43,11 +43,33 @@ class IngestReport:
     sentences: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # article id -> ("added" or "updated", sentences counted): an article written twice in one
+    # run (two files under one URL) is counted once, with the sentences it now has
+    written: dict[int, tuple[str, int]] = field(default_factory=dict)
 
     def merge(self, other: IngestReport) -> None:
         for name in ("added", "updated", "unchanged", "duplicates", "sentences", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors
+        for article_id, (kind, sentences) in other.written.items():
+            earlier = self.written.get(article_id)
+            if earlier is not None:  # counted by both: once, as first counted, as last written
+                setattr(self, kind, getattr(self, kind) - 1)
+                self.sentences -= earlier[1]
+                kind = earlier[0]
+            self.written[article_id] = (kind, sentences)
+
+    def count(self, article_id: int, updated: bool, sentences: int) -> None:
+        """One article written (its searchable sentences ``sentences``)."""
+        earlier = self.written.get(article_id)
+        if earlier is None:
+            kind = "updated" if updated else "added"
+            setattr(self, kind, getattr(self, kind) + 1)
+        else:  # written earlier in this run and replaced now
+            kind = earlier[0]
+            self.sentences -= earlier[1]
+        self.written[article_id] = (kind, sentences)
+        self.sentences += sentences
 
     def summary(self) -> str:
         return (
@@ -189,11 +211,8 @@ class Ingester:
             ],
             replace=existing,
         )
-        if existing is not None:
-            report.updated += 1
-        else:
-            report.added += 1
-        report.sentences += sum(1 for v in vectors if v is not None)  # as `stats` counts
+        # sentences as `stats` counts them: the searchable ones
+        report.count(article_id, existing is not None, sum(1 for v in vectors if v is not None))
         return article_id
 
     def _alias(self, keys: list[str], article_id: int, raw: RawArticle) -> None:

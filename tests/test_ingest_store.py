@@ -45,6 +45,32 @@ def test_ingest_summary_and_duplicate_under_another_url(data_dir: Path, store: S
     assert sum(1 for u in urls if u.endswith(("geneva-talks.md", "geneva-talks-copy.md"))) == 2
 
 
+def test_an_article_written_twice_in_one_run_is_counted_once(
+    data_dir: Path, store: Store, tmp_path: Path
+) -> None:
+    """Two files under one URL with different text: the second replaces the first, and the
+    summary counts one article with the sentences it now has, also across a merged report."""
+    folder = tmp_path / "twice"
+    folder.mkdir()
+    head = (
+        '---\ntitle: "Talks resume"\nurl: https://news.example/talks\noutlet: News Example\n---\n\n'
+    )
+    (folder / "a.md").write_text(
+        head + "Delegates met in Geneva on Monday. They talked for hours.\n"
+    )
+    (folder / "b.md").write_text(head + "Delegates met in Geneva on Tuesday.\n")
+    report = ingest(data_dir, folder)
+    assert (report.added, report.updated, report.errors) == (1, 0, [])
+    indexed = store.db.execute("SELECT COUNT(*) FROM sentences WHERE embedding IS NOT NULL")
+    assert report.sentences == indexed.fetchone()[0] == 1
+    assert report.summary().startswith("1 article added, 0 updated")
+
+    (folder / "b.md").write_text(head + "Delegates met in Geneva on Wednesday. Talks ended.\n")
+    again = ingest(data_dir, folder / "b.md")
+    report.merge(again)  # the same article, updated by a later ingest in one command
+    assert (report.added, report.updated, report.sentences) == (1, 0, 2)
+
+
 def test_reingest_changes_nothing(data_dir: Path, store: Store) -> None:
     ingest(data_dir, CORPUS)
     before = counts(data_dir)
