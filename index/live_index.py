@@ -143,8 +143,11 @@ class Snapshot:
         manifest = json.loads((directory / "manifest.json").read_text())
         dense_path = str(directory / "dense.faiss")
         try:
-            flag = faiss.IO_FLAG_MMAP if manifest["dense"].startswith("ivf") else 0
-            flag = flag or getattr(faiss, "IO_FLAG_MMAP_IFC", 0)
+            # Mapped, not read: a process's memory holds only the pages its queries touch, and
+            # processes share them. IO_FLAG_MMAP_IFC maps the IVF lists as plain arrays;
+            # IO_FLAG_MMAP would give OnDiskInvertedLists, whose per-list bookkeeping cost
+            # 1.3 ms more per query at a million vectors (2.3 -> 1.0 ms; same results, same RSS).
+            flag = getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP)  # faiss >= 1.8.0
             dense = faiss.read_index(dense_path, flag)
         except RuntimeError:
             dense = faiss.read_index(dense_path)
