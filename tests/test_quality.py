@@ -19,7 +19,7 @@ from index.store import Store
 from retrieval.cv import cross_validate, group_folds, reachable
 from retrieval.evaluate import EvalQuestion
 from retrieval.features import FEATURES, answer_type, asks_name
-from retrieval.names import NameMatcher, skeleton
+from retrieval.names import MAX_SPELLINGS, NameMatcher, skeleton
 from retrieval.rank import (
     EVIDENCE,
     Example,
@@ -143,6 +143,20 @@ def test_unrelated_names_stay_unknown() -> None:
     for word in ("Erdogan", "Macron", "Ronaldo", "Kiis"):
         assert not matcher.known(word, tokenize(word)[0])
     assert skeleton("Zelenskyy") == skeleton("zelenskiy") == skeleton("Zelensky")
+
+
+def test_a_skeleton_a_crowd_of_stems_share_spells_no_name() -> None:
+    """Ordinals, numbers with units and ids ("4th", "20th", ...) share skeletons by the
+    thousand, and a fetched page can bring any number of them: a question word with that
+    skeleton ("Thee") stays known, as before, but is searched as typed, not by thousands of
+    terms (a page of 40,000 of them made one such question take 10 s)."""
+    matcher = NameMatcher([f"{i}th" for i in range(1, 5000)] + ["geneva"])
+    assert matcher.spellings("Thee", "thee") == []
+    assert matcher.known("Thee", "thee")
+    matcher.add([f"{i}th" for i in range(5000, 6000)])
+    assert matcher.spellings("Thee", "thee") == []
+    few = NameMatcher([f"{i}th" for i in range(1, 1 + MAX_SPELLINGS)])
+    assert len(few.spellings("Thee", "thee") or []) == MAX_SPELLINGS
 
 
 @pytest.mark.parametrize(
