@@ -122,7 +122,8 @@ class NameMatcher:
         return self._spelt(match[0]) if match is not None else None
 
     def _spelt(self, key: str) -> list[str]:
-        """The stems under ``key``, or [] (searched as typed) when more than ``MAX_SPELLINGS``
-        share it; a crowded key's string is not split whole."""
+        """The stems under ``key``, sorted (their stored order follows string hashing, which
+        differs between processes), or [] (searched as typed) when more than
+        ``MAX_SPELLINGS`` share it; a crowded key's string is not split whole."""
         found = self.skeletons[key].split(" ", MAX_SPELLINGS)
-        return found if len(found) <= MAX_SPELLINGS else []
+        return sorted(found) if len(found) <= MAX_SPELLINGS else []
