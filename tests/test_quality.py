@@ -395,3 +395,21 @@ def test_a_name_the_corpus_spells_otherwise_is_searched_by_its_spelling(tmp_path
     # A name it never mentions, however spelt, stays unknown and unsearched.
     unknown = searcher.analyse("What did Tokayev say?")
     assert unknown.unknown_names == ["Tokayev"] and unknown.spellings == {}
+
+
+def test_an_update_leaves_every_term_weight_positive(tmp_path: Path) -> None:
+    """Deleted sentences count in ``df`` until the next rewrite, so after an update a word can
+    be in more sentences than there are: its IDF weight went negative, and the share of the
+    question's names the corpus knows with it (-1.87 here, for one name it lacks)."""
+    article = tmp_path / "a.md"
+    head = '---\ntitle: "T"\nurl: https://news.example/a\noutlet: N\n---\n\n'
+    said = "Delegates met in Geneva on day {k} and {verb} about item {k}."
+    article.write_text(head + " ".join(said.format(k=k, verb="talked") for k in range(12)))
+    ingest(tmp_path / "d", article)
+    article.write_text(head + " ".join(said.format(k=k, verb="argued") for k in range(3)))
+    assert ingest(tmp_path / "d", article).updated == 1
+    searcher = Searcher.open(tmp_path / "d", "hash", HashEmbedder())
+    assert searcher.index.df("geneva") > searcher.index.size  # the state this is about
+    analysis = searcher.analyse("Did Tokayev meet delegates in Geneva?")
+    assert analysis.unknown_names == ["Tokayev"]
+    assert 0.0 <= analysis.vocab_coverage < 1.0
