@@ -112,6 +112,9 @@ def asks_name(question: str) -> bool:
 
 
 def idf(df: int, n: int) -> float:
+    """At most ``n``: deleted sentences count in ``df`` until the next rewrite, and a term in
+    more sentences than there are had a negative weight."""
+    df = min(df, n)
     return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
 
@@ -196,7 +199,7 @@ def build_pool(
         return np.where(ok, values[idx], 0.0).astype(np.float32)
 
     df = {t: sum(backend.df(v) for v in spellings.get(t, [t])) for t in terms}
-    weights = np.array([idf(min(df[t], n), n) for t in terms], np.float32)
+    weights = np.array([idf(df[t], n) for t in terms], np.float32)
     total = float(weights.sum()) or 1.0
     held = holding_spelt([x.joined for x in infos], terms, spellings)
     coverage = (held @ weights) / total

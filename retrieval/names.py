@@ -15,6 +15,11 @@ from rapidfuzz import fuzz, process
 
 FUZZY_MIN_CHARS = 5  # shorter words match only exactly or by skeleton
 FUZZY_SCORE = 85.0  # rapidfuzz ratio (0-100) for a near spelling
+# A skeleton more stems share than this spells no one name (ordinals "4th" ... "1008th", numbers
+# with units, ids; a fetched page can bring any number): a word with it is known, as ever, but
+# searched as typed. A bound on the work one question makes, not a fitted weight: the largest
+# name's bucket in the dev corpus holds 7 stems ("ukrain", "ukraine_", "20ukrain", ...).
+MAX_SPELLINGS = 16
 
 # Transliteration variants folded to one skeleton: ij/iy/yi/y/ii -> i, ks/x, kh/h, w/v, ph/f,
 # zh/j, ts/tz/c, doubled letters once, a silent final e or h dropped.
@@ -63,19 +68,28 @@ class NameMatcher:
         return self._skeletons
 
     def _index(self, stems: Iterable[str]) -> list[str]:
-        """File ``stems`` under their skeletons; returns the skeletons new to the index."""
+        """File ``stems`` under their skeletons; returns the skeletons new to the index. Each
+        key's string is joined once per call: appending stem by stem copied it each time,
+        quadratic in a crowded key (160,000 stems under one: 1.3 -> 7.9 s)."""
         assert self._skeletons is not None
+        skeletons = self._skeletons
         new = []
+        grown: dict[str, list[str]] = {}  # keys given more stems in this call
         for w in stems:  # each stem comes once (``stems`` and ``add`` keep them unique)
             key = skeleton(w)
             if not key:  # digits, other scripts: nothing to compare by
                 continue
-            held = self._skeletons.get(key)
+            if key in grown:
+                grown[key].append(w)
+                continue
+            held = skeletons.get(key)
             if held is None:
-                self._skeletons[key] = w
+                skeletons[key] = w
                 new.append(key)
             else:
-                self._skeletons[key] = f"{held} {w}"
+                grown[key] = [held, w]
+        for key, words in grown.items():
+            skeletons[key] = " ".join(words)
         return new
 
     def add(self, stems: Iterable[str]) -> None:
@@ -90,9 +104,10 @@ class NameMatcher:
 
     def spellings(self, word: str, stem: str) -> list[str] | None:
         """The corpus's own spellings (stems) of ``word`` (typed; ``stem`` its stem): [] when
-        the corpus uses ``stem`` itself (or the word has no Latin letters to compare), the
-        stems sharing its skeleton or else those of the nearest skeleton within
-        ``FUZZY_SCORE``, and None when the corpus never mentions it, however spelled."""
+        the corpus uses ``stem`` itself (or the word has no Latin letters to compare, or its
+        skeleton is one too many stems share), the stems sharing its skeleton or else those of
+        the nearest skeleton within ``FUZZY_SCORE``, and None when the corpus never mentions
+        it, however spelled."""
         if stem in self.stems:
             return []
         key = skeleton(word)
@@ -100,8 +115,15 @@ class NameMatcher:
             return []
         for k in (key, skeleton(stem)):
             if k in self.skeletons:
-                return self.skeletons[k].split()
+                return self._spelt(k)
         if len(key) < FUZZY_MIN_CHARS:
             return None
         match = process.extractOne(key, self._choices, scorer=fuzz.ratio, score_cutoff=FUZZY_SCORE)
-        return self.skeletons[match[0]].split() if match is not None else None
+        return self._spelt(match[0]) if match is not None else None
+
+    def _spelt(self, key: str) -> list[str]:
+        """The stems under ``key``, sorted (their stored order follows string hashing, which
+        differs between processes), or [] (searched as typed) when more than
+        ``MAX_SPELLINGS`` share it; a crowded key's string is not split whole."""
+        found = self.skeletons[key].split(" ", MAX_SPELLINGS)
+        return sorted(found) if len(found) <= MAX_SPELLINGS else []

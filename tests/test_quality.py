@@ -19,7 +19,7 @@ from index.store import Store
 from retrieval.cv import cross_validate, group_folds, reachable
 from retrieval.evaluate import EvalQuestion
 from retrieval.features import FEATURES, answer_type, asks_name
-from retrieval.names import NameMatcher, skeleton
+from retrieval.names import MAX_SPELLINGS, NameMatcher, skeleton
 from retrieval.rank import (
     EVIDENCE,
     Example,
@@ -143,6 +143,35 @@ def test_unrelated_names_stay_unknown() -> None:
     for word in ("Erdogan", "Macron", "Ronaldo", "Kiis"):
         assert not matcher.known(word, tokenize(word)[0])
     assert skeleton("Zelenskyy") == skeleton("zelenskiy") == skeleton("Zelensky")
+
+
+def test_spellings_are_the_stems_sharing_a_skeleton_in_one_order() -> None:
+    """All the corpus's stems under a skeleton, those added later included, sorted: which
+    spelling comes first must not depend on the process's string hashing."""
+    matcher = NameMatcher(["zelenskyy", "zelenski", "talks"])
+    assert matcher.spellings("Zelenskii", "zelenskii") == ["zelenski", "zelenskyy"]
+    matcher.add(["zelenskiy", "zelenskyi", "geneva"])
+    assert matcher.spellings("Zelenskii", "zelenskii") == [
+        "zelenski",
+        "zelenskiy",
+        "zelenskyi",
+        "zelenskyy",
+    ]
+    assert matcher.spellings("Zelensky", "zelenski") == []  # the corpus's own word
+
+
+def test_a_skeleton_a_crowd_of_stems_share_spells_no_name() -> None:
+    """Ordinals, numbers with units and ids ("4th", "20th", ...) share skeletons by the
+    thousand, and a fetched page can bring any number of them: a question word with that
+    skeleton ("Thee") stays known, as before, but is searched as typed, not by thousands of
+    terms (a page of 40,000 of them made one such question take 10 s)."""
+    matcher = NameMatcher([f"{i}th" for i in range(1, 5000)] + ["geneva"])
+    assert matcher.spellings("Thee", "thee") == []
+    assert matcher.known("Thee", "thee")
+    matcher.add([f"{i}th" for i in range(5000, 6000)])
+    assert matcher.spellings("Thee", "thee") == []
+    few = NameMatcher([f"{i}th" for i in range(1, 1 + MAX_SPELLINGS)])
+    assert len(few.spellings("Thee", "thee") or []) == MAX_SPELLINGS
 
 
 @pytest.mark.parametrize(
@@ -366,3 +395,21 @@ def test_a_name_the_corpus_spells_otherwise_is_searched_by_its_spelling(tmp_path
     # A name it never mentions, however spelt, stays unknown and unsearched.
     unknown = searcher.analyse("What did Tokayev say?")
     assert unknown.unknown_names == ["Tokayev"] and unknown.spellings == {}
+
+
+def test_an_update_leaves_every_term_weight_positive(tmp_path: Path) -> None:
+    """Deleted sentences count in ``df`` until the next rewrite, so after an update a word can
+    be in more sentences than there are: its IDF weight went negative, and the share of the
+    question's names the corpus knows with it (-1.87 here, for one name it lacks)."""
+    article = tmp_path / "a.md"
+    head = '---\ntitle: "T"\nurl: https://news.example/a\noutlet: N\n---\n\n'
+    said = "Delegates met in Geneva on day {k} and {verb} about item {k}."
+    article.write_text(head + " ".join(said.format(k=k, verb="talked") for k in range(12)))
+    ingest(tmp_path / "d", article)
+    article.write_text(head + " ".join(said.format(k=k, verb="argued") for k in range(3)))
+    assert ingest(tmp_path / "d", article).updated == 1
+    searcher = Searcher.open(tmp_path / "d", "hash", HashEmbedder())
+    assert searcher.index.df("geneva") > searcher.index.size  # the state this is about
+    analysis = searcher.analyse("Did Tokayev meet delegates in Geneva?")
+    assert analysis.unknown_names == ["Tokayev"]
+    assert 0.0 <= analysis.vocab_coverage < 1.0
