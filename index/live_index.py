@@ -799,7 +799,11 @@ class LiveIndex:
 
 
 def bm25_idf(df: int, n: int) -> float:
-    """bm25s's "lucene" IDF, the one baked into a snapshot's scores."""
+    """bm25s's "lucene" IDF, the one baked into a snapshot's scores. ``df`` counts deleted
+    sentences until the next rewrite, so after an update it can exceed ``n``: taken as at most
+    ``n``, the weight stays positive (it went negative, and a sentence holding the word ranked
+    below one without it)."""
+    df = min(df, n)
     return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
 

@@ -413,3 +413,7 @@ def test_an_update_leaves_every_term_weight_positive(tmp_path: Path) -> None:
     analysis = searcher.analyse("Did Tokayev meet delegates in Geneva?")
     assert analysis.unknown_names == ["Tokayev"]
     assert 0.0 <= analysis.vocab_coverage < 1.0
+    # The keyword score too: the new sentences (in the tail) that hold the word score above 0.
+    found = searcher.index.lexical(["geneva", "argu"])
+    rows, scores = found.top(10)
+    assert len(rows) == 3 and (scores > 0).all()
