@@ -22,7 +22,7 @@ FUZZY_SCORE = 85.0  # rapidfuzz ratio (0-100) for a near spelling
 MAX_SPELLINGS = 16
 
 # Transliteration variants folded to one skeleton: ij/iy/yi/y/ii -> i, ks/x, kh/h, w/v, ph/f,
-# zh/j, ts/tz/c, doubled letters once, a silent final e or h dropped.
+# zh/j, ts/tz/c, doubled letters once, a final -of as -ov, a silent final e or h dropped.
 _SKELETON_RULES = (
     (re.compile(r"[^a-z]"), ""),
     (re.compile(r"(iy|yi|ij|ii|y|j)"), "i"),
@@ -34,6 +34,7 @@ _SKELETON_RULES = (
     (re.compile(r"tz|ts|cz"), "c"),
     (re.compile(r"ck|q"), "k"),
     (re.compile(r"(.)\1+"), r"\1"),
+    (re.compile(r"(?<=o)f$"), "v"),  # Russian -ов as -ov, -off, -of: Lavrov, Lavrof
     (re.compile(r"(?<=..)[eh]$"), ""),
 )
 

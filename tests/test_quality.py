@@ -124,6 +124,8 @@ def test_boilerplate_marked_lines_stay_citable_and_reachable(tmp_path: Path) -> 
         ("zelenskiy", "zelensky"),
         ("Zelenskyy", "zelensky"),
         ("witkof", "witkoff"),
+        ("Lavrof", "lavrov"),
+        ("Smirnoff", "smirnov"),
         ("Kharkov", "harkov"),
         ("Shoigu", "shoygu"),
         ("Dmitriyev", "dmitriev"),
