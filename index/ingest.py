@@ -48,16 +48,13 @@ class IngestReport:
     written: dict[int, tuple[str, int]] = field(default_factory=dict)
 
     def merge(self, other: IngestReport) -> None:
-        for name in ("added", "updated", "unchanged", "duplicates", "sentences", "seconds"):
+        for name in ("unchanged", "duplicates", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors
+        # added, updated and sentences come only from ``count``: an article both wrote is
+        # counted once, as first counted, with the sentences it was last written with
         for article_id, (kind, sentences) in other.written.items():
-            earlier = self.written.get(article_id)
-            if earlier is not None:  # counted by both: once, as first counted, as last written
-                setattr(self, kind, getattr(self, kind) - 1)
-                self.sentences -= earlier[1]
-                kind = earlier[0]
-            self.written[article_id] = (kind, sentences)
+            self.count(article_id, kind == "updated", sentences)
 
     def count(self, article_id: int, updated: bool, sentences: int) -> None:
         """One article written (its searchable sentences ``sentences``)."""
