@@ -7,7 +7,6 @@ bm25s objects); another backend needs the ranker refitted (``talksbot fit-ranker
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from index.backend import SearchBackend
-from index.live_index import Neighbourhood
+from index.live_index import Neighbourhood, bm25_idf
 from index.unit_features import CAUSE, DATE, NUMBER, UnitInfo, unit_info
 
 # Candidates: the dense and the lexical top lists, merged.
@@ -111,13 +110,6 @@ def asks_name(question: str) -> bool:
     return interrogative(question) in _NAME_WORDS
 
 
-def idf(df: int, n: int) -> float:
-    """At most ``n``: deleted sentences count in ``df`` until the next rewrite, and a term in
-    more sentences than there are had a negative weight."""
-    df = min(df, n)
-    return math.log(1 + (n - df + 0.5) / (df + 0.5))
-
-
 @dataclass
 class Pool:
     """The candidates of one question: rows, their neighbours, and a feature matrix over both."""
@@ -199,7 +191,7 @@ def build_pool(
         return np.where(ok, values[idx], 0.0).astype(np.float32)
 
     df = {t: sum(backend.df(v) for v in spellings.get(t, [t])) for t in terms}
-    weights = np.array([idf(df[t], n) for t in terms], np.float32)
+    weights = np.array([bm25_idf(df[t], n) for t in terms], np.float32)
     total = float(weights.sum()) or 1.0
     held = holding_spelt([x.joined for x in infos], terms, spellings)
     coverage = (held @ weights) / total

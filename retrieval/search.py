@@ -13,11 +13,11 @@ import numpy as np
 
 from index.backend import SearchBackend
 from index.embed import Embedder, load_embedder
-from index.live_index import LiveIndex
+from index.live_index import LiveIndex, bm25_idf
 from index.params import ingest_params
 from index.store import ArticleRow, SentenceRow, Store
 from index.text import tokenize
-from retrieval.features import FEATURES, Pool, RowInfo, build_pool, idf, row_info
+from retrieval.features import FEATURES, Pool, RowInfo, build_pool, row_info
 from retrieval.names import NameMatcher
 from retrieval.rank import EVIDENCE, Ranker, load_ranker
 
@@ -248,7 +248,7 @@ class Searcher:
             elif zipf >= everyday:
                 counted.update(stems)
         n = max(self.index.size, 1)
-        weights = {t: idf(self.index.df(t), n) for t in terms if t in counted}
+        weights = {t: bm25_idf(self.index.df(t), n) for t in terms if t in counted}
         total = sum(weights.values())
         known = sum(w for t, w in weights.items() if mentioned(t) or self.names.known(t, t))
         return QueryAnalysis(terms, names, known / total if total else 1.0, spellings)
