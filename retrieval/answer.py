@@ -285,11 +285,15 @@ class Answerer:
         """Best distinct passages: no sentence twice, no near-identical copy of one chosen."""
         out: list[Citation] = []
         used: set[int] = set()
-        chosen: list[np.ndarray] = []
+        chosen: list[np.ndarray] = []  # unit vectors of the passages chosen
         for e in entries:
             if len(out) >= limit:
                 break
-            if e.id in used or self._near_duplicate(e.vector, chosen):
+            if e.id in used:
+                continue
+            # The same sentence reported again (wire copy in another outlet) is skipped.
+            unit = e.vector / (float(np.sqrt(e.vector @ e.vector)) + 1e-9)
+            if any(float(unit @ c) >= NEAR_DUPLICATE_COSINE for c in chosen):
                 continue
             a = self.searcher.article(e.article_id)
             if a is None:  # deleted since the search
@@ -298,7 +302,7 @@ class Answerer:
             if ids & used or (e.kind == "heading" and len(ids) == 1):
                 continue  # a heading alone says nothing a reader can check
             used |= ids
-            chosen.append(e.vector)
+            chosen.append(unit)
             out.append(
                 Citation(
                     quote=quote,
@@ -313,14 +317,6 @@ class Answerer:
                 )
             )
         return out
-
-    def _near_duplicate(self, v: np.ndarray, chosen: list[np.ndarray]) -> bool:
-        """The same sentence reported again (wire copy in another outlet)."""
-        if not chosen:
-            return False
-        others = np.vstack(chosen)
-        cos = (others @ v) / (np.linalg.norm(others, axis=1) * np.linalg.norm(v) + 1e-9)
-        return bool(cos.max() >= NEAR_DUPLICATE_COSINE)
 
     def _quote(self, e: Candidate, terms: list[str], extend: str) -> tuple[str, set[int]]:
         return build_quote(

@@ -209,3 +209,23 @@ def test_coverage_is_described_in_words_a_reader_would_write() -> None:
     assert describe_coverage({"articles": 1, "outlets": 1, **one_day}) == (
         "My coverage: 1 article from 1 outlet, published 2026-02-18."
     )
+
+
+def test_a_sentence_carried_by_two_outlets_is_cited_once(data_dir: Path, tmp_path: Path) -> None:
+    wire = "Negotiators from Kyiv and Moscow met for five hours in the Omani capital Muscat."
+    articles = {
+        "first.md": ("Talks in Muscat", "https://first.example/muscat", "first.example"),
+        "second.md": ("Muscat meeting", "https://second.example/muscat", "second.example"),
+    }
+    for name, (title, url, outlet) in articles.items():
+        (tmp_path / name).write_text(
+            f'---\ntitle: "{title}"\nurl: {url}\npublished: 2026-03-01\noutlet: {outlet}\n---\n\n'
+            f"{wire}\n\nThe {outlet} desk expects another round of talks in Muscat next week.\n"
+        )
+    ingest(data_dir, tmp_path / "first.md", tmp_path / "second.md")
+    with answering(data_dir) as answerer:
+        a = answerer.answer("How long did the negotiators meet in Muscat?", k=3)
+    assert a.status == ANSWERED
+    quotes = [c.quote for c in a.citations]
+    assert sum(wire in q for q in quotes) == 1, quotes
+    assert len(quotes) >= 2  # the other sentences are still cited
