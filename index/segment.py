@@ -27,7 +27,11 @@ ISLAND_MAX_WORDS = 25
 MAX_UNIT_CHARS = 2_000
 LONG_LINE_WORDS = 20  # a line this long is prose even when cut off mid-sentence
 
-_MD_LINK = re.compile(r"!?\[([^\]]*)\]\((?:[^()\s]|\([^)]*\))*\)")
+# Link text may hold one level of brackets: ISW's footnote links are ``[[ii]](url)``.
+# Possessive repeats (``*+``): "[x]([x](…" or "[[[…" from a hostile page took seconds per line
+# while the regex backtracked; with them, each "[" is given up at once.
+_MD_LINK = re.compile(r"!?\[((?:[^\[\]]|\[[^\[\]]*+\])*+)\]\((?:[^()\s]|\([^()\s]*+\))*+\)")
+_FOOTNOTE_MARK = re.compile(r"\[\w{1,8}\]")  # the text of a footnote link: "[ii]", "[12]"
 _AUTOLINK = re.compile(r"<(https?://[^>\s]+)>")
 _URL = re.compile(r"https?://\S+")
 _EMPHASIS = re.compile(r"(\*\*|__|(?<![\w*])\*(?=\S)|(?<=\S)\*(?![\w*]))")
@@ -65,14 +69,17 @@ def clean_line(line: str) -> str:
     """Markdown syntax off, link text kept: the result reads as the page does."""
     line = _HEADING_MARK.sub("", line)
     line = _BULLET.sub("", line)
-    line = _MD_LINK.sub(lambda m: m.group(1), line)
+    line = _MD_LINK.sub(lambda m: "" if _FOOTNOTE_MARK.fullmatch(m.group(1)) else m.group(1), line)
     line = _AUTOLINK.sub("", line)
     line = _EMPHASIS.sub("", line)
     return re.sub(r"\s+", " ", line).strip()
 
 
 def _link_heavy(raw: str) -> bool:
-    """Lines that are mostly links (menus, "related" lists, reference lists)."""
+    """Lines that are mostly links (menus, "related" lists, reference lists, share bars).
+    Footnote links ("[[ii]](url)", ISW's reports cite every sentence so) are not counted:
+    they make prose no less prose."""
+    raw = _MD_LINK.sub(lambda m: " " if _FOOTNOTE_MARK.fullmatch(m.group(1)) else m.group(0), raw)
     links = _MD_LINK.findall(raw) + _AUTOLINK.findall(raw) + _URL.findall(raw)
     if not links:
         return False

@@ -112,3 +112,39 @@ def test_a_giant_unpunctuated_page_is_stored_in_bounded_pieces() -> None:
     assert " ".join(texts[: len(texts) - 6]) == words  # nothing lost, nothing reordered
     assert "".join(texts[-6:-1]) == "x" * 9_000
     assert texts[-1] == "The talks in Geneva ended without a deal."
+
+
+def test_prose_citing_its_sources_in_footnote_links_stays_citable_and_clean() -> None:
+    """ISW's reports link every sentence to an endnote: ``[[ii]](url)``. The links go, the
+    prose stays prose (it was boilerplate while two URLs made a line "link-heavy"), and a
+    reference line that is only URLs stays boilerplate."""
+    note = "https://criticalthreats.org/analysis/<#_edn2857074cd291a8a37b94fc0b258232552>"
+    body = (
+        f"Ukrainian forces have liberated multiple settlements in recent weeks.[[ii]]({note}) "
+        "ISW has observed evidence that Ukrainian forces advanced near Novopavlivka."
+        f"[[iii]]({note})\n\n"
+        "https://t.me/example/1 ; https://x.com/example/status/2 ; https://t.me/example/3\n"
+    )
+    units = segment(body)
+    assert [(u.kind, u.text) for u in units] == [
+        (SENTENCE, "Ukrainian forces have liberated multiple settlements in recent weeks."),
+        (SENTENCE, "ISW has observed evidence that Ukrainian forces advanced near Novopavlivka."),
+        (
+            BOILERPLATE,
+            "https://t.me/example/1 ; https://x.com/example/status/2 ; https://t.me/example/3",
+        ),
+    ]
+    # A link whose text holds brackets keeps that text; only a bare footnote mark is dropped.
+    assert clean_line("see [[the report]](https://x.org/r) and [[12]](https://x.org/n)") == (
+        "see [the report] and"
+    )
+
+
+def test_bracket_floods_from_a_hostile_page_are_boilerplate() -> None:
+    """Lines built to make a link pattern backtrack ("[x](" and "[" repeated: seconds a line
+    before the link pattern's repeats were made possessive) are read once and dropped."""
+    sentence = "Negotiators met for six hours in Geneva on Thursday without a breakthrough."
+    body = "\n\n".join([sentence, "[x](" * 30_000, "[" * 50_000, "[[a]](" * 20_000, sentence])
+    units = segment(body)
+    assert all(u.kind == BOILERPLATE for u in units if "[" in u.text)
+    assert [u.text for u in units if "[" not in u.text] == [sentence, sentence]
