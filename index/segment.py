@@ -32,6 +32,7 @@ LONG_LINE_WORDS = 20  # a line this long is prose even when cut off mid-sentence
 # while the regex backtracked; with them, each "[" is given up at once.
 _MD_LINK = re.compile(r"!?\[((?:[^\[\]]|\[[^\[\]]*+\])*+)\]\((?:[^()\s]|\([^()\s]*+\))*+\)")
 _FOOTNOTE_MARK = re.compile(r"\[\w{1,8}\]")  # the text of a footnote link: "[ii]", "[12]"
+_FOOTNOTE_LINE = re.compile(r"(?:\[\w{1,8}\] ?)+")
 _AUTOLINK = re.compile(r"<(https?://[^>\s]+)>")
 _URL = re.compile(r"https?://\S+")
 _EMPHASIS = re.compile(r"(\*\*|__|(?<![\w*])\*(?=\S)|(?<=\S)\*(?![\w*]))")
@@ -43,7 +44,8 @@ _BOILERPLATE_PHRASES = re.compile(
     r"|privacy (policy|statement)|terms (of|and conditions)|share (this|on)|follow us|advertis"
     r"|skip to|read more|related (articles|stories|posts)|click here|accept all|javascript"
     r"|your browser|download (the|our) app|permission to edit|recommended for you|most read"
-    r"|\baccessed (on )?\w+ \d|sponsored|comments?\b.*\bpolicy|\bdonate\b|enable (js|javascript)",
+    r"|\baccessed (on )?\w+ \d|comments?\b.*\bpolicy|\bdonate\b|enable (js|javascript)"
+    r"|(?<!-)sponsored",  # "Sponsored", but not "US-sponsored talks"
     re.I,
 )
 # A line ending in one of these words was cut mid-sentence (hard-wrapped).
@@ -72,7 +74,9 @@ def clean_line(line: str) -> str:
     line = _MD_LINK.sub(lambda m: "" if _FOOTNOTE_MARK.fullmatch(m.group(1)) else m.group(1), line)
     line = _AUTOLINK.sub("", line)
     line = _EMPHASIS.sub("", line)
-    return re.sub(r"\s+", " ", line).strip()
+    line = re.sub(r"\s+", " ", line).strip()
+    # A line of footnote marks only ("[v]", "[xii] [xiii]") says nothing: read as a blank line.
+    return "" if _FOOTNOTE_LINE.fullmatch(line) else line
 
 
 def _link_heavy(raw: str) -> bool:

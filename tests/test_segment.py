@@ -148,3 +148,34 @@ def test_bracket_floods_from_a_hostile_page_are_boilerplate() -> None:
     units = segment(body)
     assert all(u.kind == BOILERPLATE for u in units if "[" in u.text)
     assert [u.text for u in units if "[" not in u.text] == [sentence, sentence]
+
+
+def test_lines_of_footnote_marks_read_as_blank_lines() -> None:
+    """An extraction that puts each endnote mark on a line of its own ("[v]", "[vi]") made the
+    report's lead sentences look islanded in menu-like runs of short lines: boilerplate."""
+    body = "\n".join(
+        [
+            "Russia launched another massive missile and drone strike against Ukraine overnight.",
+            "[v]",
+            "[vi] [vii]",
+            "The US and Ukraine continue bilateral engagements as part of the peace talks.",
+            "[ix]",
+            "[x]",
+            "China remains a critical enabler of Russia's war in Ukraine, officials said.",
+        ]
+    )
+    assert [(u.kind, u.para) for u in segment(body)] == [
+        (SENTENCE, 0),
+        (SENTENCE, 1),
+        (SENTENCE, 2),
+    ]
+
+
+def test_news_about_us_sponsored_talks_is_not_an_advert() -> None:
+    sentence = (
+        "Two-thirds of respondents said they did not believe the US-sponsored peace "
+        "negotiations would lead to lasting peace."
+    )
+    other = "Zelenskyy favours freezing the current line of contact as a basis for a ceasefire."
+    units = segment(f"{other}\n\n{sentence}\n\n{other} He said so on Tuesday.\n\nSponsored\n")
+    assert [u.kind for u in units if u.text == sentence] == [SENTENCE]
