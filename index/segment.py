@@ -51,7 +51,7 @@ _BOILERPLATE_PHRASES = re.compile(
 # A line ending in one of these words was cut mid-sentence (hard-wrapped).
 _CONTINUES = re.compile(
     r"\b(the|a|an|of|in|on|at|to|for|with|by|from|and|or|but|that|which|who|its|their|his|her"
-    r"|as|than|into|over|under|between|after|before|during)$",
+    r"|as|than|into|over|under|between|after|before|during|least|nearly|almost)$",
     re.I,
 )
 _BYLINE = re.compile(r"^(by|photo|image|credit|source|video)\b[: ]", re.I)
@@ -102,13 +102,22 @@ def _paragraphs(body: str) -> list[tuple[str, str]]:
             continue
         cleaned = clean_line(raw)
         prev_raw, prev = out[-1] if out else ("", "")
+        cut = bool(_CONTINUES.search(prev))  # a line cannot end on "the", "of", "at least"
         if (
             prev
             and not _SENTENCE_END.search(prev)
-            and (cleaned[:1].islower() or prev.endswith(",") or _CONTINUES.search(prev))
             and not _HEADING_MARK.match(raw)
             and not _BULLET.match(raw)
-            and len(prev.split()) >= MIN_PROSE_WORDS
+            and (
+                len(prev.split()) >= MIN_PROSE_WORDS
+                and (cleaned[:1].islower() or prev.endswith(",") or cut)
+                # A page's figure blocks break a sentence before its number ("… at least" /
+                # "14,383 civilian deaths and 37,541 injuries have been documented."): joined
+                # when the next line ends the sentence.
+                or cut
+                and cleaned[:1].isdigit()
+                and bool(_SENTENCE_END.search(cleaned))
+            )
         ):
             out[-1] = (prev_raw + " " + raw.strip(), prev + " " + cleaned)
         else:

@@ -179,3 +179,23 @@ def test_news_about_us_sponsored_talks_is_not_an_advert() -> None:
     other = "Zelenskyy favours freezing the current line of contact as a basis for a ceasefire."
     units = segment(f"{other}\n\n{sentence}\n\n{other} He said so on Tuesday.\n\nSponsored\n")
     assert [u.kind for u in units if u.text == sentence] == [SENTENCE]
+
+
+def test_a_sentence_broken_before_its_figure_is_one_unit() -> None:
+    """A figure block breaks its sentence before the number; the two lines are one sentence
+    (the answer to "how many civilians were killed" is in neither half alone). A figure line
+    that ends no sentence ("Over" / "12.7 million people …") is left as it was."""
+    body = "\n".join(
+        [
+            "Civilian casualties rose by 31% compared to 2024, and since February 2022, at least",
+            "14,383 civilian deaths and 37,541 injuries have been documented.",
+            "Over",
+            "12.7 million people inside Ukraine required humanitarian assistance",
+        ]
+    )
+    texts = [u.text for u in segment(body)]
+    assert texts[0] == (
+        "Civilian casualties rose by 31% compared to 2024, and since February 2022, at least "
+        "14,383 civilian deaths and 37,541 injuries have been documented."
+    )
+    assert "12.7 million people inside Ukraine required humanitarian assistance" in texts
