@@ -31,8 +31,12 @@ LONG_LINE_WORDS = 20  # a line this long is prose even when cut off mid-sentence
 # Possessive repeats (``*+``): "[x]([x](…" or "[[[…" from a hostile page took seconds per line
 # while the regex backtracked; with them, each "[" is given up at once.
 _MD_LINK = re.compile(r"!?\[((?:[^\[\]]|\[[^\[\]]*+\])*+)\]\((?:[^()\s]|\([^()\s]*+\))*+\)")
-_FOOTNOTE_MARK = re.compile(r"\[\w{1,8}\]")  # the text of a footnote link: "[ii]", "[12]"
-_FOOTNOTE_LINE = re.compile(r"(?:\[\w{1,8}\] ?)+")
+# An endnote mark: a number, a roman numeral or one letter in brackets ("[12]", "[xiv]", "[a]").
+# A bracketed word ("[Kremlin]", "[Applause]", a menu's "[Home]") is text and stays.
+_ROMAN = r"(?=[ivxlcdm])m{0,4}(?:cm|cd|d?c{0,3})(?:xc|xl|l?x{0,3})(?:ix|iv|v?i{0,3})"
+_NOTE = rf"\[(?:\d{{1,4}}|[a-z]|{_ROMAN})\]"
+_FOOTNOTE_MARK = re.compile(_NOTE, re.I)  # the text of a footnote link: "[ii]", "[12]"
+_FOOTNOTE_LINE = re.compile(rf"(?:{_NOTE} ?)++", re.I)  # possessive: "[i]" reads two ways
 _AUTOLINK = re.compile(r"<(https?://[^>\s]+)>")
 _URL = re.compile(r"https?://\S+")
 _EMPHASIS = re.compile(r"(\*\*|__|(?<![\w*])\*(?=\S)|(?<=\S)\*(?![\w*]))")

@@ -179,3 +179,21 @@ def test_news_about_us_sponsored_talks_is_not_an_advert() -> None:
     other = "Zelenskyy favours freezing the current line of contact as a basis for a ceasefire."
     units = segment(f"{other}\n\n{sentence}\n\n{other} He said so on Tuesday.\n\nSponsored\n")
     assert [u.kind for u in units if u.text == sentence] == [SENTENCE]
+
+
+def test_only_numbers_and_letters_of_notes_count_as_footnote_marks() -> None:
+    """A bracketed word is text, not an endnote mark: "[[Kremlin]](url)" in prose, a menu of
+    "[[Home]](/)" links and a transcript's "[Applause]" line all stay in the units."""
+    assert clean_line("The [[Kremlin]](https://k.example/a) said talks would resume.") == (
+        "The [Kremlin] said talks would resume."
+    )
+    menu = "[[Home]](/) [[News]](/news) [[World]](/world) [[Opinion]](/opinion)"
+    assert [(u.kind, u.text) for u in segment(menu)] == [
+        (BOILERPLATE, "[Home] [News] [World] [Opinion]")
+    ]
+    assert [u.text for u in segment("[Applause]\n\n[UPDATE]")] == ["[Applause]", "[UPDATE]"]
+    # Endnote marks proper (numbers, roman numerals, single letters) still go.
+    assert clean_line("Talks resumed.[[12]](u) Then[[xiv]](v) they[[IV]](w) ended.[[a]](x)") == (
+        "Talks resumed. Then they ended."
+    )
+    assert segment("[12] [xiv] [b]") == []
