@@ -37,7 +37,7 @@ _ROMAN = r"(?=[ivxlcdm])m{0,4}(?:cm|cd|d?c{0,3})(?:xc|xl|l?x{0,3})(?:ix|iv|v?i{0
 _NOTE = rf"\[(?:\d{{1,4}}|[a-z]|{_ROMAN})\]"
 _FOOTNOTE_MARK = re.compile(_NOTE, re.I)  # the text of a footnote link: "[ii]", "[12]"
 _FOOTNOTE_LINE = re.compile(rf"(?:{_NOTE} ?)++", re.I)  # possessive: "[i]" reads two ways
-_AUTOLINK = re.compile(r"<(https?://[^>\s]+)>")
+_AUTOLINK = re.compile(r"<(https?://[^<>\s]++)>")  # stops at "<": no rescans
 _URL = re.compile(r"https?://\S+")
 _EMPHASIS = re.compile(r"(\*\*|__|(?<![\w*])\*(?=\S)|(?<=\S)\*(?![\w*]))")
 _BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")

@@ -197,3 +197,14 @@ def test_only_numbers_and_letters_of_notes_count_as_footnote_marks() -> None:
         "Talks resumed. Then they ended."
     )
     assert segment("[12] [xiv] [b]") == []
+
+
+def test_a_flood_of_unclosed_autolinks_is_read_once() -> None:
+    """A line of "<http://<http://…" without a space: every "<" scanned the rest of the line for
+    its ">" (a minute for this line before the URL part stopped at the next "<")."""
+    sentence = "Negotiators met for six hours in Geneva on Thursday without a breakthrough."
+    flood = "<http://" * 25_000
+    units = segment("\n\n".join([sentence, flood, sentence]))
+    assert [u.text for u in units if "<" not in u.text] == [sentence, sentence]
+    assert "".join(u.text for u in units if "<" in u.text) == flood  # kept, in pieces
+    assert clean_line("See <https://example.org/a?b=1> and <https://x.example>.") == "See and ."
