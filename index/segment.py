@@ -48,7 +48,7 @@ _BOILERPLATE_PHRASES = re.compile(
     r"|privacy (policy|statement)|terms (of|and conditions)|share (this|on)|follow us|advertis"
     r"|skip to|read more|related (articles|stories|posts)|click here|accept all|javascript"
     r"|your browser|download (the|our) app|permission to edit|recommended for you|most read"
-    r"|\baccessed (on )?\w+ \d|comments?\b.*\bpolicy|\bdonate\b|enable (js|javascript)"
+    r"|\baccessed (on )?\w+ \d|comments?\b.{0,200}\bpolicy|\bdonate\b|enable (js|javascript)"
     r"|(?<!-)sponsored",  # "Sponsored", but not "US-sponsored talks"
     re.I,
 )

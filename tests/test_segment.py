@@ -208,3 +208,12 @@ def test_a_flood_of_unclosed_autolinks_is_read_once() -> None:
     assert [u.text for u in units if "<" not in u.text] == [sentence, sentence]
     assert "".join(u.text for u in units if "<" in u.text) == flood  # kept, in pieces
     assert clean_line("See <https://example.org/a?b=1> and <https://x.example>.") == "See and ."
+
+
+def test_a_flood_of_comment_words_is_read_once() -> None:
+    """The phrase "comments … policy" (a comment-policy notice) spans a short line, not a page: a
+    200 KB "comment.comment.…" line scanned to its end once per "comment" (a minute and more)."""
+    flood = "comment." * 25_000
+    units = segment(f"{flood}\n\nRead our comments policy.")
+    assert "".join(u.text for u in units[:-1]) == flood
+    assert (units[-1].kind, units[-1].text) == (BOILERPLATE, "Read our comments policy.")
