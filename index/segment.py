@@ -99,25 +99,34 @@ def _paragraphs(body: str) -> list[tuple[str, str]]:
     """(raw, cleaned) paragraphs. A line is a paragraph, except hard-wrapped prose, which is
     joined back: the line does not end a sentence, and it ends in a comma or a word like "the",
     or the next line starts in lower case."""
-    out: list[tuple[str, str]] = []
+    # A paragraph is kept as its lines, with its word count and the end of its cleaned text
+    # (all the joining rules look at): thousands of hard-wrapped lines are read once, not the
+    # whole paragraph again for every line joined to it (seconds for 80 KB of hostile lines).
+    paras: list[tuple[list[str], list[str]]] = []
+    words = 0  # in the last paragraph's cleaned text
+    tail = ""  # the last paragraph's cleaned text from its last line on
     for raw in body.splitlines():
         if not raw.strip():
-            out.append(("", ""))
+            paras.append(([], []))
+            words, tail = 0, ""
             continue
         cleaned = clean_line(raw)
-        prev_raw, prev = out[-1] if out else ("", "")
         if (
-            prev
-            and not _SENTENCE_END.search(prev)
-            and (cleaned[:1].islower() or prev.endswith(",") or _CONTINUES.search(prev))
+            words >= MIN_PROSE_WORDS
+            and not _SENTENCE_END.search(tail)
+            and (cleaned[:1].islower() or tail.endswith(",") or _CONTINUES.search(tail))
             and not _HEADING_MARK.match(raw)
             and not _BULLET.match(raw)
-            and len(prev.split()) >= MIN_PROSE_WORDS
         ):
-            out[-1] = (prev_raw + " " + raw.strip(), prev + " " + cleaned)
+            paras[-1][0].append(raw.strip())
+            paras[-1][1].append(cleaned)
+            tail = " " + cleaned
         else:
-            out.append((raw, cleaned))
-    return [(r, c) for r, c in out if c]
+            paras.append(([raw], [cleaned]))
+            words, tail = 0, cleaned
+        words += len(cleaned.split())
+    joined = ((" ".join(r), " ".join(c)) for r, c in paras)
+    return [(r, c) for r, c in joined if c]
 
 
 def classify_paragraphs(body: str) -> list[tuple[str, str]]:

@@ -217,3 +217,14 @@ def test_a_flood_of_comment_words_is_read_once() -> None:
     units = segment(f"{flood}\n\nRead our comments policy.")
     assert "".join(u.text for u in units[:-1]) == flood
     assert (units[-1].kind, units[-1].text) == (BOILERPLATE, "Read our comments policy.")
+
+
+def test_thousands_of_hard_wrapped_lines_are_joined_in_one_pass() -> None:
+    """Each line joined to a paragraph re-read the whole paragraph (its end, its words): 5,000
+    wrapped lines, each followed by an endnote mark's line, took minutes."""
+    line = "the delegations said that they would meet again in"
+    body = "\n".join([line, "[v]"] * 5_000 + ["due course."])
+    units = segment(body)
+    assert {u.para for u in units} == {0}
+    words = " ".join([*[line] * 5_000, "due course."]).split()
+    assert " ".join(u.text for u in units).split() == words
