@@ -71,11 +71,18 @@ class Unit:
     kind: str  # HEADING, SENTENCE or BOILERPLATE
 
 
+def _link_text(m: re.Match[str]) -> str:
+    """What a link reads as: nothing for a footnote mark; its text, with an image inside it (a
+    linked thumbnail, "[![alt](img)](url)") read as the image's alt text."""
+    text = m.group(1)
+    return "" if _FOOTNOTE_MARK.fullmatch(text) else _MD_LINK.sub(lambda i: i.group(1), text)
+
+
 def clean_line(line: str) -> str:
     """Markdown syntax off, link text kept: the result reads as the page does."""
     line = _HEADING_MARK.sub("", line)
     line = _BULLET.sub("", line)
-    line = _MD_LINK.sub(lambda m: "" if _FOOTNOTE_MARK.fullmatch(m.group(1)) else m.group(1), line)
+    line = _MD_LINK.sub(_link_text, line)
     line = _AUTOLINK.sub("", line)
     line = _EMPHASIS.sub("", line)
     line = re.sub(r"\s+", " ", line).strip()

@@ -228,3 +228,10 @@ def test_thousands_of_hard_wrapped_lines_are_joined_in_one_pass() -> None:
     assert {u.para for u in units} == {0}
     words = " ".join([*[line] * 5_000, "due course."]).split()
     assert " ".join(u.text for u in units).split() == words
+
+
+def test_a_linked_image_reads_as_its_alt_text() -> None:
+    """A thumbnail linking to a story, "[![alt](img)](url)": the link's text is an image, whose
+    syntax and address were quoted as they stood."""
+    line = "[![Witkoff arrives in Geneva](https://img.example/a.jpg)](https://example.org/s) Talks"
+    assert clean_line(line) == "Witkoff arrives in Geneva Talks"
