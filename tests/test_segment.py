@@ -199,3 +199,68 @@ def test_a_sentence_broken_before_its_figure_is_one_unit() -> None:
         "14,383 civilian deaths and 37,541 injuries have been documented."
     )
     assert "12.7 million people inside Ukraine required humanitarian assistance" in texts
+
+
+def test_only_numbers_and_letters_of_notes_count_as_footnote_marks() -> None:
+    """A bracketed word is text, not an endnote mark: "[[Kremlin]](url)" in prose, a menu of
+    "[[Home]](/)" links and a transcript's "[Applause]" line all stay in the units."""
+    assert clean_line("The [[Kremlin]](https://k.example/a) said talks would resume.") == (
+        "The [Kremlin] said talks would resume."
+    )
+    menu = "[[Home]](/) [[News]](/news) [[World]](/world) [[Opinion]](/opinion)"
+    assert [(u.kind, u.text) for u in segment(menu)] == [
+        (BOILERPLATE, "[Home] [News] [World] [Opinion]")
+    ]
+    assert [u.text for u in segment("[Applause]\n\n[UPDATE]")] == ["[Applause]", "[UPDATE]"]
+    # Endnote marks proper (numbers, roman numerals, single letters) still go.
+    assert clean_line("Talks resumed.[[12]](u) Then[[xiv]](v) they[[IV]](w) ended.[[a]](x)") == (
+        "Talks resumed. Then they ended."
+    )
+    assert segment("[12] [xiv] [b]") == []
+
+
+def test_a_flood_of_unclosed_autolinks_is_read_once() -> None:
+    """A line of "<http://<http://…" without a space: every "<" scanned the rest of the line for
+    its ">" (a minute for this line before the URL part stopped at the next "<")."""
+    sentence = "Negotiators met for six hours in Geneva on Thursday without a breakthrough."
+    flood = "<http://" * 25_000
+    units = segment("\n\n".join([sentence, flood, sentence]))
+    assert [u.text for u in units if "<" not in u.text] == [sentence, sentence]
+    assert "".join(u.text for u in units if "<" in u.text) == flood  # kept, in pieces
+    assert clean_line("See <https://example.org/a?b=1> and <https://x.example>.") == "See and ."
+
+
+def test_a_flood_of_comment_words_is_read_once() -> None:
+    """The phrase "comments … policy" (a comment-policy notice) spans a short line, not a page: a
+    200 KB "comment.comment.…" line scanned to its end once per "comment" (a minute and more)."""
+    flood = "comment." * 25_000
+    units = segment(f"{flood}\n\nRead our comments policy.")
+    assert "".join(u.text for u in units[:-1]) == flood
+    assert (units[-1].kind, units[-1].text) == (BOILERPLATE, "Read our comments policy.")
+
+
+def test_thousands_of_hard_wrapped_lines_are_joined_in_one_pass() -> None:
+    """Each line joined to a paragraph re-read the whole paragraph (its end, its words): 5,000
+    wrapped lines, each followed by an endnote mark's line, took minutes."""
+    line = "the delegations said that they would meet again in"
+    body = "\n".join([line, "[v]"] * 5_000 + ["due course."])
+    units = segment(body)
+    assert {u.para for u in units} == {0}
+    words = " ".join([*[line] * 5_000, "due course."]).split()
+    assert " ".join(u.text for u in units).split() == words
+
+
+def test_a_linked_image_reads_as_its_alt_text() -> None:
+    """A thumbnail linking to a story, "[![alt](img)](url)": the link's text is an image, whose
+    syntax and address were quoted as they stood."""
+    line = "[![Witkoff arrives in Geneva](https://img.example/a.jpg)](https://example.org/s) Talks"
+    assert clean_line(line) == "Witkoff arrives in Geneva Talks"
+
+
+def test_a_footnote_mark_line_inside_a_wrapped_sentence_is_skipped() -> None:
+    body = (
+        "Negotiators from both sides met for six hours in\n[v]\nGeneva on Thursday, officials said."
+    )
+    assert [u.text for u in segment(body)] == [
+        "Negotiators from both sides met for six hours in Geneva on Thursday, officials said."
+    ]
