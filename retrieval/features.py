@@ -152,8 +152,10 @@ def build_pool(
     pool = {int(r) for r in dense_ids}
     # Scores of the wider list also give candidates' neighbours their lexical score.
     spellings = spellings or {}
-    searched = [v for t in terms for v in spellings.get(t, [t])]
-    searched = [v for v in dict.fromkeys(searched) if backend.df(v) > 0]
+    # Each term's (or its spellings') document frequency, looked up once: a lookup counts the
+    # tail's postings of the word, and both the search and the IDF weights below need it.
+    df_of = {v: backend.df(v) for t in terms for v in spellings.get(t, [t])}
+    searched = [v for v, df in df_of.items() if df > 0]
     if searched:
         lex_rows, lex_scores = backend.lexical(searched).top(LEXICAL_SCORED)
     else:
@@ -190,8 +192,9 @@ def build_pool(
     def neighbour(values: np.ndarray, idx: np.ndarray, ok: np.ndarray) -> np.ndarray:
         return np.where(ok, values[idx], 0.0).astype(np.float32)
 
-    df = {t: sum(backend.df(v) for v in spellings.get(t, [t])) for t in terms}
-    weights = np.array([bm25_idf(df[t], n) for t in terms], np.float32)
+    weights = np.array(
+        [bm25_idf(sum(df_of[v] for v in spellings.get(t, [t])), n) for t in terms], np.float32
+    )
     total = float(weights.sum()) or 1.0
     held = holding_spelt([x.joined for x in infos], terms, spellings)
     coverage = (held @ weights) / total
