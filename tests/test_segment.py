@@ -264,3 +264,36 @@ def test_a_footnote_mark_line_inside_a_wrapped_sentence_is_skipped() -> None:
     assert [u.text for u in segment(body)] == [
         "Negotiators from both sides met for six hours in Geneva on Thursday, officials said."
     ]
+
+
+def test_endnote_marks_after_a_full_stop_end_the_sentence() -> None:
+    """Reports number their endnotes right after the full stop ("control.1 Western …",
+    "negotiations.[7] Russia …"); syntok does not split there, so three sentences were one unit
+    of 850 characters, over the quote limit. The mark goes and the sentences part. Numbers that
+    only look like marks stay: a version, a frequency, a file size, a decimal at a line's end."""
+    body = (
+        "The talks produced no breakthrough on political control.1 Western assessments remain "
+        "highly confident that the Kremlin's aims are unchanged.2 Consequently, concessions "
+        "would not satisfy it.2\n\n"
+        "Russia launches larger strike packages around peace negotiations.[7][8] Russia "
+        "notably launched one on the eve of talks in Geneva.[9]\n\n"
+        "Russia seized 6,700 square kilometers throughout 2025.24 However, the claim is "
+        "inflated.\n"
+    )
+    assert [u.text for u in segment(body)] == [
+        "The talks produced no breakthrough on political control.",
+        "Western assessments remain highly confident that the Kremlin's aims are unchanged.",
+        "Consequently, concessions would not satisfy it.",
+        "Russia launches larger strike packages around peace negotiations.",
+        "Russia notably launched one on the eve of talks in Geneva.",
+        "Russia seized 6,700 square kilometers throughout 2025.",
+        "However, the claim is inflated.",
+    ]
+    for kept in (
+        "Licensed under CC BY 4.0 International.",
+        "Listen on 94.1 FM in Fargo.",
+        "Download the report (PDF | 10.81 MB | English)",
+        "Growth was 2.5",
+        "Troops gathered near the border[5] that week.",
+    ):
+        assert clean_line(kept) == kept
