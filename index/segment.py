@@ -38,13 +38,14 @@ _NOTE = rf"\[(?:\d{{1,4}}|[a-z]|{_ROMAN})\]"
 _FOOTNOTE_MARK = re.compile(_NOTE, re.I)  # the text of a footnote link: "[ii]", "[12]"
 _FOOTNOTE_LINE = re.compile(rf"(?:{_NOTE} ?)++", re.I)  # possessive: "[i]" reads two ways
 # An endnote mark right after a sentence's end: "[5]" (ISW), or bare digits glued to the full
-# stop ("… political control.1 Western …", "… in 2025.24 However"). syntok does not split
-# there, so three sentences became one unit over the quote limit; the mark is dropped (it points
-# to notes that are not shown). Bare digits count only after a word or a year and before a
-# capital or the line's end: "4.0 International", "94.1 FM" and "10.81 MB" are numbers.
+# stop ("… political control.1 Western …", "(INS).32 While", "in 2025.24 However"). syntok
+# does not split there, so three sentences became one unit over the quote limit; the mark is
+# dropped (it points to notes that are not shown). Bare digits count only after a word, a
+# bracket or a year and before a capital or the line's end: "4.0 International", "94.1 FM"
+# and "10.81 MB" are numbers.
 _ENDNOTE = re.compile(
     r"(?<=[.!?”\"’)])(?:\[\d{1,4}\])++(?=\s|$)"
-    r"|(?:(?<=[^\W\d_][.!?])|(?<=[.!?][”\"’)]))\d{1,3}(?=\s+[A-Z“\"‘]|\s*$)"
+    r"|(?:(?<=[^\W\d_][.!?])|(?<=[)\]][.!?])|(?<=[.!?][”\"’)]))\d{1,3}(?=\s+[A-Z“\"‘]|\s*$)"
     r"|(?<=\b(?:19|20)\d\d\.)\d{1,3}(?=\s+[A-Z“\"‘])"
 )
 _AUTOLINK = re.compile(r"<(https?://[^<>\s]++)>")  # stops at "<": no rescans

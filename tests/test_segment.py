@@ -278,7 +278,8 @@ def test_endnote_marks_after_a_full_stop_end_the_sentence() -> None:
         "Russia launches larger strike packages around peace negotiations.[7][8] Russia "
         "notably launched one on the eve of talks in Geneva.[9]\n\n"
         "Russia seized 6,700 square kilometers throughout 2025.24 However, the claim is "
-        "inflated.\n"
+        "inflated.\n\n"
+        "It relies on an Inertial Navigation System (INS).32 While vulnerable, it is cheap.\n"
     )
     assert [u.text for u in segment(body)] == [
         "The talks produced no breakthrough on political control.",
@@ -288,6 +289,8 @@ def test_endnote_marks_after_a_full_stop_end_the_sentence() -> None:
         "Russia notably launched one on the eve of talks in Geneva.",
         "Russia seized 6,700 square kilometers throughout 2025.",
         "However, the claim is inflated.",
+        "It relies on an Inertial Navigation System (INS).",
+        "While vulnerable, it is cheap.",
     ]
     for kept in (
         "Licensed under CC BY 4.0 International.",
