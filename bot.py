@@ -139,11 +139,14 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
     )
     private = filters.ChatType.PRIVATE
     groups = filters.ChatType.GROUPS
-    text = filters.TEXT & ~filters.COMMAND
+    # New messages only: an edited question or command is not answered (or run) a second time,
+    # which in a group would post again for every typo fixed.
+    new = filters.UpdateType.MESSAGE
+    text = new & filters.TEXT & ~filters.COMMAND
     app.add_handlers(
         [
             # Commands, in private chats and groups (/ask@botname works too).
-            *(CommandHandler(c.name, c.callback) for c in COMMANDS),
+            *(CommandHandler(c.name, c.callback, filters=new) for c in COMMANDS),
             # Private chat: any text is a question.
             MessageHandler(private & text, questions.private_text),
             # Groups: only messages that mention the bot or reply to it.

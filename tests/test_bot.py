@@ -247,6 +247,29 @@ def test_group_ignores_other_traffic_but_answers_mentions_and_replies(world: Wor
     assert len(to_group) == 2  # nothing for the unaddressed message or the other bot's command
 
 
+def test_an_edited_question_or_command_is_not_answered_again(world: World) -> None:
+    api, _ = world
+    start = time.monotonic()
+    for chat_id, chat_type, text in (
+        (-210, "supergroup", f"@{BOT['username']} {QUESTION}"),
+        (-210, "supergroup", f"/ask {QUESTION}"),
+        (43, "private", QUESTION),
+        (43, "private", "/sources"),
+    ):
+        edited = api.message(text, chat_id=chat_id, chat_type=chat_type)["message"]
+        api.push({"edited_message": {**edited, "edit_date": edited["date"] + 1}})
+    # Then a new question in each chat: answered, and the only message either chat gets.
+    ask(api, api.message(f"/ask {QUESTION}", chat_id=-210, chat_type="supergroup"), chat_id=-210)
+    ask(api, api.message(QUESTION, chat_id=43), chat_id=43)
+    for chat_id in (-210, 43):
+        sent = [
+            c
+            for c in api.calls_to("sendMessage")
+            if c.at >= start and str(c.params["chat_id"]) == str(chat_id)
+        ]
+        assert len(sent) == 1, [c.params["text"][:60] for c in sent]
+
+
 def test_forum_topic_reply_stays_in_the_topic(world: World) -> None:
     api, _ = world
     update = api.message(f"/ask {QUESTION}", chat_id=-300, chat_type="supergroup", thread_id=77)
