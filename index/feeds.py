@@ -125,6 +125,8 @@ def poll_feeds(
                 report.errors.append(f"{message}{' (given up)' if gave_up else ' (will retry)'}")
                 continue
             store.feeds.mark_seen(feed.id, entry.key)
+        if not error:  # a listing read in full says what the feed no longer lists
+            store.feeds.forget_unlisted(feed.id, {e.key for e in entries})
         store.feeds.polled(feed.id, title, error)
     after_write(store)  # readers replay the change log; a large tail gets a new snapshot
     report.seconds = time.perf_counter() - started

@@ -10,6 +10,10 @@ from index.schema import write
 
 RETRY_BASE_SECONDS = 300.0  # a failed entry is tried again after 5, 20 and 80 minutes …
 MAX_TRIES = 4  # … and given up after this many failures
+# An entry its feed no longer lists is forgotten this long after it was first seen: the table
+# stays the size of what the feeds list lately, not of everything they ever listed. Should a
+# feed list it again, the article is found by its URL and not fetched again.
+FORGET_AFTER_SECONDS = 30 * 86_400
 
 
 @dataclass
@@ -91,6 +95,23 @@ class FeedTable:
                 (feed_id, entry_key, now, attempts, next_try, state, error[:500]),
             )
         return state == "gave_up"
+
+    def forget_unlisted(self, feed_id: int, listed: set[str], now: float | None = None) -> int:
+        """Forget this feed's entries first seen over ``FORGET_AFTER_SECONDS`` ago that its
+        latest listing (``listed``, keys) no longer holds; how many."""
+        cutoff = (time.time() if now is None else now) - FORGET_AFTER_SECONDS
+        old = [
+            (feed_id, key)
+            for (key,) in self.db.execute(
+                "SELECT entry_key FROM feed_entries WHERE feed_id=? AND seen_at < ?",
+                (feed_id, cutoff),
+            )
+            if key not in listed
+        ]
+        if old:
+            with write(self.db):
+                self.db.executemany("DELETE FROM feed_entries WHERE feed_id=? AND entry_key=?", old)
+        return len(old)
 
     def polled(self, feed_id: int, title: str, error: str) -> None:
         with write(self.db):

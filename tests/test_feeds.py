@@ -108,6 +108,36 @@ def test_poll_ingests_new_entries_once_and_dedups_copies(
     assert remove_feed(store, str(feed.id)) and not list_feeds(store)
 
 
+def test_entries_a_feed_no_longer_lists_are_forgotten_after_a_month(
+    web: FakeWeb, data_dir: Path, store: Store
+) -> None:
+    ingester = Ingester(store, HashEmbedder())
+    power = publish(web, "/world/power", POWER)
+    feed_url = web.put("/feed.xml", rss([("Power", power)]), content_type="application/rss+xml")
+    feed, _ = add_feed(store, feed_url, LOCAL)
+    assert poll_feeds(store, ingester, LOCAL).added == 1
+
+    def keys() -> set[str]:
+        rows = store.db.execute("SELECT entry_key FROM feed_entries WHERE feed_id=?", (feed.id,))
+        return {r[0] for r in rows}
+
+    (listed,) = keys()
+    store.db.execute("UPDATE feed_entries SET seen_at = seen_at - 31 * 86400")
+    store.db.commit()
+    poll_feeds(store, ingester, LOCAL)
+    assert keys() == {listed}  # old, but still listed: kept
+    web.put("/feed.xml", "<rss><channel><item><ti", content_type="application/rss+xml")
+    assert poll_feeds(store, ingester, LOCAL).errors and keys() == {listed}  # unread: kept
+    web.put("/feed.xml", rss([]), content_type="application/rss+xml")
+    poll_feeds(store, ingester, LOCAL)
+    assert keys() == set()  # old and no longer listed: forgotten
+    # Listed again later: found by its URL, not fetched or stored a second time.
+    web.put("/feed.xml", rss([("Power", power)]), content_type="application/rss+xml")
+    report = poll_feeds(store, ingester, LOCAL)
+    assert (report.added, report.unchanged, store.article_count()) == (0, 1, 1)
+    assert keys() == {listed}
+
+
 def test_broken_feed_is_reported_and_others_go_on(
     web: FakeWeb, data_dir: Path, store: Store
 ) -> None:
