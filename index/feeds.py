@@ -30,8 +30,8 @@ def add_feed(store: Store, url: str, policy: FetchPolicy | None = None) -> tuple
     existing = [f for f in list_feeds(store) if f.url == url]
     if existing:
         raise IngestError(f"{url}: already subscribed as feed {existing[0].id}")
-    title, entries = fetch_feed(url, policy)
-    return store.feeds.add(url, title), len(entries)
+    listing = fetch_feed(url, policy)
+    return store.feeds.add(url, listing.title), len(listing.entries)
 
 
 def list_feeds(store: Store) -> list[Feed]:
@@ -94,14 +94,15 @@ def poll_feeds(
         left = budget - (time.perf_counter() - started)
         share_ends = time.perf_counter() + max(left, 0.0) / (len(feeds) - n)
         try:
-            title, entries = fetch_feed(feed.url, policy)
-            error = ""
+            listing = fetch_feed(feed.url, policy)
+            title, entries, error = listing.title, listing.entries, ""
         except Exception as exc:  # one bad feed never stops the others
             error = (
                 str(exc)
                 if isinstance(exc, IngestError)
                 else (f"{feed.url}: could not be read ({type(exc).__name__})")
             )
+            listing = None
             title, entries = feed.title, []
             report.errors.append(error)
         skip = store.feeds.not_due(feed.id)
@@ -125,7 +126,8 @@ def poll_feeds(
                 report.errors.append(f"{message}{' (given up)' if gave_up else ' (will retry)'}")
                 continue
             store.feeds.mark_seen(feed.id, entry.key)
-        if not error:  # a listing read in full says what the feed no longer lists
+        if listing is not None and listing.whole and entries:
+            # Only a listing read whole, and not empty, says what the feed no longer lists.
             store.feeds.forget_unlisted(feed.id, {e.key for e in entries})
         store.feeds.polled(feed.id, title, error)
     after_write(store)  # readers replay the change log; a large tail gets a new snapshot

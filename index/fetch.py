@@ -376,10 +376,17 @@ def _http_link(link: str) -> str:
         return ""
 
 
-def parse_feed(body: bytes, url: str) -> tuple[str, list[FeedEntry]]:
-    """(feed title, entries) of RSS or Atom; ``FetchError`` for anything else. Links that are
-    not http(s) (``javascript:``, ``tg:``, ``file:`` …) are dropped here: never followed or
-    shown."""
+@dataclass
+class FeedListing:
+    title: str
+    entries: list[FeedEntry]
+    whole: bool  # well-formed to the end: what it does not list, the feed no longer lists
+
+
+def parse_feed(body: bytes, url: str) -> FeedListing:
+    """Title and entries of RSS or Atom; ``FetchError`` for anything else. Links that are not
+    http(s) (``javascript:``, ``tg:``, ``file:`` …) are dropped here: never followed or
+    shown. A feed cut off or broken after some entries gives those, not ``whole``."""
     import feedparser
 
     parsed = feedparser.parse(body)
@@ -406,8 +413,8 @@ def parse_feed(body: bytes, url: str) -> tuple[str, list[FeedEntry]]:
     if parsed.bozo and not entries:
         reason = str(parsed.get("bozo_exception", "")).splitlines()[0][:120]
         raise FetchError(f"{url}: malformed feed XML ({reason or 'unreadable'})")
-    return str(parsed.feed.get("title", "") or url), entries
+    return FeedListing(str(parsed.feed.get("title", "") or url), entries, not parsed.bozo)
 
 
-def fetch_feed(url: str, policy: FetchPolicy | None = None) -> tuple[str, list[FeedEntry]]:
+def fetch_feed(url: str, policy: FetchPolicy | None = None) -> FeedListing:
     return parse_feed(fetch(url, policy).body, url)

@@ -165,7 +165,7 @@ def test_feed_links_that_are_not_http_are_dropped() -> None:
             ("c", "https://example.org/ok"),
         ]
     ).encode()
-    _, entries = parse_feed(body, "https://example.org/feed")
+    entries = parse_feed(body, "https://example.org/feed").entries
     assert [e.link for e in entries] == ["", "", "https://example.org/ok"]
 
 
