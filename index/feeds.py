@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from index.fetch import FeedEntry, FetchPolicy, fetch_article, fetch_feed, is_url
+from index.fetch import FeedEntry, FeedListing, FetchPolicy, fetch_article, fetch_feed, is_url
 from index.ingest import Ingester, IngestReport
 from index.live_index import after_write
 from index.loaders import (
@@ -94,19 +94,17 @@ def poll_feeds(
         left = budget - (time.perf_counter() - started)
         share_ends = time.perf_counter() + max(left, 0.0) / (len(feeds) - n)
         try:
-            listing = fetch_feed(feed.url, policy)
-            title, entries, error = listing.title, listing.entries, ""
+            listing, error = fetch_feed(feed.url, policy), ""
         except Exception as exc:  # one bad feed never stops the others
             error = (
                 str(exc)
                 if isinstance(exc, IngestError)
                 else (f"{feed.url}: could not be read ({type(exc).__name__})")
             )
-            listing = None
-            title, entries = feed.title, []
+            listing = FeedListing(feed.title, [], whole=False)
             report.errors.append(error)
         skip = store.feeds.not_due(feed.id)
-        for entry in entries:
+        for entry in listing.entries:
             if entry.key in skip or not entry.link:
                 continue
             if time.perf_counter() > share_ends:
@@ -126,10 +124,10 @@ def poll_feeds(
                 report.errors.append(f"{message}{' (given up)' if gave_up else ' (will retry)'}")
                 continue
             store.feeds.mark_seen(feed.id, entry.key)
-        if listing is not None and listing.whole and entries:
+        if listing.whole and listing.entries:
             # Only a listing read whole, and not empty, says what the feed no longer lists.
-            store.feeds.forget_unlisted(feed.id, {e.key for e in entries})
-        store.feeds.polled(feed.id, title, error)
+            store.feeds.forget_unlisted(feed.id, {e.key for e in listing.entries})
+        store.feeds.polled(feed.id, listing.title, error)
     after_write(store)  # readers replay the change log; a large tail gets a new snapshot
     report.seconds = time.perf_counter() - started
     return report

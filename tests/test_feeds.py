@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,10 @@ def test_entries_a_feed_no_longer_lists_are_forgotten_after_a_month(
     store.db.commit()
     poll_feeds(store, ingester, LOCAL)
     assert keys() == {listed}  # old, but still listed: kept
+    # One feed's listing never touches another's entries: the other feed's old entry was not
+    # forgotten and taken again (its first-seen time would be new).
+    (seen,) = store.db.execute("SELECT seen_at FROM feed_entries WHERE feed_id=?", (other.id,))
+    assert seen[0] < time.time() - 30 * 86400
     # Not read whole: unreadable, empty, or cut off after its first entry: nothing forgotten.
     whole = rss([("S", sanctions), ("S2", sanctions + "?2"), ("S3", sanctions + "?3")])
     cut = whole[: whole.index("<item>", whole.index("S2")) + 12]
@@ -137,8 +142,8 @@ def test_entries_a_feed_no_longer_lists_are_forgotten_after_a_month(
         web.put("/feed.xml", body, content_type="application/rss+xml")
         poll_feeds(store, ingester, LOCAL)
         assert listed in keys(), body
-    # Read whole, and the old entry is gone from it: forgotten; the fresh ones listed are not,
-    # nor another feed's old entry that feed no longer lists.
+    # Read whole, and the old entry is gone from it: forgotten, the fresh ones listed kept; the
+    # other feed's old entry likewise, once its own listing drops it.
     web.put("/feed.xml", whole, content_type="application/rss+xml")
     web.put("/other.xml", rss([("P", power)]), content_type="application/rss+xml")
     poll_feeds(store, ingester, LOCAL)
