@@ -110,10 +110,15 @@ def poll_feeds(
             if time.perf_counter() > share_ends:
                 break
             try:
-                if store.find_article_by_key(canonical_url(entry.link)) is not None:
+                key = canonical_url(entry.link)
+                if store.find_article_by_key(key) is not None:
                     report.unchanged += 1  # a URL we hold already (tracking, AMP, www …)
+                elif store.is_deleted([key]):
+                    report.withheld += 1  # an operator deleted it: not fetched again
                 else:
-                    ingester.ingest_article(_entry_article(entry, feed, policy), report)
+                    # Its final URL or its text may still be one an operator deleted.
+                    article = _entry_article(entry, feed, policy)
+                    ingester.ingest_article(article, report, unless_deleted=True)
             except Exception as exc:  # one bad entry never stops the others
                 message = (
                     str(exc)

@@ -24,7 +24,7 @@ from index.loaders import IngestError, RawArticle, canonical_url, iter_article_f
 from index.params import ingest_params
 from index.process import leave_with_parent
 from index.segment import BOILERPLATE, HEADING, Unit, citable, segment
-from index.store import NewArticleRow, NewSentenceRow, Store
+from index.store import NewArticleRow, NewSentenceRow, Store, content_key
 from index.text import plural, text_hash
 from index.unit_features import encode
 
@@ -40,6 +40,7 @@ class IngestReport:
     updated: int = 0
     unchanged: int = 0
     duplicates: int = 0
+    withheld: int = 0  # deleted by an operator, so not taken again from a feed
     sentences: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -48,7 +49,7 @@ class IngestReport:
     written: dict[int, tuple[str, int]] = field(default_factory=dict)
 
     def merge(self, other: IngestReport) -> None:
-        for name in ("unchanged", "duplicates", "seconds"):
+        for name in ("unchanged", "duplicates", "withheld", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors
         # added, updated and sentences come only from ``count``: an article both wrote is
@@ -72,7 +73,8 @@ class IngestReport:
         return (
             f"{plural(self.added, 'article')} added, {self.updated} updated, "
             f"{self.unchanged} unchanged, {plural(self.duplicates, 'duplicate')} skipped, "
-            f"{plural(self.sentences, 'sentence')} indexed, "
+            + (f"{self.withheld} deleted earlier left out, " if self.withheld else "")
+            + f"{plural(self.sentences, 'sentence')} indexed, "
             f"{len(self.errors)} failed, in {self.seconds:.1f} s"
         )
 
@@ -145,24 +147,36 @@ class Ingester:
         return report
 
     def ingest_article(
-        self, raw: RawArticle, report: IngestReport, prepared: Prepared | None = None
+        self,
+        raw: RawArticle,
+        report: IngestReport,
+        prepared: Prepared | None = None,
+        *,
+        unless_deleted: bool = False,
     ) -> int | None:
         """Store one article unless it is already there; return its id when added.
-        ``prepared``: ``Prepared.of(raw)`` if already done (in a worker process)."""
+        ``prepared``: ``Prepared.of(raw)`` if already done (in a worker process).
+        ``unless_deleted`` (feed polling): leave out an article an operator deleted, found by
+        any of its URLs or by its text; an explicit ingest stores it again."""
         prepared = Prepared.of(raw) if prepared is None else prepared
         try:
-            return self._ingest(raw, report, prepared)
+            return self._ingest(raw, report, prepared, unless_deleted)
         except sqlite3.IntegrityError:
             # Another process stored the same article between our look and our write (two
             # ingests of one folder): decide again, now that its row is there.
-            return self._ingest(raw, report, prepared)
+            return self._ingest(raw, report, prepared, unless_deleted)
 
-    def _ingest(self, raw: RawArticle, report: IngestReport, prepared: Prepared) -> int | None:
+    def _ingest(
+        self, raw: RawArticle, report: IngestReport, prepared: Prepared, unless_deleted: bool
+    ) -> int | None:
         units, hashes, keys = prepared.units, prepared.content, prepared.keys
         if not hashes:
             raise IngestError(f"{raw.source}: no article text found (only menus or boilerplate)")
         content_hash = text_hash(" ".join(hashes))
         store = self.store
+        if unless_deleted and store.is_deleted([*keys, content_key(content_hash)]):
+            report.withheld += 1
+            return None
 
         same = store.find_by_content(content_hash)
         if same is not None:

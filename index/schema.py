@@ -177,6 +177,15 @@ ALTER TABLE sentences ADD COLUMN unit_terms TEXT;    -- its tokens, as in senten
 ALTER TABLE sentences ADD COLUMN unit_flags INTEGER;
 ALTER TABLE sentences ADD COLUMN unit_names TEXT;
 """,
+    # 7: what an operator deleted (``talksbot delete``): the article's URLs, source keys and
+    # content hash, so that feed polling never stores it again (another feed listing it, or its
+    # entry listed anew after being forgotten); an explicit ingest of it lifts the mark.
+    """
+CREATE TABLE IF NOT EXISTS deleted_keys (
+    key TEXT PRIMARY KEY,            -- a URL or source key, or 'content:' and the content hash
+    deleted_at REAL NOT NULL
+);
+""",
 ]
 
 

@@ -354,6 +354,15 @@ class Store:
         row = self.db.execute("SELECT article_id FROM article_urls WHERE url=?", (key,)).fetchone()
         return row[0] if row else None
 
+    def is_deleted(self, keys: list[str]) -> bool:
+        """Whether an operator deleted an article under any of these keys (URLs, source keys,
+        ``content_key``): feed polling leaves such an article alone."""
+        marks = ",".join("?" * len(keys))
+        return bool(keys) and (
+            self.db.execute(f"SELECT 1 FROM deleted_keys WHERE key IN ({marks})", keys).fetchone()
+            is not None
+        )
+
     def is_own_url(self, article_id: int, canonical: str) -> bool:
         """Whether this is the article's own (canonical) URL, not an alias or a copy's."""
         return (
@@ -533,6 +542,11 @@ class Store:
                 "VALUES (?, ?, ?, 'primary')",
                 [(k, article_id, article.outlet) for k in keys],
             )
+            # Stored again on purpose (an explicit ingest): no longer deleted.
+            db.executemany(
+                "DELETE FROM deleted_keys WHERE key=?",
+                [(k,) for k in [*keys, content_key(article.content_hash)]],
+            )
             # Searchable units carry their question-independent features (unit_features).
             db.executemany(
                 "INSERT INTO sentences(article_id, para, seq, position, kind, text, hash, "
@@ -563,8 +577,25 @@ class Store:
     def delete_article(self, article_id: int) -> bool:
         """Remove an article, its URLs, sentences and tokens in one transaction (the index
         log's triggers tell every reader; no rebuild), and cancel pushes of it not yet sent.
-        False when there was no such article."""
+        Its URLs, source keys and content hash are remembered as deleted (``is_deleted``), so
+        feed polling does not bring it back. False when there was no such article."""
         with self.transaction() as db:
+            row = db.execute(
+                "SELECT canonical_url, content_hash FROM articles WHERE id=?", (article_id,)
+            ).fetchone()
+            if row is not None:
+                keys = {
+                    k
+                    for (k,) in db.execute(
+                        "SELECT url FROM article_urls WHERE article_id=?", (article_id,)
+                    )
+                }
+                keys |= {row[0], content_key(row[1])} - {""}
+                now = time.time()
+                db.executemany(
+                    "INSERT OR REPLACE INTO deleted_keys(key, deleted_at) VALUES (?, ?)",
+                    [(k, now) for k in sorted(keys)],
+                )
             gone = db.execute("DELETE FROM articles WHERE id=?", (article_id,)).rowcount
             db.execute(
                 "UPDATE deliveries SET status='cancelled' WHERE article_id=? "
@@ -581,6 +612,11 @@ class Store:
                 "VALUES (?, ?, ?, ?)",
                 [(k, article_id, outlet, kind) for k in keys],
             )
+
+
+def content_key(content_hash: str) -> str:
+    """The ``deleted_keys`` key of an article's text (the same text under any URL)."""
+    return f"content:{content_hash}" if content_hash else ""
 
 
 def rmtree_quiet(path: Path) -> None:

@@ -7,7 +7,7 @@ from index.embed import HashEmbedder
 from index.feeds import add_feed, ingest_url, list_feeds, poll_feeds, remove_feed
 from index.fetch import FetchPolicy, fetch_article, fetch_feed
 from index.ingest import Ingester
-from index.loaders import IngestError
+from index.loaders import IngestError, canonical_url
 from index.store import Store
 from tests.harness.chat import query
 from tests.harness.data import run_cli
@@ -154,6 +154,37 @@ def test_entries_a_feed_no_longer_lists_are_forgotten_after_a_month(
     report = poll_feeds(store, ingester, LOCAL)
     assert (report.added, store.article_count()) == (0, 2) and report.unchanged >= 1
     assert listed in keys() and len(keys()) == 4  # the three fresh ones are not a month old
+
+
+def test_an_article_an_operator_deleted_is_not_brought_back_by_a_feed(
+    web: FakeWeb, data_dir: Path, store: Store
+) -> None:
+    ingester = Ingester(store, HashEmbedder())
+    power = publish(web, "/world/power", POWER)
+    sanctions = publish(web, "/world/sanctions", SANCTIONS)
+    first = web.put("/first.xml", rss([("Power", power)]), content_type="application/rss+xml")
+    add_feed(store, first, LOCAL)
+    assert poll_feeds(store, ingester, LOCAL).added == 1
+    assert store.delete_article(store.find_article_by_key(canonical_url(power)))
+    # Another feed lists it: under its URL with tracking, through a redirect, and as a copy
+    # of its text at another URL. None of them stores it again; a new article still comes in.
+    hop = web.redirect("/go/1", power)
+    copy = web.put("/mirror/power", article_html(POWER[0], "Mirror", "2026-02-27", POWER[1]))
+    items = [("P", power + "?utm_source=x"), ("P", hop), ("P", copy), ("S", sanctions)]
+    second = web.put("/second.xml", rss(items), content_type="application/rss+xml")
+    add_feed(store, second, LOCAL)
+    web.hits.clear()
+    report = poll_feeds(store, ingester, LOCAL)
+    assert (report.added, report.withheld, store.article_count()) == (1, 3, 1), report.summary()
+    # Its own URL is known before fetching: the page is not fetched at all.
+    assert "/world/power?utm_source=x" not in web.hits and "/go/1" in web.hits
+    assert "3 deleted earlier left out" in report.summary()
+    titled = "SELECT COUNT(*) FROM articles WHERE title=?"
+    assert store.db.execute(titled, (POWER[0],)).fetchone()[0] == 0
+    # An explicit ingest is the operator's own choice: stored again, and feeds may keep it.
+    assert ingest_url(store, ingester, power, LOCAL).added == 1
+    assert not store.is_deleted([canonical_url(power)])
+    assert store.article_count() == 2
 
 
 def test_broken_feed_is_reported_and_others_go_on(
