@@ -413,7 +413,12 @@ def parse_feed(body: bytes, url: str) -> FeedListing:
     if parsed.bozo and not entries:
         reason = str(parsed.get("bozo_exception", "")).splitlines()[0][:120]
         raise FetchError(f"{url}: malformed feed XML ({reason or 'unreadable'})")
-    return FeedListing(str(parsed.feed.get("title", "") or url), entries, not parsed.bozo)
+    # A declared encoding feedparser had to override (``us-ascii`` over UTF-8 text) is the one
+    # fault after which the whole document was still read by the strict parser.
+    whole = not parsed.bozo or isinstance(
+        parsed.get("bozo_exception"), feedparser.CharacterEncodingOverride
+    )
+    return FeedListing(str(parsed.feed.get("title", "") or url), entries, whole)
 
 
 def fetch_feed(url: str, policy: FetchPolicy | None = None) -> FeedListing:

@@ -169,6 +169,16 @@ def test_feed_links_that_are_not_http_are_dropped() -> None:
     assert [e.link for e in entries] == ["", "", "https://example.org/ok"]
 
 
+def test_a_feed_read_to_its_end_is_whole_even_when_its_declared_encoding_is_wrong() -> None:
+    items = [("Kyiv é", f"https://example.org/{n}") for n in range(3)]
+    body = rss(items).replace('encoding="UTF-8"', 'encoding="us-ascii"', 1)
+    listing = parse_feed(body.encode(), "https://example.org/feed")
+    # feedparser flags the override, but read the document to its end: all three, whole.
+    assert (len(listing.entries), listing.whole) == (3, True)
+    cut = body.encode()[: body.encode().index(b"<item>", body.encode().index(b"/1<")) + 8]
+    assert not parse_feed(cut, "https://example.org/feed").whole  # cut off: not whole
+
+
 def feed_with_summary(link: str, words: int = 60) -> str:
     summary = " ".join(["Negotiators met again in Geneva on the ceasefire terms."] * (words // 9))
     return (
