@@ -140,9 +140,11 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
     private = filters.ChatType.PRIVATE
     groups = filters.ChatType.GROUPS
     # New messages only: an edited question or command is not answered (or run) a second time,
-    # which in a group would post again for every typo fixed.
+    # which in a group would post again for every typo fixed; an edited question that was
+    # answered has its answer redone in place (questions.edited_question).
     new = filters.UpdateType.MESSAGE
     text = new & filters.TEXT & ~filters.COMMAND
+    edited = filters.UpdateType.EDITED_MESSAGE & filters.TEXT
     app.add_handlers(
         [
             # Commands, in private chats and groups (/ask@botname works too).
@@ -151,6 +153,8 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
             MessageHandler(private & text, questions.private_text),
             # Groups: only messages that mention the bot or reply to it.
             MessageHandler(groups & text & questions.AddressedToMe(), questions.group_text),
+            # An answered question edited: its answer is edited to match.
+            MessageHandler(edited & (private | groups), questions.edited_question),
             # A group upgraded to a supergroup: its subscriptions and queue move with it.
             MessageHandler(filters.StatusUpdate.MIGRATE & filters.ChatType.GROUP, jobs.migrated),
             # Buttons, one handler per kind; anything else just stops the spinner.

@@ -273,6 +273,39 @@ def test_an_edited_question_or_command_is_not_answered_again(world: World) -> No
         assert len(sent) == 1, [c.params["text"][:60] for c in sent]
 
 
+def test_an_answered_question_once_edited_has_its_answer_edited_not_posted_again(
+    world: World,
+) -> None:
+    api, _ = world
+    start = time.monotonic()
+    for chat_id, chat_type, template in (
+        (45, "private", "{}"),
+        (-211, "supergroup", f"@{BOT['username']} {{}}"),
+        (-211, "supergroup", "/ask {}"),
+    ):
+        asked = api.message(
+            template.format("How many prisoners did Russia and Ukraine exchange?"),
+            chat_id=chat_id,
+            chat_type=chat_type,
+        )
+        first = ask(api, asked, chat_id=chat_id)
+        assert "157 prisoners" in first.params["text"]
+        # The typo fixed (here: another question): the same answer message now answers it.
+        fixed = {**asked["message"], "text": template.format(QUESTION), "edit_date": 1}
+        redone = ask(api, {"edited_message": fixed}, method="editMessageText", chat_id=chat_id)
+        assert str(redone.params["message_id"]) == str(first.result["message_id"])
+        assert QUESTION in redone.params["text"] and "How many" not in redone.params["text"]
+        assert "two hours" in redone.params["text"]
+        check_html(redone.params["text"])
+        assert buttons(redone)  # its buttons are the new answer's
+        # Edited again without changing the question (say, a word's formatting): nothing.
+        api.push({"edited_message": {**fixed, "edit_date": 2}})
+    time.sleep(2)  # a late extra answer or edit would show by now
+    sent = [c for c in api.calls_to("sendMessage") if c.at >= start and c.params["chat_id"]]
+    assert sorted(str(c.params["chat_id"]) for c in sent) == ["-211", "-211", "45"]
+    assert len([c for c in api.calls_to("editMessageText") if c.at >= start]) == 3
+
+
 def test_forum_topic_reply_stays_in_the_topic(world: World) -> None:
     api, _ = world
     update = api.message(f"/ask {QUESTION}", chat_id=-300, chat_type="supergroup", thread_id=77)

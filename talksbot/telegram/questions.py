@@ -14,6 +14,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction, ChatType
+from telegram.error import BadRequest
 from telegram.ext import ContextTypes, filters
 
 from retrieval.answer import ANSWERED
@@ -23,10 +24,15 @@ from talksbot.telegram.services import services
 
 
 async def reply_with_answer(
-    message: Message, question: str, context: ContextTypes.DEFAULT_TYPE
+    message: Message,
+    question: str,
+    context: ContextTypes.DEFAULT_TYPE,
+    redo: int | None = None,
 ) -> None:
     """Answer in the chat (and topic) of ``message``, replying to it, with buttons; at most
-    ``MAX_ASKING`` questions of one person at a time (told once to wait, the rest ignored)."""
+    ``MAX_ASKING`` questions of one person at a time (told once to wait, the rest ignored).
+    ``redo``: the id of the bot's earlier answer to this (since edited) message, edited in
+    place instead of posting again."""
     svc = services(context)
     asker = (message.chat_id, message.from_user.id if message.from_user else 0)
     if svc.asking[asker] >= MAX_ASKING:
@@ -36,7 +42,7 @@ async def reply_with_answer(
         return
     svc.asking[asker] += 1
     try:
-        await _answer(message, question, context)
+        await _answer(message, question, context, redo)
     finally:
         svc.asking[asker] -= 1
         if svc.asking[asker] <= 0:
@@ -44,7 +50,9 @@ async def reply_with_answer(
             svc.told_to_wait.discard(asker)
 
 
-async def _answer(message: Message, question: str, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def _answer(
+    message: Message, question: str, context: ContextTypes.DEFAULT_TYPE, redo: int | None
+) -> None:
     svc = services(context)
     delay = svc.settings.telegram_typing_after
     if delay <= 0:
@@ -62,14 +70,45 @@ async def _answer(message: Message, question: str, context: ContextTypes.DEFAULT
             )
     finally:
         typing.cancel()
-    await message.reply_text(
-        answer_html(answer),
-        reply_markup=answer_keyboard(key, answer) if key else None,
-        do_quote=message.chat.type != ChatType.PRIVATE,
+    text = answer_html(answer)
+    keyboard = answer_keyboard(key, answer) if key else None
+    if redo is not None:
+        try:
+            await context.bot.edit_message_text(
+                text, chat_id=message.chat_id, message_id=redo, reply_markup=keyboard
+            )
+            return
+        except BadRequest as exc:
+            if "not modified" in str(exc).lower():
+                return  # the same answer as before
+            if "not found" not in str(exc).lower():
+                raise
+            # The earlier answer was deleted: answer anew below.
+    sent = await message.reply_text(
+        text, reply_markup=keyboard, do_quote=message.chat.type != ChatType.PRIVATE
     )
+    _remember(context, message.message_id, sent.message_id, question)
 
 
 MAX_ASKING = 3
+# Per chat, the latest questions answered (question message id -> (answer message id, the
+# question as asked)): an edit of one of these redoes its answer in place.
+ANSWERED_KEY = "answered"
+ANSWERED_KEPT = 100
+
+
+def _remember(
+    context: ContextTypes.DEFAULT_TYPE, question_id: int, answer_id: int, question: str
+) -> None:
+    if context.chat_data is None:
+        return
+    answered: dict[int, tuple[int, str]] = context.chat_data.setdefault(ANSWERED_KEY, {})
+    answered.pop(question_id, None)
+    answered[question_id] = (answer_id, question)
+    while len(answered) > ANSWERED_KEPT:
+        del answered[next(iter(answered))]
+
+
 WAIT = "I'm still answering your earlier questions; ask again once they're in."
 
 
@@ -111,6 +150,35 @@ async def ask_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         await message.reply_text(plain(f"Usage: /ask your question, e.g. /ask {EXAMPLES[0]}"))
         return
     await reply_with_answer(message, question, context)
+
+
+async def edited_question(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A question edited after it was answered (a typo fixed): the answer is redone by editing
+    the bot's reply, so a group does not get a second answer per fix. Edits of messages the
+    bot never answered, and edits that leave the question as it was, get nothing."""
+    message = update.effective_message
+    answered = (context.chat_data or {}).get(ANSWERED_KEY, {})
+    earlier = answered.get(message.message_id)
+    question = _question_in(message, context.bot.username)
+    if earlier is None or not question or question == earlier[1]:
+        return
+    answered[message.message_id] = (earlier[0], question)
+    await reply_with_answer(message, question, context, redo=earlier[0])
+
+
+def _question_in(message: Message, username: str) -> str:
+    """The question a message asks the bot as it now reads ("" if none): ``/ask`` and its
+    words; in a private chat any other text that is not a command; in a group the text of a
+    message addressed to the bot, without the mention."""
+    text = message.text or ""
+    if text.startswith("/"):
+        command, _, rest = text.partition(" ")
+        name, _, bot = command[1:].partition("@")
+        mine = not bot or bot.lower() == (username or "").lower()
+        return " ".join(rest.split()) if name.lower() == "ask" and mine else ""
+    if message.chat.type == ChatType.PRIVATE:
+        return text.strip()
+    return strip_mention(text, username) if AddressedToMe().filter(message) else ""
 
 
 class AddressedToMe(filters.MessageFilter):
