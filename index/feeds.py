@@ -113,7 +113,7 @@ def poll_feeds(
                 key = canonical_url(entry.link)
                 if store.find_article_by_key(key) is not None:
                     report.unchanged += 1  # a URL we hold already (tracking, AMP, www …)
-                elif store.is_deleted([key]):
+                elif store.deletions([key]):
                     report.withheld += 1  # an operator deleted it: not fetched again
                 else:
                     # Its final URL or its text may still be one an operator deleted.

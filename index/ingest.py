@@ -41,6 +41,7 @@ class IngestReport:
     unchanged: int = 0
     duplicates: int = 0
     withheld: int = 0  # deleted by an operator, so not taken again from a feed
+    restored: int = 0  # deleted by an operator, stored again by an explicit ingest
     sentences: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -49,7 +50,7 @@ class IngestReport:
     written: dict[int, tuple[str, int]] = field(default_factory=dict)
 
     def merge(self, other: IngestReport) -> None:
-        for name in ("unchanged", "duplicates", "withheld", "seconds"):
+        for name in ("unchanged", "duplicates", "withheld", "restored", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors
         # added, updated and sentences come only from ``count``: an article both wrote is
@@ -74,6 +75,7 @@ class IngestReport:
             f"{plural(self.added, 'article')} added, {self.updated} updated, "
             f"{self.unchanged} unchanged, {plural(self.duplicates, 'duplicate')} skipped, "
             + (f"{self.withheld} deleted earlier left out, " if self.withheld else "")
+            + (f"{self.restored} deleted earlier stored again, " if self.restored else "")
             + f"{plural(self.sentences, 'sentence')} indexed, "
             f"{len(self.errors)} failed, in {self.seconds:.1f} s"
         )
@@ -174,7 +176,10 @@ class Ingester:
             raise IngestError(f"{raw.source}: no article text found (only menus or boilerplate)")
         content_hash = text_hash(" ".join(hashes))
         store = self.store
-        if unless_deleted and store.is_deleted([*keys, content_key(content_hash)]):
+        # An article an operator deleted, found by a URL, its text, or most of its sentences:
+        # feeds leave it out; an explicit ingest stores it again and says so.
+        deleted = store.deletions([*keys, content_key(content_hash)], hashes, NEAR_DUPLICATE_SHARE)
+        if deleted and unless_deleted:
             report.withheld += 1
             return None
 
@@ -221,7 +226,9 @@ class Ingester:
                 )
             ],
             replace=existing,
+            lift=deleted,
         )
+        report.restored += bool(deleted)
         # sentences as `stats` counts them: the searchable ones
         report.count(article_id, existing is not None, sum(1 for v in vectors if v is not None))
         return article_id

@@ -177,14 +177,18 @@ ALTER TABLE sentences ADD COLUMN unit_terms TEXT;    -- its tokens, as in senten
 ALTER TABLE sentences ADD COLUMN unit_flags INTEGER;
 ALTER TABLE sentences ADD COLUMN unit_names TEXT;
 """,
-    # 7: what an operator deleted (``talksbot delete``): the article's URLs, source keys and
-    # content hash, so that feed polling never stores it again (another feed listing it, or its
-    # entry listed anew after being forgotten); an explicit ingest of it lifts the mark.
+    # 7: what an operator deleted (``talksbot delete``): each deleted article's URLs, source
+    # keys, content hash and sentence hashes under one deletion, so that feed polling never
+    # stores it again (another feed listing it, a redirect to it, a copy of its text); an
+    # explicit ingest matching a deletion stores the article again and lifts all of it.
     """
 CREATE TABLE IF NOT EXISTS deleted_keys (
-    key TEXT PRIMARY KEY,            -- a URL or source key, or 'content:' and the content hash
-    deleted_at REAL NOT NULL
+    key TEXT NOT NULL,        -- a URL or source key, 'content:' or 'sentence:' and a hash
+    deletion TEXT NOT NULL,   -- one per deleted article
+    deleted_at REAL NOT NULL,
+    PRIMARY KEY (key, deletion)
 );
+CREATE INDEX IF NOT EXISTS deleted_keys_deletion ON deleted_keys(deletion);
 """,
 ]
 

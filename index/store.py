@@ -24,7 +24,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -354,14 +354,43 @@ class Store:
         row = self.db.execute("SELECT article_id FROM article_urls WHERE url=?", (key,)).fetchone()
         return row[0] if row else None
 
-    def is_deleted(self, keys: list[str]) -> bool:
-        """Whether an operator deleted an article under any of these keys (URLs, source keys,
-        ``content_key``): feed polling leaves such an article alone."""
-        marks = ",".join("?" * len(keys))
-        return bool(keys) and (
-            self.db.execute(f"SELECT 1 FROM deleted_keys WHERE key IN ({marks})", keys).fetchone()
-            is not None
-        )
+    def deletions(
+        self, keys: list[str], hashes: Sequence[str] = (), share: float = 1.0
+    ) -> set[str]:
+        """The operator's deletions (``delete_article``) an article matches: by any of its
+        ``keys`` (URLs, source keys, ``content_key``), or by ``share`` of its content
+        sentences (``hashes``) being a deleted article's."""
+        if not keys and not hashes:
+            return set()
+        if self.db.execute("SELECT 1 FROM deleted_keys LIMIT 1").fetchone() is None:
+            return set()  # nothing ever deleted: the usual case, one cheap look
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found |= {
+                d
+                for (d,) in self.db.execute(
+                    f"SELECT DISTINCT deletion FROM deleted_keys WHERE key IN ({marks})", chunk
+                )
+            }
+        unique = list(dict.fromkeys(sentence_key(h) for h in hashes))
+        shared: dict[str, int] = {}
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for deletion, n in self.db.execute(
+                f"SELECT deletion, COUNT(*) FROM deleted_keys WHERE key IN ({marks}) "
+                "GROUP BY deletion",
+                chunk,
+            ):
+                shared[deletion] = shared.get(deletion, 0) + n
+        found |= {d for d, n in shared.items() if n >= share * len(unique)}
+        return found
+
+    def lift_deletions(self, db: sqlite3.Connection, deletions: Iterable[str]) -> None:
+        """Forget these deletions (inside the caller's transaction): stored again on purpose."""
+        db.executemany("DELETE FROM deleted_keys WHERE deletion=?", [(d,) for d in deletions])
 
     def is_own_url(self, article_id: int, canonical: str) -> bool:
         """Whether this is the article's own (canonical) URL, not an alias or a copy's."""
@@ -509,9 +538,11 @@ class Store:
         keys: list[str],
         sentences: list[NewSentenceRow],
         replace: int | None = None,
+        lift: Iterable[str] = (),
     ) -> int:
         """Store an article with its URLs and sentences in one transaction; with ``replace``,
-        that article's row and sentences are replaced in place. Returns the article id."""
+        that article's row and sentences are replaced in place; ``lift``: deletions it undoes
+        (``deletions``). Returns the article id."""
         values = (
             article.url,
             article.canonical_url,
@@ -543,10 +574,7 @@ class Store:
                 [(k, article_id, article.outlet) for k in keys],
             )
             # Stored again on purpose (an explicit ingest): no longer deleted.
-            db.executemany(
-                "DELETE FROM deleted_keys WHERE key=?",
-                [(k,) for k in [*keys, content_key(article.content_hash)]],
-            )
+            self.lift_deletions(db, lift)
             # Searchable units carry their question-independent features (unit_features).
             db.executemany(
                 "INSERT INTO sentences(article_id, para, seq, position, kind, text, hash, "
@@ -577,24 +605,35 @@ class Store:
     def delete_article(self, article_id: int) -> bool:
         """Remove an article, its URLs, sentences and tokens in one transaction (the index
         log's triggers tell every reader; no rebuild), and cancel pushes of it not yet sent.
-        Its URLs, source keys and content hash are remembered as deleted (``is_deleted``), so
-        feed polling does not bring it back. False when there was no such article."""
+        Its URLs, source keys, content hash and sentence hashes are kept as one deletion
+        (``deletions``), so feed polling does not bring it back. False when there was no such
+        article."""
         with self.transaction() as db:
             row = db.execute(
                 "SELECT canonical_url, content_hash FROM articles WHERE id=?", (article_id,)
             ).fetchone()
             if row is not None:
                 keys = {
-                    k
-                    for (k,) in db.execute(
+                    u
+                    for (u,) in db.execute(
                         "SELECT url FROM article_urls WHERE article_id=?", (article_id,)
                     )
                 }
-                keys |= {row[0], content_key(row[1])} - {""}
+                keys |= {row[0], content_key(row[1])}
+                keys |= {
+                    sentence_key(h)
+                    for (h,) in db.execute(
+                        "SELECT DISTINCT hash FROM sentences WHERE article_id=? "
+                        "AND kind != 'boilerplate'",
+                        (article_id,),
+                    )
+                }
                 now = time.time()
+                deletion = f"{article_id}@{now:.6f}"
                 db.executemany(
-                    "INSERT OR REPLACE INTO deleted_keys(key, deleted_at) VALUES (?, ?)",
-                    [(k, now) for k in sorted(keys)],
+                    "INSERT OR IGNORE INTO deleted_keys(key, deletion, deleted_at) "
+                    "VALUES (?, ?, ?)",
+                    [(k, deletion, now) for k in sorted(keys - {""})],
                 )
             gone = db.execute("DELETE FROM articles WHERE id=?", (article_id,)).rowcount
             db.execute(
@@ -617,6 +656,11 @@ class Store:
 def content_key(content_hash: str) -> str:
     """The ``deleted_keys`` key of an article's text (the same text under any URL)."""
     return f"content:{content_hash}" if content_hash else ""
+
+
+def sentence_key(sentence_hash: str) -> str:
+    """The ``deleted_keys`` key of one of a deleted article's sentences (near copies)."""
+    return f"sentence:{sentence_hash}"
 
 
 def rmtree_quiet(path: Path) -> None:

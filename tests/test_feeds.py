@@ -161,30 +161,47 @@ def test_an_article_an_operator_deleted_is_not_brought_back_by_a_feed(
 ) -> None:
     ingester = Ingester(store, HashEmbedder())
     power = publish(web, "/world/power", POWER)
+    amp = publish(web, "/amp/power", POWER)  # the same page under a second URL: an alias
     sanctions = publish(web, "/world/sanctions", SANCTIONS)
-    first = web.put("/first.xml", rss([("Power", power)]), content_type="application/rss+xml")
-    add_feed(store, first, LOCAL)
+    listing = rss([("Power", power), ("Power AMP", amp)])
+    add_feed(store, web.put("/first.xml", listing, content_type="application/rss+xml"), LOCAL)
     assert poll_feeds(store, ingester, LOCAL).added == 1
     assert store.delete_article(store.find_article_by_key(canonical_url(power)))
-    # Another feed lists it: under its URL with tracking, through a redirect, and as a copy
-    # of its text at another URL. None of them stores it again; a new article still comes in.
+    # Its page changes (most of its text new) and another feed lists it: under its URL with
+    # tracking, under its alias, through a redirect, retitled with a sentence added at another
+    # URL, and word for word at a third. None is stored again; a new article still comes in.
+    title, paragraphs = POWER
+    changed = paragraphs[:1] + [
+        "Inspectors from the agency arrived at the site on Friday to review the repaired line.",
+        "They said the reactors remain in cold shutdown while the line is tested for a week.",
+        "Officials in Kyiv and Moscow each blamed the other side for the earlier damage.",
+    ]
+    web.put("/world/power", article_html(title, "Atomic Watch", "2026-02-27", changed))
     hop = web.redirect("/go/1", power)
-    copy = web.put("/mirror/power", article_html(POWER[0], "Mirror", "2026-02-27", POWER[1]))
-    items = [("P", power + "?utm_source=x"), ("P", hop), ("P", copy), ("S", sanctions)]
-    second = web.put("/second.xml", rss(items), content_type="application/rss+xml")
-    add_feed(store, second, LOCAL)
+    near = web.put("/near", article_html("Plant reconnected", "Mirror", "", [*paragraphs, "End."]))
+    same = web.put("/same", article_html(title, "Mirror", "2026-02-27", paragraphs))
+    urls = [power + "?utm_source=x", amp, hop, near, same]
+    items = list(zip("PAHNS", urls, strict=True))
+    second = rss([*items, ("New", sanctions)])
+    add_feed(store, web.put("/second.xml", second, content_type="application/rss+xml"), LOCAL)
     web.hits.clear()
     report = poll_feeds(store, ingester, LOCAL)
-    assert (report.added, report.withheld, store.article_count()) == (1, 3, 1), report.summary()
-    # Its own URL is known before fetching: the page is not fetched at all.
-    assert "/world/power?utm_source=x" not in web.hits and "/go/1" in web.hits
-    assert "3 deleted earlier left out" in report.summary()
-    titled = "SELECT COUNT(*) FROM articles WHERE title=?"
-    assert store.db.execute(titled, (POWER[0],)).fetchone()[0] == 0
-    # An explicit ingest is the operator's own choice: stored again, and feeds may keep it.
-    assert ingest_url(store, ingester, power, LOCAL).added == 1
-    assert not store.is_deleted([canonical_url(power)])
-    assert store.article_count() == 2
+    assert (report.added, report.withheld, store.article_count()) == (1, 5, 1), report.summary()
+    assert "5 deleted earlier left out" in report.summary()
+    # Its own URL and its alias are known before fetching: neither is fetched at all.
+    assert not {"/world/power?utm_source=x", "/amp/power"} & set(web.hits)
+    assert {"/go/1", "/near", "/same"} <= set(web.hits)
+    titled = "SELECT COUNT(*) FROM articles WHERE title IN (?, ?)"
+    assert store.db.execute(titled, (title, "Plant reconnected")).fetchone()[0] == 0
+    # An explicit ingest is the operator's own choice: stored again, said so, and the whole
+    # deletion lifted (its alias too): feeds then treat it like any stored article.
+    web.put("/world/power", article_html(title, "Atomic Watch", "2026-02-26", paragraphs))
+    again = ingest_url(store, ingester, power, LOCAL)
+    assert (again.added, again.restored) == (1, 1) and "1 deleted earlier stored again" in (
+        again.summary()
+    )
+    assert not store.deletions([canonical_url(amp)]) and store.article_count() == 2
+    assert store.db.execute("SELECT COUNT(*) FROM deleted_keys").fetchone()[0] == 0
 
 
 def test_broken_feed_is_reported_and_others_go_on(
