@@ -414,9 +414,11 @@ def parse_feed(body: bytes, url: str) -> FeedListing:
         reason = str(parsed.get("bozo_exception", "")).splitlines()[0][:120]
         raise FetchError(f"{url}: malformed feed XML ({reason or 'unreadable'})")
     # A declared encoding feedparser had to override (``us-ascii`` over UTF-8 text) is the one
-    # fault after which the whole document was still read by the strict parser.
-    whole = not parsed.bozo or isinstance(
-        parsed.get("bozo_exception"), feedparser.CharacterEncodingOverride
+    # fault after which the whole document was still read by the strict parser; but only as
+    # UTF-8: a stray byte makes it fall back to windows-1252, which garbles non-ASCII keys.
+    whole = not parsed.bozo or (
+        isinstance(parsed.get("bozo_exception"), feedparser.CharacterEncodingOverride)
+        and str(parsed.get("encoding", "")).lower() == "utf-8"
     )
     return FeedListing(str(parsed.feed.get("title", "") or url), entries, whole)
 

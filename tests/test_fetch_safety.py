@@ -177,6 +177,9 @@ def test_a_feed_read_to_its_end_is_whole_even_when_its_declared_encoding_is_wron
     assert (len(listing.entries), listing.whole) == (3, True)
     cut = body.encode()[: body.encode().index(b"<item>", body.encode().index(b"/1<")) + 8]
     assert not parse_feed(cut, "https://example.org/feed").whole  # cut off: not whole
+    # A stray byte that is not UTF-8: read as windows-1252, its keys may be garbled: not whole.
+    stray = body.replace("Kyiv", "Ky\udcffiv", 1).encode("utf-8", "surrogateescape")
+    assert not parse_feed(stray, "https://example.org/feed").whole
 
 
 def feed_with_summary(link: str, words: int = 60) -> str:
