@@ -273,37 +273,112 @@ def test_an_edited_question_or_command_is_not_answered_again(world: World) -> No
         assert len(sent) == 1, [c.params["text"][:60] for c in sent]
 
 
+PRISONERS = "How many prisoners did Russia and Ukraine exchange?"
+
+
+def edit(update: dict, text: str, n: int = 1) -> dict:
+    """The ``edited_message`` update of a message pushed earlier, now reading ``text``."""
+    message = {**update["message"], "text": text, "edit_date": update["message"]["date"] + n}
+    if text.startswith("/"):
+        message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+    return {"edited_message": message}
+
+
+def settled(api: FakeBotAPI, start: float, chat_id: int) -> tuple[list, list]:
+    """The chat's sendMessage and editMessageText calls since ``start``, once none has come
+    for two seconds (a late extra answer or edit would show by then)."""
+
+    def calls() -> tuple[list, list]:
+        return tuple(  # type: ignore[return-value]
+            [
+                c
+                for c in api.calls_to(m)
+                if c.at >= start and str(c.params["chat_id"]) == str(chat_id)
+            ]
+            for m in ("sendMessage", "editMessageText")
+        )
+
+    while True:
+        before = calls()
+        time.sleep(2)
+        after = calls()
+        if [len(x) for x in before] == [len(x) for x in after]:
+            return after
+
+
 def test_an_answered_question_once_edited_has_its_answer_edited_not_posted_again(
     world: World,
 ) -> None:
     api, _ = world
-    start = time.monotonic()
     for chat_id, chat_type, template in (
         (45, "private", "{}"),
         (-211, "supergroup", f"@{BOT['username']} {{}}"),
-        (-211, "supergroup", "/ask {}"),
+        (-212, "supergroup", "/ask {}"),
+        (-213, "supergroup", "/ask\n{}"),  # the question on the next line
     ):
-        asked = api.message(
-            template.format("How many prisoners did Russia and Ukraine exchange?"),
-            chat_id=chat_id,
-            chat_type=chat_type,
-        )
+        start = time.monotonic()
+        asked = api.message(template.format(PRISONERS), chat_id=chat_id, chat_type=chat_type)
         first = ask(api, asked, chat_id=chat_id)
         assert "157 prisoners" in first.params["text"]
         # The typo fixed (here: another question): the same answer message now answers it.
-        fixed = {**asked["message"], "text": template.format(QUESTION), "edit_date": 1}
-        redone = ask(api, {"edited_message": fixed}, method="editMessageText", chat_id=chat_id)
+        redone = ask(
+            api, edit(asked, template.format(QUESTION)), "editMessageText", chat_id=chat_id
+        )
         assert str(redone.params["message_id"]) == str(first.result["message_id"])
         assert QUESTION in redone.params["text"] and "How many" not in redone.params["text"]
         assert "two hours" in redone.params["text"]
         check_html(redone.params["text"])
         assert buttons(redone)  # its buttons are the new answer's
-        # Edited again without changing the question (say, a word's formatting): nothing.
-        api.push({"edited_message": {**fixed, "edit_date": 2}})
-    time.sleep(2)  # a late extra answer or edit would show by now
-    sent = [c for c in api.calls_to("sendMessage") if c.at >= start and c.params["chat_id"]]
-    assert sorted(str(c.params["chat_id"]) for c in sent) == ["-211", "-211", "45"]
-    assert len([c for c in api.calls_to("editMessageText") if c.at >= start]) == 3
+        # Edited again without changing the question (spacing, say): nothing more.
+        api.push(edit(asked, template.format(QUESTION) + "  ", 2))
+        sent, edits = settled(api, start, chat_id)
+        assert (len(sent), len(edits)) == (1, 1), chat_id
+
+
+def test_edits_in_quick_succession_or_before_the_answer_end_with_the_last_question(
+    world: World,
+) -> None:
+    api, _ = world
+    # Edited before its first answer is out: that answer is redone to the edit.
+    start = time.monotonic()
+    asked = api.message(f"/ask {PRISONERS}", chat_id=-214, chat_type="supergroup")
+    api.push(asked)
+    api.push(edit(asked, f"/ask {QUESTION}"))
+    sent, edits = settled(api, start, -214)
+    assert len(sent) == 1 and QUESTION in ([*sent, *edits][-1]).params["text"]
+    # Five quick edits (more than the three answers one person may have going): the reply
+    # ends up answering the last one, not whichever answer finished last.
+    start = time.monotonic()
+    versions = [PRISONERS, QUESTION, "Who mediated the prisoner swap?", PRISONERS, QUESTION]
+    for n, version in enumerate(versions, 2):
+        api.push(edit(asked, f"/ask {version}", n))
+    sent, edits = settled(api, start, -214)
+    assert not sent and edits and QUESTION in edits[-1].params["text"]
+    assert len({str(e.params["message_id"]) for e in edits}) == 1
+
+
+def test_edits_that_stop_asking_the_bot_are_left_alone_and_a_deleted_reply_is_sent_again(
+    world: World,
+) -> None:
+    api, _ = world
+    start = time.monotonic()
+    mention = api.message(f"@{BOT['username']} {PRISONERS}", chat_id=-215, chat_type="supergroup")
+    ask(api, mention, chat_id=-215)
+    command = api.message(f"/ask {PRISONERS}", chat_id=-215, chat_type="supergroup")
+    ask(api, command, chat_id=-215)
+    api.push(edit(mention, f"{QUESTION} (no mention now)"))
+    api.push(edit(command, f"/ask@some_other_bot {QUESTION}"))
+    assert settled(api, start, -215) == (api.calls_to("sendMessage")[-2:], [])
+    # The bot's reply was deleted meanwhile: the edited question gets a new one.
+    start = time.monotonic()
+    api.fail_next(
+        "editMessageText",
+        400,
+        {"ok": False, "error_code": 400, "description": "Bad Request: message to edit not found"},
+    )
+    again = ask(api, edit(command, f"/ask {QUESTION}", 3), chat_id=-215)
+    assert "two hours" in again.params["text"]
+    assert [c.status for c in api.calls_to("editMessageText") if c.at >= start] == [400]
 
 
 def test_forum_topic_reply_stays_in_the_topic(world: World) -> None:

@@ -4,9 +4,13 @@ inline queries. Each is answered in the chat (and forum topic) it came from."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
+import time
+from dataclasses import dataclass
 
 from telegram import (
+    InlineKeyboardMarkup,
     InlineQueryResultArticle,
     InputTextMessageContent,
     Message,
@@ -20,39 +24,41 @@ from telegram.ext import ContextTypes, filters
 from retrieval.answer import ANSWERED
 from talksbot.render import answer_html, cut, inline_html, plain
 from talksbot.telegram.keyboards import EXAMPLES, PAGE, answer_keyboard
-from talksbot.telegram.services import services
+from talksbot.telegram.services import Services, services
 
 
 async def reply_with_answer(
-    message: Message,
-    question: str,
-    context: ContextTypes.DEFAULT_TYPE,
-    redo: int | None = None,
+    message: Message, question: str, context: ContextTypes.DEFAULT_TYPE
 ) -> None:
     """Answer in the chat (and topic) of ``message``, replying to it, with buttons; at most
     ``MAX_ASKING`` questions of one person at a time (told once to wait, the rest ignored).
-    ``redo``: the id of the bot's earlier answer to this (since edited) message, edited in
-    place instead of posting again."""
+    The question is remembered from the start, so an edit of it, even one made while this
+    answer is on its way, redoes the answer in place (``edited_question``)."""
     svc = services(context)
-    asker = (message.chat_id, message.from_user.id if message.from_user else 0)
-    if svc.asking[asker] >= MAX_ASKING:
+    asker = _asker(message)
+    if not _take_turn(svc, asker):
         if asker not in svc.told_to_wait:
             svc.told_to_wait.add(asker)
             await message.reply_text(plain(WAIT), do_quote=message.chat.type != ChatType.PRIVATE)
         return
-    svc.asking[asker] += 1
+    asked = _remember(context, message.message_id)
+    asked.wanted = question
     try:
-        await _answer(message, question, context, redo)
+        text, keyboard = await _compose(message, question, context)
+        sent = await message.reply_text(
+            text, reply_markup=keyboard, do_quote=message.chat.type != ChatType.PRIVATE
+        )
+        asked.answer_id, asked.shown, asked.at = sent.message_id, _digest(question), time.time()
     finally:
-        svc.asking[asker] -= 1
-        if svc.asking[asker] <= 0:
-            del svc.asking[asker]
-            svc.told_to_wait.discard(asker)
+        _end_turn(svc, asker)
+        asked.busy = False
+    await _redo(message, asked, context)  # edited meanwhile: answer the question as it reads
 
 
-async def _answer(
-    message: Message, question: str, context: ContextTypes.DEFAULT_TYPE, redo: int | None
-) -> None:
+async def _compose(
+    message: Message, question: str, context: ContextTypes.DEFAULT_TYPE
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The answer's HTML and buttons (its citations saved for the buttons)."""
     svc = services(context)
     delay = svc.settings.telegram_typing_after
     if delay <= 0:
@@ -70,46 +76,125 @@ async def _answer(
             )
     finally:
         typing.cancel()
-    text = answer_html(answer)
-    keyboard = answer_keyboard(key, answer) if key else None
-    if redo is not None:
-        try:
-            await context.bot.edit_message_text(
-                text, chat_id=message.chat_id, message_id=redo, reply_markup=keyboard
-            )
-            return
-        except BadRequest as exc:
-            if "not modified" in str(exc).lower():
-                return  # the same answer as before
-            if "not found" not in str(exc).lower():
-                raise
-            # The earlier answer was deleted: answer anew below.
-    sent = await message.reply_text(
-        text, reply_markup=keyboard, do_quote=message.chat.type != ChatType.PRIVATE
-    )
-    _remember(context, message.message_id, sent.message_id, question)
+    return answer_html(answer), answer_keyboard(key, answer) if key else None
 
 
 MAX_ASKING = 3
-# Per chat, the latest questions answered (question message id -> (answer message id, the
-# question as asked)): an edit of one of these redoes its answer in place.
-ANSWERED_KEY = "answered"
-ANSWERED_KEPT = 100
-
-
-def _remember(
-    context: ContextTypes.DEFAULT_TYPE, question_id: int, answer_id: int, question: str
-) -> None:
-    if context.chat_data is None:
-        return
-    answered: dict[int, tuple[int, str]] = context.chat_data.setdefault(ANSWERED_KEY, {})
-    answered.pop(question_id, None)
-    answered[question_id] = (answer_id, question)
-    while len(answered) > ANSWERED_KEPT:
-        del answered[next(iter(answered))]
-
-
 WAIT = "I'm still answering your earlier questions; ask again once they're in."
+# Per chat, the latest questions answered (question message id -> ``Asked``): an edit of one
+# of these within ``REDO_WINDOW`` of its answer redoes that answer in place.
+ASKED_KEY = "asked"
+ASKED_KEPT = 100
+REDO_WINDOW = 48 * 3600.0
+
+
+@dataclass
+class Asked:
+    """A question the bot answers (or answered) by a reply, as its edits need it."""
+
+    answer_id: int | None = None  # the bot's reply, once sent
+    shown: str = ""  # digest of the question that reply answers
+    wanted: str = ""  # the question as the message now reads, until the reply answers it
+    busy: bool = True  # an answer to it is being made: an edit only updates ``wanted``
+    at: float = 0.0  # when the reply was sent
+
+
+def _digest(question: str) -> str:
+    """A short fingerprint of a question, spacing folded (no question text kept per chat)."""
+    folded = " ".join(question.split())
+    return hashlib.blake2b(folded.encode(), digest_size=8).hexdigest()
+
+
+def _asker(message: Message) -> tuple[int, int]:
+    return message.chat_id, message.from_user.id if message.from_user else 0
+
+
+def _take_turn(svc: Services, asker: tuple[int, int]) -> bool:
+    if svc.asking[asker] >= MAX_ASKING:
+        return False
+    svc.asking[asker] += 1
+    return True
+
+
+def _end_turn(svc: Services, asker: tuple[int, int]) -> None:
+    svc.asking[asker] -= 1
+    if svc.asking[asker] <= 0:
+        del svc.asking[asker]
+        svc.told_to_wait.discard(asker)
+
+
+def _remember(context: ContextTypes.DEFAULT_TYPE, question_id: int) -> Asked:
+    asked = Asked()
+    if context.chat_data is None:
+        return asked
+    kept: dict[int, Asked] = context.chat_data.setdefault(ASKED_KEY, {})
+    kept.pop(question_id, None)
+    kept[question_id] = asked
+    while len(kept) > ASKED_KEPT:
+        del kept[next(iter(kept))]
+    return asked
+
+
+async def edited_question(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A question edited after it was asked (a typo fixed): its answer is redone by editing
+    the bot's reply, so a group does not get a second answer per fix. Edits of messages the
+    bot never answered (or answered over ``REDO_WINDOW`` ago), and edits that leave the
+    question as it was, get nothing."""
+    message = update.effective_message
+    asked = (context.chat_data or {}).get(ASKED_KEY, {}).get(message.message_id)
+    if asked is None or (asked.answer_id is not None and time.time() - asked.at > REDO_WINDOW):
+        return
+    question = _question_in(message, context.bot.username)
+    if not question:
+        return
+    asked.wanted = question
+    if not asked.busy:  # else the answer being made is redone to it when done
+        await _redo(message, asked, context)
+
+
+async def _redo(message: Message, asked: Asked, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Edit the reply until it answers the question as the message last read: one answer
+    at a time per message, the latest edit winning. An asker with ``MAX_ASKING`` answers
+    going leaves it as it is (their next edit tries again)."""
+    svc = services(context)
+    asker = _asker(message)
+    asked.busy = True
+    try:
+        while asked.answer_id is not None and asked.wanted:
+            question = asked.wanted
+            if _digest(question) == asked.shown:
+                asked.wanted = ""
+                break
+            if not _take_turn(svc, asker):
+                break
+            try:
+                text, keyboard = await _compose(message, question, context)
+            finally:
+                _end_turn(svc, asker)
+            await _replace(message, asked, text, keyboard)
+            asked.shown = _digest(question)
+    finally:
+        asked.busy = False
+
+
+async def _replace(
+    message: Message, asked: Asked, text: str, keyboard: InlineKeyboardMarkup | None
+) -> None:
+    """Put the new answer in the bot's reply; a reply since deleted is sent again."""
+    assert asked.answer_id is not None
+    try:
+        await message.get_bot().edit_message_text(
+            text, chat_id=message.chat_id, message_id=asked.answer_id, reply_markup=keyboard
+        )
+    except BadRequest as exc:
+        if "not modified" in str(exc).lower():
+            return  # the same answer as before
+        if "not found" not in str(exc).lower():
+            raise
+        sent = await message.reply_text(
+            text, reply_markup=keyboard, do_quote=message.chat.type != ChatType.PRIVATE
+        )
+        asked.answer_id, asked.at = sent.message_id, time.time()
 
 
 async def _typing_later(message: Message, delay: float) -> None:
@@ -152,30 +237,16 @@ async def ask_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     await reply_with_answer(message, question, context)
 
 
-async def edited_question(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A question edited after it was answered (a typo fixed): the answer is redone by editing
-    the bot's reply, so a group does not get a second answer per fix. Edits of messages the
-    bot never answered, and edits that leave the question as it was, get nothing."""
-    message = update.effective_message
-    answered = (context.chat_data or {}).get(ANSWERED_KEY, {})
-    earlier = answered.get(message.message_id)
-    question = _question_in(message, context.bot.username)
-    if earlier is None or not question or question == earlier[1]:
-        return
-    answered[message.message_id] = (earlier[0], question)
-    await reply_with_answer(message, question, context, redo=earlier[0])
-
-
 def _question_in(message: Message, username: str) -> str:
     """The question a message asks the bot as it now reads ("" if none): ``/ask`` and its
     words; in a private chat any other text that is not a command; in a group the text of a
     message addressed to the bot, without the mention."""
     text = message.text or ""
     if text.startswith("/"):
-        command, _, rest = text.partition(" ")
+        command, *words = text.split()
         name, _, bot = command[1:].partition("@")
         mine = not bot or bot.lower() == (username or "").lower()
-        return " ".join(rest.split()) if name.lower() == "ask" and mine else ""
+        return " ".join(words) if name.lower() == "ask" and mine else ""
     if message.chat.type == ChatType.PRIVATE:
         return text.strip()
     return strip_mention(text, username) if AddressedToMe().filter(message) else ""
