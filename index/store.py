@@ -358,8 +358,8 @@ class Store:
         self, keys: list[str], hashes: Sequence[str] = (), share: float = 1.0
     ) -> set[str]:
         """The operator's deletions (``delete_article``) an article matches: by any of its
-        ``keys`` (URLs, source keys, ``content_key``), or by ``share`` of its content
-        sentences (``hashes``) being a deleted article's."""
+        ``keys`` (URLs, source keys, ``content_key``), or as a near copy: its content
+        sentences (``hashes``) and a deleted article's share at least ``share`` of each."""
         if not keys and not hashes:
             return set()
         if self.db.execute("SELECT 1 FROM deleted_keys LIMIT 1").fetchone() is None:
@@ -385,7 +385,15 @@ class Store:
                 chunk,
             ):
                 shared[deletion] = shared.get(deletion, 0) + n
-        found |= {d for d, n in shared.items() if n >= share * len(unique)}
+        # Near copies both ways: the shared sentences are ``share`` of the article and of the
+        # deleted one (an article quoting a few of a long deleted one matches neither way).
+        for deletion, n in shared.items():
+            (size,) = self.db.execute(
+                "SELECT COUNT(*) FROM deleted_keys WHERE deletion=? AND key LIKE 'sentence:%'",
+                (deletion,),
+            ).fetchone()
+            if n >= share * max(len(unique), size):
+                found.add(deletion)
         return found
 
     def lift_deletions(self, db: sqlite3.Connection, deletions: Iterable[str]) -> None:

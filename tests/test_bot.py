@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.bot_api import BOT, FakeBotAPI
+from tests.harness.bot_api import BOT, USER, FakeBotAPI
 from tests.harness.bot_process import running_bot
 from tests.harness.chat import ask, buttons, check_html, query, wait_until
 from tests.harness.data import CORPUS, ROOT, cli_env, ingest
@@ -379,6 +380,42 @@ def test_edits_that_stop_asking_the_bot_are_left_alone_and_a_deleted_reply_is_se
     again = ask(api, edit(command, f"/ask {QUESTION}", 3), chat_id=-215)
     assert "two hours" in again.params["text"]
     assert [c.status for c in api.calls_to("editMessageText") if c.at >= start] == [400]
+    # The next edit goes to that new reply.
+    later = ask(api, edit(command, f"/ask {PRISONERS}", 4), "editMessageText", chat_id=-215)
+    assert str(later.params["message_id"]) == str(again.result["message_id"])
+
+
+def test_an_edit_waits_for_the_askers_turn_and_old_answers_are_left_alone(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, bot = world
+    from talksbot.telegram import questions
+
+    asked = api.message(f"/ask {PRISONERS}", chat_id=-216, chat_type="supergroup")
+    ask(api, asked, chat_id=-216)
+    # The asker has three answers going: the edit waits, without a "still answering" notice.
+    svc = bot.app.bot_data["services"]
+    asker = (-216, USER["id"])
+
+    async def hold(n: int) -> None:
+        svc.asking[asker] += n
+
+    def run(coroutine: object) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, bot._loop).result(timeout=10)
+
+    run(hold(questions.MAX_ASKING))
+    start = time.monotonic()
+    api.push(edit(asked, f"/ask {QUESTION}"))
+    assert settled(api, start, -216) == ([], [])
+    for _ in range(questions.MAX_ASKING):  # their answers end: the edit goes out
+        run(questions._end_turn(svc, asker))
+    redone = api.wait_for("editMessageText", lambda c: c.at >= start)
+    assert QUESTION in redone.params["text"]
+    # An answer older than the window is not redone.
+    monkeypatch.setattr(questions, "REDO_WINDOW", 0.0)
+    start = time.monotonic()
+    api.push(edit(asked, f"/ask {PRISONERS}", 2))
+    assert settled(api, start, -216) == ([], [])
 
 
 def test_forum_topic_reply_stays_in_the_topic(world: World) -> None:

@@ -204,6 +204,24 @@ def test_an_article_an_operator_deleted_is_not_brought_back_by_a_feed(
     assert store.db.execute("SELECT COUNT(*) FROM deleted_keys").fetchone()[0] == 0
 
 
+def test_an_article_quoting_part_of_a_deleted_one_does_not_lift_its_deletion(
+    web: FakeWeb, data_dir: Path, store: Store
+) -> None:
+    ingester = Ingester(store, HashEmbedder())
+    long_one = ("A long report", POWER[1] + SANCTIONS[1])  # eight sentences
+    report = publish(web, "/report", long_one)
+    assert ingest_url(store, ingester, report, LOCAL).added == 1
+    assert store.delete_article(store.find_article_by_key(canonical_url(report)))
+    # Another article quotes half of it: stored (it is its own), the deletion stays.
+    quoting = ("Analysis", [*POWER[1], "Analysts said the repairs show the truce can hold."])
+    assert ingest_url(store, ingester, publish(web, "/analysis", quoting), LOCAL).added == 1
+    assert store.db.execute("SELECT COUNT(*) FROM deleted_keys").fetchone()[0] > 0
+    feed = web.put("/f.xml", rss([("R", report)]), content_type="application/rss+xml")
+    add_feed(store, feed, LOCAL)
+    polled = poll_feeds(store, ingester, LOCAL)
+    assert (polled.added, polled.withheld) == (0, 1)
+
+
 def test_broken_feed_is_reported_and_others_go_on(
     web: FakeWeb, data_dir: Path, store: Store
 ) -> None:

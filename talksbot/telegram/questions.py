@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -26,14 +27,20 @@ from talksbot.render import answer_html, cut, inline_html, plain
 from talksbot.telegram.keyboards import EXAMPLES, PAGE, answer_keyboard
 from talksbot.telegram.services import Services, services
 
+log = logging.getLogger("talksbot.bot")
+
 
 async def reply_with_answer(
-    message: Message, question: str, context: ContextTypes.DEFAULT_TYPE
+    message: Message,
+    question: str,
+    context: ContextTypes.DEFAULT_TYPE,
+    remember: bool = True,
 ) -> None:
     """Answer in the chat (and topic) of ``message``, replying to it, with buttons; at most
     ``MAX_ASKING`` questions of one person at a time (told once to wait, the rest ignored).
-    The question is remembered from the start, so an edit of it, even one made while this
-    answer is on its way, redoes the answer in place (``edited_question``)."""
+    With ``remember`` (a person's question, not a button under the bot's own message) the
+    question is remembered from the start, so an edit of it, even one made while this answer
+    is on its way, redoes the answer in place (``edited_question``)."""
     svc = services(context)
     asker = _asker(message)
     if not _take_turn(svc, asker):
@@ -41,7 +48,7 @@ async def reply_with_answer(
             svc.told_to_wait.add(asker)
             await message.reply_text(plain(WAIT), do_quote=message.chat.type != ChatType.PRIVATE)
         return
-    asked = _remember(context, message.message_id)
+    asked = _remember(context, message.message_id) if remember else Asked()
     asked.wanted = question
     try:
         text, keyboard = await _compose(message, question, context)
@@ -50,9 +57,12 @@ async def reply_with_answer(
         )
         asked.answer_id, asked.shown, asked.at = sent.message_id, _digest(question), time.time()
     finally:
-        _end_turn(svc, asker)
+        await _end_turn(svc, asker)
         asked.busy = False
-    await _redo(message, asked, context)  # edited meanwhile: answer the question as it reads
+    try:
+        await _redo(message, asked, context)  # edited meanwhile: answer it as it now reads
+    except Exception:  # the answer is out: a failed redo is logged, not apologised for
+        log.warning("could not redo an answer after its question was edited", exc_info=True)
 
 
 async def _compose(
@@ -116,11 +126,20 @@ def _take_turn(svc: Services, asker: tuple[int, int]) -> bool:
     return True
 
 
-def _end_turn(svc: Services, asker: tuple[int, int]) -> None:
+async def _end_turn(svc: Services, asker: tuple[int, int]) -> None:
     svc.asking[asker] -= 1
     if svc.asking[asker] <= 0:
         del svc.asking[asker]
         svc.told_to_wait.discard(asker)
+    async with svc.turns:
+        svc.turns.notify_all()
+
+
+async def _wait_turn(svc: Services, asker: tuple[int, int]) -> None:
+    """Take a turn once the asker has fewer than ``MAX_ASKING`` answers going."""
+    async with svc.turns:
+        await svc.turns.wait_for(lambda: svc.asking[asker] < MAX_ASKING)
+        svc.asking[asker] += 1
 
 
 def _remember(context: ContextTypes.DEFAULT_TYPE, question_id: int) -> Asked:
@@ -154,8 +173,9 @@ async def edited_question(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
 
 async def _redo(message: Message, asked: Asked, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Edit the reply until it answers the question as the message last read: one answer
-    at a time per message, the latest edit winning. An asker with ``MAX_ASKING`` answers
-    going leaves it as it is (their next edit tries again)."""
+    at a time per message, the latest edit winning. It takes one of the asker's
+    ``MAX_ASKING`` turns (waiting for one, without a notice) until the edit is sent, so edits
+    cannot queue more sends than new questions can."""
     svc = services(context)
     asker = _asker(message)
     asked.busy = True
@@ -165,14 +185,15 @@ async def _redo(message: Message, asked: Asked, context: ContextTypes.DEFAULT_TY
             if _digest(question) == asked.shown:
                 asked.wanted = ""
                 break
-            if not _take_turn(svc, asker):
-                break
+            await _wait_turn(svc, asker)
             try:
+                if asked.wanted != question:
+                    continue  # edited again while waiting: answer that instead
                 text, keyboard = await _compose(message, question, context)
+                await _replace(message, asked, text, keyboard)
+                asked.shown = _digest(question)
             finally:
-                _end_turn(svc, asker)
-            await _replace(message, asked, text, keyboard)
-            asked.shown = _digest(question)
+                await _end_turn(svc, asker)
     finally:
         asked.busy = False
 

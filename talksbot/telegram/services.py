@@ -37,6 +37,8 @@ class Services:
     # must not fill the answer queue for everyone else.
     asking: collections.Counter = field(default_factory=collections.Counter)
     told_to_wait: set = field(default_factory=set)
+    # Notified whenever an asker's answer ends: an edit's redo waits here for a turn.
+    turns: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     @property
     def store(self) -> Store:
