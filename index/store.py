@@ -364,27 +364,19 @@ class Store:
             return set()
         if self.db.execute("SELECT 1 FROM deleted_keys LIMIT 1").fetchone() is None:
             return set()  # nothing ever deleted: the usual case, one cheap look
-        found: set[str] = set()
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found |= {
-                d
-                for (d,) in self.db.execute(
-                    f"SELECT DISTINCT deletion FROM deleted_keys WHERE key IN ({marks})", chunk
-                )
-            }
+        found = {
+            d
+            for (d,) in self._chunked(
+                "SELECT DISTINCT deletion FROM deleted_keys WHERE key IN ({marks})", keys
+            )
+        }
         unique = list(dict.fromkeys(sentence_key(h) for h in hashes))
         shared: dict[str, int] = {}
-        for start in range(0, len(unique), 500):
-            chunk = unique[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for deletion, n in self.db.execute(
-                f"SELECT deletion, COUNT(*) FROM deleted_keys WHERE key IN ({marks}) "
-                "GROUP BY deletion",
-                chunk,
-            ):
-                shared[deletion] = shared.get(deletion, 0) + n
+        for deletion, n in self._chunked(
+            "SELECT deletion, COUNT(*) FROM deleted_keys WHERE key IN ({marks}) GROUP BY deletion",
+            unique,
+        ):
+            shared[deletion] = shared.get(deletion, 0) + n
         # Near copies both ways: the shared sentences are ``share`` of the article and of the
         # deleted one (an article quoting a few of a long deleted one matches neither way).
         for deletion, n in shared.items():
@@ -395,6 +387,13 @@ class Store:
             if n >= share * max(len(unique), size):
                 found.add(deletion)
         return found
+
+    def _chunked(self, sql: str, values: Sequence[str]) -> Iterator[tuple]:
+        """Rows of ``sql`` (``{marks}``: a list of placeholders) over ``values`` 500 at a time,
+        within SQLite's limit on host parameters."""
+        for start in range(0, len(values), 500):
+            chunk = list(values[start : start + 500])
+            yield from self.db.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
 
     def lift_deletions(self, db: sqlite3.Connection, deletions: Iterable[str]) -> None:
         """Forget these deletions (inside the caller's transaction): stored again on purpose."""
@@ -421,15 +420,12 @@ class Store:
         if not unique:
             return None, 0.0
         counts: dict[int, int] = {}
-        for start in range(0, len(unique), 500):
-            chunk = unique[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for article_id, n in self.db.execute(
-                f"SELECT article_id, COUNT(DISTINCT hash) FROM sentences WHERE hash IN ({marks}) "
-                "AND kind != 'boilerplate' GROUP BY article_id",
-                chunk,
-            ):
-                counts[article_id] = counts.get(article_id, 0) + n
+        for article_id, n in self._chunked(
+            "SELECT article_id, COUNT(DISTINCT hash) FROM sentences WHERE hash IN ({marks}) "
+            "AND kind != 'boilerplate' GROUP BY article_id",
+            unique,
+        ):
+            counts[article_id] = counts.get(article_id, 0) + n
         if not counts:
             return None, 0.0
         best = max(counts, key=counts.__getitem__)
