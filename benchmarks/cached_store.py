@@ -34,46 +34,57 @@ DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus"
 
 
 class CachingEmbedder:
-    """Wraps an embedder; vectors are kept by text hash in a .npz file between runs."""
+    """Wraps an embedder; vectors are kept between runs in a .npz file, by batch: the texts
+    of one ``embed`` call (the ingester makes one per article). A text's int8 vector depends
+    on what it was embedded with (onnxruntime quantizes activations per batch), so a store
+    built from this cache holds exactly the vectors a plain ingest would give it."""
 
     def __init__(self, inner: Embedder, path: Path) -> None:
         self.inner = inner
         self.name, self.backend, self.dim = inner.name, inner.backend, inner.dim
         self.path = path
-        self.vectors: dict[str, np.ndarray] = {}
+        self.batches: dict[str, np.ndarray] = {}
         if path.exists():
             with np.load(path) as data:
-                self.vectors = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
+                ends = np.cumsum(data["sizes"])
+                for key, end, size in zip(data["keys"].tolist(), ends, data["sizes"], strict=True):
+                    self.batches[key] = data["vectors"][end - size : end]
         self.dirty = False
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
-        missing = list(dict.fromkeys(k for k in keys if k not in self.vectors))
-        if missing:
-            by_key = dict(zip(keys, texts, strict=True))
-            fresh = self.inner.embed([by_key[k] for k in missing])
-            self.vectors.update(zip(missing, fresh, strict=True))
+        key = hashlib.sha1("\n\x00".join(texts).encode()).hexdigest()
+        if key not in self.batches:
+            self.batches[key] = np.asarray(self.inner.embed(list(texts)), np.float32)
             self.dirty = True
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for i, k in enumerate(keys):
-            out[i] = self.vectors[k]
-        return out
+        return self.batches[key].copy()
 
     def save(self) -> None:
         if not self.dirty:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        keys = list(self.vectors)
+        keys = list(self.batches)
         tmp = self.path.with_suffix(".tmp.npz")
-        np.savez(tmp, keys=np.array(keys), vectors=np.vstack([self.vectors[k] for k in keys]))
+        np.savez(
+            tmp,
+            keys=np.array(keys),
+            sizes=np.array([len(self.batches[k]) for k in keys], np.int64),
+            vectors=np.vstack([self.batches[k] for k in keys]),
+        )
         os.replace(tmp, self.path)
         self.dirty = False
 
 
 def segmenter_fingerprint() -> str:
-    """Changes whenever the code that decides units (or their embedding) changes."""
+    """Changes whenever the code that decides units (or their embedding, or this cache)
+    changes."""
     h = hashlib.sha1()
-    for name in ("index/segment.py", "index/ingest.py", "index/loaders.py", "index/store.py"):
+    for name in (
+        "index/segment.py",
+        "index/ingest.py",
+        "index/loaders.py",
+        "index/store.py",
+        "benchmarks/cached_store.py",
+    ):
         h.update((ROOT / name).read_bytes())
     return h.hexdigest()[:12]
 
@@ -83,7 +94,7 @@ def cached_store(
 ) -> tuple[Path, Embedder]:
     """A data dir holding ``corpus`` ingested with ``backend``; built only when missing."""
     inner = embedder or load_embedder(backend, CACHE_ROOT / "models")
-    cache = CachingEmbedder(inner, CACHE_ROOT / f"vectors-{backend}.npz")
+    cache = CachingEmbedder(inner, CACHE_ROOT / f"batches-{backend}.npz")
     tag = hashlib.sha1(str(corpus.resolve()).encode()).hexdigest()[:8]
     data_dir = CACHE_ROOT / f"store-{backend}-{tag}-{segmenter_fingerprint()}"
     if not (data_dir / "READY").exists():

@@ -63,7 +63,7 @@ def rescore(questions, data_dir: Path, minilm, top: int = 30, base: bool = True)
     texts = sorted({rescored.pool(q).texts[i] for q, ix in chosen.items() for i in ix})
     started = time.perf_counter()
     mpnet = CachingEmbedder(
-        load_embedder("mpnet", CACHE_ROOT / "models"), CACHE_ROOT / "vectors-mpnet-alone.npz"
+        load_embedder("mpnet", CACHE_ROOT / "models"), CACHE_ROOT / "batches-mpnet-alone.npz"
     )
     load_s = time.perf_counter() - started
     started = time.perf_counter()
