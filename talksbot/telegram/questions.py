@@ -46,15 +46,13 @@ async def reply_with_answer(
     if not _take_turn(svc, asker):
         if asker not in svc.told_to_wait:
             svc.told_to_wait.add(asker)
-            await message.reply_text(plain(WAIT), do_quote=message.chat.type != ChatType.PRIVATE)
+            await _reply(message, plain(WAIT))
         return
     asked = _remember(context, message.message_id) if remember else Asked()
     asked.wanted = question
     try:
         text, keyboard = await _compose(message, question, context)
-        sent = await message.reply_text(
-            text, reply_markup=keyboard, do_quote=message.chat.type != ChatType.PRIVATE
-        )
+        sent = await _reply(message, text, keyboard)
         asked.answer_id, asked.shown, asked.at = sent.message_id, _digest(question), time.time()
     finally:
         await _end_turn(svc, asker)
@@ -63,6 +61,15 @@ async def reply_with_answer(
         await _redo(message, asked, context)  # edited meanwhile: answer it as it now reads
     except Exception:  # the answer is out: a failed redo is logged, not apologised for
         log.warning("could not redo an answer after its question was edited", exc_info=True)
+
+
+async def _reply(
+    message: Message, text: str, keyboard: InlineKeyboardMarkup | None = None
+) -> Message:
+    """Reply in the message's chat and topic, quoting it in groups (where several people ask)."""
+    return await message.reply_text(
+        text, reply_markup=keyboard, do_quote=message.chat.type != ChatType.PRIVATE
+    )
 
 
 async def _compose(
@@ -212,9 +219,7 @@ async def _replace(
             return  # the same answer as before
         if "not found" not in str(exc).lower():
             raise
-        sent = await message.reply_text(
-            text, reply_markup=keyboard, do_quote=message.chat.type != ChatType.PRIVATE
-        )
+        sent = await _reply(message, text, keyboard)
         asked.answer_id, asked.at = sent.message_id, time.time()
 
 
