@@ -299,8 +299,8 @@ class Answerer:
             if a is None:  # deleted since the search
                 continue
             quote, ids = self._quote(e, terms, extend)
-            if ids & used or (e.kind == "heading" and len(ids) == 1):
-                continue  # a heading alone says nothing a reader can check
+            if ids & used:
+                continue
             used |= ids
             chosen.append(unit)
             out.append(

@@ -17,6 +17,7 @@ from retrieval.answer import (
     render_text,
     text_fragment_link,
 )
+from retrieval.search import says_nothing
 from tests.harness.data import CORPUS, answering, ingest
 
 
@@ -229,3 +230,56 @@ def test_a_sentence_carried_by_two_outlets_is_cited_once(data_dir: Path, tmp_pat
     quotes = [c.quote for c in a.citations]
     assert sum(wire in q for q in quotes) == 1, quotes
     assert len(quotes) >= 2  # the other sentences are still cited
+
+
+MENU_PAGE = """---
+title: "Pope calls for an Easter truce"
+url: https://vatican-news.example/pope-easter-truce
+published: 2026-03-30
+outlet: vatican-news.example
+---
+
+- [News](https://vatican-news.example/news)
+- [Sport](https://vatican-news.example/sport)
+- [Cricket](https://vatican-news.example/cricket)
+- [Vladimir Putin](https://vatican-news.example/tags/putin)
+
+Pope Leo called for a truce over Easter in a message read at the Vatican on Sunday.
+
+He urged both sides to exchange all prisoners before the holiday.
+"""
+
+
+def test_a_bare_menu_label_is_never_cited(data_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "menu.md").write_text(MENU_PAGE)
+    ingest(data_dir, tmp_path / "menu.md", CORPUS)
+    labels = {"News", "Sport", "Cricket", "Vladimir Putin"}
+    with answering(data_dir) as answerer:
+        # The labels are searchable units like any other …
+        assert labels <= set(answerer.searcher.unit_texts())
+        for question in ("What did the Pope say about cricket?", "sport news", "putin"):
+            a = answerer.answer(question, k=5)
+            # … but a one-word link states nothing a reader could check: never a citation.
+            assert not labels & {c.quote for c in a.citations}, (question, a.citations)
+        a = answerer.answer("What did the Pope ask for at Easter?", k=3)
+        assert a.status == ANSWERED
+        assert a.citations[0].quote.startswith("Pope Leo called for a truce over Easter")
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "alone"),
+    [
+        ("boilerplate", "Cricket", False),
+        ("boilerplate", "U.S. News", False),
+        ("boilerplate", "Vladimir Putin", False),
+        ("heading", "Budapest as controversial venue", False),
+        ("boilerplate", "€165 million in 2024", True),  # a figure line answers "how much"
+        ("boilerplate", "Stated Accuracy| 14 meters (Circular Error Probable)", True),
+        ("boilerplate", "Photograph: Gleb Garanich/Reuters", True),
+        ("sentence", "Never.", True),  # an interviewee's answer is an article's own sentence
+    ],
+)
+def test_only_headings_and_bare_labels_cannot_be_cited_alone(
+    kind: str, text: str, alone: bool
+) -> None:
+    assert says_nothing(kind, text) is not alone
