@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 import syntok.segmenter as syntok
 
+from index.text import MIN_PROSE_WORDS
+
 HEADING = "heading"
 SENTENCE = "sentence"
 BOILERPLATE = "boilerplate"
 
-MIN_PROSE_WORDS = 7
 MAX_HEADING_WORDS = 16
 ISLAND_MAX_WORDS = 25
 # A "sentence" longer than this (a page with no punctuation, a giant table row) is split at

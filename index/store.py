@@ -458,14 +458,13 @@ class Store:
         ).fetchall()
         return [SentenceRow(**dict(r)) for r in rows]
 
-    def searchable_texts(self) -> list[str]:
-        """The text of every searchable (embedded) unit, in id order."""
-        return [
-            t
-            for (t,) in self.db.execute(
-                "SELECT text FROM sentences WHERE embedding IS NOT NULL ORDER BY id"
+    def searchable_units(self) -> list[tuple[str, str]]:
+        """``(kind, text)`` of every searchable (embedded) unit, in id order."""
+        return list(
+            self.db.execute(
+                "SELECT kind, text FROM sentences WHERE embedding IS NOT NULL ORDER BY id"
             )
-        ]
+        )
 
     def vocabulary(self) -> set[str]:
         """Every token the corpus uses anywhere, titles, URLs and boilerplate included."""

@@ -20,6 +20,9 @@ STOPWORDS = frozenset(
     says also still ago according get got
     """.split()
 )
+# A line of prose has at least this many words (the segmenter's rule; answers cite a heading
+# alone only when it is this long).
+MIN_PROSE_WORDS = 7
 _TOKEN = re.compile(r"\w+(?:[.'’]\w+)*", re.UNICODE)
 
 

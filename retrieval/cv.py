@@ -183,8 +183,9 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def reachable(searcher: Searcher, questions: Sequence[EvalQuestion]) -> float:
-    """Share of answerable questions whose answer string lies inside some citable unit."""
-    texts = [fold(t) for t in searcher.unit_texts()]
+    """Share of answerable questions whose answer string lies inside some citable unit (a
+    heading or a bare label is searched but never cited: ``search.says_nothing``)."""
+    texts = [fold(t) for t in searcher.unit_texts(citable=True)]
     answerable = [q for q in questions if q.answerable]
     hits = sum(1 for q in answerable if any(first_hit([t], q.answer_contains) for t in texts if t))
     return hits / len(answerable) if answerable else 1.0

@@ -16,7 +16,7 @@ from index.embed import Embedder, load_embedder
 from index.live_index import LiveIndex, bm25_idf
 from index.params import ingest_params
 from index.store import ArticleRow, SentenceRow, Store
-from index.text import tokenize
+from index.text import MIN_PROSE_WORDS, tokenize
 from retrieval.features import FEATURES, Pool, RowInfo, build_pool, row_info
 from retrieval.names import NameMatcher
 from retrieval.rank import EVIDENCE, Ranker, load_ranker
@@ -40,13 +40,16 @@ _FIGURE = re.compile(r"\d")
 
 
 def says_nothing(kind: str, text: str) -> bool:
-    """A unit that cannot be cited alone: a heading, or a bare label. Such a unit states
-    nothing a reader could check, so it is neither cited nor counted as evidence that the
-    question is covered ("What did the Pope say about cricket?" must not be answered by a menu
-    link reading "Cricket"). It stays searchable and is still a neighbour's context. Short
-    lines holding a figure ("€165 million in 2024", a table row) stay citable."""
+    """A unit that cannot be cited alone: a short heading ("Putin's air campaign"), or a bare
+    label. Such a unit states nothing a reader could check, so it is neither cited nor counted
+    as evidence that the question is covered ("What did the Pope say about cricket?" must not
+    be answered by a menu link reading "Cricket"). It stays searchable and is still a
+    neighbour's context. A heading as long as prose is a claim without its full stop (a pull
+    quote: "The 2026 Plan adopts an issue-based approach, organized around four strategic
+    priorities"), and short lines holding a figure ("€165 million in 2024", a table row) stay
+    citable."""
     if kind == "heading":
-        return True
+        return len(_WORD.findall(text)) < MIN_PROSE_WORDS
     return (
         kind == "boilerplate"
         and not _FIGURE.search(text)
@@ -184,9 +187,14 @@ class Searcher:
     def article(self, article_id: int) -> ArticleRow | None:
         return self.store.article(article_id)
 
-    def unit_texts(self) -> list[str]:
-        """The text of every searchable unit (evaluation's reachability; reads the store)."""
-        return self.store.searchable_texts()
+    def unit_texts(self, citable: bool = False) -> list[str]:
+        """The text of every searchable unit, or only of those that can be cited
+        (``says_nothing``: evaluation's reachability); reads the store."""
+        return [
+            text
+            for kind, text in self.store.searchable_units()
+            if not (citable and says_nothing(kind, text))
+        ]
 
     def coverage(self) -> dict:
         """The store's coverage (articles, outlets, dates), recounted only after a write."""

@@ -273,6 +273,7 @@ def test_a_bare_menu_label_is_never_cited(data_dir: Path, tmp_path: Path) -> Non
         ("boilerplate", "U.S. News", False),
         ("boilerplate", "Vladimir Putin", False),
         ("heading", "Budapest as controversial venue", False),
+        ("heading", "The 2026 Plan adopts an issue-based approach, organized around four", True),
         ("boilerplate", "€165 million in 2024", True),  # a figure line answers "how much"
         ("boilerplate", "Stated Accuracy| 14 meters (Circular Error Probable)", True),
         ("boilerplate", "Photograph: Gleb Garanich/Reuters", True),

@@ -84,6 +84,10 @@ Contact
 
 The war has forced millions from their homes and the needs keep growing across the country.
 
+The 2026 Plan adopts an issue-based approach, organized around four strategic priorities
+
+Aid agencies say they will reach the most vulnerable first, starting with the front-line towns.
+
 14,383 civilian deaths and 37,541 injuries have been documented.
 
 Stated Accuracy| 14 meters (Circular Error Probable)
@@ -116,6 +120,18 @@ def test_boilerplate_marked_lines_stay_citable_and_reachable(tmp_path: Path) -> 
     assert found[0].kind == BOILERPLATE
     missing = [EvalQuestion("?", ["a sentence no article holds"], True)]
     assert reachable(answerer.searcher, missing) == 0.0
+    # A heading as long as prose (a pull quote) is cited alone; a menu label never is, so an
+    # answer only a label holds counts as unreachable.
+    plan = "adopts an issue-based approach"
+    assert {u.kind for u in units if plan in u.text} == {"heading"}
+    assert reachable(answerer.searcher, [EvalQuestion("how is the plan built", [plan], True)])
+    assert (
+        answerer.answer("how is the 2026 plan organized")
+        .citations[0]
+        .quote.startswith("The 2026 Plan adopts")
+    )
+    assert "Donate" in answerer.searcher.unit_texts()
+    assert reachable(answerer.searcher, [EvalQuestion("how to give", ["Donate"], True)]) == 0.0
 
 
 @pytest.mark.parametrize(
