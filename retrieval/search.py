@@ -39,6 +39,13 @@ LABEL_WORDS = 3
 _FIGURE = re.compile(r"\d")
 
 
+# The abstainer weighs the best candidates of the article text only (``evidence``: the best,
+# the third and the fifth): a page's chrome (menus, cookie and sign-up text, links to other
+# stories) is searched and may be cited, but is no evidence that the question is covered.
+EVIDENCE_UNITS = 5
+BOILERPLATE = "boilerplate"  # index.segment's mark (not imported: retrieval loads no segmenter)
+
+
 def says_nothing(kind: str, text: str) -> bool:
     """A unit that cannot be cited alone: a short heading ("Putin's air campaign"), or a bare
     label. Such a unit states nothing a reader could check, so it is neither cited nor counted
@@ -51,9 +58,7 @@ def says_nothing(kind: str, text: str) -> bool:
     if kind == "heading":
         return len(_WORD.findall(text)) < MIN_PROSE_WORDS
     return (
-        kind == "boilerplate"
-        and not _FIGURE.search(text)
-        and len(_WORD.findall(text)) <= LABEL_WORDS
+        kind == BOILERPLATE and not _FIGURE.search(text) and len(_WORD.findall(text)) <= LABEL_WORDS
     )
 
 
@@ -328,40 +333,50 @@ class Searcher:
             near = pool.near
             scores = ranker.score(pool.features)
             pos = {int(r): i for i, r in enumerate(pool.rows)}
-            entries = []
+            entries: list[Candidate] = []
+            content: list[Candidate] = []  # the best of the article text: the evidence
             candidates = np.flatnonzero(pool.candidates)
             for i in candidates[np.argsort(-scores[candidates], kind="stable")]:
-                if len(entries) >= limit:
+                if len(entries) >= limit and len(content) >= EVIDENCE_UNITS:
                     break
                 r = int(pool.rows[i])
                 sentence = near.rows[r]
                 if says_nothing(sentence.kind, sentence.text):
                     continue
                 prev, nxt = near.prev_of.get(r), near.next_of.get(r)
-                entries.append(
-                    Candidate(
-                        id=sentence.id,
-                        score=float(scores[i]),
-                        content=sentence.text,
-                        vector=near.matrix[i],
-                        dense=float(pool.dense[i]),
-                        coverage=float(pool.features[i, COVERAGE]),
-                        prev_score=float(scores[pos[prev]]) if prev in pos else None,
-                        next_score=float(scores[pos[nxt]]) if nxt in pos else None,
-                        prev=near.rows[prev] if prev in pos else None,
-                        next=near.rows[nxt] if nxt in pos else None,
-                        article_id=sentence.article_id,
-                        position=sentence.position,
-                        para=sentence.para,
-                        kind=sentence.kind,
-                    )
+                candidate = Candidate(
+                    id=sentence.id,
+                    score=float(scores[i]),
+                    content=sentence.text,
+                    vector=near.matrix[i],
+                    dense=float(pool.dense[i]),
+                    coverage=float(pool.features[i, COVERAGE]),
+                    prev_score=float(scores[pos[prev]]) if prev in pos else None,
+                    next_score=float(scores[pos[nxt]]) if nxt in pos else None,
+                    prev=near.rows[prev] if prev in pos else None,
+                    next=near.rows[nxt] if nxt in pos else None,
+                    article_id=sentence.article_id,
+                    position=sentence.position,
+                    para=sentence.para,
+                    kind=sentence.kind,
                 )
-        best_dense = float(pool.dense[pool.candidates].max()) if pool.candidates.any() else 0.0
-        return Result(entries, evidence(entries, analysis, best_dense), analysis, best_dense)
+                if len(entries) < limit:
+                    entries.append(candidate)
+                if sentence.kind != BOILERPLATE and len(content) < EVIDENCE_UNITS:
+                    content.append(candidate)
+            text_rows = [i for i in candidates if _article_text(near.rows[int(pool.rows[i])])]
+        best_dense = float(pool.dense[text_rows].max()) if text_rows else 0.0
+        return Result(entries, evidence(content, analysis, best_dense), analysis, best_dense)
+
+
+def _article_text(row: SentenceRow) -> bool:
+    """An article's own text: neither web boilerplate nor a unit that says nothing alone."""
+    return row.kind != BOILERPLATE and not says_nothing(row.kind, row.text)
 
 
 def evidence(entries: list[Candidate], analysis: QueryAnalysis, best_dense: float) -> np.ndarray:
-    """The abstainer's inputs (``rank.EVIDENCE``) for one question."""
+    """The abstainer's inputs (``rank.EVIDENCE``) for one question, from its best candidates
+    of article text (``EVIDENCE_UNITS`` of them, best first)."""
     scores = [e.score for e in entries]
     top = scores[0] if scores else -10.0
     fifth = scores[min(4, len(scores) - 1)] if scores else -10.0

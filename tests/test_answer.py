@@ -284,3 +284,35 @@ def test_only_headings_and_bare_labels_cannot_be_cited_alone(
     kind: str, text: str, alone: bool
 ) -> None:
     assert says_nothing(kind, text) is not alone
+
+
+CHROME_PAGE = """---
+title: "Geneva talks resume"
+url: https://chrome-news.example/geneva-resume
+published: 2026-03-02
+outlet: chrome-news.example
+---
+
+Sign up for our daily newsletter
+Manage your cookie preferences
+Follow us on social media
+
+Negotiators from Kyiv and Moscow resumed talks in Geneva on Monday under American mediation.
+
+The delegations discussed a ceasefire along the current front line and the exchange of prisoners.
+"""
+
+
+def test_a_pages_chrome_is_no_evidence_of_coverage(data_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "chrome.md").write_text(CHROME_PAGE)
+    ingest(data_dir, tmp_path / "chrome.md", CORPUS)
+    with answering(data_dir) as answerer:
+        # The sign-up line is indexed and matches the question word for word …
+        assert "Sign up for our daily newsletter" in answerer.searcher.unit_texts(citable=True)
+        for question in ("sign up for our daily newsletter", "manage cookie preferences"):
+            # … but a page's chrome says nothing about the war: not covered.
+            a = answerer.answer(question)
+            assert a.status != ANSWERED and not a.citations, (question, a.citations)
+        a = answerer.answer("Where did the negotiators resume talks on Monday?")
+        assert a.status == ANSWERED
+        assert a.citations[0].quote.startswith("Negotiators from Kyiv and Moscow resumed")
