@@ -51,7 +51,13 @@ _ENDNOTE = re.compile(
 )
 _AUTOLINK = re.compile(r"<(https?://[^<>\s]++)>")  # stops at "<": no rescans
 _URL = re.compile(r"https?://\S+")
-_EMPHASIS = re.compile(r"(\*\*|__|(?<![\w*])\*(?=\S)|(?<=\S)\*(?![\w*]))")
+_EMPHASIS = re.compile(
+    r"(\*\*|__|(?<![\w*])\*(?=\S)|(?<=\S)\*(?![\w*])|(?<![\w_])_(?=\S)|(?<=\S)_(?![\w_]))"
+)
+_BLOCKQUOTE = re.compile(r"^\s{0,3}(?:>\s?)+")
+# Zero-width spaces, joiners and byte-order marks some CMSs leave inside words: invisible in a
+# quote, they still break search and the quote's link to its place on the page.
+_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
 _HEADING_MARK = re.compile(r"^\s{0,3}#{1,6}\s+")
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*$")
@@ -92,6 +98,8 @@ def _link_text(m: re.Match[str]) -> str:
 
 def clean_line(line: str) -> str:
     """Markdown syntax off, link text kept: the result reads as the page does."""
+    line = _INVISIBLE.sub("", line)
+    line = _BLOCKQUOTE.sub("", line)
     line = _HEADING_MARK.sub("", line)
     line = _BULLET.sub("", line)
     line = _MD_LINK.sub(_link_text, line)

@@ -75,6 +75,19 @@ def test_markdown_syntax_is_removed_but_link_text_kept() -> None:
     assert clean_line("- item with <https://x.org/b> autolink") == "item with autolink"
 
 
+def test_quote_blocks_underscore_emphasis_and_invisible_characters_are_removed() -> None:
+    # A pull quote as Markdown writes it reads as plain text, as on the page.
+    assert clean_line("> _All three sides agreed that the Americans will lead._") == (
+        "All three sides agreed that the Americans will lead."
+    )
+    assert clean_line("> **_Hong Kong functions as a hub._**") == "Hong Kong functions as a hub."
+    assert clean_line(">> nested") == "nested"
+    # Zero-width spaces and soft hyphens inside words would break search and the quote's link.
+    assert clean_line("Luk\u200boil sold its as\u00adsets\ufeff") == "Lukoil sold its assets"
+    # Underscores inside words, and ">" inside a line, are text.
+    assert clean_line("the snake_case_name and x > y") == "the snake_case_name and x > y"
+
+
 def test_hard_wrapped_prose_is_joined() -> None:
     body = (
         "Negotiators explored the viability of a demilitarised zone in the\n"
