@@ -7,6 +7,7 @@ stored article, with its outlet, date and a link that jumps to the quote on the 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from urllib.parse import quote as urlquote
 
@@ -354,6 +355,15 @@ def validate_question(question: str) -> str:
         )
     if not re.search(r"\w", question):
         return "Please ask a question in words, for example: Who mediates the talks?"
+    letters = [c for c in question if c.isalpha()]
+    latin = sum(1 for c in letters if unicodedata.name(c, "").startswith("LATIN"))
+    if latin * 2 < len(letters):
+        # The coverage and the model are English: words of another script match nothing, and
+        # an abstention would list them as names the coverage never mentions.
+        return (
+            "I read English-language coverage and understand questions in English, for "
+            "example: Who mediates the talks?"
+        )
     return ""
 
 

@@ -81,6 +81,8 @@ def test_off_topic_is_declined(answerer: Answerer) -> None:
         ("   ", "Please ask a question"),
         ("?!…", "in words"),
         ("x" * 10_000, "10,000 characters"),
+        ("Кто ведёт переговоры в Женеве?", "questions in English"),
+        ("普京说了什么", "questions in English"),
     ],
 )
 def test_unusable_questions_get_a_clear_message(
@@ -88,6 +90,14 @@ def test_unusable_questions_get_a_clear_message(
 ) -> None:
     a = answerer.answer(question)
     assert a.status == INVALID and message in a.message and not a.citations
+
+
+def test_accented_names_and_a_foreign_word_or_two_are_still_questions(
+    answerer: Answerer,
+) -> None:
+    for question in ("What did Orbán and Lenarčič say?", "Was heißt Waffenstillstand in Geneva?"):
+        assert answerer.answer(question).status != INVALID
+    assert answerer.answer("Did the Кремль comment on the Geneva talks?").status != INVALID
 
 
 def test_json_shape(answerer: Answerer) -> None:
