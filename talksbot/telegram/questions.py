@@ -57,10 +57,7 @@ async def reply_with_answer(
     finally:
         await _end_turn(svc, asker)
         asked.busy = False
-    try:
-        await _redo(message, asked, context)  # edited meanwhile: answer it as it now reads
-    except Exception:  # the answer is out: a failed redo is logged, not apologised for
-        log.warning("could not redo an answer after its question was edited", exc_info=True)
+    await _redo_logged(message, asked, context)  # edited meanwhile: answer it as it now reads
 
 
 async def _reply(
@@ -134,19 +131,31 @@ def _take_turn(svc: Services, asker: tuple[int, int]) -> bool:
 
 
 async def _end_turn(svc: Services, asker: tuple[int, int]) -> None:
+    """Give the turn back; the asker's oldest edit waiting for one (``_defer``) takes it."""
     svc.asking[asker] -= 1
     if svc.asking[asker] <= 0:
         del svc.asking[asker]
         svc.told_to_wait.discard(asker)
-    async with svc.turns:
-        svc.turns.notify_all()
+    waiting = svc.deferred.get(asker)
+    if waiting:
+        message, asked, context = waiting.pop(next(iter(waiting)))
+        if not waiting:
+            del svc.deferred[asker]
+        context.application.create_task(_redo_logged(message, asked, context))
 
 
-async def _wait_turn(svc: Services, asker: tuple[int, int]) -> None:
-    """Take a turn once the asker has fewer than ``MAX_ASKING`` answers going."""
-    async with svc.turns:
-        await svc.turns.wait_for(lambda: svc.asking[asker] < MAX_ASKING)
-        svc.asking[asker] += 1
+def _defer(
+    svc: Services, message: Message, asked: Asked, context: ContextTypes.DEFAULT_TYPE
+) -> None:
+    """Keep an edit whose asker has no turn free until one ends. No handler waits for it (a
+    waiting handler holds one of the library's places for updates, and a flood of edits would
+    hold them all); as a fourth question is, an edit beyond ``MAX_ASKING`` waiting ones is
+    ignored."""
+    waiting = svc.deferred.setdefault(_asker(message), {})
+    if message.message_id in waiting or len(waiting) < MAX_ASKING:
+        waiting[message.message_id] = (message, asked, context)
+    else:
+        log.info("an edit was ignored: its asker has %d edits waiting for a turn", len(waiting))
 
 
 def _remember(context: ContextTypes.DEFAULT_TYPE, question_id: int) -> Asked:
@@ -181,8 +190,8 @@ async def edited_question(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
 async def _redo(message: Message, asked: Asked, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Edit the reply until it answers the question as the message last read: one answer
     at a time per message, the latest edit winning. It takes one of the asker's
-    ``MAX_ASKING`` turns (waiting for one, without a notice) until the edit is sent, so edits
-    cannot queue more sends than new questions can."""
+    ``MAX_ASKING`` turns until the edit is sent; with none free it is deferred (``_defer``),
+    so edits cannot make more answers at once than new questions can, nor wait in a handler."""
     svc = services(context)
     asker = _asker(message)
     asked.busy = True
@@ -192,10 +201,10 @@ async def _redo(message: Message, asked: Asked, context: ContextTypes.DEFAULT_TY
             if _digest(question) == asked.shown:
                 asked.wanted = ""
                 break
-            await _wait_turn(svc, asker)
+            if not _take_turn(svc, asker):
+                _defer(svc, message, asked, context)
+                break
             try:
-                if asked.wanted != question:
-                    continue  # edited again while waiting: answer that instead
                 text, keyboard = await _compose(message, question, context)
                 await _replace(message, asked, text, keyboard)
                 asked.shown = _digest(question)
@@ -203,6 +212,14 @@ async def _redo(message: Message, asked: Asked, context: ContextTypes.DEFAULT_TY
                 await _end_turn(svc, asker)
     finally:
         asked.busy = False
+
+
+async def _redo_logged(message: Message, asked: Asked, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """``_redo`` off any handler (a deferred edit): a failure is logged, not apologised for."""
+    try:
+        await _redo(message, asked, context)
+    except Exception:
+        log.warning("could not redo an answer after its question was edited", exc_info=True)
 
 
 async def _replace(
@@ -268,11 +285,20 @@ def _question_in(message: Message, username: str) -> str:
     words; in a private chat any other text that is not a command; in a group the text of a
     message addressed to the bot, without the mention."""
     text = message.text or ""
-    if text.startswith("/"):
-        command, *words = text.split()
-        name, _, bot = command[1:].partition("@")
+    # A command as Telegram marks it (what ``filters.COMMAND`` routes): "/r/ukraine: …" typed
+    # in a private chat, with no command entity, is a question like any other text.
+    command = next(
+        (
+            e
+            for e in message.entities
+            if e.type == MessageEntity.BOT_COMMAND and e.offset == 0 and e.length > 1
+        ),
+        None,
+    )
+    if command is not None:
+        name, _, bot = text[1 : command.length].partition("@")
         mine = not bot or bot.lower() == (username or "").lower()
-        return " ".join(words) if name.lower() == "ask" and mine else ""
+        return " ".join(text[command.length :].split()) if name.lower() == "ask" and mine else ""
     if message.chat.type == ChatType.PRIVATE:
         return text.strip()
     return strip_mention(text, username) if AddressedToMe().filter(message) else ""

@@ -37,8 +37,9 @@ class Services:
     # must not fill the answer queue for everyone else.
     asking: collections.Counter = field(default_factory=collections.Counter)
     told_to_wait: set = field(default_factory=set)
-    # Notified whenever an asker's answer ends: an edit's redo waits here for a turn.
-    turns: asyncio.Condition = field(default_factory=asyncio.Condition)
+    # Per (chat, user), edits waiting for a turn (question message id -> what redoes it), at
+    # most ``questions.MAX_ASKING``: the next one starts when one of the asker's answers ends.
+    deferred: dict = field(default_factory=dict)
 
     @property
     def store(self) -> Store:
