@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from retrieval.answer import Answerer, build_quote
-from retrieval.evaluate import EvalQuestion, evaluate, first_hit, fold
+from retrieval.evaluate import EvalFileError, EvalQuestion, evaluate, first_hit, fold
 from retrieval.features import Pool
 from retrieval.rank import (
     QUOTE_EXTENSIONS,
@@ -196,6 +196,12 @@ def evaluate_with_cv(answerer: Answerer, questions: Sequence[EvalQuestion], fold
     and out-of-fold figures of a ranker refitted on these questions, and reachability."""
     from retrieval.evaluate import format_metrics
 
+    groups = {q.doc or q.id for q in questions}
+    if folds > 1 and len(groups) < folds:
+        raise EvalFileError(
+            f"{folds}-fold cross-validation needs questions about at least {folds} articles "
+            f"(these are about {len(groups)}); use --folds 0 for the shipped ranker's figures"
+        )
     shipped = evaluate(questions, _answers(answerer))
     out: dict = {"metrics": shipped["metrics"], "rows": shipped["rows"]}
     ranker = answerer.ranker or answerer.searcher.ranker

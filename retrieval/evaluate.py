@@ -41,17 +41,27 @@ def load_questions(path: Path) -> list[EvalQuestion]:
             continue
         try:
             obj = json.loads(line)
+            question, needles = obj["question"], obj.get("answer_contains") or []
+            answerable = obj.get("answerable", True)
+            if not isinstance(question, str) or not question.strip():
+                raise ValueError('"question" must be a non-empty string')
+            if not isinstance(answerable, bool):
+                raise ValueError('"answerable" must be true or false')
+            if not isinstance(needles, list) or not all(isinstance(x, str) for x in needles):
+                raise ValueError('"answer_contains" must be a list of strings')
+            if answerable and not any(x.strip() for x in needles):
+                raise ValueError('an answerable question needs "answer_contains" strings')
             out.append(
                 EvalQuestion(
-                    question=str(obj["question"]),
-                    answer_contains=[str(s) for s in obj.get("answer_contains") or []],
-                    answerable=bool(obj.get("answerable", True)),
+                    question=question,
+                    answer_contains=needles,
+                    answerable=answerable,
                     kind=str(obj.get("kind", "")),
                     id=str(obj.get("id", n)),
                     doc=str(obj.get("doc") or ""),
                 )
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise EvalFileError(f"{path}:{n}: not a question object ({exc})") from None
     if not out:
         raise EvalFileError(f"{path}: no questions")

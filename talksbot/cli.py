@@ -270,12 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", help="answer a question with citations")
     p.add_argument("question", nargs="*", help="the question; omit to read questions from stdin")
     p.add_argument("--json", action="store_true", help="one JSON object per question")
-    p.add_argument("-k", type=int, default=3, help="citations per answer (default 3)")
+    p.add_argument(
+        "-k", type=_between(1, 50), default=3, help="citations per answer (default 3, at most 50)"
+    )
     p = sub.add_parser("eval", help="hit@k, MRR and abstention on a JSONL question file")
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
     p.add_argument(
-        "--folds", type=int, default=5, help="cross-validation folds (0: the shipped ranker only)"
+        "--folds",
+        type=_between(0, 50, not_one=True),
+        default=5,
+        help="cross-validation folds, 2-50 (0: the shipped ranker only)",
     )
     p = sub.add_parser("fit-ranker", help="fit the ranker and abstainer on a JSONL question file")
     p.add_argument("file")
@@ -288,6 +293,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "add", "remove", "poll"], nargs="?", default="list")
     p.add_argument("url", nargs="?")
     return parser
+
+
+def _between(low: int, high: int, not_one: bool = False) -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high] (1 excluded with ``not_one``: one
+    fold cross-validates nothing)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high or (not_one and value == 1):
+            extra = ", not 1" if not_one else ""
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}{extra}")
+        return value
+
+    return parse
 
 
 COMMANDS = {

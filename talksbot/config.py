@@ -32,7 +32,8 @@ def default_data_dir() -> Path:
 class Settings(BaseSettings):
     """Everything configurable. Field names map to upper-case environment variables."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # Infinity passes "greater than 0" but no timer or clock takes it: refused with NaN.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", allow_inf_nan=False)
 
     talksbot_data_dir: Path = Field(default_factory=default_data_dir)
     # "onnx-int8" (default, fast), "onnx" (fp32 ONNX), "torch" (plain sentence-transformers),

@@ -125,10 +125,51 @@ def test_eval_reports_hits_and_abstention(filled: Path, tmp_path: Path) -> None:
 
 def test_eval_with_a_broken_file_says_which_line(filled: Path, tmp_path: Path) -> None:
     qfile = tmp_path / "q.jsonl"
-    qfile.write_text('{"question": "ok", "answer_contains": []}\nnot json\n')
+    qfile.write_text('{"question": "ok", "answer_contains": [], "answerable": false}\nnot json\n')
     result = run_cli(filled, "eval", str(qfile))
     assert result.returncode == 1
     assert f"{qfile}:2: not a question object" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ('{"question": 5, "answer_contains": ["x"]}', "non-empty string"),
+        ('{"question": " ", "answer_contains": ["x"]}', "non-empty string"),
+        ('{"question": "ok"}', 'needs "answer_contains"'),  # answerable, nothing to find
+        ('{"question": "ok", "answer_contains": "two hours"}', "list of strings"),
+        ('{"question": "ok", "answer_contains": ["x"], "answerable": "no"}', "true or false"),
+        ('["question"]', "not a question object"),
+    ],
+)
+def test_eval_refuses_a_question_it_could_not_score(
+    filled: Path, tmp_path: Path, line: str, reason: str
+) -> None:
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text(line + "\n")
+    message = refusal(run_cli(filled, "eval", str(qfile)))
+    assert f"{qfile}:1: not a question object" in message and reason in message
+
+
+def test_counts_outside_their_range_are_refused_with_the_range(
+    filled: Path, tmp_path: Path
+) -> None:
+    for args, says in (
+        (["ask", "-k", "0", "talks"], "0 is not between 1 and 50"),
+        (["ask", "-k", "-3", "talks"], "-3 is not between 1 and 50"),
+        (["ask", "-k", "many", "talks"], "'many' is not a whole number"),
+        (["eval", "q.jsonl", "--folds", "1"], "1 is not between 0 and 50, not 1"),
+    ):
+        result = run_cli(filled, *args)
+        assert result.returncode == 2 and says in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    # Folds need as many articles as there are folds.
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text(
+        json.dumps({"question": "How long did the talks last?", "answer_contains": ["hours"]})
+    )
+    message = refusal(run_cli(filled, "eval", str(qfile), "--folds", "3"))
+    assert "needs questions about at least 3 articles" in message and "--folds 0" in message
 
 
 def test_stats(filled: Path) -> None:
@@ -177,6 +218,9 @@ def test_bad_configuration_is_one_line(data_dir: Path) -> None:
         ("TALKSBOT_FETCH_TIMEOUT", "0"),
         ("TELEGRAM_WEBHOOK_PORT", "abc"),
         ("TELEGRAM_WEBHOOK_PORT", "70000"),
+        ("TALKSBOT_FEED_INTERVAL", "inf"),  # passes "> 0"; no timer takes it
+        ("TALKSBOT_INDEX_POLL", "Infinity"),
+        ("TALKSBOT_FETCH_TIMEOUT", "inf"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it(data_dir: Path, name: str, value: str) -> None:
