@@ -21,6 +21,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ParseMode
+from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -79,11 +80,8 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
             svc.pool = AnswerPool(settings, workers or default_workers())
             await svc.pool.start()
         app.bot_data["services"] = svc
+        await register_commands(app)
         await jobs.start_pushes(svc, app.bot)
-        await app.bot.set_my_commands(
-            bot_commands("private"), scope=BotCommandScopeAllPrivateChats()
-        )
-        await app.bot.set_my_commands(bot_commands("group"), scope=BotCommandScopeAllGroupChats())
         jobs.schedule(app.job_queue, svc)
         if svc.pool is None:  # this process searches: its index loads now, not on a question
             log.info(
@@ -171,6 +169,20 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
     )
     app.add_error_handler(error_handler)
     return app
+
+
+async def register_commands(app: Application) -> None:
+    """The command menus of private and group chats. A menu is a convenience: Telegram failing
+    to take it (a 502 at start) is logged and the bot starts all the same."""
+    menus = (
+        ("private", BotCommandScopeAllPrivateChats()),
+        ("group", BotCommandScopeAllGroupChats()),
+    )
+    for kind, scope in menus:
+        try:
+            await app.bot.set_my_commands(bot_commands(kind), scope=scope)
+        except TelegramError as exc:
+            log.warning("could not register the %s command menu: %s", kind, exc)
 
 
 def webhook_secret(settings: Settings) -> str:

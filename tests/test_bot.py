@@ -520,6 +520,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_telegram_refusing_the_command_menu_at_start_does_not_stop_the_bot(
+    data_dir: Path,
+) -> None:
+    """A 502 from setMyCommands (Telegram having a bad minute) costs the menu, not the bot:
+    before, the bot exited and the push task it had started left tracebacks behind."""
+    from tests.harness.bot_process import BotProcess
+
+    ingest(data_dir, CORPUS)
+    api = FakeBotAPI()
+    bad_gateway = {"ok": False, "error_code": 502, "description": "Bad Gateway"}
+    for _ in range(2):
+        api.fail_next("setMyCommands", 502, bad_gateway)
+    bot = BotProcess(data_dir, api, api.start(), "hash")
+    try:
+        bot.start()
+        assert "two hours" in ask(api, api.message(QUESTION, chat_id=57)).params["text"]
+        assert bot.stop(signal.SIGTERM) == 0
+    finally:
+        if bot.proc and bot.proc.poll() is None:
+            bot.stop()
+        api.stop()
+    log = bot.log.read_text()
+    assert "could not register the private command menu" in log
+    assert "Traceback" not in log and "was destroyed" not in log
+
+
 @pytest.mark.parametrize("configured", ["s3cret-token", None])
 def test_typing_indicator_and_webhook_mode_with_secret(
     tmp_path: Path, data_dir: Path, configured: str | None
