@@ -467,6 +467,38 @@ def test_inline_query_offers_cited_passages(world: World) -> None:
     check_html(first["message_text"])
 
 
+def test_one_persons_inline_queries_are_answered_one_at_a_time_the_latest_winning(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Telegram sends an inline query per keystroke. One person's typing must not queue an
+    answer per keystroke ahead of everyone else: while one of theirs is answered, only their
+    latest query waits; someone else's is answered meanwhile."""
+    api, bot = world
+    svc = bot.app.bot_data["services"]
+    answer = svc.answer
+
+    async def slow(question: str, k: int, offset: int = 0) -> object:
+        await asyncio.sleep(1.0)
+        return await answer(question, k, offset)
+
+    monkeypatch.setattr(svc, "answer", slow)
+    start = time.monotonic()
+    typed = [api.inline("second day of talks in Geneva"[:n]) for n in range(8, 30, 4)]
+    for update in typed:
+        api.push(update)
+    other = api.inline("prisoners exchanged")
+    other["inline_query"]["from"] = {**USER, "id": USER["id"] + 1}
+    api.push(other)
+    wait_until(lambda: len([c for c in api.calls_to("answerInlineQuery") if c.at >= start]) >= 3)
+    time.sleep(2.5)  # a third answer for the typist would show by now
+    answered = [
+        c.params["inline_query_id"] for c in api.calls_to("answerInlineQuery") if c.at >= start
+    ]
+    ids = [u["inline_query"]["id"] for u in typed]
+    assert sorted(answered) == sorted([ids[0], ids[-1], other["inline_query"]["id"]])
+    assert not svc.inline_waiting
+
+
 # -- failures ------------------------------------------------------------------------------
 def test_retry_after_is_waited_out_not_dropped(world: World) -> None:
     api, _ = world

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from telegram import (
     InlineKeyboardMarkup,
+    InlineQuery,
     InlineQueryResultArticle,
     InputTextMessageContent,
     Message,
@@ -327,13 +328,31 @@ class AddressedToMe(filters.MessageFilter):
 
 
 async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """``@bot question`` anywhere: up to five cited passages to pick from."""
+    """``@bot question`` anywhere: up to five cited passages to pick from. Telegram sends a
+    query per keystroke: one person's are answered one at a time, the latest waiting one
+    replacing any older (which the person has typed past), so no one's typing can fill the
+    answer queue for everyone else."""
     query = update.inline_query
+    svc = services(context)
+    user = query.from_user.id
+    if user in svc.inline_waiting:  # one of theirs is being answered: this one is next
+        svc.inline_waiting[user] = query
+        return
+    svc.inline_waiting[user] = None
+    try:
+        next_query: InlineQuery | None = query
+        while next_query is not None:
+            await _answer_inline(next_query, svc)
+            next_query, svc.inline_waiting[user] = svc.inline_waiting[user], None
+    finally:
+        del svc.inline_waiting[user]
+
+
+async def _answer_inline(query: InlineQuery, svc: Services) -> None:
     question = (query.query or "").strip()
     if len(question) < 3:
         await query.answer([], cache_time=10)
         return
-    svc = services(context)
     answer = await svc.answer(question, k=5)
     results = [
         InlineQueryResultArticle(

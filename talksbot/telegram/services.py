@@ -40,6 +40,8 @@ class Services:
     # Per (chat, user), edits waiting for a turn (question message id -> what redoes it), at
     # most ``questions.MAX_ASKING``: the next one starts when one of the asker's answers ends.
     deferred: dict = field(default_factory=dict)
+    # Per user with an inline query being answered: the query to answer next (None: none).
+    inline_waiting: dict = field(default_factory=dict)
 
     @property
     def store(self) -> Store:
