@@ -16,7 +16,7 @@ from index.embed import Embedder, load_embedder
 from index.live_index import LiveIndex, bm25_idf
 from index.params import ingest_params
 from index.store import ArticleRow, SentenceRow, Store
-from index.text import MIN_PROSE_WORDS, tokenize
+from index.text import MIN_PROSE_WORDS, STOPWORDS, tokenize
 from retrieval.features import FEATURES, Pool, RowInfo, build_pool, row_info
 from retrieval.names import NameMatcher
 from retrieval.rank import EVIDENCE, Ranker, load_ranker
@@ -268,7 +268,7 @@ class Searcher:
         for match in _WORD.finditer(words_only):
             word = match.group()
             stems = tokenize(word)
-            if not stems or stems[0].isdigit():
+            if not stems or stems[0].isdigit() or _contracted(word):
                 continue
             zipf = zipf_frequency(word, "en")
             if looks_like_name(word, match.start(), zipf):
@@ -367,6 +367,14 @@ class Searcher:
             text_rows = [i for i in candidates if _article_text(near.rows[int(pool.rows[i])])]
         best_dense = float(pool.dense[text_rows].max()) if text_rows else 0.0
         return Result(entries, evidence(content, analysis, best_dense), analysis, best_dense)
+
+
+def _contracted(word: str) -> bool:
+    """A stopword contracted without its apostrophe ("whats", "whos", "dont", "isnt"): the
+    corpus writes it with one, so its absence there says nothing about coverage. (Before,
+    "whats the flamingo missile" was declined while "what is the flamingo" was answered.)"""
+    w = word.lower().replace("'", "").replace("’", "")
+    return w in STOPWORDS or (len(w) > 2 and w[-1] in "st" and w[:-1] in STOPWORDS)
 
 
 def _article_text(row: SentenceRow) -> bool:

@@ -326,3 +326,17 @@ def test_a_pages_chrome_is_no_evidence_of_coverage(data_dir: Path, tmp_path: Pat
         a = answerer.answer("Where did the negotiators resume talks on Monday?")
         assert a.status == ANSWERED
         assert a.citations[0].quote.startswith("Negotiators from Kyiv and Moscow resumed")
+
+
+def test_a_contraction_typed_without_its_apostrophe_is_no_unknown_word(
+    answerer: Answerer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import retrieval.search as search
+
+    # Every everyday word counts for coverage here, as in a large corpus.
+    monkeypatch.setattr(search, "EXPECTED_ZIPF", 0.0)
+    typed = answerer.searcher.analyse("whats the length of the second day of talks in Geneva")
+    plain = answerer.searcher.analyse("what is the length of the second day of talks in Geneva")
+    assert typed.vocab_coverage == plain.vocab_coverage
+    assert search._contracted("whos") and search._contracted("isnt")
+    assert not search._contracted("talks") and not search._contracted("best")
