@@ -37,7 +37,7 @@ from retrieval.answer import Answerer
 from talksbot import cli
 from talksbot.answering import AnswerPool, default_workers
 from talksbot.config import Settings
-from talksbot.telegram import buttons, jobs, questions
+from talksbot.telegram import buttons, jobs, questions, webhook
 from talksbot.telegram.callbacks import (
     AskAbout,
     Example,
@@ -187,8 +187,8 @@ async def register_commands(app: Application) -> None:
 
 def webhook_secret(settings: Settings) -> str:
     """The secret Telegram must send with every webhook request: the configured one, or a fresh
-    random one registered at start (a webhook is never unsigned). PTB's webhook server answers
-    403 to any request without it."""
+    random one registered at start (a webhook is never unsigned). The webhook endpoint
+    (``talksbot.telegram.webhook``) answers 403 to any request without it, unread."""
     configured = settings.telegram_webhook_secret
     if configured is None or not configured.get_secret_value():
         log.info("webhook: no TELEGRAM_WEBHOOK_SECRET set; using a random secret for this run")
@@ -205,13 +205,15 @@ def run(settings: Settings) -> None:
     """Long polling, or a webhook when ``TELEGRAM_WEBHOOK_URL`` is set. Stops on SIGINT/SIGTERM."""
     app = build_application(settings)
     if settings.telegram_webhook_url:
-        app.run_webhook(
-            listen=settings.telegram_webhook_listen,
-            port=settings.telegram_webhook_port,
-            url_path="telegram",
-            webhook_url=settings.telegram_webhook_url,
-            secret_token=webhook_secret(settings),
-            allowed_updates=Update.ALL_TYPES,
+        secret = webhook_secret(settings)
+        asyncio.run(
+            webhook.serve(
+                app,
+                settings.telegram_webhook_listen,
+                settings.telegram_webhook_port,
+                settings.telegram_webhook_url,
+                secret,
+            )
         )
     else:
         app.run_polling(

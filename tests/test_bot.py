@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -645,6 +646,23 @@ def test_typing_indicator_and_webhook_mode_with_secret(
         assert [c for c in api.calls_to("sendMessage") if str(c.params["chat_id"]) == "55"] == [
             reply
         ]  # the update with the wrong secret was not handled
+
+        def raw(head: str) -> str:
+            """The status line answered to a request whose body is never sent: a refusal must
+            come from the headers alone, the body unread."""
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                conn.sendall(f"{head}\r\nHost: 127.0.0.1\r\n\r\n".encode())
+                return conn.recv(200).decode().split("\r\n")[0]
+
+        huge = "POST /telegram HTTP/1.1\r\nContent-Length: 100000000"
+        assert raw(huge).endswith("403 Forbidden")  # unsigned: 100 MB not waited for
+        signed = f"\r\nX-Telegram-Bot-Api-Secret-Token: {secret}"
+        assert raw(huge + signed).endswith("413 Request Entity Too Large")
+        chunked = "POST /telegram HTTP/1.1\r\nTransfer-Encoding: chunked"
+        assert " 411 " in raw(chunked + signed)
+        assert " 405 " in raw("GET /telegram HTTP/1.1" + signed)
+        update = {"update_id": 2, "message": "not a message"}
+        assert post(secret) == 400
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
