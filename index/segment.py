@@ -67,7 +67,15 @@ _BOILERPLATE_PHRASES = re.compile(
     r"|skip to|read more|related (articles|stories|posts)|click here|accept all|javascript"
     r"|your browser|download (the|our) app|permission to edit|recommended for you|most read"
     r"|\baccessed (on )?\w+ \d|comments?\b.{0,200}\bpolicy|\bdonate\b|enable (js|javascript)"
-    r"|(?<!-)sponsored",  # "Sponsored", but not "US-sponsored talks"
+    r"|(?<!-)sponsored"  # "Sponsored", but not "US-sponsored talks"
+    r"|instant alerts|be the first to know",
+    re.I,
+)
+# An advert's label as a line of its own: inside a hard-wrapped sentence ("… in recent weeks," /
+# "Advertisement" / "but the campaign took two years …") it is dropped, not joined into it.
+_AD_LABEL = re.compile(
+    r"(advertisement|advert|ad|sponsored|story continues below( this)? advertisement"
+    r"|scroll to continue( with content)?)",
     re.I,
 )
 # A line ending in one of these words was cut mid-sentence (hard-wrapped).
@@ -141,6 +149,8 @@ def _paragraphs(body: str) -> list[tuple[str, str]]:
         cleaned = clean_line(raw)
         if not cleaned:  # footnote marks or a bare link only: as if the line were not there
             continue
+        if tail and not _SENTENCE_END.search(tail) and _AD_LABEL.fullmatch(cleaned):
+            continue  # an advert's label inside a sentence
         cut = bool(_CONTINUES.search(tail))  # a line cannot end on "the", "of", "at least"
         if (
             not _SENTENCE_END.search(tail)

@@ -313,3 +313,26 @@ def test_endnote_marks_after_a_full_stop_end_the_sentence() -> None:
         "Troops gathered near the border[5] that week.",
     ):
         assert clean_line(kept) == kept
+
+
+def test_an_advert_label_inside_a_sentence_and_alert_promos_stay_out_of_prose() -> None:
+    body = (
+        "The battle for Pokrovsk appears to have ended in victory for Russia in recent weeks,\n"
+        "Advertisement\n"
+        "but the campaign took two years for a town with a pre-war population of 60,000.\n\n"
+        "Get instant alerts and updates based on your interests. Be the first to know when big "
+        "stories happen.\n"
+        "But Zelenskyy said it was not fair to press Ukraine alone for concessions.\n"
+    )
+    units = segment(body)
+    assert units[0].kind == SENTENCE
+    assert units[0].text == (
+        "The battle for Pokrovsk appears to have ended in victory for Russia in recent weeks, "
+        "but the campaign took two years for a town with a pre-war population of 60,000."
+    )
+    promo = [u for u in units if "first to know" in u.text or "instant alerts" in u.text]
+    assert promo and {u.kind for u in promo} == {BOILERPLATE}
+    # The word stays where it is prose: a line of its own between sentences, or in a sentence.
+    ad = segment("Talks resumed.\n\nAdvertisement\n\nThe delegations met for five hours.")
+    assert [u.text for u in ad][1] == "Advertisement"
+    assert segment("The ad ran for a week, officials said.")[0].kind == SENTENCE
