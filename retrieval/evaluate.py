@@ -61,7 +61,7 @@ def load_questions(path: Path) -> list[EvalQuestion]:
                     doc=str(obj.get("doc") or ""),
                 )
             )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise EvalFileError(f"{path}:{n}: not a question object ({exc})") from None
     if not out:
         raise EvalFileError(f"{path}: no questions")

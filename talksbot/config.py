@@ -29,6 +29,9 @@ def default_data_dir() -> Path:
     return Path(base) / "talksbot"
 
 
+DAY = 86400.0  # seconds: intervals are bounded so that no timer overflows ("1e300")
+
+
 class Settings(BaseSettings):
     """Everything configurable. Field names map to upper-case environment variables."""
 
@@ -51,34 +54,34 @@ class Settings(BaseSettings):
     telegram_webhook_port: int = Field(default=8443, ge=1, le=65535)
     telegram_webhook_secret: SecretStr | None = None
     # Seconds between getUpdates calls when polling (0 in tests keeps them snappy).
-    telegram_poll_interval: float = Field(default=0.0, ge=0)
+    telegram_poll_interval: float = Field(default=0.0, ge=0, le=3600)
     telegram_admin_ids: list[int] = Field(default_factory=list)
     # Feeds are polled, and new stories fanned out to subscribers, every so many seconds.
-    talksbot_feed_interval: float = Field(default=600.0, gt=0)
-    talksbot_fanout_interval: float = Field(default=5.0, gt=0)
+    talksbot_feed_interval: float = Field(default=600.0, gt=0, le=7 * DAY)
+    talksbot_fanout_interval: float = Field(default=5.0, gt=0, le=DAY)
     # Seconds between checks for articles other processes stored (one read of the index's
     # change-log position; new sentences are searchable within this and a moment).
-    talksbot_index_poll: float = Field(default=2.0, gt=0)
+    talksbot_index_poll: float = Field(default=2.0, gt=0, le=DAY)
     # Worker processes that answer questions, each holding the index (unset: one per core but
     # one, at least one; 0: answer on the bot's own thread, the least memory).
     talksbot_answer_processes: int | None = Field(default=None, ge=0, le=32)
     # Seconds an answer may take before a "typing…" indicator is sent.
-    telegram_typing_after: float = Field(default=0.5, ge=0)
+    telegram_typing_after: float = Field(default=0.5, ge=0, le=3600)
     # Messages per second across all chats (Telegram allows 30); answers, edits and pushes
     # share them through one pacer, which also keeps 1/s per chat and 20/min per group.
-    telegram_rate_limit: int = Field(default=30, ge=1)
+    telegram_rate_limit: int = Field(default=30, ge=1, le=1000)
     # Of those, what pushes may take: the rest of each second stays free for answers.
-    telegram_push_rate: int = Field(default=27, ge=1)
+    telegram_push_rate: int = Field(default=27, ge=1, le=1000)
     # Pushes only for stories published (or first seen, when undated) this recently.
-    talksbot_push_max_age_hours: float = Field(default=48.0, gt=0)
+    talksbot_push_max_age_hours: float = Field(default=48.0, gt=0, le=24 * 366)
     # One process per store sends pushes; another takes over this long after it dies.
-    talksbot_push_lease_seconds: float = Field(default=15.0, gt=0)
+    talksbot_push_lease_seconds: float = Field(default=15.0, gt=0, le=DAY)
     # Stored answers (their buttons), feedback and finished push rows are kept this long.
-    talksbot_retention_days: float = Field(default=30.0, gt=0)
+    talksbot_retention_days: float = Field(default=30.0, gt=0, le=36600)
     # Fetching pages and feeds: non-public destinations (loopback, private, link-local …) are
     # refused unless named here (comma-separated hosts, IPs or CIDRs); one deadline per fetch.
     talksbot_fetch_allow_hosts: str = ""
-    talksbot_fetch_timeout: float = Field(default=20.0, gt=0)
+    talksbot_fetch_timeout: float = Field(default=20.0, gt=0, le=3600)
 
     @field_validator(
         "telegram_api_base_url", "telegram_api_file_url", "telegram_webhook_url", mode="after"

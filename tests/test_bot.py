@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import signal
 import socket
@@ -449,6 +450,32 @@ def test_an_edit_waits_for_the_askers_turn_off_any_handler_and_old_answers_are_l
     assert settled(api, start, -216) == ([], [])
 
 
+def test_an_edit_waiting_when_the_bot_stops_is_dropped_not_left_running() -> None:
+    """Stopping, the library no longer awaits new tasks: an edit waiting for a turn then gets
+    nothing (as an edit of an answer made before a restart), and no turn stays taken."""
+    from types import SimpleNamespace
+
+    from talksbot.telegram import questions
+
+    started: list[object] = []
+    application = SimpleNamespace(running=False, create_task=started.append)
+    context = SimpleNamespace(application=application)
+    asker = (-400, 42)
+    svc = SimpleNamespace(
+        asking=collections.Counter({asker: 1}),
+        told_to_wait=set(),
+        deferred={asker: {7: (object(), object(), context)}},
+    )
+    asyncio.run(questions._end_turn(svc, asker))  # type: ignore[arg-type]
+    assert not started and not svc.deferred and not svc.asking
+    application.running = True  # running: the waiting edit is started
+    svc.asking[asker] = 1
+    svc.deferred = {asker: {7: (object(), object(), context)}}
+    asyncio.run(questions._end_turn(svc, asker))  # type: ignore[arg-type]
+    assert len(started) == 1 and not svc.deferred
+    started[0].close()  # the coroutine, never run here
+
+
 def test_forum_topic_reply_stays_in_the_topic(world: World) -> None:
     api, _ = world
     update = api.message(f"/ask {QUESTION}", chat_id=-300, chat_type="supergroup", thread_id=77)
@@ -497,6 +524,24 @@ def test_one_persons_inline_queries_are_answered_one_at_a_time_the_latest_winnin
     ]
     ids = [u["inline_query"]["id"] for u in typed]
     assert sorted(answered) == sorted([ids[0], ids[-1], other["inline_query"]["id"]])
+    assert not svc.inline_waiting
+    # A query Telegram refuses to take an answer for (too old by now) does not cost the
+    # person their latest one.
+    too_old = {"ok": False, "error_code": 400, "description": "Bad Request: query is too old"}
+    api.fail_next("answerInlineQuery", 400, too_old)
+    start = time.monotonic()
+    typed = [api.inline("prisoners exchanged"[:n]) for n in (10, 14, 19)]
+    for update in typed:
+        api.push(update)
+    wait_until(
+        lambda: [c for c in api.calls_to("answerInlineQuery") if c.at >= start and c.status == 200]
+    )
+    time.sleep(2.5)
+    calls = [c for c in api.calls_to("answerInlineQuery") if c.at >= start]
+    assert [(c.params["inline_query_id"], c.status) for c in calls] == [
+        (typed[0]["inline_query"]["id"], 400),
+        (typed[-1]["inline_query"]["id"], 200),
+    ]
     assert not svc.inline_waiting
 
 
@@ -614,13 +659,13 @@ def test_typing_indicator_and_webhook_mode_with_secret(
             assert secret and len(secret) >= 32  # random, registered with Telegram
         update = {"update_id": 1, **api.message(QUESTION, chat_id=55)}
 
-        def post(secret: str | None) -> int:
+        def post(secret: str | None, body: bytes | None = None) -> int:
             headers = {"Content-Type": "application/json"}
             if secret is not None:
                 headers["X-Telegram-Bot-Api-Secret-Token"] = secret
             request = urllib.request.Request(
                 f"http://127.0.0.1:{port}/telegram",
-                data=json.dumps(update).encode(),
+                data=body or json.dumps(update).encode(),
                 headers=headers,
             )
             try:
@@ -663,6 +708,11 @@ def test_typing_indicator_and_webhook_mode_with_secret(
         assert " 405 " in raw("GET /telegram HTTP/1.1" + signed)
         update = {"update_id": 2, "message": "not a message"}
         assert post(secret) == 400
+        nested = b'{"update_id": 3, "message": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+        assert post(secret, nested) == 400  # however malformed: refused, not an error
+        assert " 413 " in raw("POST /telegram HTTP/1.1\r\nContent-Length: \u00b2" + signed)
+        # Any other path too is refused from its headers, its body unread.
+        assert " 404 " in raw("POST /elsewhere HTTP/1.1\r\nContent-Length: 1000000")
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0

@@ -221,6 +221,7 @@ def test_bad_configuration_is_one_line(data_dir: Path) -> None:
         ("TALKSBOT_FEED_INTERVAL", "inf"),  # passes "> 0"; no timer takes it
         ("TALKSBOT_INDEX_POLL", "Infinity"),
         ("TALKSBOT_FETCH_TIMEOUT", "inf"),
+        ("TALKSBOT_FANOUT_INTERVAL", "1e300"),  # finite, but no timer takes it either
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it(data_dir: Path, name: str, value: str) -> None:

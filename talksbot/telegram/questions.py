@@ -142,7 +142,10 @@ async def _end_turn(svc: Services, asker: tuple[int, int]) -> None:
         message, asked, context = waiting.pop(next(iter(waiting)))
         if not waiting:
             del svc.deferred[asker]
-        context.application.create_task(_redo_logged(message, asked, context))
+        if context.application.running:
+            context.application.create_task(_redo_logged(message, asked, context))
+        else:  # stopping: like an edit of an answer made before a restart, it gets nothing
+            svc.deferred.pop(asker, None)
 
 
 def _defer(
@@ -342,7 +345,10 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     try:
         next_query: InlineQuery | None = query
         while next_query is not None:
-            await _answer_inline(next_query, svc)
+            try:
+                await _answer_inline(next_query, svc)
+            except Exception:  # (a query too old by now, say) the latest waiting one still goes
+                log.warning("could not answer an inline query", exc_info=True)
             next_query, svc.inline_waiting[user] = svc.inline_waiting[user], None
     finally:
         del svc.inline_waiting[user]

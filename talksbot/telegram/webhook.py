@@ -51,8 +51,8 @@ class UpdateHandler(tornado.web.RequestHandler):
             self.refuse(405)
         elif not hmac.compare_digest(given.encode(), self.secret.encode()):
             self.refuse(403)
-        elif not length.isdigit():
-            self.refuse(411)
+        elif not (length.isascii() and length.isdigit() and len(length) <= 9):
+            self.refuse(411 if not length else 413)
         elif int(length) > MAX_UPDATE_BYTES:
             self.refuse(413)
 
@@ -69,7 +69,7 @@ class UpdateHandler(tornado.web.RequestHandler):
             return
         try:
             update = Update.de_json(json.loads(self.body), self.app.bot)
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except Exception:  # anything but an update, however malformed (nesting, overflow)
             update = None
         if update is None:
             self.send_error(400)
@@ -84,6 +84,23 @@ class UpdateHandler(tornado.web.RequestHandler):
         pass
 
 
+@tornado.web.stream_request_body
+class Refuse(tornado.web.RequestHandler):
+    """Any other path: 404 from the headers alone (tornado's own 404 reads the body first)."""
+
+    def prepare(self) -> None:
+        self.send_error(404)
+
+    def data_received(self, chunk: bytes) -> None:
+        pass
+
+    def write_error(self, status_code: int, **kwargs: object) -> None:
+        self.finish()
+
+    def log_exception(self, *args: object) -> None:
+        pass
+
+
 async def serve(app: Application, listen: str, port: int, url: str, secret: str) -> None:
     """Run ``app`` on webhook updates until SIGINT or SIGTERM."""
     stop = asyncio.Event()
@@ -91,15 +108,19 @@ async def serve(app: Application, listen: str, port: int, url: str, secret: str)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     server = HTTPServer(
-        tornado.web.Application([(PATH, UpdateHandler, {"app": app, "secret": secret})]),
+        tornado.web.Application(
+            [(PATH, UpdateHandler, {"app": app, "secret": secret}), (r".*", Refuse)]
+        ),
         max_body_size=MAX_UPDATE_BYTES,
         body_timeout=BODY_TIMEOUT,
         idle_connection_timeout=IDLE_TIMEOUT,
     )
     await app.initialize()
+    started = False  # post_init ran: post_stop undoes it (the push lease), even after a failure
     try:
         if app.post_init:
             await app.post_init(app)
+        started = True
         server.listen(port, listen)
         await app.bot.set_webhook(url, secret_token=secret, allowed_updates=Update.ALL_TYPES)
         await app.start()
@@ -110,8 +131,8 @@ async def serve(app: Application, listen: str, port: int, url: str, secret: str)
         await server.close_all_connections()
         if app.running:
             await app.stop()
-            if app.post_stop:
-                await app.post_stop(app)
+        if started and app.post_stop:
+            await app.post_stop(app)
         await app.shutdown()
         if app.post_shutdown:
             await app.post_shutdown(app)
