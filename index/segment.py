@@ -51,10 +51,13 @@ _ENDNOTE = re.compile(
 )
 _AUTOLINK = re.compile(r"<(https?://[^<>\s]++)>")  # stops at "<": no rescans
 _URL = re.compile(r"https?://\S+")
-_EMPHASIS = re.compile(
-    r"(\*\*|__|(?<![\w*])\*(?=\S)|(?<=\S)\*(?![\w*])|(?<![\w_])_(?=\S)|(?<=\S)_(?![\w_]))"
-)
-_BLOCKQUOTE = re.compile(r"^\s{0,3}(?:>\s?)+")
+_EMPHASIS = re.compile(r"(\*\*|__|(?<![\w*])\*(?=\S)|(?<=\S)\*(?![\w*]))")
+# Underscore emphasis ("_Russian Supporting Effort_(…", "ultimatums._President …_"): an
+# underscore opening or closing a run of text, outside web addresses ("/_private_/", "?_t=").
+_UNDERSCORE = re.compile(r"(?<![\w_])_+(?=\S)|(?<=\S)_+(?![\w_])")
+_ADDRESS = re.compile(r"((?:https?://|www\.)\S+)")
+# A Markdown quote mark: ">" then a space (">50% of Ukrainians" is text, not a quote).
+_BLOCKQUOTE = re.compile(r"^\s{0,3}>[>\s]*\s")
 # Zero-width spaces, joiners and byte-order marks some CMSs leave inside words: invisible in a
 # quote, they still break search and the quote's link to its place on the page.
 _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
@@ -113,6 +116,9 @@ def clean_line(line: str) -> str:
     line = _MD_LINK.sub(_link_text, line)
     line = _AUTOLINK.sub("", line)
     line = _EMPHASIS.sub("", line)
+    line = "".join(
+        part if n % 2 else _UNDERSCORE.sub("", part) for n, part in enumerate(_ADDRESS.split(line))
+    )
     line = _ENDNOTE.sub("", line)
     line = re.sub(r"\s+", " ", line).strip()
     # A line of footnote marks only ("[v]", "[xii] [xiii]") says nothing: it is skipped.

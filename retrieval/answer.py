@@ -355,7 +355,7 @@ def validate_question(question: str) -> str:
         )
     if not re.search(r"\w", question):
         return "Please ask a question in words, for example: Who mediates the talks?"
-    letters = [c for c in question if c.isalpha()]
+    letters = [c for c in unicodedata.normalize("NFKC", question) if c.isalpha()]
     latin = sum(1 for c in letters if unicodedata.name(c, "").startswith("LATIN"))
     if latin * 2 < len(letters):
         # The coverage and the model are English: words of another script match nothing, and

@@ -16,7 +16,7 @@ from index.embed import Embedder, load_embedder
 from index.live_index import LiveIndex, bm25_idf
 from index.params import ingest_params
 from index.store import ArticleRow, SentenceRow, Store
-from index.text import MIN_PROSE_WORDS, STOPWORDS, tokenize
+from index.text import MIN_PROSE_WORDS, tokenize
 from retrieval.features import FEATURES, Pool, RowInfo, build_pool, row_info
 from retrieval.names import NameMatcher
 from retrieval.rank import EVIDENCE, Ranker, load_ranker
@@ -369,12 +369,21 @@ class Searcher:
         return Result(entries, evidence(content, analysis, best_dense), analysis, best_dense)
 
 
+# Stopwords as typed without their apostrophe: the corpus writes them with one.
+_CONTRACTIONS = frozenset(
+    """
+    whats whos wheres whens whys hows thats theres heres hes shes im ive youre theyre weve
+    theyve dont doesnt didnt isnt arent wasnt werent hasnt havent hadnt wont wouldnt shouldnt
+    couldnt cant
+    """.split()
+)
+
+
 def _contracted(word: str) -> bool:
-    """A stopword contracted without its apostrophe ("whats", "whos", "dont", "isnt"): the
-    corpus writes it with one, so its absence there says nothing about coverage. (Before,
-    "whats the flamingo missile" was declined while "what is the flamingo" was answered.)"""
-    w = word.lower().replace("'", "").replace("’", "")
-    return w in STOPWORDS or (len(w) > 2 and w[-1] in "st" and w[:-1] in STOPWORDS)
+    """A stopword typed without its apostrophe ("whats", "whos", "dont"): its absence from
+    the corpus says nothing about coverage. (Before, "whats the flamingo missile" was declined
+    while "what is the flamingo" was answered.) An explicit list: "Wes" or "Fort" are names."""
+    return word.lower().replace("'", "").replace("’", "") in _CONTRACTIONS
 
 
 def _article_text(row: SentenceRow) -> bool:

@@ -98,6 +98,7 @@ def test_accented_names_and_a_foreign_word_or_two_are_still_questions(
     for question in ("What did Orbán and Lenarčič say?", "Was heißt Waffenstillstand in Geneva?"):
         assert answerer.answer(question).status != INVALID
     assert answerer.answer("Did the Кремль comment on the Geneva talks?").status != INVALID
+    assert answerer.answer("ｗｈｏ ｍｅｄｉａｔｅｓ the talks").status != INVALID  # full-width
 
 
 def test_json_shape(answerer: Answerer) -> None:
@@ -340,3 +341,4 @@ def test_a_contraction_typed_without_its_apostrophe_is_no_unknown_word(
     assert typed.vocab_coverage == plain.vocab_coverage
     assert search._contracted("whos") and search._contracted("isnt")
     assert not search._contracted("talks") and not search._contracted("best")
+    assert not any(search._contracted(name) for name in ("Wes", "Fort", "Met", "Others"))

@@ -84,8 +84,15 @@ def test_quote_blocks_underscore_emphasis_and_invisible_characters_are_removed()
     assert clean_line(">> nested") == "nested"
     # Zero-width spaces and soft hyphens inside words would break search and the quote's link.
     assert clean_line("Luk\u200boil sold its as\u00adsets\ufeff") == "Lukoil sold its assets"
-    # Underscores inside words, and ">" inside a line, are text.
+    # Underscores inside words and URLs, ">" inside a line or before a figure, are text.
     assert clean_line("the snake_case_name and x > y") == "the snake_case_name and x > y"
+    assert clean_line(">50% of Ukrainians reject it") == ">50% of Ukrainians reject it"
+    for kept in ("https://x.example/_private_/page?_t=1", "see snake_case_name here"):
+        assert clean_line(kept) == kept
+    assert clean_line("_Northern Axis_(Russian objective: buffer zones)") == (
+        "Northern Axis(Russian objective: buffer zones)"
+    )
+    assert clean_line("an aside (_in italics_) here") == "an aside (in italics) here"
 
 
 def test_hard_wrapped_prose_is_joined() -> None:
