@@ -112,6 +112,32 @@ def test_example_button_asks_the_example(world: World) -> None:
     assert "Budapest" in reply.params["text"]  # the example was asked (this corpus lacks it)
 
 
+def test_button_answers_count_against_whoever_pressed(world: World) -> None:
+    """In a group, one person pressing buttons again and again uses up their own three turns,
+    not everyone's (the buttons sit under the bot's own message)."""
+    api, bot = world
+    from talksbot.telegram import questions
+
+    start = ask(api, api.message("/start", chat_id=-217, chat_type="supergroup"), chat_id=-217)
+    svc = bot.app.bot_data["services"]
+    presser = (-217, USER["id"])
+
+    async def hold() -> None:
+        svc.asking[presser] += questions.MAX_ASKING
+
+    asyncio.run_coroutine_threadsafe(hold(), bot._loop).result(timeout=10)
+    before = time.monotonic()
+    api.push(api.callback("ex:0", api.sent_message(start)))
+    notice = api.wait_for("sendMessage", lambda c: c.at >= before)
+    assert notice.params["text"] == questions.WAIT  # the presser is told to wait
+    other = api.callback("ex:0", api.sent_message(start))
+    other["callback_query"]["from"] = {**USER, "id": USER["id"] + 1}
+    before = time.monotonic()
+    api.push(other)
+    reply = api.wait_for("sendMessage", lambda c: c.at >= before)
+    assert "Budapest" in reply.params["text"]  # someone else is answered all the same
+
+
 def test_hostile_markup_in_the_question_is_escaped(world: World) -> None:
     api, _ = world
     hostile = (

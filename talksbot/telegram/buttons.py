@@ -37,7 +37,9 @@ async def example_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     if query.message is None:  # not under /start: nowhere to answer
         return
     index = data.index if data and 0 <= data.index < len(EXAMPLES) else 0
-    await reply_with_answer(query.message, EXAMPLES[index], context, remember=False)
+    await reply_with_answer(
+        query.message, EXAMPLES[index], context, remember=False, asker_id=query.from_user.id
+    )
 
 
 async def unsubscribe_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -68,7 +70,9 @@ async def about_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     article = await svc.run(svc.store.article, data.article_id) if data else None
     await query.answer()
     if article and query.message:
-        await reply_with_answer(query.message, article.title, context, remember=False)
+        await reply_with_answer(
+            query.message, article.title, context, remember=False, asker_id=query.from_user.id
+        )
 
 
 @dataclass

@@ -36,14 +36,16 @@ async def reply_with_answer(
     question: str,
     context: ContextTypes.DEFAULT_TYPE,
     remember: bool = True,
+    asker_id: int | None = None,
 ) -> None:
     """Answer in the chat (and topic) of ``message``, replying to it, with buttons; at most
     ``MAX_ASKING`` questions of one person at a time (told once to wait, the rest ignored).
     With ``remember`` (a person's question, not a button under the bot's own message) the
     question is remembered from the start, so an edit of it, even one made while this answer
-    is on its way, redoes the answer in place (``edited_question``)."""
+    is on its way, redoes the answer in place (``edited_question``). ``asker_id``: who asked,
+    when not the message's sender (a button under the bot's own message: whoever pressed it)."""
     svc = services(context)
-    asker = _asker(message)
+    asker = _asker(message) if asker_id is None else (message.chat_id, asker_id)
     if not _take_turn(svc, asker):
         if asker not in svc.told_to_wait:
             svc.told_to_wait.add(asker)
