@@ -336,13 +336,19 @@ class Searcher:
             entries: list[Candidate] = []
             content: list[Candidate] = []  # the best of the article text: the evidence
             candidates = np.flatnonzero(pool.candidates)
+            citable: dict[int, SentenceRow] = {}  # pool entry -> its row, if it can be cited
+            for i in candidates:
+                row = near.rows[int(pool.rows[i])]
+                if not says_nothing(row.kind, row.text):
+                    citable[int(i)] = row
+            text_rows = [i for i, row in citable.items() if row.kind != BOILERPLATE]
             for i in candidates[np.argsort(-scores[candidates], kind="stable")]:
                 if len(entries) >= limit and len(content) >= EVIDENCE_UNITS:
                     break
-                r = int(pool.rows[i])
-                sentence = near.rows[r]
-                if says_nothing(sentence.kind, sentence.text):
+                sentence = citable.get(int(i))
+                if sentence is None:
                     continue
+                r = int(pool.rows[i])
                 prev, nxt = near.prev_of.get(r), near.next_of.get(r)
                 candidate = Candidate(
                     id=sentence.id,
@@ -364,7 +370,6 @@ class Searcher:
                     entries.append(candidate)
                 if sentence.kind != BOILERPLATE and len(content) < EVIDENCE_UNITS:
                     content.append(candidate)
-            text_rows = [i for i in candidates if _article_text(near.rows[int(pool.rows[i])])]
         best_dense = float(pool.dense[text_rows].max()) if text_rows else 0.0
         return Result(entries, evidence(content, analysis, best_dense), analysis, best_dense)
 
@@ -384,11 +389,6 @@ def _contracted(word: str) -> bool:
     the corpus says nothing about coverage. (Before, "whats the flamingo missile" was declined
     while "what is the flamingo" was answered.) An explicit list: "Wes" or "Fort" are names."""
     return word.lower().replace("'", "").replace("’", "") in _CONTRACTIONS
-
-
-def _article_text(row: SentenceRow) -> bool:
-    """An article's own text: neither web boilerplate nor a unit that says nothing alone."""
-    return row.kind != BOILERPLATE and not says_nothing(row.kind, row.text)
 
 
 def evidence(entries: list[Candidate], analysis: QueryAnalysis, best_dense: float) -> np.ndarray:
