@@ -452,6 +452,9 @@ def test_an_edit_waits_for_the_askers_turn_off_any_handler_and_old_answers_are_l
     async def hold(n: int) -> None:
         svc.asking[asker] += n
 
+    async def end_turn() -> None:
+        questions._end_turn(svc, asker)
+
     def run(coroutine: object) -> None:
         asyncio.run_coroutine_threadsafe(coroutine, bot._loop).result(timeout=10)
 
@@ -464,7 +467,7 @@ def test_an_edit_waits_for_the_askers_turn_off_any_handler_and_old_answers_are_l
     # Their answers end: the first three edits go out, one per freed turn; a fourth edit
     # waiting is ignored, as a fourth question would be.
     for _ in range(questions.MAX_ASKING):
-        run(questions._end_turn(svc, asker))
+        run(end_turn())
     sent, edits = settled(api, start, -216)
     assert not sent and len(edits) == questions.MAX_ASKING
     assert all(QUESTION in e.params["text"] for e in edits)
@@ -492,12 +495,12 @@ def test_an_edit_waiting_when_the_bot_stops_is_dropped_not_left_running() -> Non
         told_to_wait=set(),
         deferred={asker: {7: (object(), object(), context)}},
     )
-    asyncio.run(questions._end_turn(svc, asker))  # type: ignore[arg-type]
+    questions._end_turn(svc, asker)  # type: ignore[arg-type]
     assert not started and not svc.deferred and not svc.asking
     application.running = True  # running: the waiting edit is started
     svc.asking[asker] = 1
     svc.deferred = {asker: {7: (object(), object(), context)}}
-    asyncio.run(questions._end_turn(svc, asker))  # type: ignore[arg-type]
+    questions._end_turn(svc, asker)  # type: ignore[arg-type]
     assert len(started) == 1 and not svc.deferred
     started[0].close()  # the coroutine, never run here
 

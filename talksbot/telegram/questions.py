@@ -58,7 +58,7 @@ async def reply_with_answer(
         sent = await _reply(message, text, keyboard)
         asked.answer_id, asked.shown, asked.at = sent.message_id, _digest(question), time.time()
     finally:
-        await _end_turn(svc, asker)
+        _end_turn(svc, asker)
         asked.busy = False
     await _redo_logged(message, asked, context)  # edited meanwhile: answer it as it now reads
 
@@ -133,7 +133,7 @@ def _take_turn(svc: Services, asker: tuple[int, int]) -> bool:
     return True
 
 
-async def _end_turn(svc: Services, asker: tuple[int, int]) -> None:
+def _end_turn(svc: Services, asker: tuple[int, int]) -> None:
     """Give the turn back; the asker's oldest edit waiting for one (``_defer``) takes it."""
     svc.asking[asker] -= 1
     if svc.asking[asker] <= 0:
@@ -215,7 +215,7 @@ async def _redo(message: Message, asked: Asked, context: ContextTypes.DEFAULT_TY
                 await _replace(message, asked, text, keyboard)
                 asked.shown = _digest(question)
             finally:
-                await _end_turn(svc, asker)
+                _end_turn(svc, asker)
     finally:
         asked.busy = False
 
