@@ -31,7 +31,21 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
 @tornado.web.stream_request_body
-class UpdateHandler(tornado.web.RequestHandler):
+class Quiet(tornado.web.RequestHandler):
+    """A handler whose body is streamed (so ``prepare`` can refuse from the headers alone,
+    before any of it is read) and whose refusals say nothing and log nothing."""
+
+    def data_received(self, chunk: bytes) -> None:
+        pass  # refused or not wanted: dropped unread
+
+    def write_error(self, status_code: int, **kwargs: object) -> None:
+        self.finish()  # no body: nothing about the bot for whoever knocks
+
+    def log_exception(self, *args: object) -> None:  # refusals are not errors worth a trace
+        pass
+
+
+class UpdateHandler(Quiet):
     """POST ``PATH``: one update, signed with the secret given to Telegram."""
 
     def initialize(self, app: Application, secret: str) -> None:
@@ -77,28 +91,12 @@ class UpdateHandler(tornado.web.RequestHandler):
         await self.app.update_queue.put(update)
         self.set_status(200)
 
-    def write_error(self, status_code: int, **kwargs: object) -> None:
-        self.finish()  # no body: nothing about the bot for whoever knocks
 
-    def log_exception(self, *args: object) -> None:  # refusals are not errors worth a trace
-        pass
-
-
-@tornado.web.stream_request_body
-class Refuse(tornado.web.RequestHandler):
+class Refuse(Quiet):
     """Any other path: 404 from the headers alone (tornado's own 404 reads the body first)."""
 
     def prepare(self) -> None:
         self.send_error(404)
-
-    def data_received(self, chunk: bytes) -> None:
-        pass
-
-    def write_error(self, status_code: int, **kwargs: object) -> None:
-        self.finish()
-
-    def log_exception(self, *args: object) -> None:
-        pass
 
 
 async def serve(app: Application, listen: str, port: int, url: str, secret: str) -> None:
