@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from index.embed import HashEmbedder, load_embedder  # noqa: E402
+from index.embed import DEFAULT_BACKEND, HashEmbedder, load_embedder  # noqa: E402
 from index.ingest import Ingester  # noqa: E402
 from index.store import Store  # noqa: E402
 from retrieval.evaluate import load_questions  # noqa: E402
@@ -104,7 +104,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument(
         "--backend",
-        default="onnx-int8",
+        default=DEFAULT_BACKEND,
         help="the bundled model (default), or 'hash' (a fake embedder) to isolate the pacing",
     )
     parser.add_argument(

@@ -4,7 +4,7 @@ Ingest embeds every unit (~30 s for ../shared/corpus with MiniLM, minutes with m
 experiments the vectors are cached by text on disk, so a segmenter change re-embeds only the
 units it changed, and an unchanged corpus is not re-ingested at all.
 
-    python benchmarks/cached_store.py [--backend onnx-int8] [--corpus DIR]   # prints the dir
+    python benchmarks/cached_store.py [--backend onnx] [--corpus DIR]   # prints the dir
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from index.embed import Embedder, load_embedder  # noqa: E402
+from index.embed import DEFAULT_BACKEND, Embedder, load_embedder  # noqa: E402
 from index.ingest import Ingester  # noqa: E402
 from index.store import Store  # noqa: E402
 
@@ -90,7 +90,7 @@ def segmenter_fingerprint() -> str:
 
 
 def cached_store(
-    backend: str = "onnx-int8", corpus: Path = DEFAULT_CORPUS, embedder: Embedder | None = None
+    backend: str = DEFAULT_BACKEND, corpus: Path = DEFAULT_CORPUS, embedder: Embedder | None = None
 ) -> tuple[Path, Embedder]:
     """A data dir holding ``corpus`` ingested with ``backend``; built only when missing."""
     inner = embedder or load_embedder(backend, CACHE_ROOT / "models")
@@ -116,7 +116,7 @@ def cached_store(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="onnx-int8")
+    parser.add_argument("--backend", default=DEFAULT_BACKEND)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     args = parser.parse_args()
     data_dir, _ = cached_store(args.backend, args.corpus)

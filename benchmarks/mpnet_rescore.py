@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 from cached_store import CACHE_ROOT, CachingEmbedder, cached_store  # noqa: E402
 
-from index.embed import load_embedder  # noqa: E402
+from index.embed import DEFAULT_BACKEND, load_embedder  # noqa: E402
 from retrieval.cv import cross_validate  # noqa: E402
 from retrieval.evaluate import load_questions  # noqa: E402
 from retrieval.features import FEATURES, Pool  # noqa: E402
@@ -43,7 +43,7 @@ def rescore(questions, data_dir: Path, minilm, top: int = 30, base: bool = True)
     costs."""
 
     def searcher() -> Searcher:
-        s = Searcher.open(data_dir, "onnx-int8", embedder=minilm, ranker=default_ranker(""))
+        s = Searcher.open(data_dir, minilm.backend, embedder=minilm, ranker=default_ranker(""))
         s.pool_cache = {}
         return s
 
@@ -110,7 +110,7 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
     questions = load_questions(args.questions)
-    data_dir, minilm = cached_store("onnx-int8", args.corpus)
+    data_dir, minilm = cached_store(DEFAULT_BACKEND, args.corpus)
     r = rescore(questions, data_dir, minilm, args.top)
     print(f"\n{len(questions)} questions, {r['units']} distinct candidate units re-scored")
     for name, report in (

@@ -1,6 +1,7 @@
 """Quality and speed of talksbot beside three baselines, in one run; prints one table.
 
-    python benchmarks/run.py [--corpus DIR] [--questions FILE.jsonl] [--models minilm,mpnet]
+    python benchmarks/run.py [--corpus DIR] [--questions FILE.jsonl]
+                              [--models minilm,minilm-int8,mpnet]
 
 (defaults: ../shared/corpus and ../shared/eval/questions-dev.jsonl beside the project).
 
@@ -39,7 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from index.embed import TorchEmbedder, load_embedder  # noqa: E402
+from index.embed import DEFAULT_BACKEND, TorchEmbedder, load_embedder  # noqa: E402
 from index.ingest import Ingester  # noqa: E402
 from index.loaders import iter_article_files, load_file  # noqa: E402
 from index.segment import SENTENCE, segment  # noqa: E402
@@ -154,7 +155,7 @@ def speed(corpus: Path, questions, work: Path, st: TorchEmbedder) -> dict:
 
     # talksbot ingest end to end (parse, segment, dedup, embed, store, index), model loaded.
     data_dir = work / "speed"
-    embedder = load_embedder("onnx-int8", work / "models")
+    embedder = load_embedder(DEFAULT_BACKEND, work / "models")
     store = Store(data_dir)
     started = time.perf_counter()
     report = Ingester(store, embedder).ingest_paths([corpus], progress=False)
@@ -164,7 +165,7 @@ def speed(corpus: Path, questions, work: Path, st: TorchEmbedder) -> dict:
     out["ingest_units_per_s"] = len(units) / seconds
     out["articles"] = report.added
     store.close()
-    out.update(latency(data_dir, "onnx-int8", embedder, questions, "query"))
+    out.update(latency(data_dir, DEFAULT_BACKEND, embedder, questions, "query"))
 
     # Cold start: a fresh process answering one question.
     env = {**os.environ, "TALKSBOT_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
@@ -211,8 +212,9 @@ def main() -> int:
     parser.add_argument(
         "--models",
         default="minilm",
-        help="talksbot models scored end to end (minilm,mpnet; an mpnet store of the corpus "
-        "takes tens of minutes to build here)",
+        help="talksbot models scored end to end (minilm, the default fp32 backend; minilm-int8, "
+        "its quantized backend; mpnet, whose store of the corpus takes tens of minutes to build "
+        "here)",
     )
     parser.add_argument(
         "--rescore",
@@ -229,7 +231,11 @@ def main() -> int:
     rows: list[dict] = []
     reach: dict[str, float] = {}
     extra: dict = {}
-    backends = {"minilm": ("MiniLM int8", "onnx-int8"), "mpnet": ("mpnet", "mpnet")}
+    backends = {
+        "minilm": ("MiniLM", DEFAULT_BACKEND),
+        "minilm-int8": ("MiniLM int8", "onnx-int8"),
+        "mpnet": ("mpnet", "mpnet"),
+    }
     models = args.models.split(",")
     for key in models:
         label, backend = backends[key]
@@ -239,7 +245,7 @@ def main() -> int:
     if args.rescore:
         from mpnet_rescore import rescore
 
-        data_dir, minilm = cached_store("onnx-int8", args.corpus)
+        data_dir, minilm = cached_store(DEFAULT_BACKEND, args.corpus)
         r = rescore(questions, data_dir, minilm, args.rescore, base=False)
         for name, metrics in (
             ("in-sample", r["rescored"].in_sample),
@@ -279,12 +285,12 @@ def main() -> int:
         f"units segmented {s['units']}, indexed {s['indexed']}, distinct sentences {s['sentences']}"
     )
     print(
-        f"talksbot ingest (MiniLM int8)  {s['ingest_seconds']:.1f} s for {s['articles']} "
+        f"talksbot ingest (MiniLM)       {s['ingest_seconds']:.1f} s for {s['articles']} "
         f"articles ({s['ingest_units_per_s']:.0f} units/s)"
     )
     print(f"plain ST MiniLM encode         {s['st_sentences_per_s']:8.1f} sentences/s")
     print(
-        f"warm answer (MiniLM int8)      p50 {s['query_p50_ms']:.1f} ms   "
+        f"warm answer (MiniLM)           p50 {s['query_p50_ms']:.1f} ms   "
         f"p95 {s['query_p95_ms']:.1f} ms"
     )
     print(f"cold `talksbot ask`            {s['cold_ask_s']:.2f} s (median of 3)")

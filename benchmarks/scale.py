@@ -238,7 +238,7 @@ def main() -> int:
             (real_corpus / ".complete").touch()
         real_data = args.work / "store-real"
         shutil.rmtree(real_data, ignore_errors=True)
-        env = env_for(real_data, os.environ.get("TALKSBOT_BENCH_BACKEND", "onnx-int8"))
+        env = env_for(real_data, os.environ.get("TALKSBOT_BENCH_BACKEND", "onnx"))  # the default
         env["TALKSBOT_MODEL_CACHE"] = str(args.work / "models")
         seconds, rss, out = run_measured([*talksbot(), "ingest", str(real_corpus)], env)
         n = sentences_indexed(out)

@@ -14,11 +14,11 @@ from tests.harness.web import FakeWeb
 
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real model's int8 ONNX export, made once per test session."""
-    from index.embed import load_embedder
+    """The real model's ONNX export for the default backend, made once per test session."""
+    from index.embed import DEFAULT_BACKEND, load_embedder
 
     cache = tmp_path_factory.mktemp("models")
-    load_embedder("onnx-int8", cache)
+    load_embedder(DEFAULT_BACKEND, cache)
     return cache
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.embed import HashEmbedder
+from index.embed import DEFAULT_BACKEND, HashEmbedder
 from index.store import Store
 from talksbot.pushes.deliver import Deliverer
 from talksbot.pushes.fanout import fan_out
@@ -102,11 +102,11 @@ def test_subscribe_new_feed_entry_one_push_per_chat(
     data_dir: Path, model_cache: Path, web: FakeWeb
 ) -> None:
     env = {"TALKSBOT_MODEL_CACHE": str(model_cache), "TALKSBOT_FETCH_ALLOW_HOSTS": "127.0.0.1"}
-    assert run_cli(data_dir, "ingest", str(CORPUS), backend="onnx-int8", **env).returncode == 0
+    assert run_cli(data_dir, "ingest", str(CORPUS), backend=DEFAULT_BACKEND, **env).returncode == 0
     feed = web.put("/feed.xml", rss([]), content_type="application/rss+xml")
-    assert run_cli(data_dir, "feeds", "add", feed, backend="onnx-int8", **env).returncode == 0
+    assert run_cli(data_dir, "feeds", "add", feed, backend=DEFAULT_BACKEND, **env).returncode == 0
     with running_bot(
-        data_dir, "onnx-int8", TALKSBOT_FEED_INTERVAL="1", TALKSBOT_FANOUT_INTERVAL="0.5", **env
+        data_dir, DEFAULT_BACKEND, TALKSBOT_FEED_INTERVAL="1", TALKSBOT_FANOUT_INTERVAL="0.5", **env
     ) as (api, _):
         for chat, command in [
             (101, "/subscribe"),

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.embed import HashEmbedder
+from index.embed import DEFAULT_BACKEND, HashEmbedder
 from index.mpnet import MPNET_SHA256, ModelFileError, assemble, model_dir
 from index.params import ingest_params
 from index.segment import BOILERPLATE, segment, split_sentences
@@ -294,7 +294,7 @@ def test_shipped_ranker_matches_the_code() -> None:
     ranker = load_ranker("sentence-transformers/all-MiniLM-L6-v2")
     assert ranker.meta.get("questions", 0) >= 100  # fitted, not the fallback
     assert ranker.abstain is not None
-    assert ranker.store == store_fingerprint(ingest_params("onnx-int8"))  # the store it expects
+    assert ranker.store == store_fingerprint(ingest_params(DEFAULT_BACKEND))  # the store it expects
 
 
 def test_cross_validation_reports_in_sample_and_out_of_fold(tmp_path: Path) -> None:
