@@ -16,7 +16,7 @@ from pathlib import Path
 
 from talksbot.config import Settings, SettingsError, load_settings
 from talksbot.logs import setup_logging
-from talksbot.wiring import open_answerer, run_ingest, with_ingester
+from talksbot.wiring import backend_of, open_answerer, run_ingest, with_ingester
 
 log = logging.getLogger("talksbot")
 
@@ -120,7 +120,7 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
 
     store = Store(settings.data_dir)
     try:
-        store.check_params(ingest_params(settings.talksbot_backend), write=True)
+        store.check_params(ingest_params(backend_of(settings, store)), write=True)
         missing = []
         deleted = 0
         for given in args.items:
@@ -148,7 +148,7 @@ def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
 
     store = Store(settings.data_dir)
     try:
-        store.check_params(ingest_params(settings.talksbot_backend), write=False)
+        store.check_params(ingest_params(backend_of(settings, store)), write=False)
         started = time.perf_counter()
         refill_in_batches(store.db)
         name = rebuild(store)

@@ -11,8 +11,6 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
-from index.embed import DEFAULT_BACKEND
-
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SAMPLE_CORPUS = PROJECT_DIR / "data" / "sample"
 
@@ -41,10 +39,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", allow_inf_nan=False)
 
     talksbot_data_dir: Path = Field(default_factory=default_data_dir)
-    # "onnx" (default, fp32 ONNX), "onnx-int8" (quantized: faster ingest, worse ranking),
-    # "torch" (plain sentence-transformers), "mpnet" (all-mpnet-base-v2); "hash" is a
-    # model-free fake for tests.
-    talksbot_backend: Backend = DEFAULT_BACKEND
+    # "onnx" (fp32 ONNX), "onnx-int8" (quantized: faster ingest, worse ranking), "torch"
+    # (plain sentence-transformers), "mpnet" (all-mpnet-base-v2); "hash" is a model-free fake
+    # for tests. Unset: what the data dir was built with, and for a new one DEFAULT_BACKEND
+    # (``talksbot.wiring.backend_of``), so a store built under an older default keeps working.
+    talksbot_backend: Backend | None = None
     # Where the one-time ONNX export of the model is kept (default: <data dir>/models).
     talksbot_model_cache: Path | None = None
 

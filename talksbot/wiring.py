@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from index.embed import Embedder, load_embedder
+from index.embed import BACKENDS, DEFAULT_BACKEND, Embedder, load_embedder
 from index.ingest import Ingester, IngestReport
 from index.params import ingest_params
-from index.store import Store
+from index.store import Store, StoreError
 from retrieval.answer import Answerer
 from retrieval.rank import default_ranker
 from retrieval.search import Searcher
@@ -27,13 +27,28 @@ def _echo(*parts: object) -> None:
     print(*parts, file=sys.stderr, flush=True)
 
 
+def backend_of(settings: Settings, store: Store) -> str:
+    """The embedding backend to use on ``store``: the configured one; unset, the one the store
+    was built with (an upgrade that changed the default keeps an existing store working), and
+    for a new store ``DEFAULT_BACKEND``. A configured one that differs from the store's is then
+    refused by ``Store.check_params`` with a message saying so."""
+    if settings.talksbot_backend:
+        return settings.talksbot_backend
+    try:
+        built = (store.read_params() or {}).get("backend")
+    except StoreError:
+        built = None  # check_params reports the unreadable file
+    return built if built in (*BACKENDS, "hash") else DEFAULT_BACKEND
+
+
 def open_answerer(settings: Settings, quiet: bool = False, refit: bool = False) -> Answerer:
     """The answer pipeline on one store connection; an empty data dir is first built from the
     sample corpus, and a store built with other settings is refused before the model loads.
     ``refit``: start from the default ranker (the shipped one may no longer fit the code)."""
-    backend, data_dir = settings.talksbot_backend, settings.data_dir
+    data_dir = settings.data_dir
     store = Store(data_dir)
     try:
+        backend = backend_of(settings, store)
         store.check_params(ingest_params(backend), write=False)
         embedder = load_embedder(backend, settings.model_cache)
         if store.article_count() == 0:
@@ -55,8 +70,9 @@ def open_ingester(settings: Settings, embedder: Embedder | None = None) -> Inges
     store = Store(settings.data_dir)
     try:
         if embedder is None:
-            store.check_params(ingest_params(settings.talksbot_backend), write=False)
-            embedder = load_embedder(settings.talksbot_backend, settings.model_cache)
+            backend = backend_of(settings, store)
+            store.check_params(ingest_params(backend), write=False)
+            embedder = load_embedder(backend, settings.model_cache)
         return Ingester(store, embedder)
     except BaseException:
         store.close()

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from index.embed import DEFAULT_BACKEND
 from tests.harness.data import CORPUS, refusal, run_cli
 
 
@@ -200,6 +201,23 @@ def test_main_job_answers_each_stdin_line_and_exits(data_dir: Path) -> None:
 def test_a_store_built_by_another_backend_is_refused(filled: Path) -> None:
     result = run_cli(filled, "ask", "anything about Geneva", backend="onnx-int8")
     assert "built with different settings" in refusal(result)
+
+
+def test_with_no_backend_configured_a_store_keeps_the_one_it_was_built_with(
+    filled: Path, tmp_path: Path
+) -> None:
+    # An upgrade that changes the default backend must not lock users out of their store.
+    result = run_cli(filled, "ask", "How long did the Geneva talks last?", backend="")
+    assert result.returncode == 0, result.stderr
+    assert "[1] “" in result.stdout
+    assert run_cli(filled, "reindex", backend="").returncode == 0
+    params = json.loads((filled / "params.json").read_text())
+    assert params["backend"] == "hash"
+    # A new data dir gets the default; what the store records decides from then on.
+    fresh = tmp_path / "fresh"
+    result = run_cli(fresh, "delete", "https://example.com/none", backend="")
+    assert result.returncode == 1 and "no stored article" in result.stderr
+    assert json.loads((fresh / "params.json").read_text())["backend"] == DEFAULT_BACKEND
 
 
 def test_bad_configuration_is_one_line(data_dir: Path) -> None:

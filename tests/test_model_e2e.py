@@ -64,7 +64,7 @@ def test_main_job_on_a_fresh_data_dir(tmp_path: Path, model_cache: Path) -> None
     result = run_cli(
         data_dir,
         stdin="Why was the Budapest summit called off?\nwho won the champions league final\n",
-        backend=DEFAULT_BACKEND,
+        backend="",  # unset, as the README's first command runs it
         script="bot.py",
         TALKSBOT_MODEL_CACHE=str(model_cache),
     )
@@ -72,3 +72,4 @@ def test_main_job_on_a_fresh_data_dir(tmp_path: Path, model_cache: Path) -> None
     first, second = result.stdout.strip().split("\n\n", 1)
     assert first.startswith("[1] “Plans for a Trump-Putin summit in Budapest have been paused")
     assert "outside what I cover" in second
+    assert json.loads((data_dir / "params.json").read_text())["backend"] == DEFAULT_BACKEND

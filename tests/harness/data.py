@@ -48,7 +48,9 @@ def answering(data_dir: Path) -> Iterator[Answerer]:
 
 def cli_env(data_dir: Path, backend: str = "hash", **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TALKSBOT_", "TELEGRAM_"))}
-    env.update(TALKSBOT_DATA_DIR=str(data_dir), TALKSBOT_BACKEND=backend, HF_HUB_OFFLINE="1")
+    env.update(TALKSBOT_DATA_DIR=str(data_dir), HF_HUB_OFFLINE="1")
+    if backend:  # "": unset, as a user who never chose one
+        env["TALKSBOT_BACKEND"] = backend
     env.update(extra)
     return env
 
