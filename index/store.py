@@ -221,8 +221,6 @@ class Store:
                 + "; ".join(diffs)
                 + "): restore the file that built this store, or delete it to use the copy"
             )
-        if copy is None:
-            self._keep_params_copy(params)  # a store from before the copy was kept
         return params
 
     def _write_params_file(self, params: dict) -> None:
@@ -276,6 +274,10 @@ class Store:
                 + "; ".join(diffs)
                 + "). Use the settings it was built with, or ingest into a new TALKSBOT_DATA_DIR."
             )
+        if self._params_copy() is None:
+            # A store from before the database kept a copy: the file is copied only once it is
+            # accepted, so a read of a tampered file cannot make the tampering permanent.
+            self._keep_params_copy(found)
 
     # -- generation -------------------------------------------------------------------------
     def generation(self) -> int:

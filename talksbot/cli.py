@@ -211,11 +211,19 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
         p.stat().st_size for p in (settings.data_dir / "index").rglob("*") if p.is_file()
     )
     db_bytes = sum(p.stat().st_size for p in settings.data_dir.glob("talksbot.db*"))
-    stats.update(index_bytes=index_bytes, db_bytes=db_bytes, data_dir=str(settings.data_dir))
+    params = store.read_params() or {}
+    stats.update(
+        index_bytes=index_bytes,
+        db_bytes=db_bytes,
+        data_dir=str(settings.data_dir),
+        model=params.get("model"),
+        backend=params.get("backend"),
+    )
     if args.json:
         print(json.dumps(stats))
         return 0
     print(f"data dir      {settings.data_dir}")
+    print(f"model         {stats['model']} ({stats['backend']})")
     print(f"articles      {stats['articles']}")
     print(f"sentences     {stats['sentences']} ({stats['indexed_sentences']} indexed)")
     print(f"outlets       {stats['outlets']}")

@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     talksbot_fetch_allow_hosts: str = ""
     talksbot_fetch_timeout: float = Field(default=20.0, gt=0, le=3600)
 
+    @field_validator("talksbot_backend", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        """``TALKSBOT_BACKEND=`` (an emptied line in .env or a compose file) means unset."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator(
         "telegram_api_base_url", "telegram_api_file_url", "telegram_webhook_url", mode="after"
     )

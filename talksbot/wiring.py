@@ -28,17 +28,29 @@ def _echo(*parts: object) -> None:
 
 
 def backend_of(settings: Settings, store: Store) -> str:
-    """The embedding backend to use on ``store``: the configured one; unset, the one the store
-    was built with (an upgrade that changed the default keeps an existing store working), and
-    for a new store ``DEFAULT_BACKEND``. A configured one that differs from the store's is then
-    refused by ``Store.check_params`` with a message saying so."""
-    if settings.talksbot_backend:
-        return settings.talksbot_backend
+    """The embedding backend to use on ``store``: unset, the one the store was built with (an
+    upgrade that changed the default keeps an existing store working), and for a new store
+    ``DEFAULT_BACKEND``; set, it must be the store's. ``Store.check_params`` then checks the
+    rest of the recorded settings."""
     try:
-        built = (store.read_params() or {}).get("backend")
+        params = store.read_params()
     except StoreError:
-        built = None  # check_params reports the unreadable file
-    return built if built in (*BACKENDS, "hash") else DEFAULT_BACKEND
+        params = None  # check_params reports the unreadable file
+    built = params.get("backend") if params else None
+    configured = settings.talksbot_backend
+    if params is not None and built not in (*BACKENDS, "hash"):
+        raise StoreError(
+            f"{store.params_path} names an embedding backend this talksbot does not know "
+            f"({built!r}); restore the file that built this store, or ingest into a new "
+            "TALKSBOT_DATA_DIR"
+        )
+    if configured and built and configured != built:
+        raise StoreError(
+            f"TALKSBOT_BACKEND is {configured!r}, but the index in {store.data_dir} was built "
+            f"with {built!r}: unset TALKSBOT_BACKEND (a store keeps the backend it was built "
+            f"with), set it to {built!r}, or ingest into a new TALKSBOT_DATA_DIR"
+        )
+    return configured or built or DEFAULT_BACKEND
 
 
 def open_answerer(settings: Settings, quiet: bool = False, refit: bool = False) -> Answerer:

@@ -1,5 +1,6 @@
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -199,8 +200,10 @@ def test_main_job_answers_each_stdin_line_and_exits(data_dir: Path) -> None:
 
 
 def test_a_store_built_by_another_backend_is_refused(filled: Path) -> None:
-    result = run_cli(filled, "ask", "anything about Geneva", backend="onnx-int8")
-    assert "built with different settings" in refusal(result)
+    for command in (["ask", "anything about Geneva"], ["ingest", str(CORPUS)], ["reindex"]):
+        line = refusal(run_cli(filled, *command, backend="onnx-int8"))
+        assert "TALKSBOT_BACKEND is 'onnx-int8'" in line and "built with 'hash'" in line
+        assert "unset TALKSBOT_BACKEND" in line
 
 
 def test_with_no_backend_configured_a_store_keeps_the_one_it_was_built_with(
@@ -213,11 +216,33 @@ def test_with_no_backend_configured_a_store_keeps_the_one_it_was_built_with(
     assert run_cli(filled, "reindex", backend="").returncode == 0
     params = json.loads((filled / "params.json").read_text())
     assert params["backend"] == "hash"
+    # An emptied setting (TALKSBOT_BACKEND= in .env or a compose file) is unset too.
+    result = run_cli(filled, "stats", backend="", TALKSBOT_BACKEND="")
+    assert result.returncode == 0, result.stderr
+    assert "(hash)" in result.stdout
     # A new data dir gets the default; what the store records decides from then on.
     fresh = tmp_path / "fresh"
     result = run_cli(fresh, "delete", "https://example.com/none", backend="")
     assert result.returncode == 1 and "no stored article" in result.stderr
     assert json.loads((fresh / "params.json").read_text())["backend"] == DEFAULT_BACKEND
+
+
+def test_a_settings_file_naming_an_unknown_backend_is_refused(filled: Path) -> None:
+    params = json.loads((filled / "params.json").read_text())
+    (filled / "params.json").write_text(json.dumps({**params, "backend": "evil"}))
+    with sqlite3.connect(filled / "talksbot.db") as db:  # a store from before the copy
+        db.execute("DELETE FROM meta WHERE key='params'")
+    for command in (["ask", "anything about Geneva"], ["stats"]):
+        line = refusal(run_cli(filled, *command, backend=""))
+        assert "does not know ('evil')" in line
+    # Nothing of the tampered file was kept: restoring the real one brings the store back.
+    with sqlite3.connect(filled / "talksbot.db") as db:
+        assert db.execute("SELECT value FROM meta WHERE key='params'").fetchone() is None
+    (filled / "params.json").write_text(json.dumps(params))
+    assert run_cli(filled, "ask", "How long did the Geneva talks last?", backend="").returncode == 0
+    with sqlite3.connect(filled / "talksbot.db") as db:  # accepted, so now kept
+        copy = db.execute("SELECT value FROM meta WHERE key='params'").fetchone()[0]
+    assert json.loads(copy) == params
 
 
 def test_bad_configuration_is_one_line(data_dir: Path) -> None:
