@@ -213,6 +213,7 @@ def run(settings: Settings) -> None:
                 settings.telegram_webhook_port,
                 settings.telegram_webhook_url,
                 secret,
+                settings.telegram_webhook_max_connections,
             )
         )
     else:

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     telegram_webhook_listen: str = "127.0.0.1"
     telegram_webhook_port: int = Field(default=8443, ge=1, le=65535)
     telegram_webhook_secret: SecretStr | None = None
+    # Open connections the webhook endpoint accepts at once (Telegram opens up to 40); a new one
+    # beyond is closed unanswered, so idle sockets cannot use up the process's files.
+    telegram_webhook_max_connections: int = Field(default=256, ge=1, le=10_000)
     # Seconds between getUpdates calls when polling (0 in tests keeps them snappy).
     telegram_poll_interval: float = Field(default=0.0, ge=0, le=3600)
     telegram_admin_ids: list[int] = Field(default_factory=list)

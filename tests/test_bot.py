@@ -671,6 +671,7 @@ def test_typing_indicator_and_webhook_mode_with_secret(
         TELEGRAM_WEBHOOK_LISTEN="127.0.0.1",
         TELEGRAM_WEBHOOK_PORT=str(port),
         TELEGRAM_TYPING_AFTER="0",
+        TELEGRAM_WEBHOOK_MAX_CONNECTIONS="20",
         **({"TELEGRAM_WEBHOOK_SECRET": configured} if configured else {}),
     )
     log = tmp_path / "bot.log"
@@ -742,6 +743,27 @@ def test_typing_indicator_and_webhook_mode_with_secret(
         assert " 413 " in raw("POST /telegram HTTP/1.1\r\nContent-Length: \u00b2" + signed)
         # Any other path too is refused from its headers, its body unread.
         assert " 404 " in raw("POST /elsewhere HTTP/1.1\r\nContent-Length: 1000000")
+
+        # Idle connections cannot use up the bot's file descriptors: beyond the cap a new one
+        # is closed unanswered, and once they go the bot serves again.
+        def answered() -> bool:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as extra:
+                extra.sendall(b"GET /telegram HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                try:
+                    return extra.recv(100) != b""
+                except ConnectionResetError:
+                    return False
+
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(20)]
+        try:  # the bot accepts them as its loop gets to them
+            assert wait_until(lambda: not answered(), timeout=10)
+        finally:
+            for conn in idle:
+                conn.close()
+        time.sleep(0.5)
+        update = {"update_id": 4, **api.message(QUESTION, chat_id=56)}
+        assert post(secret) == 200
+        assert api.wait_for("sendMessage", lambda c: str(c.params["chat_id"]) == "56")
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0

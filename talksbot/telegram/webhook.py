@@ -20,13 +20,14 @@ import tornado.web
 from telegram import Update
 from telegram.ext import Application
 from tornado.httpserver import HTTPServer
+from tornado.iostream import IOStream
 
 log = logging.getLogger("talksbot.bot")
 
 PATH = "/telegram"
 MAX_UPDATE_BYTES = 1 << 20
 BODY_TIMEOUT = 30.0  # seconds to send a body once its headers are in
-IDLE_TIMEOUT = 60.0  # seconds a kept-alive connection may sit idle
+IDLE_TIMEOUT = 60.0  # seconds a kept-alive connection may sit idle (or send its headers)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
@@ -92,6 +93,20 @@ class UpdateHandler(Quiet):
         self.set_status(200)
 
 
+class CappedServer(HTTPServer):
+    """An HTTPServer that closes a new connection at once while ``max_connections`` are open:
+    idle sockets could otherwise use up the process's file descriptors (then every accept
+    fails, each logged, and the store cannot open files either). Telegram opens up to 40."""
+
+    max_connections = 256
+
+    def handle_stream(self, stream: IOStream, address: tuple) -> None:
+        if len(self._connections) >= self.max_connections:
+            stream.close()
+            return
+        super().handle_stream(stream, address)
+
+
 class Refuse(Quiet):
     """Any other path: 404 from the headers alone (tornado's own 404 reads the body first)."""
 
@@ -99,13 +114,15 @@ class Refuse(Quiet):
         self.send_error(404)
 
 
-async def serve(app: Application, listen: str, port: int, url: str, secret: str) -> None:
+async def serve(
+    app: Application, listen: str, port: int, url: str, secret: str, max_connections: int = 256
+) -> None:
     """Run ``app`` on webhook updates until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    server = HTTPServer(
+    server = CappedServer(
         tornado.web.Application(
             [(PATH, UpdateHandler, {"app": app, "secret": secret}), (r".*", Refuse)]
         ),
@@ -113,6 +130,7 @@ async def serve(app: Application, listen: str, port: int, url: str, secret: str)
         body_timeout=BODY_TIMEOUT,
         idle_connection_timeout=IDLE_TIMEOUT,
     )
+    server.max_connections = max_connections
     await app.initialize()
     started = False  # post_init ran: post_stop undoes it (the push lease), even after a failure
     try:
