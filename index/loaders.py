@@ -262,7 +262,7 @@ def parse_markdown(text: str, name: str) -> RawArticle:
     body = post.content
     fields = {key: _field(meta, key, name) for key in ("title", "url", "published", "date")}
     url = _link(fields["url"])
-    title = fields["title"] or _first_line(body) or Path(name).stem
+    title = _headline(fields["title"], body) or _first_line(body) or Path(name).stem
     return RawArticle(
         title=title,
         url=url,
@@ -272,6 +272,24 @@ def parse_markdown(text: str, name: str) -> RawArticle:
         source=name,
         kind="markdown",
     )
+
+
+_SITE_SUFFIX = re.compile(r"\s+(?:-|–|—|\|)\s+[^|–—]{2,60}$")
+
+
+def _headline(title: str, body: str) -> str:
+    """The front matter's title, or the headline when that title is only the page's section
+    ("Opinion") and the page's own title line gives the headline after it: "Opinion | The
+    shadow war … - The Washington Post" (section, headline, site). A title line that adds only
+    the site ("Ukraine emergency | UNHCR US") leaves the title as it is."""
+    first = _first_line(body)
+    if not title or len(title.split()) > 2 or not first.startswith(title + " | "):
+        return title  # a headline already (a section is a word or two)
+    rest = first[len(title) + 3 :].strip()
+    headline = _SITE_SUFFIX.sub("", rest).strip()
+    if headline == rest or len(headline.split()) < 4:
+        return title  # no site after it: "rest" may itself be the site's name
+    return headline
 
 
 def _first_line(text: str) -> str:

@@ -59,6 +59,33 @@ def test_a_page_is_cited_under_its_own_name_only_on_its_own_site(
     assert page_outlet(name, url) == outlet
 
 
+@pytest.mark.parametrize(
+    ("title", "first_line", "expected"),
+    [
+        # Only the section as the title, the headline in the page's title line after it.
+        ("Opinion", "Opinion | The shadow war that is strengthening Europe - The Post", None),
+        ("World", "World | Talks in Geneva end early as delegations leave | Wire", None),
+        # The title line adds only the site, or the title is a headline already: kept.
+        ("Ukraine emergency", "Ukraine emergency | UNHCR US", "Ukraine emergency"),
+        ("Ukraine", "Ukraine - European Civil Protection", "Ukraine"),
+        ("Opinion", "Opinion | Too short - The Post", "Opinion"),
+        (
+            "Talks end early",
+            "Talks end early | Russia-Ukraine war news live updates - Wire",
+            "Talks end early",
+        ),
+    ],
+)
+def test_a_section_name_as_title_gives_way_to_the_headline(
+    tmp_path: Path, title: str, first_line: str, expected: str | None
+) -> None:
+    f = tmp_path / "a.md"
+    f.write_text(f'---\ntitle: "{title}"\n---\n\n{first_line}\nSkip to main content\nText.\n')
+    if expected is None:  # section | headline | site
+        expected = first_line.split(" | ", 1)[1].rsplit(" - ", 1)[0].rsplit(" | ", 1)[0]
+    assert load_file(f).title == expected
+
+
 def test_plain_text_takes_its_first_line_as_title() -> None:
     a = load_file(CORPUS / "prisoner-exchange.txt")
     assert a.title == "Prisoner exchange completed before the anniversary"
