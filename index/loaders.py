@@ -146,6 +146,30 @@ def _as_text(value: object) -> str:
     return str(value).strip()
 
 
+def published_date(text: str) -> str:
+    """A publication date as ISO ``YYYY-MM-DD``, the form citations show and the store orders
+    and compares by ("Nov 23, 2025", "2025-11-23T10:00:00Z", "23 November 2025 10:00 GMT");
+    "" when the text is no full date (shown as undated rather than as something invented). A
+    numeric day and month ("03/04/2026") is read month first."""
+    text = text.strip()
+    if not text:
+        return ""
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date().isoformat()
+    except ValueError:
+        pass
+    from dateutil import parser
+
+    try:  # parsed twice with different defaults: a part it had to fill in differs
+        when = parser.parse(text, default=dt.datetime(2004, 1, 1))
+        again = parser.parse(text, default=dt.datetime(2008, 2, 2))
+    except (ValueError, OverflowError):
+        return ""
+    if when.date() != again.date() or not 1900 <= when.year <= 2200:
+        return ""  # no year, month or day given ("Friday", "Feb 2026"): not a date to show
+    return when.date().isoformat()
+
+
 def _decode(data: bytes, name: str) -> str:
     if not data.strip():
         raise IngestError(f"{name}: file is empty")
@@ -266,7 +290,7 @@ def parse_markdown(text: str, name: str) -> RawArticle:
     return RawArticle(
         title=title,
         url=url,
-        published=fields["published"] or fields["date"],
+        published=published_date(fields["published"] or fields["date"]),
         outlet=_field(meta, "outlet", name) or outlet_from_url(url),
         text=body,
         source=name,
@@ -313,7 +337,7 @@ def parse_html(html: str, name: str, url: str = "") -> RawArticle:
     return RawArticle(
         title=(doc.title or "").strip() or _first_line(text),
         url=page_url,
-        published=(doc.date or "").strip(),
+        published=published_date(doc.date or ""),
         outlet=page_outlet(doc.sitename or "", page_url),
         text=text,
         source=name,

@@ -74,10 +74,14 @@ class Answer:
         return self.status == ANSWERED
 
     def to_json(self) -> dict:
-        """The ``ask --json`` line: question, answered, citations best first."""
+        """The ``ask --json`` line: question, answered, why not (``status``: answered,
+        abstained (not covered), declined (off topic) or invalid, with the one-line
+        ``message`` a reader is shown), citations best first."""
         return {
             "question": self.question,
             "answered": self.answered,
+            "status": self.status,
+            "message": self.message,
             "citations": [
                 {
                     "quote": c.quote,

@@ -1,4 +1,4 @@
-"""The ``talksbot`` command: serve, ingest, ask, eval, stats, reindex, feeds.
+"""The talksbot command: serve, ingest, ask, eval, stats, reindex, feeds.
 
 Every failure a user can cause ends in a one-line message on stderr and a non-zero exit code,
 never a traceback.

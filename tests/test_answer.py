@@ -103,11 +103,20 @@ def test_accented_names_and_a_foreign_word_or_two_are_still_questions(
 
 def test_json_shape(answerer: Answerer) -> None:
     obj = answerer.answer("prisoners exchanged mediated by the Emirates").to_json()
-    assert set(obj) == {"question", "answered", "citations"}
-    assert obj["answered"] is True
+    assert set(obj) == {"question", "answered", "status", "message", "citations"}
+    assert obj["answered"] is True and obj["status"] == "answered" and obj["message"] == ""
     assert set(obj["citations"][0]) == {"quote", "title", "outlet", "url", "published", "score"}
     scores = [c["score"] for c in obj["citations"]]
     assert scores == sorted(scores, reverse=True)
+    # Why a question was not answered, as a reader is told: not covered, off topic, no words.
+    for question, status in [
+        ("What did Erdogan say about the talks?", "abstained"),
+        ("what's a good recipe for banana bread", "declined"),
+        ("???", "invalid"),
+    ]:
+        obj = answerer.answer(question).to_json()
+        assert (obj["answered"], obj["status"], obj["citations"]) == (False, status, [])
+        assert obj["message"]
 
 
 def test_more_context_returns_neighbouring_sentences(answerer: Answerer) -> None:

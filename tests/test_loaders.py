@@ -86,6 +86,28 @@ def test_a_section_name_as_title_gives_way_to_the_headline(
     assert load_file(f).title == expected
 
 
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        ("2026-02-18", "2026-02-18"),
+        ("'2026-02-18T10:30:00Z'", "2026-02-18"),
+        ("Nov 23, 2025", "2025-11-23"),
+        ("23 November 2025 10:00 GMT", "2025-11-23"),
+        # Not a full date: undated, rather than a day made up (or text compared as a date).
+        ("Friday", ""),
+        ("Feb 2026", ""),
+        ("sometime last week", ""),
+        ("'2026-02-30'", ""),
+    ],
+)
+def test_publication_dates_are_stored_as_iso_dates(
+    tmp_path: Path, written: str, stored: str
+) -> None:
+    f = tmp_path / "a.md"
+    f.write_text(f"---\ntitle: A title\npublished: {written}\n---\n\nText about the talks.\n")
+    assert load_file(f).published == stored
+
+
 def test_plain_text_takes_its_first_line_as_title() -> None:
     a = load_file(CORPUS / "prisoner-exchange.txt")
     assert a.title == "Prisoner exchange completed before the anniversary"
