@@ -246,8 +246,11 @@ class Answerer:
                 return Answer(
                     question,
                     DECLINED,
-                    message="That is outside what I cover: I answer questions about news "
-                    "coverage of the Russia–Ukraine war and peace talks.",
+                    # Not "outside what I cover": a vague question on the topic ("tell me
+                    # about the war") lands here too, and would be told it is off topic.
+                    message="Nothing in the coverage I have comes close to that. I answer "
+                    "questions about news coverage of the Russia–Ukraine war and peace talks: "
+                    "ask about something it reports (who, what, when, how many).",
                     coverage=self.coverage(),
                 )
             return self._abstain(question, entries, names)

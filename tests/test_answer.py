@@ -71,7 +71,7 @@ def test_names_the_corpus_never_mentions_are_not_answered(answerer: Answerer) ->
 def test_off_topic_is_declined(answerer: Answerer) -> None:
     a = answerer.answer("easy sourdough starter recipe for beginners")
     assert a.status == DECLINED and not a.citations
-    assert "outside what I cover" in a.message
+    assert "Nothing in the coverage I have comes close" in a.message
 
 
 @pytest.mark.parametrize(

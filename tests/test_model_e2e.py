@@ -71,5 +71,5 @@ def test_main_job_on_a_fresh_data_dir(tmp_path: Path, model_cache: Path) -> None
     assert result.returncode == 0, result.stderr
     first, second = result.stdout.strip().split("\n\n", 1)
     assert first.startswith("[1] “Plans for a Trump-Putin summit in Budapest have been paused")
-    assert "outside what I cover" in second
+    assert "Nothing in the coverage I have comes close" in second
     assert json.loads((data_dir / "params.json").read_text())["backend"] == DEFAULT_BACKEND
