@@ -242,7 +242,9 @@ class Answerer:
         else:
             covered = result.best_dense >= ABSTAIN_BELOW and not names
         if not covered:
-            if result.best_dense < DECLINE_BELOW:
+            # Off topic only when it names no one the coverage mentions: "Peskow" alone is far
+            # from every sentence, yet gets the nearest articles, not "nothing comes close".
+            if result.best_dense < DECLINE_BELOW and not result.analysis.named:
                 return Answer(
                     question,
                     DECLINED,

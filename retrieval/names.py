@@ -3,7 +3,8 @@
 Questions spell names as people type them: "zelenskiy" for Zelensky, "witkof" for Witkoff,
 "kiis" for KIIS. A word counts as known when its stem is in the corpus's vocabulary exactly,
 when its transliteration skeleton matches a vocabulary word's, or when it is within a small
-edit distance of one (rapidfuzz).
+edit distance of one (rapidfuzz: a near ratio, or one typo counting a swap of two letters as
+one, "lavorv" for Lavrov).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from collections.abc import Iterable
 
 from rapidfuzz import fuzz, process
+from rapidfuzz.distance import OSA
 
 FUZZY_MIN_CHARS = 5  # shorter words match only exactly or by skeleton
 FUZZY_SCORE = 85.0  # rapidfuzz ratio (0-100) for a near spelling
@@ -120,6 +122,8 @@ class NameMatcher:
         if len(key) < FUZZY_MIN_CHARS:
             return None
         match = process.extractOne(key, self._choices, scorer=fuzz.ratio, score_cutoff=FUZZY_SCORE)
+        if match is None:  # one typo: a letter swapped with the next, replaced, added or lost
+            match = process.extractOne(key, self._choices, scorer=OSA.distance, score_cutoff=1)
         return self._spelt(match[0]) if match is not None else None
 
     def _spelt(self, key: str) -> list[str]:

@@ -94,6 +94,9 @@ class QueryAnalysis:
     # A name or rare word the corpus spells otherwise ("witkof", "kostiantynivka"): its stem ->
     # the corpus's stems for it, searched in its place.
     spellings: dict[str, list[str]] = field(default_factory=dict)
+    # Names or rare words of the question that the corpus does mention (however spelled):
+    # a question naming someone the coverage knows is never declined as off topic.
+    named: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -255,6 +258,7 @@ class Searcher:
     def analyse(self, question: str) -> QueryAnalysis:
         terms = list(dict.fromkeys(tokenize(question)))
         names = []
+        named = []
         spellings: dict[str, list[str]] = {}
         counted: set[str] = set()  # stems whose absence from the corpus is evidence
         # Markup and links pasted into a question are not names the corpus should know.
@@ -277,15 +281,17 @@ class Searcher:
                     found = self.names.spellings(word, stems[0])
                     if found is None:
                         names.append(word)
-                    elif found:
+                        continue
+                    if found:
                         spellings[stems[0]] = found
+                named.append(word)
             elif zipf >= everyday:
                 counted.update(stems)
         n = max(self.index.size, 1)
         weights = {t: bm25_idf(self.index.df(t), n) for t in terms if t in counted}
         total = sum(weights.values())
         known = sum(w for t, w in weights.items() if mentioned(t) or self.names.known(t, t))
-        return QueryAnalysis(terms, names, known / total if total else 1.0, spellings)
+        return QueryAnalysis(terms, names, known / total if total else 1.0, spellings, named)
 
     def pool(self, question: str, analysis: QueryAnalysis | None = None) -> Pool:
         """Candidates and their features (cached per question when ``pool_cache`` is set).

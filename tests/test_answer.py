@@ -74,6 +74,14 @@ def test_off_topic_is_declined(answerer: Answerer) -> None:
     assert "Nothing in the coverage I have comes close" in a.message
 
 
+def test_a_name_the_coverage_mentions_is_never_off_topic(answerer: Answerer) -> None:
+    # A bare name, misspelt, is far from every sentence; still the coverage knows it.
+    a = answerer.answer("Umreov")
+    assert a.status != DECLINED
+    if not a.answered:
+        assert a.nearest
+
+
 @pytest.mark.parametrize(
     ("question", "message"),
     [
