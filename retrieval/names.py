@@ -17,6 +17,9 @@ from rapidfuzz.distance import OSA
 
 FUZZY_MIN_CHARS = 5  # shorter words match only exactly or by skeleton
 FUZZY_SCORE = 85.0  # rapidfuzz ratio (0-100) for a near spelling
+# Skeletons this short also match at one typo (a second pass over the vocabulary, ~25 ms at
+# 400,000 words, only for a word the corpus does not spell).
+OSA_MAX_CHARS = 6
 # A skeleton more stems share than this spells no one name (ordinals "4th" ... "1008th", numbers
 # with units, ids; a fetched page can bring any number): a word with it is known, as ever, but
 # searched as typed. A bound on the work one question makes, not a fitted weight: the largest
@@ -122,7 +125,9 @@ class NameMatcher:
         if len(key) < FUZZY_MIN_CHARS:
             return None
         match = process.extractOne(key, self._choices, scorer=fuzz.ratio, score_cutoff=FUZZY_SCORE)
-        if match is None:  # one typo: a letter swapped with the next, replaced, added or lost
+        if match is None and len(key) <= OSA_MAX_CHARS:
+            # One typo: a letter swapped with the next, replaced, added or lost. The ratio cut
+            # lets a swap (two edits to it) through from seven letters on; below, this pass.
             match = process.extractOne(key, self._choices, scorer=OSA.distance, score_cutoff=1)
         return self._spelt(match[0]) if match is not None else None
 
