@@ -155,19 +155,29 @@ def published_date(text: str) -> str:
     if not text:
         return ""
     try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date().isoformat()
+        day = dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date()
     except ValueError:
-        pass
+        day = _written_date(text)
+    return day.isoformat() if day is not None and 1900 <= day.year <= 2200 else ""
+
+
+def _written_date(text: str) -> dt.date | None:
+    """A date as people write it, with its year in full ("3/4/5" names no century)."""
+    if not re.search(r"(?<!\d)\d{4}(?!\d)", text):
+        return None
+    import warnings
+
     from dateutil import parser
 
-    try:  # parsed twice with different defaults: a part it had to fill in differs
-        when = parser.parse(text, default=dt.datetime(2004, 1, 1))
-        again = parser.parse(text, default=dt.datetime(2008, 2, 2))
-    except (ValueError, OverflowError):
-        return ""
-    if when.date() != again.date() or not 1900 <= when.year <= 2200:
-        return ""  # no year, month or day given ("Friday", "Feb 2026"): not a date to show
-    return when.date().isoformat()
+    with warnings.catch_warnings():  # an unknown zone name ("EST") still gives the local day
+        warnings.simplefilter("ignore")
+        try:  # parsed twice with different defaults: a part it had to fill in differs
+            when = parser.parse(text, default=dt.datetime(2004, 1, 1))
+            again = parser.parse(text, default=dt.datetime(2008, 2, 2))
+        except (ValueError, OverflowError):
+            return None
+    # No year, month or day given ("Friday", "Feb 2026"): not a date to show.
+    return when.date() if when.date() == again.date() else None
 
 
 def _decode(data: bytes, name: str) -> str:

@@ -204,7 +204,7 @@ class Store:
         spare = " (the store's database keeps a copy: delete the file to have it written again)"
         try:
             params = json.loads(self.params_path.read_text())
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # nesting deeper than json reads
             raise StoreError(
                 f"{self.params_path} is unreadable ({exc})" + (spare if copy else "")
             ) from None
@@ -232,7 +232,7 @@ class Store:
             return None
         try:
             copy = json.loads(row[0])
-        except ValueError:
+        except (ValueError, RecursionError):
             copy = None
         if not isinstance(copy, dict):
             raise StoreError(

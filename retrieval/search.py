@@ -83,6 +83,11 @@ class Candidate:
     kind: str
 
 
+# Fuzzy name look-ups one question may make (each scans the vocabulary: ~25-80 ms at 400,000
+# words). A question names a few people; a bound on the work, not a fitted weight.
+MAX_FUZZY_LOOKUPS = 8
+
+
 @dataclass
 class QueryAnalysis:
     """What the question's words say about coverage, used to abstain."""
@@ -269,6 +274,20 @@ class Searcher:
         # sample, "discuss" and "spoke" made talksbot abstain on "What did Rubio and Lavrov
         # discuss?" and "Who spoke with Lavrov?"). Names and rare words always count.
         everyday = EXPECTED_ZIPF - math.log10(max(self.index.token_count, 1))
+        looked: dict[str, list[str] | None] = {}  # each distinct stem looked up once
+        budget = [MAX_FUZZY_LOOKUPS]
+
+        def spelt(word: str, stem: str) -> list[str] | None:
+            """``NameMatcher.spellings``, at most ``MAX_FUZZY_LOOKUPS`` per question (a fuzzy
+            look-up scans the vocabulary): a long question of made-up words is not an attack
+            on the answering worker. Beyond it a word counts as never mentioned."""
+            if stem not in looked:
+                if budget[0] <= 0:
+                    return None
+                budget[0] -= 1
+                looked[stem] = self.names.spellings(word, stem)
+            return looked[stem]
+
         for match in _WORD.finditer(words_only):
             word = match.group()
             stems = tokenize(word)
@@ -278,7 +297,7 @@ class Searcher:
             if looks_like_name(word, match.start(), zipf):
                 counted.update(stems)
                 if not mentioned(stems[0]):
-                    found = self.names.spellings(word, stems[0])
+                    found = spelt(word, stems[0])
                     if found is None:
                         names.append(word)
                         continue
@@ -290,7 +309,7 @@ class Searcher:
         n = max(self.index.size, 1)
         weights = {t: bm25_idf(self.index.df(t), n) for t in terms if t in counted}
         total = sum(weights.values())
-        known = sum(w for t, w in weights.items() if mentioned(t) or self.names.known(t, t))
+        known = sum(w for t, w in weights.items() if mentioned(t) or spelt(t, t) is not None)
         return QueryAnalysis(terms, names, known / total if total else 1.0, spellings, named)
 
     def pool(self, question: str, analysis: QueryAnalysis | None = None) -> Pool:

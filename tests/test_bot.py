@@ -743,6 +743,9 @@ def test_typing_indicator_and_webhook_mode_with_secret(
         assert " 413 " in raw("POST /telegram HTTP/1.1\r\nContent-Length: \u00b2" + signed)
         # Any other path too is refused from its headers, its body unread.
         assert " 404 " in raw("POST /elsewhere HTTP/1.1\r\nContent-Length: 1000000")
+        # Refusals write nothing to the log: a request line is the sender's to fill.
+        for _ in range(20):
+            assert " 403 " in raw("POST /telegram?" + "Q" * 8000 + " HTTP/1.1")
 
         # Idle connections cannot use up the bot's file descriptors: beyond the cap a new one
         # is closed unanswered, and once they go the bot serves again.
@@ -770,6 +773,7 @@ def test_typing_indicator_and_webhook_mode_with_secret(
         api.stop()
     assert api.token not in log.read_text()
     assert secret not in log.read_text()
+    assert "QQQQQQQQ" not in log.read_text()
 
 
 def test_a_rejected_token_is_one_line_without_the_token(data_dir: Path) -> None:

@@ -134,7 +134,7 @@ def test_index_built_by_another_model_is_refused(data_dir: Path, store: Store) -
         Ingester(store, HashEmbedder())
 
 
-@pytest.mark.parametrize("content", ["[1, 2]", '"hash"', "null", "{"])
+@pytest.mark.parametrize("content", ["[1, 2]", '"hash"', "null", "{", "[" * 100_000])
 def test_a_settings_file_that_is_not_an_object_is_refused_in_one_line(
     data_dir: Path, content: str
 ) -> None:

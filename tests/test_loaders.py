@@ -98,6 +98,10 @@ def test_a_section_name_as_title_gives_way_to_the_headline(
         ("Feb 2026", ""),
         ("sometime last week", ""),
         ("'2026-02-30'", ""),
+        ("'0001-01-01'", ""),  # no news article's date, nor 9999-12-31
+        ("'9999-12-31'", ""),
+        ("3/4/5", ""),  # which century?
+        ("23 Nov 2025 10:00 EST", "2025-11-23"),
     ],
 )
 def test_publication_dates_are_stored_as_iso_dates(

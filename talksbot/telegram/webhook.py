@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import signal
+import time
 
 import tornado.web
 from telegram import Update
@@ -100,9 +101,19 @@ class CappedServer(HTTPServer):
 
     max_connections = 256
 
+    refused_logged = 0.0  # when the last "at the cap" line was logged (one a minute at most)
+
     def handle_stream(self, stream: IOStream, address: tuple) -> None:
         if len(self._connections) >= self.max_connections:
             stream.close()
+            now = time.monotonic()
+            if now - self.refused_logged >= 60:
+                self.refused_logged = now
+                log.warning(
+                    "webhook: %d connections open, the cap (TELEGRAM_WEBHOOK_MAX_CONNECTIONS); "
+                    "new ones are closed unanswered",
+                    self.max_connections,
+                )
             return
         super().handle_stream(stream, address)
 
@@ -122,9 +133,13 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # No request log: its line holds the requested URL (up to 64 KB, the sender's choice) and
+    # anyone could write it at will, unsigned; nor tornado's notes on malformed requests.
+    logging.getLogger("tornado.general").setLevel(logging.ERROR)
     server = CappedServer(
         tornado.web.Application(
-            [(PATH, UpdateHandler, {"app": app, "secret": secret}), (r".*", Refuse)]
+            [(PATH, UpdateHandler, {"app": app, "secret": secret}), (r".*", Refuse)],
+            log_function=lambda _handler: None,
         ),
         max_body_size=MAX_UPDATE_BYTES,
         body_timeout=BODY_TIMEOUT,
