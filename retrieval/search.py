@@ -275,16 +275,14 @@ class Searcher:
         # discuss?" and "Who spoke with Lavrov?"). Names and rare words always count.
         everyday = EXPECTED_ZIPF - math.log10(max(self.index.token_count, 1))
         looked: dict[str, list[str] | None] = {}  # each distinct stem looked up once
-        budget = [MAX_FUZZY_LOOKUPS]
 
         def spelt(word: str, stem: str) -> list[str] | None:
             """``NameMatcher.spellings``, at most ``MAX_FUZZY_LOOKUPS`` per question (a fuzzy
             look-up scans the vocabulary): a long question of made-up words is not an attack
             on the answering worker. Beyond it a word counts as never mentioned."""
             if stem not in looked:
-                if budget[0] <= 0:
+                if len(looked) >= MAX_FUZZY_LOOKUPS:
                     return None
-                budget[0] -= 1
                 looked[stem] = self.names.spellings(word, stem)
             return looked[stem]
 

@@ -28,7 +28,8 @@ class LogFormatter(logging.Formatter):
 def setup_logging(level: int, verbose: bool = False, token: str = "") -> None:
     """Configure the root logger once (replacing handlers set earlier): ``level`` for
     everything, httpx's per-request lines and the scheduler's per-run lines ("Running job …",
-    about 100 lines a minute) only when they are warnings."""
+    about 100 lines a minute) only when they are warnings, tornado's notes on malformed
+    requests only when errors."""
     handler = logging.StreamHandler()
     handler.setFormatter(LogFormatter(token, FORMAT, verbose))
     root = logging.getLogger()
@@ -38,3 +39,5 @@ def setup_logging(level: int, verbose: bool = False, token: str = "") -> None:
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # The webhook endpoint's notes on malformed requests: anyone can send those, unsigned.
+    logging.getLogger("tornado.general").setLevel(logging.ERROR)

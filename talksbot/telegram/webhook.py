@@ -134,8 +134,7 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     # No request log: its line holds the requested URL (up to 64 KB, the sender's choice) and
-    # anyone could write it at will, unsigned; nor tornado's notes on malformed requests.
-    logging.getLogger("tornado.general").setLevel(logging.ERROR)
+    # anyone could write it at will, unsigned (tornado's notes on malformed requests: logs.py).
     server = CappedServer(
         tornado.web.Application(
             [(PATH, UpdateHandler, {"app": app, "secret": secret}), (r".*", Refuse)],
