@@ -17,7 +17,7 @@ import numpy as np
 
 from retrieval.answer import Answerer, build_quote
 from retrieval.evaluate import EvalFileError, EvalQuestion, evaluate, first_hit, fold
-from retrieval.features import Pool
+from retrieval.features import LATER_ONLY, Pool
 from retrieval.rank import (
     QUOTE_EXTENSIONS,
     Example,
@@ -101,7 +101,9 @@ def fit(
     """Ranker and abstainer fitted on ``questions``."""
     exs = list(exs) if exs is not None else examples(searcher, questions)
     model = searcher.embedder.name
-    ranker = Ranker(model, fit_rank(exs, [q.doc or q.id for q in questions]))
+    groups = [q.doc or q.id for q in questions]
+    ranker = Ranker(model, fit_rank(exs, groups, without=LATER_ONLY))
+    ranker.rest = fit_rank(exs, groups)
     ranker.store = store_fingerprint(searcher.store.read_params())
     evidence = np.vstack([searcher.result(q.question, ranker=ranker).evidence for q in questions])
     answerable = np.array([q.answerable for q in questions])

@@ -6,7 +6,9 @@ fold (``retrieval/cv.py``). A ranker fitted for another model or feature set is 
 
 * Ranking: a listwise linear model (softmax over each question's candidates, numpy/scipy);
   label 1 when the unit holds an accepted answer string. Questions whose pool holds no answer
-  teach nothing and are left out. Its L2 penalty is chosen by an inner grouped CV.
+  teach nothing and are left out. Its L2 penalty is chosen by an inner grouped CV. Two are
+  fitted: ``rank`` picks the first citation without ``features.LATER_ONLY``, ``rest`` orders
+  the others with them.
 * Abstention: logistic regression over per-question evidence (best passage scores, how much of
   the question the corpus and the best passages cover, names the corpus never mentions even
   fuzzily); it answers when P(answerable) reaches a threshold chosen on the training
@@ -27,7 +29,7 @@ from index.params import mismatches
 from retrieval.features import FEATURES
 
 RANKER_DIR = Path(__file__).resolve().parent / "rankers"
-RANKER_FORMAT = 2
+RANKER_FORMAT = 3
 # What of a store's params.json decides the features' scale: a ranker records these values of
 # the store it was fitted on and refuses a store whose values differ (its model, dimension or
 # embedding recipe). The backend (int8 or float ONNX, torch) changes cosines only in the third
@@ -124,7 +126,7 @@ class Ranker:
     """Scores candidates and decides whether a question is covered."""
 
     model: str
-    rank: Linear
+    rank: Linear  # scores every candidate; the best citable one is cited first
     abstain: Linear | None = None
     threshold: float = 0.0  # on the abstainer's logit: answer when it is at least this
     meta: dict = field(default_factory=dict)
@@ -133,6 +135,7 @@ class Ranker:
     # paragraph, "sentences" also across paragraphs (answer.build_quote); chosen on the
     # training questions (``retrieval.cv.fit``).
     extend_quotes: str = ""
+    rest: Linear | None = None  # orders the citations after the first (None: ``rank`` does)
 
     def check_store(self, params: dict | None) -> None:
         """Refuse a store built other than the one this ranker was fitted on (another model,
@@ -151,6 +154,10 @@ class Ranker:
     def score(self, features: np.ndarray) -> np.ndarray:
         return self.rank(features).astype(np.float32)
 
+    def score_rest(self, features: np.ndarray) -> np.ndarray:
+        """Scores ordering the citations after the first."""
+        return (self.rest or self.rank)(features).astype(np.float32)
+
     def answerable(self, evidence: np.ndarray) -> bool:
         if self.abstain is None:
             return True
@@ -168,6 +175,8 @@ class Ranker:
             "rank": self.rank.to_json(FEATURES),
             "meta": self.meta,
         }
+        if self.rest is not None:
+            out["rest"] = self.rest.to_json(FEATURES)
         if self.abstain is not None:
             out["abstain"] = self.abstain.to_json(EVIDENCE)
             out["threshold"] = round(self.threshold, 6)
@@ -201,10 +210,12 @@ class Ranker:
                     f"code: {list(names)!r}); refit it with `talksbot fit-ranker`"
                 )
         abstain = Linear.from_json(obj["abstain"], EVIDENCE) if "abstain" in obj else None
+        rest = Linear.from_json(obj["rest"], FEATURES) if "rest" in obj else None
         return cls(
             model=model,
             rank=Linear.from_json(obj["rank"], FEATURES),
             abstain=abstain,
+            rest=rest,
             threshold=float(obj.get("threshold", 0.0)),
             meta=obj.get("meta", {}),
             store=dict(obj.get("store") or {}),
@@ -277,11 +288,15 @@ def _top1(data: list[tuple[np.ndarray, np.ndarray]], w: np.ndarray) -> float:
 
 
 def fit_rank(
-    examples: Sequence[Example], groups: Sequence[str] | None = None, l2: float | None = None
+    examples: Sequence[Example],
+    groups: Sequence[str] | None = None,
+    l2: float | None = None,
+    without: Sequence[str] = (),
 ) -> Linear:
-    """Listwise ranker over the examples' candidates. With ``l2`` unset, the penalty is chosen
-    from ``L2_GRID`` by an inner cross-validation over ``groups`` (articles) of these examples
-    alone, so an outer fold never sees its own questions."""
+    """Listwise ranker over the examples' candidates, weighing every feature but ``without``
+    (their weights stay 0). With ``l2`` unset, the penalty is chosen from ``L2_GRID`` by an
+    inner cross-validation over ``groups`` (articles) of these examples alone, so an outer fold
+    never sees its own questions."""
     keep = [i for i, ex in enumerate(examples) if ex.answerable and ex.labels.any()]
     if not keep:
         return default_ranker("").rank  # nothing to learn from
@@ -289,7 +304,11 @@ def fit_rank(
     mean = x_all.mean(axis=0)
     scale = x_all.std(axis=0)
     scale[scale < 1e-6] = 1.0
-    data = [((examples[i].features - mean) / scale, examples[i].labels.astype(bool)) for i in keep]
+    used = np.array([name not in without for name in FEATURES])
+    data = [
+        ((examples[i].features[:, used] - mean[used]) / scale[used], examples[i].labels > 0)
+        for i in keep
+    ]
     if l2 is None:
         names = [groups[i] if groups else str(i) for i in keep]
         inner = _inner_folds(names, INNER_FOLDS)
@@ -303,7 +322,8 @@ def fit_rank(
                     hits.append(_top1(test, _listwise(train, candidate)) * len(test))
             scores[candidate] = float(sum(hits))
         l2 = max(L2_GRID, key=lambda c: (scores[c], c))
-    w = _listwise(data, l2)
+    w = np.zeros(len(FEATURES))
+    w[used] = _listwise(data, l2)
     return Linear(mean.astype(np.float32), scale.astype(np.float32), w.astype(np.float32), 0.0)
 
 

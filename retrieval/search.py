@@ -7,6 +7,7 @@ import math
 import re
 import threading
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -365,15 +366,12 @@ class Searcher:
                 if not says_nothing(row.kind, row.text):
                     citable[int(i)] = row
             text_rows = [i for i, row in citable.items() if row.kind != BOILERPLATE]
-            for i in candidates[np.argsort(-scores[candidates], kind="stable")]:
-                if len(entries) >= limit and len(content) >= EVIDENCE_UNITS:
-                    break
-                sentence = citable.get(int(i))
-                if sentence is None:
-                    continue
+
+            def candidate(i: int) -> Candidate:
+                sentence = citable[i]
                 r = int(pool.rows[i])
                 prev, nxt = near.prev_of.get(r), near.next_of.get(r)
-                candidate = Candidate(
+                return Candidate(
                     id=sentence.id,
                     score=float(scores[i]),
                     content=sentence.text,
@@ -389,10 +387,18 @@ class Searcher:
                     para=sentence.para,
                     kind=sentence.kind,
                 )
-                if len(entries) < limit:
-                    entries.append(candidate)
-                if sentence.kind != BOILERPLATE and len(content) < EVIDENCE_UNITS:
-                    content.append(candidate)
+
+            # The first citation and the evidence by ``scores``; the others by the ranker's
+            # ``score_rest`` (the same scores when it has no second model).
+            ranked = [int(i) for i in candidates[np.argsort(-scores[candidates], kind="stable")]]
+            ranked = [i for i in ranked if i in citable]
+            text_first = (i for i in ranked if citable[i].kind != BOILERPLATE)
+            content = [candidate(i) for i in islice(text_first, EVIDENCE_UNITS)]
+            if ranked and limit > 0:
+                rest = ranker.score_rest(pool.features) if ranker.rest is not None else scores
+                first = ranked[0]
+                others = sorted(ranked[1:], key=lambda i: -rest[i])  # stable: ties keep order
+                entries = [candidate(i) for i in [first, *others[: limit - 1]]]
         best_dense = float(pool.dense[text_rows].max()) if text_rows else 0.0
         return Result(entries, evidence(content, analysis, best_dense), analysis, best_dense)
 

@@ -18,11 +18,12 @@ from index.segment import BOILERPLATE, segment, split_sentences
 from index.store import Store
 from retrieval.cv import cross_validate, group_folds, reachable
 from retrieval.evaluate import EvalQuestion
-from retrieval.features import FEATURES, answer_type, asks_name
+from retrieval.features import FEATURES, LATER_ONLY, answer_type, asks_name, support
 from retrieval.names import MAX_SPELLINGS, NameMatcher, skeleton
 from retrieval.rank import (
     EVIDENCE,
     Example,
+    Linear,
     Ranker,
     RankerError,
     fit_abstain,
@@ -263,6 +264,62 @@ def test_ranker_learns_and_round_trips_and_refuses_another_model(tmp_path: Path)
     path.write_text("{not json")
     with pytest.raises(RankerError, match="cannot read"):
         Ranker.load(path, "model-a")
+
+
+def test_the_first_citation_is_chosen_without_the_later_only_features(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    train = _examples(rng, 40)
+    for ex in train:  # corroboration marks the answer too
+        ex.features[0, FEATURES.index("support")] += 3.0
+    groups = [str(i) for i in range(40)]
+    first = fit_rank(train, groups, without=LATER_ONLY)
+    rest = fit_rank(train, groups)
+    assert first.coef[FEATURES.index("support")] == 0
+    assert rest.coef[FEATURES.index("support")] > 0
+    ranker = Ranker("m", first, rest=rest)
+    path = ranker_path("m", tmp_path)
+    ranker.save(path)
+    loaded = Ranker.load(path, "m")
+    x = train[0].features
+    assert np.allclose(loaded.score(x), ranker.score(x), atol=1e-4)
+    assert np.allclose(loaded.score_rest(x), ranker.score_rest(x), atol=1e-4)
+    assert not np.allclose(loaded.score_rest(x), loaded.score(x), atol=1e-2)
+
+
+def test_support_is_corroboration_by_another_article() -> None:
+    e0, e1 = np.eye(2, dtype=np.float32)
+    vectors = np.stack([e0, e0, e1, 0.6 * e0 + 0.8 * e1, -e0])
+    arts = np.array([1, 1, 2, 3, 4])
+    found = support(vectors, arts, closest=np.array([0, 1, 2, 3]))
+    # Row 0's copy in its own article does not corroborate it; article 3's partial match does.
+    assert np.allclose(found, [0.6, 0.6, 0.8, 0.8, 0.0])
+    assert np.allclose(support(vectors, arts, np.array([], np.int64)), 0.0)
+
+
+def test_citations_after_the_first_follow_the_second_ranker(tmp_path: Path) -> None:
+    data_dir = tmp_path / "d"
+    ingest(data_dir, CORPUS)
+    n = len(FEATURES)
+    dense = np.zeros(n, np.float32)
+    dense[FEATURES.index("dense")] = 1.0
+    one = Linear(np.zeros(n, np.float32), np.ones(n, np.float32), dense, 0.0)
+    reverse = Linear(np.zeros(n, np.float32), np.ones(n, np.float32), -dense, 0.0)
+    question = "how many prisoners were exchanged"
+    plain = Searcher.open(data_dir, "hash", embedder=HashEmbedder(), ranker=Ranker("hash", one))
+    both = Searcher.open(
+        data_dir, "hash", embedder=HashEmbedder(), ranker=Ranker("hash", one, rest=reverse)
+    )
+    try:
+        a, b = plain.result(question, limit=6), both.result(question, limit=6)
+        by_dense = [e.dense for e in a.entries]
+        assert by_dense == sorted(by_dense, reverse=True)
+        assert b.entries[0].id == a.entries[0].id  # the first by ``rank``
+        later = [e.dense for e in b.entries[1:]]
+        assert later == sorted(later) and later[0] < by_dense[1]  # then by ``rest``
+        assert np.allclose(a.evidence, b.evidence)  # the abstainer weighs ``rank`` alone
+    finally:
+        plain.store.close()
+        both.store.close()
 
 
 def test_a_ranker_refuses_a_store_built_another_way(tmp_path: Path) -> None:
