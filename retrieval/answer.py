@@ -265,7 +265,8 @@ class Answerer:
     def _abstain(self, question: str, entries: list[Candidate], missing: list[str]) -> Answer:
         nearest: list[ArticleRef] = []
         seen: set[int] = set()
-        for e in entries:
+        # By the main ranker's score: after the first, entries follow the second ranker.
+        for e in sorted(entries, key=lambda e: -e.score):
             aid = e.article_id
             if aid in seen:
                 continue

@@ -55,8 +55,9 @@ FEATURES = (
     "support",  # best cosine with one of the question's closest units in another article
 )
 # Features the first citation is chosen without (``rank.Ranker.rest`` weighs them for the
-# others): corroboration by other outlets puts the answer among the first three more often, but
-# out of fold it picked the first citation worse.
+# others). Fitted, ``support`` weighs negatively there: after the first citation, what many
+# articles near the question also say (background, wire copies) goes lower. As a feature for the
+# first citation too, it picked that one worse out of fold.
 LATER_ONLY = ("support",)
 
 _ASKS_NUMBER = re.compile(
@@ -284,8 +285,8 @@ def build_pool(
 
 def support(vectors: np.ndarray, arts: np.ndarray, closest: np.ndarray) -> np.ndarray:
     """Each unit's best cosine with one of ``closest`` (indices into ``vectors``) from another
-    article, at least 0: a fact other outlets report too. Wire copies of one sentence count,
-    as they do in the news.
+    article, at least 0: how closely another article says the same thing (a wire copy, the
+    background every report repeats). The ranker learns which way it counts.
 
     One matrix-vector product per closest unit, not one matrix product: OpenBLAS runs a matrix
     product this size on two threads, whose spinning slowed the embedding and SQLite of the

@@ -115,7 +115,7 @@ def test_json_shape(answerer: Answerer) -> None:
     assert obj["answered"] is True and obj["status"] == "answered" and obj["message"] == ""
     assert set(obj["citations"][0]) == {"quote", "title", "outlet", "url", "published", "score"}
     scores = [c["score"] for c in obj["citations"]]
-    assert scores == sorted(scores, reverse=True)
+    assert scores[0] == max(scores)  # the main ranker's best; a second one orders the rest
     # Why a question was not answered, as a reader is told: not covered, off topic, no words.
     for question, status in [
         ("What did Erdogan say about the talks?", "abstained"),
