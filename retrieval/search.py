@@ -358,7 +358,6 @@ class Searcher:
             scores = ranker.score(pool.features)
             pos = {int(r): i for i, r in enumerate(pool.rows)}
             entries: list[Candidate] = []
-            content: list[Candidate] = []  # the best of the article text: the evidence
             candidates = np.flatnonzero(pool.candidates)
             citable: dict[int, SentenceRow] = {}  # pool entry -> its row, if it can be cited
             for i in candidates:
@@ -393,9 +392,10 @@ class Searcher:
             ranked = [int(i) for i in candidates[np.argsort(-scores[candidates], kind="stable")]]
             ranked = [i for i in ranked if i in citable]
             text_first = (i for i in ranked if citable[i].kind != BOILERPLATE)
+            # The best of the article text: the evidence.
             content = [candidate(i) for i in islice(text_first, EVIDENCE_UNITS)]
             if ranked and limit > 0:
-                rest = ranker.score_rest(pool.features) if ranker.rest is not None else scores
+                rest = ranker.score_rest(pool.features)
                 first = ranked[0]
                 others = sorted(ranked[1:], key=lambda i: -rest[i])  # stable: ties keep order
                 entries = [candidate(i) for i in [first, *others[: limit - 1]]]
