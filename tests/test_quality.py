@@ -18,7 +18,14 @@ from index.segment import BOILERPLATE, segment, split_sentences
 from index.store import Store
 from retrieval.cv import cross_validate, group_folds, reachable
 from retrieval.evaluate import EvalQuestion
-from retrieval.features import FEATURES, LATER_ONLY, answer_type, asks_name, support
+from retrieval.features import (
+    FEATURES,
+    LATER_ONLY,
+    answer_type,
+    article_rank,
+    asks_name,
+    support,
+)
 from retrieval.names import MAX_SPELLINGS, NameMatcher, skeleton
 from retrieval.rank import (
     EVIDENCE,
@@ -294,6 +301,14 @@ def test_support_is_corroboration_by_another_article() -> None:
     # Row 0's copy in its own article does not corroborate it; article 3's partial match does.
     assert np.allclose(found, [0.6, 0.6, 0.8, 0.8, 0.0])
     assert np.allclose(support(vectors, arts, np.array([], np.int64)), 0.0)
+
+
+def test_article_rank_is_the_rank_among_the_units_of_the_same_article() -> None:
+    dense = np.array([0.2, 0.9, 0.5, 0.7, 0.5, 0.1], np.float32)
+    arts = np.array([0, 1, 0, 1, 0, 2])  # article index of each unit, in id order
+    # Article 0: 0.5, 0.5 (tie: the lower id first), 0.2; article 1: 0.9, 0.7; article 2 alone.
+    assert np.allclose(article_rank(dense, arts), [1 / 3, 1, 1, 1 / 2, 1 / 2, 1])
+    assert article_rank(np.zeros(0, np.float32), np.zeros(0, np.int64)).shape == (0,)
 
 
 def test_citations_after_the_first_follow_the_second_ranker(tmp_path: Path) -> None:
