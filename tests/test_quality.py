@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.embed import DEFAULT_BACKEND, HashEmbedder
-from index.mpnet import MPNET_SHA256, ModelFileError, assemble, model_dir
+from index.embed import DEFAULT_BACKEND, MODEL_NAME, HashEmbedder
+from index.mpnet import MPNET_NAME, MPNET_SHA256, ModelFileError, assemble, model_dir
 from index.params import ingest_params
 from index.segment import BOILERPLATE, segment, split_sentences
 from index.store import Store
@@ -276,13 +276,15 @@ def test_ranker_learns_and_round_trips_and_refuses_another_model(tmp_path: Path)
 def test_the_first_citation_is_chosen_without_the_later_only_features(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     train = _examples(rng, 40)
-    for ex in train:  # corroboration marks the answer too
-        ex.features[0, FEATURES.index("support")] += 3.0
+    for ex in train:  # corroboration (and each later-only feature) marks the answer too
+        for name in LATER_ONLY:
+            ex.features[0, FEATURES.index(name)] += 3.0
     groups = [str(i) for i in range(40)]
     first = fit_rank(train, groups, without=LATER_ONLY)
     rest = fit_rank(train, groups)
-    assert first.coef[FEATURES.index("support")] == 0
-    assert rest.coef[FEATURES.index("support")] > 0
+    for name in LATER_ONLY:
+        assert first.coef[FEATURES.index(name)] == 0
+        assert rest.coef[FEATURES.index(name)] > 0
     ranker = Ranker("m", first, rest=rest)
     path = ranker_path("m", tmp_path)
     ranker.save(path)
@@ -291,6 +293,17 @@ def test_the_first_citation_is_chosen_without_the_later_only_features(tmp_path: 
     assert np.allclose(loaded.score(x), ranker.score(x), atol=1e-4)
     assert np.allclose(loaded.score_rest(x), ranker.score_rest(x), atol=1e-4)
     assert not np.allclose(loaded.score_rest(x), loaded.score(x), atol=1e-2)
+
+
+@pytest.mark.parametrize("model", [MODEL_NAME, MPNET_NAME])
+def test_shipped_rankers_pick_the_first_citation_without_the_later_only_features(
+    model: str,
+) -> None:
+    ranker = Ranker.load(ranker_path(model), model)
+    assert ranker.rest is not None
+    for name in LATER_ONLY:
+        assert ranker.rank.coef[FEATURES.index(name)] == 0
+        assert ranker.rest.coef[FEATURES.index(name)] != 0
 
 
 def test_support_is_corroboration_by_another_article() -> None:
