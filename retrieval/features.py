@@ -245,25 +245,28 @@ def build_pool(
     )
     cand_idx = np.flatnonzero(is_candidate)
 
-    def rank_feature(values: np.ndarray) -> np.ndarray:
+    def by(values: np.ndarray) -> np.ndarray:
+        """The candidates' indices, best first (ties keep id order)."""
+        return cand_idx[np.argsort(-values[cand_idx], kind="stable")]
+
+    def rank_feature(ranked: np.ndarray) -> np.ndarray:
         out = np.zeros(m, np.float32)
-        ranked = cand_idx[np.argsort(-values[cand_idx], kind="stable")]
         out[ranked] = 1.0 / (1.0 + np.arange(len(ranked)))
         return out
 
     pool_best = float(dense[is_candidate].max()) if is_candidate.any() else 0.0
-    closest = cand_idx[np.argsort(-dense[cand_idx], kind="stable")[:SUPPORT_POOL]]
+    by_dense = by(dense)
     k = np.array([KIND_CODES.get(row.kind, 2) for row in rows], np.int8)
     chars = np.array([len(row.text) for row in rows], np.float32)
     positions = np.array([row.position for row in rows], np.float32)
     columns = {
         "dense": dense,
         "dense_gap": dense - pool_best,
-        "dense_rank": rank_feature(dense),
+        "dense_rank": rank_feature(by_dense),
         "window_dense": window @ q,
         "lexical": lex,
         "coverage": coverage,
-        "lexical_rank": rank_feature(lex),
+        "lexical_rank": rank_feature(by(lex)),
         "novelty": novelty,
         "window_coverage": window_cov,
         "bigrams": bigrams(infos, held, terms, asked_pairs),
@@ -285,7 +288,7 @@ def build_pool(
         "short": np.array([x.short for x in infos], np.float32),
         "log_chars": np.log1p(chars).astype(np.float32),
         "position": np.log1p(positions).astype(np.float32),
-        "support": support(vectors, arts, closest),
+        "support": support(vectors, arts, by_dense[:SUPPORT_POOL]),
     }
     features = np.column_stack([columns[name] for name in FEATURES]).astype(np.float32)
     return Pool(wanted, is_candidate, features, dense.astype(np.float32), terms, near)
