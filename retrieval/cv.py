@@ -5,13 +5,17 @@ fitted on the other folds and judged on the held-out one; the in-sample figures 
 judged on all questions) are printed beside them, and a large gap means overfitting. Questions
 about one article share a fold, so a fold never learns the article it is judged on; the
 unanswerable ones (no article) are spread over the folds.
+
+One split of 57 articles into five folds is noisy: the same code scores a question or two
+apart on another split. ``splits`` > 1 repeats the cross-validation over other splits (articles
+dealt to folds by salted hashes) and reports the mean beside the first split's figures.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,10 +36,12 @@ FOLDS = 5
 EVAL_K = 5  # citations asked for per question (hit@5 is the widest figure)
 
 
-def group_folds(questions: Sequence[EvalQuestion], k: int = FOLDS) -> list[int]:
+def group_folds(questions: Sequence[EvalQuestion], k: int = FOLDS, split: int = 0) -> list[int]:
     """A fold number per question: one article's questions share a fold; questions without
     an article (unanswerable) are dealt round-robin. Deterministic: the largest groups go first,
-    each to the fold holding fewest questions, ties broken by a hash of the article name."""
+    each to the fold holding fewest questions, ties broken by a hash of the article name (salted
+    with ``split`` when it is not 0: another split of the same kind)."""
+    salt = f"#{split}" if split else ""
     groups: dict[str, list[int]] = {}
     loose: list[int] = []
     for i, q in enumerate(questions):
@@ -47,7 +53,7 @@ def group_folds(questions: Sequence[EvalQuestion], k: int = FOLDS) -> list[int]:
     out = [0] * len(questions)
     order = sorted(
         groups.items(),
-        key=lambda kv: (-len(kv[1]), hashlib.sha1(kv[0].encode()).hexdigest()),
+        key=lambda kv: (-len(kv[1]), hashlib.sha1((kv[0] + salt).encode()).hexdigest()),
     )
     for _, members in order:
         target = min(range(k), key=lambda f: (sizes[f], f))
@@ -135,32 +141,77 @@ def _answers(answerer: Answerer):  # noqa: ANN202
 @dataclass
 class CvReport:
     in_sample: dict
-    out_of_fold: dict
+    out_of_fold: dict  # the first split (split 0)
     reachable: float
     folds: int
-    rows: list[dict]  # per question, out of fold
+    rows: list[dict]  # per question, out of fold (split 0)
+    splits: list[dict] = field(default_factory=list)  # out-of-fold metrics of each split
+
+    @property
+    def out_of_fold_mean(self) -> dict:
+        """The mean of each figure over the splits (``out_of_fold`` with one split)."""
+        if len(self.splits) < 2:
+            return self.out_of_fold
+        mean = {}
+        for key, value in self.out_of_fold.items():
+            mean[key] = (
+                float(np.mean([d[key] for d in self.splits])) if isinstance(value, float) else value
+            )
+        return mean
 
     def format(self) -> str:
         from retrieval.evaluate import format_metrics
 
-        return (
+        text = (
             f"in-sample (fitted and judged on all {self.in_sample['questions']} questions)\n"
             + format_metrics(self.in_sample)
             + f"\nout-of-fold ({self.folds} folds grouped by article)\n"
             + format_metrics(self.out_of_fold)
-            + f"\nreachable {self.reachable:.1%} (answerable questions whose answer lies in a "
+        )
+        if len(self.splits) > 1:
+            per = " ".join(f"{d['hit@1']:.3f}/{d['hit@3']:.3f}" for d in self.splits)
+            text += (
+                f"\nout-of-fold, mean of {len(self.splits)} splits into {self.folds} folds\n"
+                + format_metrics(self.out_of_fold_mean)
+                + f"\n  hit@1/hit@3 per split: {per}"
+            )
+        return (
+            text + f"\nreachable {self.reachable:.1%} (answerable questions whose answer lies in a "
             "citable unit)"
         )
 
 
 def cross_validate(
-    searcher: Searcher, questions: Sequence[EvalQuestion], k: int = FOLDS
+    searcher: Searcher, questions: Sequence[EvalQuestion], k: int = FOLDS, splits: int = 1
 ) -> CvReport:
-    """In-sample and out-of-fold metrics of the fitted ranker and abstainer."""
+    """In-sample and out-of-fold metrics of the fitted ranker and abstainer; with ``splits``
+    > 1, out of fold over that many splits of the questions into folds too."""
     if searcher.pool_cache is None:
         searcher.pool_cache = {}
     exs = examples(searcher, questions)
-    folds = group_folds(questions, k)
+    runs = [_out_of_fold(searcher, questions, exs, k, split) for split in range(max(1, splits))]
+    everything = fit(searcher, questions, exs)
+    in_sample = evaluate(questions, _answers(Answerer(searcher, everything)))["metrics"]
+    rows = runs[0]
+    return CvReport(
+        in_sample,
+        summarise(rows),
+        reachable(searcher, questions),
+        k,
+        rows,
+        [summarise(r) for r in runs],
+    )
+
+
+def _out_of_fold(
+    searcher: Searcher,
+    questions: Sequence[EvalQuestion],
+    exs: Sequence[Example],
+    k: int,
+    split: int,
+) -> list[dict]:
+    """Per question, its row judged by a ranker fitted on the other folds of one split."""
+    folds = group_folds(questions, k, split)
     rows: list[dict | None] = [None] * len(questions)
     for f in range(k):
         train = [i for i in range(len(questions)) if folds[i] != f]
@@ -171,10 +222,7 @@ def cross_validate(
         result = evaluate([questions[i] for i in test], _answers(Answerer(searcher, ranker)))
         for i, row in zip(test, result["rows"], strict=True):
             rows[i] = {**row, "fold": f}
-    out_of_fold = summarise([r for r in rows if r is not None])
-    everything = fit(searcher, questions, exs)
-    in_sample = evaluate(questions, _answers(Answerer(searcher, everything)))["metrics"]
-    return CvReport(in_sample, out_of_fold, reachable(searcher, questions), k, rows)
+    return [r for r in rows if r is not None]
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -193,9 +241,12 @@ def reachable(searcher: Searcher, questions: Sequence[EvalQuestion]) -> float:
     return hits / len(answerable) if answerable else 1.0
 
 
-def evaluate_with_cv(answerer: Answerer, questions: Sequence[EvalQuestion], folds: int) -> dict:
+def evaluate_with_cv(
+    answerer: Answerer, questions: Sequence[EvalQuestion], folds: int, splits: int = 1
+) -> dict:
     """``talksbot eval``: the shipped ranker's figures, and with ``folds`` > 1 the in-sample
-    and out-of-fold figures of a ranker refitted on these questions, and reachability."""
+    and out-of-fold figures of a ranker refitted on these questions (over ``splits`` splits
+    into folds), and reachability."""
     from retrieval.evaluate import format_metrics
 
     groups = {q.doc or q.id for q in questions}
@@ -210,13 +261,15 @@ def evaluate_with_cv(answerer: Answerer, questions: Sequence[EvalQuestion], fold
     text = [f"shipped ranker ({ranker.meta.get('questions', 'not')} questions fitted)"]
     text.append(format_metrics(shipped["metrics"]))
     if folds > 1:
-        report = cross_validate(answerer.searcher, questions, folds)
+        report = cross_validate(answerer.searcher, questions, folds, splits)
         out.update(
             in_sample=report.in_sample,
             out_of_fold=report.out_of_fold,
             reachable=report.reachable,
             folds=folds,
         )
+        if splits > 1:
+            out.update(out_of_fold_mean=report.out_of_fold_mean, out_of_fold_splits=report.splits)
         text.append(report.format())
     else:
         out["reachable"] = reachable(answerer.searcher, questions)

@@ -81,7 +81,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     questions = load_questions(Path(args.file))
     answerer = open_answerer(settings, quiet=args.json)
     started = time.perf_counter()
-    result = evaluate_with_cv(answerer, questions, folds=args.folds)
+    result = evaluate_with_cv(answerer, questions, folds=args.folds, splits=args.splits)
     result["metrics"]["seconds"] = round(time.perf_counter() - started, 2)
     if args.json:
         if not args.verbose:
@@ -289,6 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_between(0, 50, not_one=True),
         default=5,
         help="cross-validation folds, 2-50 (0: the shipped ranker only)",
+    )
+    p.add_argument(
+        "--splits",
+        type=_between(1, 20),
+        default=1,
+        help="cross-validate over this many splits into folds, 1-20, and print their mean too "
+        "(one split is noisy: a question or two either way)",
     )
     p = sub.add_parser("fit-ranker", help="fit the ranker and abstainer on a JSONL question file")
     p.add_argument("file")

@@ -123,6 +123,14 @@ def test_eval_reports_hits_and_abstention(filled: Path, tmp_path: Path) -> None:
     text = run_cli(filled, "eval", str(qfile), "--folds", "3").stdout
     assert "hit@1 1.000" in text
     assert "in-sample" in text and "out-of-fold (3 folds" in text and "reachable 100.0%" in text
+    assert "mean of" not in text
+    out = json.loads(
+        run_cli(filled, "eval", str(qfile), "--json", "--folds", "3", "--splits", "2").stdout
+    )
+    assert len(out["out_of_fold_splits"]) == 2
+    assert out["out_of_fold_mean"]["hit@1"] == pytest.approx(
+        sum(s["hit@1"] for s in out["out_of_fold_splits"]) / 2
+    )
 
 
 def test_eval_with_a_broken_file_says_which_line(filled: Path, tmp_path: Path) -> None:
@@ -161,6 +169,7 @@ def test_counts_outside_their_range_are_refused_with_the_range(
         (["ask", "-k", "-3", "talks"], "-3 is not between 1 and 50"),
         (["ask", "-k", "many", "talks"], "'many' is not a whole number"),
         (["eval", "q.jsonl", "--folds", "1"], "1 is not between 0 and 50, not 1"),
+        (["eval", "q.jsonl", "--splits", "0"], "0 is not between 1 and 20"),
     ):
         result = run_cli(filled, *args)
         assert result.returncode == 2 and says in result.stderr, result.stderr

@@ -62,6 +62,30 @@ def test_folds_keep_an_articles_questions_together_and_spread_unanswerable() -> 
     assert max(sizes) - min(sizes) <= 5
 
 
+def test_another_split_deals_the_articles_otherwise_by_the_same_rules() -> None:
+    questions = [q(f"a{i % 20}", n=i) for i in range(40)] + [q("", False, n=i) for i in range(5)]
+    first = group_folds(questions, k=5)
+    assert group_folds(questions, k=5, split=0) == first
+    others = [group_folds(questions, k=5, split=s) for s in (1, 2, 3)]
+    for folds in others:
+        assert folds == group_folds(questions, k=5, split=others.index(folds) + 1)
+        by_doc: dict[str, set[int]] = {}
+        for question, f in zip(questions, folds, strict=True):
+            by_doc.setdefault(question.doc or question.id, set()).add(f)
+        assert all(len(fs) == 1 for fs in by_doc.values())
+        assert sorted(folds.count(f) for f in range(5)) == sorted(first.count(f) for f in range(5))
+
+    # Which articles share a fold changes from split to split.
+    def together(folds: list[int]) -> set[frozenset[str]]:
+        groups: dict[int, set[str]] = {}
+        for question, f in zip(questions, folds, strict=True):
+            if question.doc:
+                groups.setdefault(f, set()).add(question.doc)
+        return {frozenset(g) for g in groups.values()}
+
+    assert all(together(folds) != together(first) for folds in others)
+
+
 def test_month_abbreviations_do_not_split_a_sentence() -> None:
     text = (
         "Russia, Ukraine and the United States have previously held three rounds of peace "
@@ -405,6 +429,16 @@ def test_cross_validation_reports_in_sample_and_out_of_fold(tmp_path: Path) -> N
     assert report.in_sample["questions"] == report.out_of_fold["questions"] == 6
     assert {r["fold"] for r in report.rows} == {0, 1, 2}
     assert "out-of-fold (3 folds grouped by article)" in report.format()
+    assert report.out_of_fold_mean == report.out_of_fold  # one split: nothing to average
+
+    again = cross_validate(answerer.searcher, questions, k=3, splits=3)
+    assert again.out_of_fold == report.out_of_fold and again.rows == report.rows
+    assert len(again.splits) == 3 and again.splits[0] == report.out_of_fold
+    mean = again.out_of_fold_mean
+    for key in ("hit@1", "hit@3", "mrr", "wrongly_abstained"):
+        assert mean[key] == pytest.approx(sum(s[key] for s in again.splits) / 3)
+    assert mean["questions"] == 6
+    assert "mean of 3 splits into 3 folds" in again.format()
 
 
 def _fake_model_zip(tmp_path: Path, weights: bytes) -> list[Path]:
