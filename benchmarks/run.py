@@ -229,7 +229,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--splits",
-        type=int,
+        type=lambda text: max(1, int(text)),
         default=4,
         help="out-of-fold figures also as the mean over this many splits into folds (one split "
         "is noisy: a question or two either way)",

@@ -165,7 +165,9 @@ class CvReport:
         text = (
             f"in-sample (fitted and judged on all {self.in_sample['questions']} questions)\n"
             + format_metrics(self.in_sample)
-            + f"\nout-of-fold ({self.folds} folds grouped by article)\n"
+            + f"\nout-of-fold ({self.folds} folds grouped by article"
+            + (f"; the first of {len(self.splits)} splits" if len(self.splits) > 1 else "")
+            + ")\n"
             + format_metrics(self.out_of_fold)
         )
         if len(self.splits) > 1:

@@ -78,6 +78,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from retrieval.cv import evaluate_with_cv
     from retrieval.evaluate import load_questions
 
+    if args.splits > 1 and args.folds == 0:
+        raise CliError("--splits needs cross-validation: use it with --folds 2-50, not --folds 0")
     questions = load_questions(Path(args.file))
     answerer = open_answerer(settings, quiet=args.json)
     started = time.perf_counter()

@@ -181,6 +181,9 @@ def test_counts_outside_their_range_are_refused_with_the_range(
     )
     message = refusal(run_cli(filled, "eval", str(qfile), "--folds", "3"))
     assert "needs questions about at least 3 articles" in message and "--folds 0" in message
+    # Splits of no cross-validation are refused, not silently ignored.
+    message = refusal(run_cli(filled, "eval", str(qfile), "--folds", "0", "--splits", "3"))
+    assert "--splits needs cross-validation" in message
 
 
 def test_stats(filled: Path) -> None:

@@ -67,8 +67,8 @@ def test_another_split_deals_the_articles_otherwise_by_the_same_rules() -> None:
     first = group_folds(questions, k=5)
     assert group_folds(questions, k=5, split=0) == first
     others = [group_folds(questions, k=5, split=s) for s in (1, 2, 3)]
-    for folds in others:
-        assert folds == group_folds(questions, k=5, split=others.index(folds) + 1)
+    for split, folds in enumerate(others, start=1):
+        assert folds == group_folds(questions, k=5, split=split)  # deterministic
         by_doc: dict[str, set[int]] = {}
         for question, f in zip(questions, folds, strict=True):
             by_doc.setdefault(question.doc or question.id, set()).add(f)
@@ -408,7 +408,9 @@ def test_shipped_ranker_matches_the_code() -> None:
     assert ranker.store == store_fingerprint(ingest_params(DEFAULT_BACKEND))  # the store it expects
 
 
-def test_cross_validation_reports_in_sample_and_out_of_fold(tmp_path: Path) -> None:
+def test_cross_validation_reports_in_sample_and_out_of_fold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = tmp_path / "data"
     ingest(data, CORPUS)
     answerer = open_answerer(data)
@@ -431,7 +433,15 @@ def test_cross_validation_reports_in_sample_and_out_of_fold(tmp_path: Path) -> N
     assert "out-of-fold (3 folds grouped by article)" in report.format()
     assert report.out_of_fold_mean == report.out_of_fold  # one split: nothing to average
 
+    dealt: list[int] = []
+
+    def recorded(qs: list[EvalQuestion], k: int = 5, split: int = 0) -> list[int]:
+        dealt.append(split)
+        return group_folds(qs, k, split)
+
+    monkeypatch.setattr("retrieval.cv.group_folds", recorded)
     again = cross_validate(answerer.searcher, questions, k=3, splits=3)
+    assert dealt == [0, 1, 2]  # each split deals the folds anew
     assert again.out_of_fold == report.out_of_fold and again.rows == report.rows
     assert len(again.splits) == 3 and again.splits[0] == report.out_of_fold
     mean = again.out_of_fold_mean
