@@ -161,6 +161,44 @@ def published_date(text: str) -> str:
     return day.isoformat() if day is not None and 1900 <= day.year <= 2200 else ""
 
 
+_MONTHS = (
+    "january february march april may june july august september october november december"
+).split()
+_MONTH_WORDS = (
+    {m: i for i, m in enumerate(_MONTHS, 1)}
+    | {m[:3]: i for i, m in enumerate(_MONTHS, 1)}
+    | {"sept": 9}
+)
+# A date a site writes into an article's address: /2026/02/27/, /2026/feb/20/, /2026/2/7/.
+_URL_DATE = re.compile(
+    r"/((?:19|20)\d\d)/(\d{1,2}|" + "|".join(_MONTH_WORDS) + r")/(\d{1,2})(?=/|$)", re.I
+)
+
+
+def url_date(url: str) -> dt.date | None:
+    """The date in an article's address, if it holds a whole one."""
+    match = _URL_DATE.search(urlsplit(url).path) if url else None
+    if match is None:
+        return None
+    year, month, day = match.groups()
+    number = int(month) if month.isdigit() else _MONTH_WORDS[month.lower()]
+    try:
+        return dt.date(int(year), number, int(day))
+    except ValueError:
+        return None  # /2026/13/45/: no date
+
+
+def reconcile_published(published: str, url: str) -> str:
+    """The publication date to show, given the one found (ISO, or "") and the address: a page
+    is not published before the date its own address holds, so an earlier date (a scraper's
+    pick of a day the text recounts: a Guardian long read of 20 February 2026 came dated
+    2022-02-07) and a missing one give way to the address's. A later date stays (an update)."""
+    in_url = url_date(url)
+    if in_url is None or (published and published >= in_url.isoformat()):
+        return published
+    return in_url.isoformat()
+
+
 def _written_date(text: str) -> dt.date | None:
     """A date as people write it, with its year in full ("3/4/5" names no century)."""
     if not re.search(r"(?<!\d)\d{4}(?!\d)", text):
@@ -300,7 +338,7 @@ def parse_markdown(text: str, name: str) -> RawArticle:
     return RawArticle(
         title=title,
         url=url,
-        published=published_date(fields["published"] or fields["date"]),
+        published=reconcile_published(published_date(fields["published"] or fields["date"]), url),
         outlet=_field(meta, "outlet", name) or outlet_from_url(url),
         text=body,
         source=name,
@@ -347,7 +385,7 @@ def parse_html(html: str, name: str, url: str = "") -> RawArticle:
     return RawArticle(
         title=(doc.title or "").strip() or _first_line(text),
         url=page_url,
-        published=published_date(doc.date or ""),
+        published=reconcile_published(published_date(doc.date or ""), page_url),
         outlet=page_outlet(doc.sitename or "", page_url),
         text=text,
         source=name,

@@ -93,6 +93,38 @@ def test_changed_file_updates_its_article_in_place(data_dir: Path, corpus_dir: P
         assert answerer.searcher.search(added, limit=1)[0].content == added
 
 
+def test_corrected_front_matter_updates_the_article_and_another_copy_decides_nothing(
+    data_dir: Path, corpus_dir: Path, store: Store
+) -> None:
+    """Same text, a corrected date or title in its own file: the stored article takes it (it
+    was "unchanged" before, so a fix never reached the store). A second file of the same
+    article with other metadata changes nothing, or two files would take turns."""
+    ingest(data_dir, corpus_dir)
+    (geneva,) = [a for a in store.articles() if a.title.startswith("Geneva")]
+    own = corpus_dir / Path(geneva.source).name  # the file it was written from
+    other = ({"geneva-talks.md", "geneva-talks-copy.md"} - {own.name}).pop()
+    own.write_text(
+        own.read_text()
+        .replace("published: 2026-02-18", "published: 2026-02-19")
+        .replace('title: "Geneva round ends', 'title: "Geneva talks end')
+    )
+    copy = corpus_dir / other
+    copy.write_text(copy.read_text().replace('title: "Geneva', 'title: "Other title for Geneva'))
+    report = ingest(data_dir, corpus_dir)
+    assert (report.added, report.updated, report.unchanged, report.errors) == (0, 1, 3, [])
+    now = store.article(geneva.id)
+    assert now is not None
+    assert (now.published, now.title) == (
+        "2026-02-19",
+        geneva.title.replace("round ends", "talks end"),
+    )
+    again = ingest(data_dir, corpus_dir)
+    assert (again.updated, again.unchanged) == (0, 4)
+    with answering(data_dir) as answerer:
+        hit = answerer.searcher.search("second day of talks in Geneva", limit=1)[0]
+        assert answerer.searcher.article(hit.article_id).published == "2026-02-19"
+
+
 def test_near_copy_by_another_outlet_is_stored_once(data_dir: Path, tmp_path: Path) -> None:
     ingest(data_dir, CORPUS / "geneva-talks.md")
     copy = (CORPUS / "geneva-talks-copy.md").read_text()

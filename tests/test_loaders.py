@@ -10,6 +10,7 @@ from index.loaders import (
     iter_article_files,
     load_file,
     page_outlet,
+    parse_html,
 )
 from tests.harness.data import CORPUS
 
@@ -110,6 +111,51 @@ def test_publication_dates_are_stored_as_iso_dates(
     f = tmp_path / "a.md"
     f.write_text(f"---\ntitle: A title\npublished: {written}\n---\n\nText about the talks.\n")
     assert load_file(f).published == stored
+
+
+@pytest.mark.parametrize(
+    ("published", "url", "shown"),
+    [
+        # A page is not published before the date in its own address: a scraper's pick of a
+        # day the text recounts gives way (a Guardian long read of 2026 came dated 2022).
+        (
+            "2022-02-07",
+            "https://www.theguardian.com/world/2026/feb/20/a-war-foretold",
+            "2026-02-20",
+        ),
+        ("", "https://fortune.com/2026/02/27/paper-bear/", "2026-02-27"),
+        ("2026-02-01", "https://example.org/news/2026/2/7", "2026-02-07"),
+        ("2026-01-01", "https://example.org/2025/september/30/x", "2026-01-01"),  # an update
+        ("2026-03-01", "https://fortune.com/2026/02/27/paper-bear/", "2026-03-01"),
+        # No whole date in the address: the date found stands.
+        ("2022-02-07", "https://example.org/2026/decisions/3/", "2022-02-07"),
+        ("2022-02-07", "https://example.org/2026/13/45/x", "2022-02-07"),
+        ("2022-02-07", "https://example.org/story-2026-02-20", "2022-02-07"),
+        ("2022-02-07", "https://example.org/a?from=/2026/02/20/", "2022-02-07"),
+        ("", "", ""),
+    ],
+)
+def test_a_date_before_the_one_in_the_address_gives_way_to_it(
+    tmp_path: Path, published: str, url: str, shown: str
+) -> None:
+    f = tmp_path / "a.md"
+    f.write_text(
+        f"---\ntitle: A title\nurl: {url}\npublished: '{published}'\n---\n\nText about the talks.\n"
+    )
+    assert load_file(f).published == shown
+
+
+def test_a_fetched_page_dated_before_its_address_takes_the_address_date() -> None:
+    html = (
+        "<html><head><title>Talks</title><meta property='article:published_time' "
+        "content='2022-02-07T10:00:00Z'></head><body><article><h1>Talks resume</h1><p>"
+        + " ".join(["The delegations met again in Geneva to discuss the ceasefire lines."] * 3)
+        + "</p></article></body></html>"
+    )
+    assert parse_html(html, "a.html", url="https://example.org/w/2026/02/20/t").published == (
+        "2026-02-20"
+    )
+    assert parse_html(html, "a.html", url="https://example.org/w/talks").published == "2022-02-07"
 
 
 def test_plain_text_takes_its_first_line_as_title() -> None:
