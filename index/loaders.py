@@ -7,6 +7,7 @@ report it and go on with the other files.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import os
 import re
 import stat
@@ -307,6 +308,25 @@ def _link(url: str) -> str:
     return clean_url(url)
 
 
+_HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
+_BLOCK_TAG = re.compile(
+    r"</?(?:br|p|div|li|ul|ol|h[1-6]|tr|table|blockquote|section|article|hr)\b[^<>]*>", re.I
+)
+_INLINE_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
+# An entity with its semicolon ("&amp;", "&#8212;"); "R&D" or "&copy" without one stays.
+_ENTITY = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+
+
+def _markdown_text(body: str) -> str:
+    """A Markdown body as its reader sees it: inline HTML (``<b>``, ``<br>``, comments) is
+    markup, not text, so tags go (block tags end a line) and entities (``&amp;``) are read.
+    A ``<`` that opens no tag ("a < b", an autolink ``<https://…>``) stays."""
+    if "<" not in body and "&" not in body:
+        return body
+    body = _INLINE_TAG.sub("", _BLOCK_TAG.sub("\n", _HTML_COMMENT.sub("", body)))
+    return _ENTITY.sub(lambda m: html.unescape(m.group()), body)
+
+
 def parse_markdown(text: str, name: str) -> RawArticle:
     """An article from Markdown with YAML front matter.
 
@@ -331,7 +351,7 @@ def parse_markdown(text: str, name: str) -> RawArticle:
     meta = post.metadata
     if not isinstance(meta, dict) or not meta:
         raise IngestError(f"{name}: malformed front matter: expected 'key: value' lines")
-    body = post.content
+    body = _markdown_text(post.content)
     fields = {key: _field(meta, key, name) for key in ("title", "url", "published", "date")}
     url = _link(fields["url"])
     title = _headline(fields["title"], body) or _first_line(body) or Path(name).stem

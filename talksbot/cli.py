@@ -1,4 +1,4 @@
-"""The talksbot command: serve, ingest, ask, eval, stats, reindex, feeds.
+"""The talksbot command: serve, ingest, ask, eval, fit-ranker, stats, reindex, delete, feeds.
 
 Every failure a user can cause ends in a one-line message on stderr and a non-zero exit code,
 never a traceback.
@@ -321,9 +321,12 @@ def _between(low: int, high: int, not_one: bool = False) -> Callable[[str], int]
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high or (not_one and value == 1):
-            extra = ", not 1" if not_one else ""
-            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}{extra}")
+        if not_one and value == 1:
+            raise argparse.ArgumentTypeError(
+                f"1 fold cross-validates nothing: use {low} (the shipped ranker only) or 2-{high}"
+            )
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
         return value
 
     return parse

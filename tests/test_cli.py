@@ -168,7 +168,7 @@ def test_counts_outside_their_range_are_refused_with_the_range(
         (["ask", "-k", "0", "talks"], "0 is not between 1 and 50"),
         (["ask", "-k", "-3", "talks"], "-3 is not between 1 and 50"),
         (["ask", "-k", "many", "talks"], "'many' is not a whole number"),
-        (["eval", "q.jsonl", "--folds", "1"], "1 is not between 0 and 50, not 1"),
+        (["eval", "q.jsonl", "--folds", "1"], "1 fold cross-validates nothing: use 0"),
         (["eval", "q.jsonl", "--splits", "0"], "0 is not between 1 and 20"),
     ):
         result = run_cli(filled, *args)

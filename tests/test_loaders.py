@@ -158,6 +158,18 @@ def test_a_fetched_page_dated_before_its_address_takes_the_address_date() -> Non
     assert parse_html(html, "a.html", url="https://example.org/w/talks").published == "2022-02-07"
 
 
+def test_inline_html_in_markdown_is_read_as_its_text(tmp_path: Path) -> None:
+    f = tmp_path / "a.md"
+    f.write_text(
+        "---\ntitle: A title\n---\n\nTalks <b>resumed</b> &amp; ended.<br>Then <i>a pause, "
+        "R&D and a < b.<!-- hidden --> See <https://example.org/x>. &lt;b&gt; is a tag.\n"
+    )
+    text = load_file(f).text
+    assert "Talks resumed & ended.\nThen a pause, R&D and a < b." in text
+    assert "hidden" not in text and "<https://example.org/x>" in text
+    assert text.rstrip().endswith("<b> is a tag.")
+
+
 def test_plain_text_takes_its_first_line_as_title() -> None:
     a = load_file(CORPUS / "prisoner-exchange.txt")
     assert a.title == "Prisoner exchange completed before the anniversary"

@@ -343,3 +343,14 @@ def test_an_advert_label_inside_a_sentence_and_alert_promos_stay_out_of_prose() 
     ad = segment("Talks resumed.\n\nAdvertisement\n\nThe delegations met for five hours.")
     assert [u.text for u in ad][1] == "Advertisement"
     assert segment("The ad ran for a week, officials said.")[0].kind == SENTENCE
+
+
+def test_control_characters_never_reach_a_quote() -> None:
+    """A terminal escape in a page or file is no text: quoted by `talksbot ask`, it would drive
+    the operator's terminal."""
+    units = segment(
+        "Talks\x07 resumed in Geneva \x1b]0;owned\x07 after a long pause between the rounds."
+    )
+    text = " ".join(u.text for u in units)
+    assert not any(ch in text for ch in "\x07\x1b") and "Geneva" in text
+    assert clean_line("tab\there, line\x0bfeed\x7f") == "tab here, line feed"
