@@ -192,7 +192,8 @@ class Ingester:
             stored = store.article(same)
             if (
                 stored is None
-                or stored.source != raw.source  # another file of it (an alias) decides nothing
+                # another file of it (an alias, a copy) decides nothing
+                or not store.is_primary_key(same, keys[-1])
                 or (stored.title, stored.outlet, stored.published)
                 == (raw.title, raw.outlet, raw.published)
             ):

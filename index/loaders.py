@@ -38,6 +38,11 @@ class IngestError(Exception):
     """A file that cannot be ingested; the message is shown to the user as it is."""
 
 
+# Control characters: never text, and an escape sequence printed to a terminal (``talksbot ask``
+# shows titles and outlets) would drive the operator's terminal. Bodies: ``segment.clean_line``.
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 @dataclass
 class RawArticle:
     """An article as read from its source, before segmentation."""
@@ -49,6 +54,10 @@ class RawArticle:
     text: str
     source: str
     kind: str  # "markdown", "text" or "html"
+
+    def __post_init__(self) -> None:
+        self.title = " ".join(CONTROL.sub(" ", self.title).split())
+        self.outlet = " ".join(CONTROL.sub(" ", self.outlet).split())
 
 
 def canonical_url(url: str) -> str:
@@ -195,7 +204,9 @@ def reconcile_published(published: str, url: str) -> str:
     pick of a day the text recounts: a Guardian long read of 20 February 2026 came dated
     2022-02-07) and a missing one give way to the address's. A later date stays (an update)."""
     in_url = url_date(url)
-    if in_url is None or (published and published >= in_url.isoformat()):
+    if in_url is None or in_url > dt.date.today() + dt.timedelta(days=1):
+        return published  # none, or one no page can have been published on yet (an event's)
+    if published and published >= in_url.isoformat():
         return published
     return in_url.isoformat()
 
@@ -308,11 +319,19 @@ def _link(url: str) -> str:
     return clean_url(url)
 
 
-_HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_HIDDEN = re.compile(r"<(script|style)\b[^<>]*>.*?</\1\s*>", re.S | re.I)  # contents no text
 _BLOCK_TAG = re.compile(
-    r"</?(?:br|p|div|li|ul|ol|h[1-6]|tr|table|blockquote|section|article|hr)\b[^<>]*>", re.I
+    r"</?(?:br|p|div|li|ul|ol|h[1-6]|tr|table|blockquote|section|article|hr|figure)\b[^<>]*>",
+    re.I,
 )
-_INLINE_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
+# HTML's own inline elements only: "List<String>" or "<user at host>" is text.
+_INLINE_TAG = re.compile(
+    r"</?(?:a|abbr|b|big|cite|del|em|figcaption|font|i|iframe|img|ins|kbd|mark|q|s|small|span"
+    r"|strike|strong|sub|sup|td|th|thead|tbody|time|u|center|caption)\b(?:\s[^<>]*)?/?>",
+    re.I,
+)
+_CODE = re.compile(r"(```.*?```|`[^`\n]*`)", re.S)  # code spans and fences: left as written
 # An entity with its semicolon ("&amp;", "&#8212;"); "R&D" or "&copy" without one stays.
 _ENTITY = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
@@ -323,8 +342,12 @@ def _markdown_text(body: str) -> str:
     A ``<`` that opens no tag ("a < b", an autolink ``<https://…>``) stays."""
     if "<" not in body and "&" not in body:
         return body
-    body = _INLINE_TAG.sub("", _BLOCK_TAG.sub("\n", _HTML_COMMENT.sub("", body)))
-    return _ENTITY.sub(lambda m: html.unescape(m.group()), body)
+    parts = _CODE.split(body)
+    for i in range(0, len(parts), 2):  # the odd parts are code
+        part = _HIDDEN.sub("", _HTML_COMMENT.sub("", parts[i]))
+        part = _INLINE_TAG.sub("", _BLOCK_TAG.sub("\n", part))
+        parts[i] = _ENTITY.sub(lambda m: html.unescape(m.group()), part)
+    return "".join(parts)
 
 
 def parse_markdown(text: str, name: str) -> RawArticle:

@@ -401,6 +401,17 @@ class Store:
         """Forget these deletions (inside the caller's transaction): stored again on purpose."""
         db.executemany("DELETE FROM deleted_keys WHERE deletion=?", [(d,) for d in deletions])
 
+    def is_primary_key(self, article_id: int, key: str) -> bool:
+        """Whether ``key`` (a URL or source key) is one the article was written under, not an
+        alias's or a copy's."""
+        return (
+            self.db.execute(
+                "SELECT 1 FROM article_urls WHERE url=? AND article_id=? AND kind='primary'",
+                (key, article_id),
+            ).fetchone()
+            is not None
+        )
+
     def is_own_url(self, article_id: int, canonical: str) -> bool:
         """Whether this is the article's own (canonical) URL, not an alias or a copy's."""
         return (

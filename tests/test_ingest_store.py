@@ -94,7 +94,7 @@ def test_changed_file_updates_its_article_in_place(data_dir: Path, corpus_dir: P
 
 
 def test_corrected_front_matter_updates_the_article_and_another_copy_decides_nothing(
-    data_dir: Path, corpus_dir: Path, store: Store
+    data_dir: Path, corpus_dir: Path, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Same text, a corrected date or title in its own file: the stored article takes it (it
     was "unchanged" before, so a fix never reached the store). A second file of the same
@@ -120,9 +120,16 @@ def test_corrected_front_matter_updates_the_article_and_another_copy_decides_not
     )
     again = ingest(data_dir, corpus_dir)
     assert (again.updated, again.unchanged) == (0, 4)
+    # The same file named another way (a relative path from elsewhere) is still its own.
+    own.write_text(own.read_text().replace("published: 2026-02-19", "published: 2026-02-20"))
+    monkeypatch.chdir(corpus_dir.parent)
+    relative = ingest(data_dir, Path(corpus_dir.name))
+    assert (relative.updated, relative.unchanged) == (1, 3)
+    geneva_now = store.article(geneva.id)
+    assert geneva_now is not None and geneva_now.published == "2026-02-20"
     with answering(data_dir) as answerer:
         hit = answerer.searcher.search("second day of talks in Geneva", limit=1)[0]
-        assert answerer.searcher.article(hit.article_id).published == "2026-02-19"
+        assert answerer.searcher.article(hit.article_id).published == "2026-02-20"
 
 
 def test_near_copy_by_another_outlet_is_stored_once(data_dir: Path, tmp_path: Path) -> None:

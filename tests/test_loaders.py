@@ -133,6 +133,8 @@ def test_publication_dates_are_stored_as_iso_dates(
         ("2022-02-07", "https://example.org/story-2026-02-20", "2022-02-07"),
         ("2022-02-07", "https://example.org/a?from=/2026/02/20/", "2022-02-07"),
         ("", "", ""),
+        # A date no page can have been published on yet (an event's page) is not taken.
+        ("2026-02-01", "https://example.org/events/2099/01/01/", "2026-02-01"),
     ],
 )
 def test_a_date_before_the_one_in_the_address_gives_way_to_it(
@@ -168,6 +170,27 @@ def test_inline_html_in_markdown_is_read_as_its_text(tmp_path: Path) -> None:
     assert "Talks resumed & ended.\nThen a pause, R&D and a < b." in text
     assert "hidden" not in text and "<https://example.org/x>" in text
     assert text.rstrip().endswith("<b> is a tag.")
+    # Only HTML's own tags are markup; code is left as written; scripts are no text.
+    f.write_text(
+        "---\ntitle: A title\n---\n\nA List<String> for <user at host>, `<b>code</b>`. "
+        "<script>alert(1)</script>Seen. <!-- never closed <b>kept</b>\n"
+    )
+    text = load_file(f).text
+    assert "A List<String> for <user at host>, `<b>code</b>`. Seen. <!-- never closed kept" in text
+
+
+def test_control_characters_never_reach_a_title_or_outlet(tmp_path: Path) -> None:
+    """``talksbot ask`` prints titles and outlets to a terminal: an escape sequence in them
+    would drive it."""
+    (tmp_path / "a.txt").write_text(
+        "Evil\x1b]0;owned\x07 title\n\nText about the talks in Geneva.\n"
+    )
+    assert load_file(tmp_path / "a.txt").title == "Evil ]0;owned title"
+    (tmp_path / "b.md").write_text(
+        '---\ntitle: "T \\e[31m\\a"\noutlet: "O\\e[2J"\n---\n\nText about the talks.\n'
+    )
+    b = load_file(tmp_path / "b.md")
+    assert (b.title, b.outlet) == ("T [31m", "O [2J")
 
 
 def test_plain_text_takes_its_first_line_as_title() -> None:
