@@ -20,6 +20,8 @@ import frontmatter
 import yaml
 from frontmatter.default_handlers import YAMLHandler
 
+from index.text import CONTROL
+
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_FRONT_MATTER_BYTES = 64 * 1024
 MAX_FRONT_MATTER_DEPTH = 20
@@ -36,11 +38,6 @@ TRACKING_PARAMS = re.compile(r"^(utm_\w+|fbclid|gclid|mc_cid|mc_eid|ref|cmpid|oc
 
 class IngestError(Exception):
     """A file that cannot be ingested; the message is shown to the user as it is."""
-
-
-# Control characters: never text, and an escape sequence printed to a terminal (``talksbot ask``
-# shows titles and outlets) would drive the operator's terminal. Bodies: ``segment.clean_line``.
-CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 @dataclass

@@ -23,6 +23,10 @@ STOPWORDS = frozenset(
 # A line of prose has at least this many words (the segmenter's rule; answers cite a heading
 # alone only when it is this long).
 MIN_PROSE_WORDS = 7
+# Control characters (C0 but tab and newline, DEL, C1): never text in an article, and an
+# escape sequence printed to a terminal (``talksbot ask`` shows quotes, titles and outlets)
+# would drive the operator's terminal.
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _TOKEN = re.compile(r"\w+(?:[.'’]\w+)*", re.UNICODE)
 
 
