@@ -9,6 +9,7 @@ from retrieval.answer import (
     ABSTAINED,
     ANSWERED,
     DECLINED,
+    EXAMPLE_QUESTION,
     INVALID,
     MAX_QUOTE_CHARS,
     Answerer,
@@ -18,7 +19,7 @@ from retrieval.answer import (
     text_fragment_link,
 )
 from retrieval.search import says_nothing
-from tests.harness.data import CORPUS, answering, ingest
+from tests.harness.data import CORPUS, ROOT, answering, ingest
 
 
 @pytest.fixture
@@ -359,3 +360,17 @@ def test_a_contraction_typed_without_its_apostrophe_is_no_unknown_word(
     assert search._contracted("whos") and search._contracted("isnt")
     assert not search._contracted("talks") and not search._contracted("best")
     assert not any(search._contracted(name) for name in ("Wes", "Fort", "Met", "Others"))
+
+
+@pytest.mark.parametrize("question", ["", "???", "Кто ведёт переговоры?"])
+def test_the_example_a_refusal_offers_is_answered_on_the_bundled_sample(
+    data_dir: Path, question: str
+) -> None:
+    """A first run's store is the bundled sample: the example a refused question is offered
+    must be one it answers (before, "Who mediates the talks?" was declined there)."""
+    ingest(data_dir, ROOT / "data" / "sample")
+    with answering(data_dir) as answerer:
+        refused = answerer.answer(question)
+        assert not refused.answered and EXAMPLE_QUESTION in refused.message
+        example = answerer.answer(EXAMPLE_QUESTION)
+        assert example.answered and "Rubio" in example.citations[0].quote
