@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -141,11 +141,15 @@ def _answers(answerer: Answerer):  # noqa: ANN202
 @dataclass
 class CvReport:
     in_sample: dict
-    out_of_fold: dict  # the first split (split 0)
     reachable: float
     folds: int
     rows: list[dict]  # per question, out of fold (split 0)
-    splits: list[dict] = field(default_factory=list)  # out-of-fold metrics of each split
+    splits: list[dict]  # out-of-fold metrics of each split, the first (split 0) first
+
+    @property
+    def out_of_fold(self) -> dict:
+        """The out-of-fold metrics of the first split (the one ``rows`` holds)."""
+        return self.splits[0]
 
     @property
     def out_of_fold_mean(self) -> dict:
@@ -194,14 +198,8 @@ def cross_validate(
     runs = [_out_of_fold(searcher, questions, exs, k, split) for split in range(max(1, splits))]
     everything = fit(searcher, questions, exs)
     in_sample = evaluate(questions, _answers(Answerer(searcher, everything)))["metrics"]
-    rows = runs[0]
     return CvReport(
-        in_sample,
-        summarise(rows),
-        reachable(searcher, questions),
-        k,
-        rows,
-        [summarise(r) for r in runs],
+        in_sample, reachable(searcher, questions), k, runs[0], [summarise(r) for r in runs]
     )
 
 
