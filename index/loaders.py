@@ -279,6 +279,7 @@ class _PlainLoader(yaml.SafeLoader):
 
 class _FrontMatterHandler(YAMLHandler):
     def load(self, fm: str, **kwargs: object) -> object:
+        self.text = fm  # where a YAML error's line counts from
         size = len(fm.encode("utf-8", "surrogatepass"))
         if size > MAX_FRONT_MATTER_BYTES:
             raise FrontMatterError(
@@ -286,6 +287,20 @@ class _FrontMatterHandler(YAMLHandler):
                 f"{MAX_FRONT_MATTER_BYTES // 1024} KB)"
             )
         return yaml.load(fm, Loader=_PlainLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _timestamp(loader: _PlainLoader, node: yaml.ScalarNode) -> object:
+    """YAML's date, with the value and its place named when it is no date ("2026-02-30"):
+    PyYAML raises a bare ``ValueError`` there, which says neither."""
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except ValueError as exc:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is not a date ({exc})", node.start_mark
+        ) from None
+
+
+_PlainLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
 
 
 def _field(meta: dict, key: str, name: str) -> str:
@@ -359,10 +374,21 @@ def parse_markdown(text: str, name: str) -> RawArticle:
         raise IngestError(
             f"{name}: no YAML front matter (expected '---' with title, url, published, outlet)"
         )
+    handler = _FrontMatterHandler()
     try:
-        post = frontmatter.loads(text, handler=_FrontMatterHandler())
+        post = frontmatter.loads(text, handler=handler)
     except FrontMatterError as exc:
         raise IngestError(f"{name}: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        # Named at the file's line: where an unclosed construct began (its context), else
+        # where the problem was met; the YAML's lines counted from its place in the file.
+        mark = exc.context_mark if exc.context else exc.problem_mark
+        what = "; ".join(p for p in (exc.context, exc.problem) if p) or type(exc).__name__
+        flat = text.replace("\r\n", "\n")  # as the front matter reaches YAML
+        start = flat.find(getattr(handler, "text", "\0").replace("\r\n", "\n"))
+        at = flat[:start].count("\n") + 1 + mark.line if mark and start >= 0 else None
+        line = f", line {at}" if at else ""
+        raise IngestError(f"{name}: malformed front matter{line}: {what}") from None
     except (yaml.YAMLError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise IngestError(f"{name}: malformed front matter: {first}") from None

@@ -395,3 +395,30 @@ def test_a_file_whose_size_stat_understates_is_read_only_up_to_the_limit(
     link.symlink_to("/proc/self/pagemap")
     with pytest.raises(IngestError, match=r"p\.md: file too large"):
         load_file(link)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        # The line of the problem, counted in the file (the opening '---' is line 1).
+        ("---\ntitle: Talks: day two\nurl: x\n---\nbody\n", "line 2: mapping values"),
+        # An unclosed quote is named where it opens, not where the file ends.
+        ('---\ntitle: ok\noutlet: "BBC\n---\nbody\n', "line 3: while scanning a quoted scalar"),
+        # An impossible date names its value and line (PyYAML's own error said neither).
+        ("\n\n---\ntitle: ok\npublished: 2026-02-30\n---\nbody\n", "line 5: '2026-02-30' is not"),
+        ("---\r\ntitle: ok\r\npublished: 2026-13-01\r\n---\r\nbody\r\n", "line 3: '2026-13-01'"),
+    ],
+)
+def test_malformed_front_matter_names_the_line(tmp_path: Path, content: str, expected: str) -> None:
+    f = tmp_path / "a.md"
+    f.write_bytes(content.encode())
+    with pytest.raises(IngestError, match="malformed front matter") as err:
+        load_file(f)
+    assert expected in str(err.value)
+
+
+def test_front_matter_dates_and_times_still_read(tmp_path: Path) -> None:
+    for value, expected in (("2026-02-20", "2026-02-20"), ("2026-02-20T09:30:00Z", "2026-02-20")):
+        f = tmp_path / "a.md"
+        f.write_text(f"---\ntitle: Talks\npublished: {value}\n---\n\nTalks resumed in Geneva.\n")
+        assert load_file(f).published == expected
