@@ -202,19 +202,21 @@ class Ingester:
             # Its own file, the same text under a corrected title, outlet or date (front
             # matter fixed by hand, or read better by this code): rewritten in place below and
             # re-embedded, as the title is part of each unit's embedded context.
-        # The file was ingested before and has changed: update that article in place.
+        # The file was ingested before and has changed: update that article in place. Only
+        # its own file or page does: a copy's (recorded as an alias) never rewrites the
+        # article it copied, or anyone could take over a stored article by editing a copy.
         existing = store.find_article_by_key(keys[-1])
+        if existing is not None and not store.is_primary_key(existing, keys[-1]):
+            existing = None
         by_url = store.find_article_by_key(keys[0]) if existing is None and len(keys) > 1 else None
         if by_url is not None and store.is_own_url(by_url, keys[0]):
             existing = by_url  # its URL from another file or fetch, new content: the page changed
         if existing is None:
-            # Another file already holds this URL, or nearly all of these sentences.
-            copy_of = by_url
+            # Nearly all of these sentences are a stored article's: a copy of it. (A URL or
+            # file recorded as a copy's, now with other text, is an article of its own.)
             near, share = store.best_overlap(hashes)
-            if copy_of is None and near is not None and share >= NEAR_DUPLICATE_SHARE:
-                copy_of = near
-            if copy_of is not None:
-                self._alias(keys, copy_of, raw)
+            if near is not None and share >= NEAR_DUPLICATE_SHARE:
+                self._alias(keys, near, raw)
                 report.duplicates += 1
                 return None
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from index.embed import HashEmbedder
-from index.ingest import Ingester
+from index.ingest import Ingester, IngestReport
 from index.live_index import LiveIndex, current_snapshot_name
+from index.loaders import RawArticle
 from index.store import Store, StoreError
 from tests.harness.chat import query
 from tests.harness.data import (
@@ -130,6 +131,67 @@ def test_corrected_front_matter_updates_the_article_and_another_copy_decides_not
     with answering(data_dir) as answerer:
         hit = answerer.searcher.search("second day of talks in Geneva", limit=1)[0]
         assert answerer.searcher.article(hit.article_id).published == "2026-02-20"
+
+
+def test_an_edited_copy_never_rewrites_the_article_it_copied(
+    data_dir: Path, store: Store, tmp_path: Path
+) -> None:
+    """A copy stored as a duplicate (its file and URL recorded against the original), edited
+    and ingested again, must not replace the original's text, URL or outlet: anyone could
+    take over a stored article that way. Still a near copy, it stays a duplicate; changed
+    beyond that, it is an article of its own."""
+    original = (CORPUS / "geneva-talks.md").read_text()
+    (tmp_path / "a.md").write_text(original)
+    copy = original.replace("example-news.org", "other.example")  # its URL and outlet
+    (tmp_path / "b.md").write_text(copy)
+    ingest(data_dir, tmp_path / "a.md")
+    ((first,),) = query(data_dir, "SELECT id FROM articles")
+    kept = store.article(first)
+    assert ingest(data_dir, tmp_path / "b.md").duplicates == 1
+
+    # One sentence added to the copy: still nearly all the original's, still a duplicate.
+    edited = copy.replace("on Wednesday.", "on Wednesday. Observers expect a round in March.")
+    assert edited != copy
+    (tmp_path / "b.md").write_text(edited)
+    report = ingest(data_dir, tmp_path / "b.md")
+    assert (report.updated, report.added, report.duplicates) == (0, 0, 1)
+    assert store.article(first) == kept
+
+    # Rewritten: its own article now, under its own URL; the original is untouched.
+    (tmp_path / "b.md").write_text(
+        copy.split("---\n\n", 1)[0]
+        + "---\n\nA wholly different report about a prisoner exchange in the Gulf.\n"
+    )
+    report = ingest(data_dir, tmp_path / "b.md")
+    assert (report.updated, report.added) == (0, 1)
+    assert store.article(first) == kept
+    assert ingest(data_dir, tmp_path / "a.md").unchanged == 1
+    assert store.article(first) == kept
+    with answering(data_dir) as answerer:
+        hit = answerer.searcher.search("prisoner exchange in the Gulf", limit=1)[0]
+        assert hit.article_id != first
+        assert "other.example" in answerer.searcher.article(hit.article_id).url
+
+
+def test_an_edited_copy_of_a_page_never_rewrites_the_page_it_copied(store: Store) -> None:
+    """The same for fetched pages (an address is their only key): a page stored as a copy of
+    another, re-fetched with other text, never becomes the original's text or address."""
+    body = "Delegates met in Geneva on Monday. They agreed to meet again in March. " * 3
+
+    def page(url: str, text: str) -> RawArticle:
+        return RawArticle("Talks", url, "2026-02-18", "News", text, url, "html")
+
+    ingester = Ingester(store, HashEmbedder())
+    report = IngestReport()
+    first = ingester.ingest_article(page("https://news.example/a", body), report)
+    assert first is not None
+    kept = store.article(first)
+    ingester.ingest_article(page("https://copy.example/b", body), report)
+    assert report.duplicates == 1
+    other = "A wholly different report about a prisoner exchange in the Gulf on Friday."
+    second = ingester.ingest_article(page("https://copy.example/b", other), report)
+    assert second not in (None, first) and report.updated == 0
+    assert store.article(first) == kept
 
 
 def test_near_copy_by_another_outlet_is_stored_once(data_dir: Path, tmp_path: Path) -> None:
