@@ -310,7 +310,12 @@ def _field(meta: dict, key: str, name: str) -> str:
     if isinstance(value, dict | list | set | tuple | bytes):
         kind = "mapping" if isinstance(value, dict) else "list"
         raise IngestError(f"{name}: front matter field '{key}' must be a plain value, not a {kind}")
-    text = _as_text(value)
+    try:
+        text = _as_text(value)
+    except ValueError:  # an integer too long to print: YAML reads hex and octal of any length
+        raise IngestError(
+            f"{name}: front matter field '{key}' is a number too long to read"
+        ) from None
     limit = MAX_FIELD_CHARS.get(key)
     if limit is not None and len(text) > limit:
         raise IngestError(f"{name}: front matter field '{key}' is longer than {limit:,} characters")

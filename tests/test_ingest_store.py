@@ -222,6 +222,26 @@ def test_bad_files_are_skipped_and_nothing_stored_is_lost(data_dir: Path, tmp_pa
         assert answerer.answer("prisoners exchanged Emirates").answered
 
 
+def test_a_file_that_breaks_the_reader_is_skipped_and_the_run_goes_on(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error the reader did not foresee, met in one file, skips that file by name; the
+    files after it are still stored (it had ended the run and rolled back its batch)."""
+    import index.ingest
+
+    real = index.ingest.load_file
+
+    def load(path: Path) -> object:
+        if path.name == "geneva-talks.md":
+            raise ValueError("Exceeds the limit (4300 digits) for integer string conversion")
+        return real(path)
+
+    monkeypatch.setattr(index.ingest, "load_file", load)
+    report = ingest(data_dir, CORPUS)
+    assert report.added == 3 and len(report.errors) == 1
+    assert "geneva-talks.md: could not be read (ValueError" in report.errors[0]
+
+
 def test_index_built_by_another_model_is_refused(data_dir: Path, store: Store) -> None:
     ingest(data_dir, CORPUS)
     params = json.loads((data_dir / "params.json").read_text())

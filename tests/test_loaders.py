@@ -218,6 +218,8 @@ def test_missing_metadata_is_allowed(tmp_path: Path) -> None:
         ("nofront.md", b"# Just a heading\n\nSome text.\n", "no YAML front matter"),
         ("badyaml.md", b"---\ntitle: [unclosed\nurl: x\n---\nbody\n", "malformed front matter"),
         ("listyaml.md", b"---\n- a\n- b\n---\nbody text\n", "malformed front matter"),
+        # Hex of any length reads as an integer too long to print (it had ended the ingest).
+        ("hex.md", b"---\npublished: 0x" + b"f" * 5000 + b"\n---\nbody text\n", "too long to read"),
         ("page.html", b"<html><body><nav>Home</nav></body></html>", "no article text"),
         ("notes.pdf", b"%PDF-1.4 something", "unsupported file type"),
     ],
