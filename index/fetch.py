@@ -31,7 +31,8 @@ from urllib.parse import urljoin
 import httpcore
 import httpx
 
-from index.loaders import IngestError, RawArticle, clean_url, parse_html
+from index.loaders import MAX_FIELD_CHARS, IngestError, RawArticle, clean_url, parse_html
+from index.text import one_line
 
 MAX_PAGE_BYTES = 5 * 1024 * 1024
 MAX_REDIRECTS = 5
@@ -409,7 +410,8 @@ def parse_feed(body: bytes, url: str) -> FeedListing:
         if e.get("published_parsed"):
             t = e.published_parsed
             published = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
-        entries.append(FeedEntry(key, link, str(e.get("title", "")), published, str(content)))
+        title = one_line(str(e.get("title", "")), MAX_FIELD_CHARS["title"])
+        entries.append(FeedEntry(key, link, title, published, str(content)))
     if parsed.bozo and not entries:
         reason = str(parsed.get("bozo_exception", "")).splitlines()[0][:120]
         raise FetchError(f"{url}: malformed feed XML ({reason or 'unreadable'})")
@@ -420,7 +422,8 @@ def parse_feed(body: bytes, url: str) -> FeedListing:
         isinstance(parsed.get("bozo_exception"), feedparser.CharacterEncodingOverride)
         and str(parsed.get("encoding", "")).lower() == "utf-8"
     )
-    return FeedListing(str(parsed.feed.get("title", "") or url), entries, whole)
+    title = one_line(str(parsed.feed.get("title", "")), MAX_FIELD_CHARS["title"])
+    return FeedListing(title or url, entries, whole)
 
 
 def fetch_feed(url: str, policy: FetchPolicy | None = None) -> FeedListing:

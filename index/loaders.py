@@ -20,7 +20,7 @@ import frontmatter
 import yaml
 from frontmatter.default_handlers import YAMLHandler
 
-from index.text import CONTROL
+from index.text import one_line
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_FRONT_MATTER_BYTES = 64 * 1024
@@ -52,9 +52,12 @@ class RawArticle:
     source: str
     kind: str  # "markdown", "text" or "html"
 
-    def __post_init__(self) -> None:
-        self.title = " ".join(CONTROL.sub(" ", self.title).split())
-        self.outlet = " ".join(CONTROL.sub(" ", self.outlet).split())
+    def __setattr__(self, name: str, value: object) -> None:
+        # A title or outlet is one clean line of bounded length however it is set: from front
+        # matter, a page, or a feed entry's title put in later (``index.feeds``).
+        if name in ("title", "outlet") and isinstance(value, str):
+            value = one_line(value, MAX_FIELD_CHARS[name])
+        super().__setattr__(name, value)
 
 
 def canonical_url(url: str) -> str:

@@ -5,9 +5,9 @@ import pytest
 
 from index.embed import HashEmbedder
 from index.feeds import add_feed, ingest_url, list_feeds, poll_feeds, remove_feed
-from index.fetch import FetchPolicy, fetch_article, fetch_feed
+from index.fetch import FetchPolicy, fetch_article, fetch_feed, parse_feed
 from index.ingest import Ingester
-from index.loaders import IngestError, canonical_url
+from index.loaders import IngestError, RawArticle, canonical_url
 from index.store import Store
 from tests.harness.chat import query
 from tests.harness.data import run_cli
@@ -267,3 +267,31 @@ def test_cli_feeds_and_ingest_url(web: FakeWeb, data_dir: Path) -> None:
     assert missing.returncode == 1 and "HTTP 404" in missing.stderr
     assert run_cli(data_dir, "feeds", "remove", "1", **ALLOW).returncode == 0
     assert query(data_dir, "SELECT COUNT(*) FROM articles") == [(1,)]
+
+
+def test_feed_titles_are_one_clean_line_of_bounded_length() -> None:
+    """A feed's and its entries' titles reach the operator's terminal (`feeds list`) and, when
+    an entry's page fails, a stored article: escape sequences, bidirectional overrides and
+    any length were taken as they came."""
+    body = rss(
+        [
+            ("Monitors \x1b[2J\x1b[31mRED\x1b[0m arrive", "http://example.org/a"),
+            ("x" * 5000, "http://example.org/b"),
+        ],
+        title="Wire \x1b]0;owned\x07 \u202esretueR",
+    ).encode()
+    listing = parse_feed(body, "http://example.org/feed")
+    assert listing.title == "Wire ]0;owned sretueR"
+    first, second = listing.entries
+    assert first.title == "Monitors [2J [31mRED [0m arrive"
+    assert len(second.title) == 1000 and second.title.endswith("…")
+
+
+def test_a_title_set_later_is_cleaned_too() -> None:
+    """``index.feeds`` puts an entry's title on the article it fetched: the same cleaning as
+    at reading, however the title is set."""
+    a = RawArticle("Talks", "", "", "News", "Text about the talks.", "x", "html")
+    a.title = "Entry \x1b[2J title " + "word " * 400
+    a.outlet = "\u202esretueR"
+    assert "\x1b" not in a.title and len(a.title) <= 1000 and a.title.endswith("…")
+    assert a.outlet == "sretueR"

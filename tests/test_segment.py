@@ -349,8 +349,9 @@ def test_control_characters_never_reach_a_quote() -> None:
     """A terminal escape in a page or file is no text: quoted by `talksbot ask`, it would drive
     the operator's terminal."""
     units = segment(
-        "Talks\x07 resumed in Geneva \x1b]0;owned\x07 after a long pause between the rounds."
+        "Talks\x07 resumed in Geneva \x1b]0;owned\x07 after a long pause between the rounds. "
+        "The \u202esretueR\u202c report was read as written by \u2066Reuters\u2069 itself."
     )
     text = " ".join(u.text for u in units)
-    assert not any(ch in text for ch in "\x07\x1b") and "Geneva" in text
+    assert not any(ch in text for ch in "\x07\x1b\u202e\u202c\u2066\u2069") and "Geneva" in text
     assert clean_line("tab\there, line\x0bfeed\x7f") == "tab here, line feed"
