@@ -98,7 +98,10 @@ def article_keys(raw: RawArticle) -> list[str]:
 def source_key(source: str) -> str:
     """The key of where an article came from: its canonical URL, or ``file:`` and its path."""
     if re.match(r"^https?://", source):
-        return canonical_url(source)
+        try:
+            return canonical_url(source)
+        except ValueError as exc:  # "http://[::1": urllib refuses it
+            raise IngestError(f"{source}: not a valid URL ({exc})") from None
     try:
         return f"file:{Path(source).resolve()}"
     except (OSError, RuntimeError) as exc:  # a symlink loop, an unreadable folder

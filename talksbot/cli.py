@@ -33,6 +33,9 @@ def _echo(*parts: object) -> None:
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from index.fetch import is_url
 
+    if any(not p.strip() for p in args.paths):
+        # An empty argument is the current directory to pathlib: ingested, unasked.
+        raise CliError("ingest was given an empty path; name files, folders or URLs")
     urls = [p for p in args.paths if is_url(p)]
     files = [Path(p) for p in args.paths if not is_url(p)]
     report = run_ingest(settings, files, urls=urls)
@@ -117,6 +120,7 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     """Remove articles by URL (any of their URLs) or by the file they were ingested from;
     running bots stop citing them at their next poll, without a rebuild."""
     from index.ingest import ingest_params, source_key
+    from index.loaders import IngestError
     from index.store import Store
     from index.text import plural
 
@@ -127,12 +131,19 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
         deleted = 0
         for given in args.items:
             # Any URL an article was stored under (its own, an alias) or the file it came from.
-            found = store.find_article_by_key(source_key(given))
+            try:
+                if not given.strip():
+                    raise IngestError("an empty URL or file name was given")
+                found = store.find_article_by_key(source_key(given))
+            except IngestError as exc:  # a malformed URL, a path that cannot be resolved
+                _echo(f"talksbot: {exc}")
+                missing.append("")  # said already; the others are still looked up
+                continue
             if found is not None and store.delete_article(found):
                 deleted += 1
             else:
                 missing.append(given)
-        for item in missing:
+        for item in filter(None, missing):
             _echo(f"talksbot: no stored article has the URL or file {item}")
         print(f"{plural(deleted, 'article')} deleted")
         return 1 if missing else 0

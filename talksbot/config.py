@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ def default_data_dir() -> Path:
     return Path(base) / "talksbot"
 
 
+_TOKEN = re.compile(r"\d{1,20}:[A-Za-z0-9_-]{1,200}")
 DAY = 86400.0  # seconds: intervals are bounded so that no timer overflows ("1e300")
 
 
@@ -88,11 +90,29 @@ class Settings(BaseSettings):
     talksbot_fetch_allow_hosts: str = ""
     talksbot_fetch_timeout: float = Field(default=20.0, gt=0, le=3600)
 
-    @field_validator("talksbot_backend", mode="before")
+    @field_validator(
+        "talksbot_backend", "talksbot_model_cache", "telegram_bot_token", mode="before"
+    )
     @classmethod
     def _unset_when_empty(cls, value: object) -> object:
         """``TALKSBOT_BACKEND=`` (an emptied line in .env or a compose file) means unset."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("talksbot_data_dir", mode="before")
+    @classmethod
+    def _default_when_empty(cls, value: object) -> object:
+        """``TALKSBOT_DATA_DIR=`` means the default too: an empty path is the current
+        directory, where a store would be made (or read) wherever the command was run."""
+        return default_data_dir() if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("telegram_bot_token", mode="after")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        """A token as @BotFather gives it (``<bot id>:<key>``): anything else fails at the
+        first request, and a one-character "token" would be redacted from every log line."""
+        if value is not None and not _TOKEN.fullmatch(value.get_secret_value().strip()):
+            raise ValueError("not a bot token (expected <digits>:<key>, as @BotFather gives it)")
+        return SecretStr(value.get_secret_value().strip()) if value is not None else None
 
     @field_validator(
         "telegram_api_base_url", "telegram_api_file_url", "telegram_webhook_url", mode="after"
@@ -136,9 +156,15 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = [
-            f"{str(e['loc'][0]).upper() if e['loc'] else 'settings'}: {e['msg'].lower()}"
+            f"{str(e['loc'][0]).upper() if e['loc'] else 'settings'}: {_message(e['msg'])}"
             for e in exc.errors()
         ]
         raise SettingsError("bad setting: " + "; ".join(problems)) from None
     except SourceError as exc:  # e.g. a list setting that is not JSON
         raise SettingsError(f"bad setting: {exc}") from None
+
+
+def _message(text: str) -> str:
+    """pydantic's message as one lower-case clause ("Value error, " dropped)."""
+    text = text.removeprefix("Value error, ")
+    return text[:1].lower() + text[1:]

@@ -1,12 +1,14 @@
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from index.embed import DEFAULT_BACKEND
-from tests.harness.data import CORPUS, refusal, run_cli
+from tests.harness.data import CORPUS, cli_env, refusal, run_cli
 
 
 @pytest.fixture
@@ -294,6 +296,41 @@ def test_a_bad_setting_is_one_line_naming_it(data_dir: Path, name: str, value: s
     assert "unexpected" not in result.stderr
 
 
+@pytest.mark.parametrize("token", ["abc", "123:ab cd", "x" * 30])
+def test_a_token_that_is_no_bot_token_is_refused_naming_it(data_dir: Path, token: str) -> None:
+    """A mistyped token fails at start, not at the first request; and a one-character one
+    would have been redacted from every log line as "<token>"."""
+    line = refusal(run_cli(data_dir, "stats", TELEGRAM_BOT_TOKEN=token))
+    assert "TELEGRAM_BOT_TOKEN: not a bot token" in line and token not in line
+
+
+def test_empty_settings_mean_unset(data_dir: Path, tmp_path: Path) -> None:
+    """An emptied line in .env or a compose file: the default, never the current directory
+    as the store (made, or read, wherever the command was run) or a blank token."""
+    home = tmp_path / "home"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {
+        **cli_env(data_dir),
+        "TALKSBOT_DATA_DIR": "",
+        "TALKSBOT_MODEL_CACHE": " ",
+        "HOME": str(home),
+    }
+    env["TELEGRAM_BOT_TOKEN"] = " "
+    env.pop("XDG_DATA_HOME", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "talksbot.cli", "stats"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"data dir      {home / '.local/share/talksbot'}" in result.stdout
+    assert list(cwd.iterdir()) == []
+
+
 def test_a_fifo_given_to_ingest_is_refused_not_waited_on(data_dir: Path, tmp_path: Path) -> None:
     """Opening a FIFO for reading blocks until a writer comes: talksbot must not hang."""
     fifo = tmp_path / "pipe.md"
@@ -384,3 +421,21 @@ def test_a_symlink_loop_given_to_delete_is_one_line(filled: Path, tmp_path: Path
     (tmp_path / "a").symlink_to(tmp_path / "b")
     (tmp_path / "b").symlink_to(tmp_path / "a")
     assert "cannot resolve" in refusal(run_cli(filled, "delete", str(tmp_path / "a")))
+
+
+def test_delete_names_each_bad_item_and_still_deletes_the_good_ones(filled: Path) -> None:
+    """A malformed URL or an empty name had ended the command with an unexpected error,
+    leaving the items after it undone."""
+    url = "https://www.example-news.org/world/2026/02/18/geneva-round-ends/"
+    result = run_cli(filled, "delete", "http://[::1", "", url)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "talksbot: http://[::1: not a valid URL (Invalid IPv6 URL)",
+        "talksbot: an empty URL or file name was given",
+    ]
+    assert result.stdout.strip() == "1 article deleted"
+
+
+def test_ingest_refuses_an_empty_path(filled: Path) -> None:
+    """pathlib reads "" as the current directory, which was ingested unasked."""
+    assert "empty path" in refusal(run_cli(filled, "ingest", ""))
