@@ -258,7 +258,7 @@ def evaluate_with_cv(
     shipped = evaluate(questions, _answers(answerer))
     out: dict = {"metrics": shipped["metrics"], "rows": shipped["rows"]}
     ranker = answerer.ranker or answerer.searcher.ranker
-    text = [f"shipped ranker ({ranker.meta.get('questions', 'not')} questions fitted)"]
+    text = [f"ranker in use ({ranker.meta.get('questions', 'not')} questions fitted)"]
     text.append(format_metrics(shipped["metrics"]))
     if folds > 1:
         report = cross_validate(answerer.searcher, questions, folds, splits)

@@ -29,6 +29,10 @@ from index.params import mismatches
 from retrieval.features import FEATURES
 
 RANKER_DIR = Path(__file__).resolve().parent / "rankers"
+# A ranker fitted for one store (``talksbot fit-ranker``) lives in its data dir, beside the
+# params it records: the shipped ones (``RANKER_DIR``) are code, and not every install can or
+# should write there.
+STORE_RANKER = "ranker.json"
 RANKER_FORMAT = 3
 # What of a store's params.json decides the features' scale: a ranker records these values of
 # the store it was fitted on and refuses a store whose values differ (its model, dimension or
@@ -38,6 +42,11 @@ QUOTE_EXTENSIONS = ("", "paragraph", "sentences")  # narrowest first
 STORE_KEYS = ("model", "model_sha256", "dim", "pooling", "normalized", "max_tokens", "context")
 L2_GRID = (0.003, 0.01, 0.03, 0.1)  # ranker penalties tried; picked by inner CV
 INNER_FOLDS = 4
+# ``talksbot fit-ranker`` refuses fewer answerable questions, or questions about fewer articles
+# than the inner cross-validation has folds: a ranker fitted on a handful of questions would
+# answer every question of the store worse than the shipped one. A floor, not a tuned value.
+MIN_FIT_QUESTIONS = 20
+MIN_FIT_ARTICLES = INNER_FOLDS
 ABSTAIN_C = 0.5
 # The abstention threshold is the strictest that wrongly abstains on at most this share of the
 # training questions' answerable ones (half the product's 5% budget, for the unseen).
@@ -245,8 +254,13 @@ def ranker_path(model: str, directory: Path = RANKER_DIR) -> Path:
     return directory / f"{model_key(model)}.json"
 
 
-def load_ranker(model: str, directory: Path = RANKER_DIR) -> Ranker:
-    """The shipped ranker for ``model``, or the default one when none was fitted."""
+def load_ranker(model: str, directory: Path = RANKER_DIR, store_dir: Path | None = None) -> Ranker:
+    """The ranker a store's questions are answered with: the one fitted for that store
+    (``STORE_RANKER`` in its data dir, written by ``talksbot fit-ranker``) if there is one,
+    else the one shipped for ``model``, else the default one."""
+    own = store_dir / STORE_RANKER if store_dir is not None else None
+    if own is not None and own.exists():
+        return Ranker.load(own, model)
     path = ranker_path(model, directory)
     return Ranker.load(path, model) if path.exists() else default_ranker(model)
 

@@ -150,7 +150,7 @@ class Searcher:
         self.embedder = embedder
         self._index = index  # None: the store's live index, opened on first need
         self._index_lock = threading.Lock()
-        self.ranker = ranker or load_ranker(embedder.name)
+        self.ranker = ranker or load_ranker(embedder.name, store_dir=store.data_dir)
         self.ranker.check_store(store.read_params())
         self._lock = threading.Lock()
         # Pools by question: evaluation re-ranks the same questions under many rankers.

@@ -104,15 +104,32 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_fit_ranker(args: argparse.Namespace, settings: Settings) -> int:
     from retrieval.cv import fit
     from retrieval.evaluate import load_questions
-    from retrieval.rank import ranker_path
+    from retrieval.rank import MIN_FIT_ARTICLES, MIN_FIT_QUESTIONS, STORE_RANKER
 
     questions = load_questions(Path(args.file))
+    answerable = [q for q in questions if q.answerable]
+    articles = {q.doc or q.id for q in answerable}
+    if len(answerable) < MIN_FIT_QUESTIONS or len(articles) < MIN_FIT_ARTICLES:
+        raise CliError(
+            f"fit-ranker needs at least {MIN_FIT_QUESTIONS} answerable questions about "
+            f"{MIN_FIT_ARTICLES} or more articles; {args.file} has {len(answerable)} about "
+            f"{len(articles)}"
+        )
     searcher = open_answerer(settings, quiet=True, refit=True).searcher
     searcher.pool_cache = {}
     ranker = fit(searcher, questions)
-    path = Path(args.out) if args.out else ranker_path(ranker.model)
-    ranker.save(path)
-    _echo(f"talksbot: ranker for {ranker.model} fitted on {len(questions)} questions -> {path}")
+    # The store's own ranker by default; ``--out`` writes elsewhere (a shipped ranker:
+    # retrieval/rankers/<model>.json).
+    path = Path(args.out) if args.out else settings.data_dir / STORE_RANKER
+    try:
+        ranker.save(path)
+    except OSError as exc:
+        raise CliError(f"cannot write the ranker to {path}: {exc.strerror or exc}") from None
+    where = "" if args.out else " (used for this store's questions; delete it for the shipped one)"
+    _echo(
+        f"talksbot: ranker for {ranker.model} fitted on {len(questions)} questions -> {path}"
+        + where
+    )
     return 0
 
 
@@ -312,7 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser("fit-ranker", help="fit the ranker and abstainer on a JSONL question file")
     p.add_argument("file")
-    p.add_argument("--out", help="where to write it (default: the shipped file for the model)")
+    p.add_argument(
+        "--out",
+        help="where to write it (default: ranker.json in the data dir, which that store's "
+        "questions are then answered with; retrieval/rankers/<model>.json ships it)",
+    )
     p = sub.add_parser("delete", help="remove articles by URL or by the file they came from")
     p.add_argument("items", nargs="+", metavar="URL_OR_FILE")
     sub.add_parser("reindex", help="rebuild the search index from the store (no model needed)")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from index.embed import DEFAULT_BACKEND
-from tests.harness.data import CORPUS, cli_env, refusal, run_cli
+from tests.harness.data import CORPUS, ROOT, cli_env, refusal, run_cli
 
 
 @pytest.fixture
@@ -439,3 +439,60 @@ def test_delete_names_each_bad_item_and_still_deletes_the_good_ones(filled: Path
 def test_ingest_refuses_an_empty_path(filled: Path) -> None:
     """pathlib reads "" as the current directory, which was ingested unasked."""
     assert "empty path" in refusal(run_cli(filled, "ingest", ""))
+
+
+def _facts_corpus(folder: Path) -> list[dict]:
+    """Four small articles of six facts each, and a question about each fact."""
+    places = ["Geneva", "Istanbul", "Riyadh", "Abu Dhabi"]
+    topics = ["prisoners", "grain", "energy", "monitors", "sanctions", "maps"]
+    questions = []
+    folder.mkdir()
+    for a, place in enumerate(places):
+        lines = []
+        for t, topic in enumerate(topics):
+            n = 10 * (a + 1) + t
+            lines.append(f"In {place} the delegates settled the {topic} question with {n} pages.")
+            questions.append(
+                {
+                    "question": f"how many pages settled the {topic} question in {place}",
+                    "answer_contains": [f"{topic} question with {n} pages"],
+                    "answerable": True,
+                    "doc": place,
+                }
+            )
+        (folder / f"a{a}.md").write_text(
+            f"---\ntitle: Talks in {place}\nurl: https://news.example/{a}\noutlet: News\n---\n\n"
+            + " ".join(lines)
+            + "\n"
+        )
+    questions.append(
+        {"question": "sourdough starter recipe", "answer_contains": [], "answerable": False}
+    )
+    return questions
+
+
+def test_fit_ranker_fits_the_stores_own_ranker_and_leaves_the_shipped_ones(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """The fitted ranker goes into the data dir and that store answers with it; the shipped
+    rankers (code, perhaps installed read-only) are never rewritten by a user's fit."""
+    rows = _facts_corpus(tmp_path / "corpus")
+    assert run_cli(data_dir, "ingest", str(tmp_path / "corpus")).returncode == 0
+    qfile = tmp_path / "q.jsonl"
+    shipped = {p: p.read_bytes() for p in (ROOT / "retrieval" / "rankers").iterdir()}
+
+    qfile.write_text("\n".join(json.dumps(r) for r in rows[:3]) + "\n")
+    message = refusal(run_cli(data_dir, "fit-ranker", str(qfile)))
+    assert "at least 20 answerable questions" in message and "has 3 about 1" in message
+    assert not (data_dir / "ranker.json").exists()
+
+    qfile.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    before = run_cli(data_dir, "eval", str(qfile), "--folds", "0").stdout
+    assert "ranker in use (not questions fitted)" in before  # no ranker shipped for it
+    result = run_cli(data_dir, "fit-ranker", str(qfile))
+    assert result.returncode == 0, result.stderr
+    assert f"-> {data_dir / 'ranker.json'}" in result.stderr
+    assert json.loads((data_dir / "ranker.json").read_text())["meta"]["questions"] == 25
+    assert {p: p.read_bytes() for p in (ROOT / "retrieval" / "rankers").iterdir()} == shipped
+    after = run_cli(data_dir, "eval", str(qfile), "--folds", "0").stdout
+    assert "ranker in use (25 questions fitted)" in after
