@@ -377,7 +377,7 @@ def test_a_telegram_url_that_is_no_http_url_is_one_line(data_dir: Path, name: st
     env = {"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"}
     result = run_cli(data_dir, script="bot.py", timeout=60, **{**env, name: "javascript:alert(1)"})
     line = refusal(result)
-    assert name in line and "http(s) url" in line
+    assert name in line and "must be an http(s) URL" in line
     assert "unexpected" not in result.stderr and not data_dir.exists()
 
 
