@@ -6,6 +6,7 @@ report it and go on with the other files.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import html
 import os
@@ -245,6 +246,10 @@ class FrontMatterError(yaml.YAMLError):
     """Front matter refused before or while it is composed; the message says why."""
 
 
+class _NoMetadata(IngestError):
+    """Front matter that parsed but holds no 'key: value' lines."""
+
+
 class _PlainLoader(yaml.SafeLoader):
     """``SafeLoader`` without anchors and aliases, and with nesting capped.
 
@@ -404,7 +409,7 @@ def parse_markdown(text: str, name: str) -> RawArticle:
         raise IngestError(f"{name}: malformed front matter: every key must be text") from None
     meta = post.metadata
     if not isinstance(meta, dict) or not meta:
-        raise IngestError(f"{name}: malformed front matter: expected 'key: value' lines")
+        raise _NoMetadata(f"{name}: malformed front matter: expected 'key: value' lines")
     body = _markdown_text(post.content)
     fields = {key: _field(meta, key, name) for key in ("title", "url", "published", "date")}
     url = _link(fields["url"])
@@ -439,8 +444,9 @@ def _headline(title: str, body: str) -> str:
 
 
 def _first_line(text: str) -> str:
+    """The first line with a word in it (a rule of dashes or stars is no title)."""
     for line in text.splitlines():
-        if line.strip():
+        if re.search(r"\w", line):
             return line.strip().lstrip("#").strip()[:200]
     return ""
 
@@ -512,8 +518,11 @@ def load_file(path: Path) -> RawArticle:
     if suffix in HTML_SUFFIXES:
         return parse_html(text, name)
     if suffix in TEXT_SUFFIXES:
-        if text.lstrip().startswith("---"):
-            return parse_markdown(text, name)
+        # Front matter only when it opens with a line of just "---" and holds 'key: value'
+        # lines: a plain text may open with a rule ("----------", or "---" before prose).
+        if text.lstrip().split("\n", 1)[0].strip() == "---":
+            with contextlib.suppress(_NoMetadata):
+                return parse_markdown(text, name)
         return RawArticle(
             title=_first_line(text) or path.stem,
             url="",

@@ -424,3 +424,24 @@ def test_front_matter_dates_and_times_still_read(tmp_path: Path) -> None:
         f = tmp_path / "a.md"
         f.write_text(f"---\ntitle: Talks\npublished: {value}\n---\n\nTalks resumed in Geneva.\n")
         assert load_file(f).published == expected
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "----------\nTalks resumed in Geneva on Monday.\n",
+        "---\nTalks resumed in Geneva on Monday.\n---\nMore about the talks.\n",
+    ],
+)
+def test_a_text_file_opening_with_a_rule_is_read_as_text(tmp_path: Path, content: str) -> None:
+    """A rule of dashes is no front matter (it was refused as malformed), nor a title."""
+    f = tmp_path / "a.txt"
+    f.write_text(content)
+    a = load_file(f)
+    assert (a.title, a.kind) == ("Talks resumed in Geneva on Monday.", "text")
+    # With 'key: value' lines it is front matter, as in Markdown; broken YAML is still named.
+    f.write_text("---\ntitle: Geneva\n---\nTalks resumed.\n")
+    assert load_file(f).title == "Geneva"
+    f.write_text("---\ntitle: [bad\n---\nTalks resumed.\n")
+    with pytest.raises(IngestError, match="malformed front matter, line 2"):
+        load_file(f)
