@@ -422,8 +422,15 @@ def main(argv: list[str] | None = None, run_bot: Callable[[Settings], None] | No
         return 0
     except Exception as exc:  # last resort: one line, details only with -v
         log.debug("unexpected error", exc_info=True)
+        from telegram.error import NetworkError
+
         if type(exc).__name__ == "InvalidToken":
             line = "Telegram rejected the bot token (check TELEGRAM_BOT_TOKEN)"
+        elif isinstance(exc, NetworkError) and settings is not None:
+            line = (
+                f"cannot reach the Telegram Bot API at {settings.telegram_api_base_url} ({exc}); "
+                "check TELEGRAM_API_BASE_URL and the network"
+            )
         elif isinstance(exc, OSError) and exc.filename:
             # A file that cannot be read or written: say which, and why.
             where = exc.filename2 or exc.filename

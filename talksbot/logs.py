@@ -25,6 +25,15 @@ class LogFormatter(logging.Formatter):
         return text.replace(self.token, "<token>") if self.token else text
 
 
+class _StartupRetryFilter(logging.Filter):
+    """python-telegram-bot logs a failed start ("Network Retry Loop (Bootstrap …): Failed run
+    number 0 of 0. Aborting." and the error) before raising it; the CLI then says in one line
+    what failed and what to check, so the library's two lines are left out unless verbose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Network Retry Loop (Bootstrap")
+
+
 def setup_logging(level: int, verbose: bool = False, token: str = "") -> None:
     """Configure the root logger once (replacing handlers set earlier): ``level`` for
     everything, httpx's per-request lines and the scheduler's per-run lines ("Running job …",
@@ -41,3 +50,8 @@ def setup_logging(level: int, verbose: bool = False, token: str = "") -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # The webhook endpoint's notes on malformed requests: anyone can send those, unsigned.
     logging.getLogger("tornado.general").setLevel(logging.ERROR)
+    ext = logging.getLogger("telegram.ext")
+    for old_filter in [f for f in ext.filters if isinstance(f, _StartupRetryFilter)]:
+        ext.removeFilter(old_filter)
+    if not verbose:
+        ext.addFilter(_StartupRetryFilter())

@@ -496,3 +496,14 @@ def test_fit_ranker_fits_the_stores_own_ranker_and_leaves_the_shipped_ones(
     assert {p: p.read_bytes() for p in (ROOT / "retrieval" / "rankers").iterdir()} == shipped
     after = run_cli(data_dir, "eval", str(qfile), "--folds", "0").stdout
     assert "ranker in use (25 questions fitted)" in after
+
+
+def test_an_unreachable_bot_api_is_one_line_saying_what_to_check(filled: Path) -> None:
+    """python-telegram-bot's own two log lines and an "unexpected error" had said it."""
+    base = "http://127.0.0.1:9/bot"  # the discard port: nothing listens
+    result = run_cli(
+        filled, script="bot.py", timeout=60, TELEGRAM_BOT_TOKEN="1:x", TELEGRAM_API_BASE_URL=base
+    )
+    line = refusal(result)
+    assert line.startswith(f"talksbot: cannot reach the Telegram Bot API at {base} (")
+    assert line.endswith("check TELEGRAM_API_BASE_URL and the network")
