@@ -82,6 +82,10 @@ class FetchPolicy:
             try:
                 networks.append(ipaddress.ip_network(item.strip("[]"), strict=False))
             except ValueError:
+                if not _HOST_NAME.fullmatch(item.rstrip(".")):
+                    # "[::1", "10.0.0.0/33", "host:8080": no host or network, so allowing
+                    # it would silently allow nothing.
+                    raise ValueError(f"{item!r} is no host name, IP address or network") from None
                 hosts.add(item.rstrip("."))
         return cls(frozenset(hosts), tuple(networks), **kwargs)  # type: ignore[arg-type]
 
@@ -90,6 +94,11 @@ class FetchPolicy:
 
     def allows_address(self, ip: IPAddress) -> bool:
         return any(ip.version == net.version and ip in net for net in self.allow_networks)
+
+
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*"
+)
 
 
 def is_public(ip: IPAddress) -> bool:

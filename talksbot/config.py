@@ -98,6 +98,15 @@ class Settings(BaseSettings):
         """``TALKSBOT_BACKEND=`` (an emptied line in .env or a compose file) means unset."""
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("talksbot_fetch_allow_hosts", mode="after")
+    @classmethod
+    def _allow_list(cls, value: str) -> str:
+        """Each entry a host name, IP or network (``FetchPolicy.parse`` says which is not)."""
+        from index.fetch import FetchPolicy
+
+        FetchPolicy.parse(value)
+        return value
+
     @field_validator("talksbot_data_dir", mode="before")
     @classmethod
     def _default_when_empty(cls, value: object) -> object:

@@ -279,6 +279,8 @@ def test_bad_configuration_is_one_line(data_dir: Path) -> None:
         ("TALKSBOT_INDEX_POLL", "Infinity"),
         ("TALKSBOT_FETCH_TIMEOUT", "inf"),
         ("TALKSBOT_FANOUT_INTERVAL", "1e300"),  # finite, but no timer takes it either
+        ("TALKSBOT_FETCH_ALLOW_HOSTS", "localhost,host:8080"),  # would allow nothing
+        ("TALKSBOT_FETCH_ALLOW_HOSTS", "10.0.0.0/33"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it(data_dir: Path, name: str, value: str) -> None:
