@@ -126,7 +126,7 @@ class Ingester:
         files: list[Path] = []
         for path in paths:
             try:
-                files.extend(iter_article_files([Path(path)]))
+                files.extend(iter_article_files([Path(path)], report.errors))
             except IngestError as exc:
                 report.errors.append(str(exc))
         bar = tqdm(

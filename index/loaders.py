@@ -130,19 +130,29 @@ def page_outlet(sitename: str, url: str) -> str:
     return host or name
 
 
-def iter_article_files(paths: list[Path]) -> Iterator[Path]:
-    """Expand files and folders (recursively) into article files, sorted for a stable order."""
+def iter_article_files(paths: list[Path], skipped: list[str] | None = None) -> Iterator[Path]:
+    """Expand files and folders (recursively) into article files, sorted for a stable order.
+
+    A link inside a folder to a file outside it is left out (and named in ``skipped``): a
+    folder others can write to could otherwise have any file this user can read ingested and
+    quoted to strangers. A file named on the command line is read wherever it points."""
     for path in paths:
         if not path.exists():
             raise IngestError(f"{path}: no such file or folder")
         if path.is_dir():
-            yield from sorted(
+            root = path.resolve()
+            for p in sorted(
                 p
                 for p in path.rglob("*")
                 if p.is_file()
                 and p.suffix.lower() in SUPPORTED_SUFFIXES
                 and not p.name.startswith(".")
-            )
+            ):
+                if p.is_symlink() and not p.resolve().is_relative_to(root):
+                    if skipped is not None:
+                        skipped.append(f"{p}: a link to a file outside {path}, not followed")
+                    continue
+                yield p
         else:
             yield path
 

@@ -445,3 +445,21 @@ def test_a_text_file_opening_with_a_rule_is_read_as_text(tmp_path: Path, content
     f.write_text("---\ntitle: [bad\n---\nTalks resumed.\n")
     with pytest.raises(IngestError, match="malformed front matter, line 2"):
         load_file(f)
+
+
+def test_a_link_out_of_a_walked_folder_is_not_followed(tmp_path: Path) -> None:
+    """A folder others can write to must not get any file this user can read ingested (and
+    quoted to strangers) through a link; a link within the folder, or a file named on the
+    command line, is read."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("Private notes nobody should ever see quoted.\n")
+    folder = tmp_path / "drop"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("Talks resumed in Geneva.\n")
+    (folder / "leak.txt").symlink_to(secret)
+    (folder / "sub" / "inside.txt").symlink_to(folder / "a.txt")
+    skipped: list[str] = []
+    found = [p.relative_to(folder).as_posix() for p in iter_article_files([folder], skipped)]
+    assert found == ["a.txt", "sub/inside.txt"]
+    assert skipped == [f"{folder / 'leak.txt'}: a link to a file outside {folder}, not followed"]
+    assert list(iter_article_files([folder / "leak.txt"])) == [folder / "leak.txt"]
