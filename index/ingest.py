@@ -186,7 +186,19 @@ class Ingester:
             report.withheld += 1
             return None
 
+        # The article this file or page wrote (its key recorded as "primary"), if any: only
+        # that one is ever rewritten by it. A copy's key (an alias) never rewrites the article
+        # it copied, or anyone could take over a stored article by editing a copy.
+        holder = store.find_article_by_key(keys[-1])
+        own = holder if holder is not None and store.is_primary_key(holder, keys[-1]) else None
         same = store.find_by_content(content_hash)
+        if same is not None and own is not None and own != same:
+            # Its own article now has the text of another stored one: it is a copy of that
+            # one, stored first, and is folded into it (its addresses kept as aliases). The
+            # other is never rewritten: no source decides another's article.
+            store.fold_into(own, same)
+            report.duplicates += 1
+            return None
         if same is not None:
             if not all(store.find_article_by_key(k) == same for k in keys):
                 self._alias(keys, same, raw)
@@ -196,7 +208,7 @@ class Ingester:
             if (
                 stored is None
                 # another file of it (an alias, a copy) decides nothing
-                or not store.is_primary_key(same, keys[-1])
+                or own != same
                 or (stored.title, stored.outlet, stored.published)
                 == (raw.title, raw.outlet, raw.published)
             ):
@@ -205,21 +217,24 @@ class Ingester:
             # Its own file, the same text under a corrected title, outlet or date (front
             # matter fixed by hand, or read better by this code): rewritten in place below and
             # re-embedded, as the title is part of each unit's embedded context.
-        # The file was ingested before and has changed: update that article in place. Only
-        # its own file or page does: a copy's (recorded as an alias) never rewrites the
-        # article it copied, or anyone could take over a stored article by editing a copy.
-        existing = store.find_article_by_key(keys[-1])
-        if existing is not None and not store.is_primary_key(existing, keys[-1]):
-            existing = None
+        # Ingested before and changed: that article is updated in place.
+        existing = own
         by_url = store.find_article_by_key(keys[0]) if existing is None and len(keys) > 1 else None
-        if by_url is not None and store.is_own_url(by_url, keys[0]):
-            existing = by_url  # its URL from another file or fetch, new content: the page changed
+        if by_url is not None and holder is None and store.is_own_url(by_url, keys[0]):
+            # A file or page never seen, under a stored article's own address, with new
+            # text: the page changed. It is the article's own file from now on.
+            existing = by_url
         if existing is None:
-            # Nearly all of these sentences are a stored article's: a copy of it. (A URL or
-            # file recorded as a copy's, now with other text, is an article of its own.)
+            # Nearly all of these sentences are a stored article's: a copy of it. Or a known
+            # copy, changed, under that article's own address: it can neither rewrite the
+            # article nor take its address. (A copy under an address of its own, changed
+            # beyond a near copy, is an article of its own.)
             near, share = store.best_overlap(hashes)
-            if near is not None and share >= NEAR_DUPLICATE_SHARE:
-                self._alias(keys, near, raw)
+            copy_of = near if near is not None and share >= NEAR_DUPLICATE_SHARE else None
+            if copy_of is None and by_url is not None and store.is_own_url(by_url, keys[0]):
+                copy_of = by_url
+            if copy_of is not None:
+                self._alias(keys, copy_of, raw)
                 report.duplicates += 1
                 return None
 

@@ -558,7 +558,9 @@ class Store:
     ) -> int:
         """Store an article with its URLs and sentences in one transaction; with ``replace``,
         that article's row and sentences are replaced in place; ``lift``: deletions it undoes
-        (``deletions``). Returns the article id."""
+        (``deletions``). ``keys`` become the article's own; another file that wrote it
+        before becomes an alias, so two files under one address do not take turns rewriting
+        it. Returns the article id."""
         values = (
             article.url,
             article.canonical_url,
@@ -572,6 +574,11 @@ class Store:
         with self.transaction() as db:
             if replace is not None:
                 article_id = replace
+                db.execute(
+                    "UPDATE article_urls SET kind='alias' WHERE article_id=? AND kind='primary' "
+                    f"AND url LIKE 'file:%' AND url NOT IN ({','.join('?' * len(keys))})",
+                    (article_id, *keys),
+                )
                 db.execute("DELETE FROM sentences WHERE article_id=?", (article_id,))
                 db.execute(
                     "UPDATE articles SET url=?, canonical_url=?, title=?, outlet=?, published=?, "
@@ -658,6 +665,24 @@ class Store:
                 (article_id,),
             )
         return bool(gone)
+
+    def fold_into(self, article_id: int, into: int) -> None:
+        """``article_id`` turned out to be a copy of ``into`` (its own source now has that
+        text): it is removed, no deletion recorded, and its URLs and files become ``into``'s
+        aliases ("also reported by" for another outlet). ``into`` itself is left as it is."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE article_urls SET article_id=?, kind=CASE WHEN outlet="
+                "(SELECT outlet FROM articles WHERE id=?) THEN 'alias' ELSE 'also_reported' END "
+                "WHERE article_id=?",
+                (into, into, article_id),
+            )
+            db.execute(
+                "UPDATE deliveries SET status='cancelled' WHERE article_id=? "
+                "AND status IN ('pending', 'digest')",
+                (article_id,),
+            )
+            db.execute("DELETE FROM articles WHERE id=?", (article_id,))
 
     def add_aliases(self, keys: list[str], article_id: int, outlet: str, kind: str) -> None:
         """Record other URLs (or files) of a stored article: ``alias`` or ``also_reported``."""

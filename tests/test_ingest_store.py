@@ -173,6 +173,82 @@ def test_an_edited_copy_never_rewrites_the_article_it_copied(
         assert "other.example" in answerer.searcher.article(hit.article_id).url
 
 
+def _article_file(folder: Path, name: str, url: str, outlet: str, text: str) -> Path:
+    f = folder / name
+    f.write_text(f"---\ntitle: Talks\nurl: {url}\noutlet: {outlet}\n---\n\n{text}\n")
+    return f
+
+
+OLD_TEXT = "Delegates met in Geneva on Monday. They agreed to meet again in March. " * 2
+NEW_TEXT = "A wholly different report about a prisoner exchange in the Gulf on Friday. " * 2
+
+
+def test_a_copy_under_the_articles_own_address_never_rewrites_it(
+    data_dir: Path, store: Store, tmp_path: Path
+) -> None:
+    """A copy whose address is the article's own (a tracking-parameter variant) is a copy
+    however it changes: it had rewritten the article, and then the two files took turns
+    rewriting it on every ingest of the folder."""
+    _article_file(tmp_path, "a.md", "https://news.example/talks", "News", OLD_TEXT)
+    copy = _article_file(
+        tmp_path, "b.md", "https://news.example/talks?utm_source=x", "News", OLD_TEXT
+    )
+    ingest(data_dir, tmp_path)
+    ((first,),) = query(data_dir, "SELECT id FROM articles")
+    kept = store.article(first)
+    copy.write_text(copy.read_text().replace(OLD_TEXT, NEW_TEXT))
+    for _ in range(2):
+        report = ingest(data_dir, tmp_path)
+        assert (report.added, report.updated, report.unchanged, report.duplicates) == (0, 0, 1, 1)
+        assert store.article(first) == kept
+
+
+def test_a_new_file_under_an_articles_address_updates_it_once_and_for_all(
+    data_dir: Path, store: Store, tmp_path: Path
+) -> None:
+    """A file never seen, under a stored article's address with new text, is the page changed
+    (a newer save): the article takes it, and the older file no longer takes turns with it."""
+    _article_file(tmp_path, "a.md", "https://news.example/talks", "News", OLD_TEXT)
+    ingest(data_dir, tmp_path)
+    ((first,),) = query(data_dir, "SELECT id FROM articles")
+    _article_file(tmp_path, "b.md", "https://news.example/talks", "News", NEW_TEXT)
+    assert ingest(data_dir, tmp_path / "b.md").updated == 1
+    for _ in range(2):
+        report = ingest(data_dir, tmp_path)
+        assert (report.added, report.updated) == (0, 0)
+    assert query(data_dir, "SELECT id FROM articles") == [(first,)]
+    with answering(data_dir) as answerer:
+        assert (
+            answerer.searcher.search("prisoner exchange in the Gulf", limit=1)[0].article_id
+            == first
+        )
+
+
+def test_an_article_whose_source_now_copies_another_is_folded_into_it(
+    data_dir: Path, store: Store, tmp_path: Path
+) -> None:
+    """Its own file now holds another stored article's text: it is a copy of that one and is
+    folded into it (addresses kept as aliases), never rewriting it and never left stale."""
+    original = _article_file(tmp_path, "a.md", "https://news.example/a", "News", OLD_TEXT)
+    copy = _article_file(tmp_path, "b.md", "https://other.example/b", "Other", OLD_TEXT)
+    ingest(data_dir, tmp_path)
+    copy.write_text(copy.read_text().replace(OLD_TEXT, NEW_TEXT))
+    assert ingest(data_dir, copy).added == 1  # changed past a near copy: its own article
+    (_, b) = (r[0] for r in query(data_dir, "SELECT id FROM articles ORDER BY id"))
+    kept = store.article(b)
+    original.write_text(original.read_text().replace(OLD_TEXT, NEW_TEXT))
+    assert ingest(data_dir, original).duplicates == 1
+    assert query(data_dir, "SELECT id FROM articles") == [(b,)] and store.article(b) == kept
+    assert store.find_article_by_key("https://news.example/a") == b
+    again = ingest(data_dir, tmp_path)
+    assert (again.added, again.updated) == (0, 0)
+    # The copy put back to the first text, once folded, leaves no orphan either.
+    copy.write_text(copy.read_text().replace(NEW_TEXT, OLD_TEXT))
+    original.write_text(original.read_text().replace(NEW_TEXT, OLD_TEXT))
+    ingest(data_dir, tmp_path)
+    assert len(query(data_dir, "SELECT id FROM articles")) == 1
+
+
 def test_an_edited_copy_of_a_page_never_rewrites_the_page_it_copied(store: Store) -> None:
     """The same for fetched pages (an address is their only key): a page stored as a copy of
     another, re-fetched with other text, never becomes the original's text or address."""
