@@ -83,6 +83,7 @@ def segmenter_fingerprint() -> str:
         "index/ingest.py",
         "index/loaders.py",
         "index/store.py",
+        "index/text.py",
         "benchmarks/cached_store.py",
     ):
         h.update((ROOT / name).read_bytes())

@@ -343,9 +343,10 @@ def prepare(path: Path) -> Prepared | str:
         return Prepared.of(load_file(path))
     except IngestError as exc:
         return str(exc)
-    except (ValueError, TypeError, RecursionError, UnicodeError) as exc:
-        # A reader's bug met by one hostile file: that file is skipped and named, and the
-        # rest of the run goes on (it had ended the whole ingest, rolling back its batch).
+    except Exception as exc:  # noqa: BLE001 - one file's failure is reported, not fatal
+        # A reader's (or trafilatura's, lxml's) bug met by one hostile file: that file is
+        # skipped and named, and the rest of the run goes on (it had ended the whole ingest,
+        # rolling back its batch).
         return f"{path}: could not be read ({type(exc).__name__}: {str(exc)[:200]})"
 
 

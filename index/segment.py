@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import syntok.segmenter as syntok
 
-from index.text import CONTROL, MIN_PROSE_WORDS
+from index.text import BIDI, CONTROL, MIN_PROSE_WORDS
 
 HEADING = "heading"
 SENTENCE = "sentence"
@@ -109,7 +109,7 @@ def _link_text(m: re.Match[str]) -> str:
 
 def clean_line(line: str) -> str:
     """Markdown syntax off, link text kept: the result reads as the page does."""
-    line = CONTROL.sub(" ", _INVISIBLE.sub("", line))  # a page's, or "&#27;" read from Markdown
+    line = CONTROL.sub(" ", BIDI.sub("", _INVISIBLE.sub("", line)))  # a page's, or "&#27;"
     line = _BLOCKQUOTE.sub("", line)
     line = _HEADING_MARK.sub("", line)
     line = _BULLET.sub("", line)

@@ -25,15 +25,17 @@ STOPWORDS = frozenset(
 MIN_PROSE_WORDS = 7
 # Control characters (C0 but tab and newline, DEL, C1): never text in an article, and an
 # escape sequence printed to a terminal (``talksbot ask`` shows quotes, titles and outlets)
-# would drive the operator's terminal. With them the bidirectional formatting characters
-# (embeddings, overrides, isolates and marks): "\u202esretueR" displays as "Reuters".
-CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# would drive the operator's terminal.
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Bidirectional formatting characters (embeddings, overrides, isolates, marks): dropped, not
+# spaced ("Kyiv\u200e's" stays one word), as "\u202esretueR" displays as "Reuters".
+BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def one_line(text: str, limit: int) -> str:
     """``text`` as a title or name is shown: control characters dropped, whitespace runs made
     one space, and at most ``limit`` characters (cut at a word, with an ellipsis)."""
-    text = " ".join(CONTROL.sub(" ", text).split())
+    text = " ".join(CONTROL.sub(" ", BIDI.sub("", text)).split())
     if len(text) <= limit:
         return text
     cut = text[: limit - 1]

@@ -422,10 +422,12 @@ def main(argv: list[str] | None = None, run_bot: Callable[[Settings], None] | No
         return 0
     except Exception as exc:  # last resort: one line, details only with -v
         log.debug("unexpected error", exc_info=True)
-        from telegram.error import NetworkError
+        from telegram.error import BadRequest, NetworkError
 
         if type(exc).__name__ == "InvalidToken":
             line = "Telegram rejected the bot token (check TELEGRAM_BOT_TOKEN)"
+        elif isinstance(exc, BadRequest):  # a NetworkError too: Telegram answered, refusing
+            line = f"the Telegram Bot API refused a start-up request: {exc}"
         elif isinstance(exc, NetworkError) and settings is not None:
             line = (
                 f"cannot reach the Telegram Bot API at {settings.telegram_api_base_url} ({exc}); "

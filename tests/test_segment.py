@@ -354,4 +354,6 @@ def test_control_characters_never_reach_a_quote() -> None:
     )
     text = " ".join(u.text for u in units)
     assert not any(ch in text for ch in "\x07\x1b\u202e\u202c\u2066\u2069") and "Geneva" in text
+    # A mark inside a word is dropped, not made a space: the quote still matches the page.
+    assert clean_line("Kyiv\u200e's envoy met \u2066Witkoff\u2069.") == "Kyiv's envoy met Witkoff."
     assert clean_line("tab\there, line\x0bfeed\x7f") == "tab here, line feed"
