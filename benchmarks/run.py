@@ -49,6 +49,7 @@ from index.store import Store  # noqa: E402
 from index.text import tokenize  # noqa: E402
 from retrieval.answer import Answerer  # noqa: E402
 from retrieval.evaluate import evaluate, load_questions  # noqa: E402
+from retrieval.rank import load_ranker  # noqa: E402
 from retrieval.search import Searcher  # noqa: E402
 
 K = 5
@@ -75,7 +76,10 @@ def talksbot_rows(
     split into folds, and the mean over ``splits`` splits), and reachability."""
     from retrieval.cv import cross_validate
 
-    searcher = Searcher.open(data_dir, backend, embedder=embedder)
+    # The shipped ranker, even if the bench store holds a ranker.json of its own.
+    embedder = embedder or load_embedder(backend, data_dir / "models")
+    shipped = load_ranker(embedder.name)
+    searcher = Searcher.open(data_dir, backend, embedder=embedder, ranker=shipped)
     searcher.pool_cache = {}
     rows = []
     if searcher.ranker.meta.get("questions"):
@@ -190,7 +194,11 @@ def speed(corpus: Path, questions, work: Path, st: TorchEmbedder) -> dict:
 
 def latency(data_dir: Path, backend: str, embedder, questions, prefix: str) -> dict:  # noqa: ANN001
     """Warm answer latency in process, p50 and p95 over the questions (after a warm-up)."""
-    answerer = Answerer(Searcher.open(data_dir, backend, embedder=embedder))
+    embedder = embedder or load_embedder(backend, data_dir / "models")
+    searcher = Searcher.open(
+        data_dir, backend, embedder=embedder, ranker=load_ranker(embedder.name)
+    )
+    answerer = Answerer(searcher)
     for q in questions[:5]:
         answerer.answer(q.question)
     latencies = []

@@ -260,7 +260,10 @@ def load_ranker(model: str, directory: Path = RANKER_DIR, store_dir: Path | None
     else the one shipped for ``model``, else the default one."""
     own = store_dir / STORE_RANKER if store_dir is not None else None
     if own is not None and own.exists():
-        return Ranker.load(own, model)
+        try:
+            return Ranker.load(own, model)
+        except RankerError as exc:  # e.g. fitted before the code's features changed
+            raise RankerError(f"{exc}; or delete it to answer with the shipped ranker") from None
     path = ranker_path(model, directory)
     return Ranker.load(path, model) if path.exists() else default_ranker(model)
 

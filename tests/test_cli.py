@@ -509,3 +509,11 @@ def test_an_unreachable_bot_api_is_one_line_saying_what_to_check(filled: Path) -
     line = refusal(result)
     assert line.startswith(f"talksbot: cannot reach the Telegram Bot API at {base} (")
     assert line.endswith("check TELEGRAM_API_BASE_URL and the network")
+    # Fitted before the code's features changed: refused, saying it can also be deleted.
+    stale = json.loads((data_dir / "ranker.json").read_text())
+    stale["features"] = stale["features"][:-1]
+    (data_dir / "ranker.json").write_text(json.dumps(stale))
+    message = refusal(run_cli(data_dir, "ask", "how many pages settled the grain question"))
+    assert "refit it" in message and message.endswith(
+        "or delete it to answer with the shipped ranker"
+    )
