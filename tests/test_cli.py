@@ -498,6 +498,14 @@ def test_fit_ranker_fits_the_stores_own_ranker_and_leaves_the_shipped_ones(
     assert {p: p.read_bytes() for p in (ROOT / "retrieval" / "rankers").iterdir()} == shipped
     after = run_cli(data_dir, "eval", str(qfile), "--folds", "0").stdout
     assert "ranker in use (25 questions fitted)" in after
+    # Fitted before the code's features changed: refused, saying it can also be deleted.
+    stale = json.loads((data_dir / "ranker.json").read_text())
+    stale["features"] = stale["features"][:-1]
+    (data_dir / "ranker.json").write_text(json.dumps(stale))
+    message = refusal(run_cli(data_dir, "ask", "how many pages settled the grain question"))
+    assert "refit it" in message and message.endswith(
+        "or delete it to answer with the shipped ranker"
+    )
 
 
 def test_an_unreachable_bot_api_is_one_line_saying_what_to_check(filled: Path) -> None:
@@ -509,11 +517,3 @@ def test_an_unreachable_bot_api_is_one_line_saying_what_to_check(filled: Path) -
     line = refusal(result)
     assert line.startswith(f"talksbot: cannot reach the Telegram Bot API at {base} (")
     assert line.endswith("check TELEGRAM_API_BASE_URL and the network")
-    # Fitted before the code's features changed: refused, saying it can also be deleted.
-    stale = json.loads((data_dir / "ranker.json").read_text())
-    stale["features"] = stale["features"][:-1]
-    (data_dir / "ranker.json").write_text(json.dumps(stale))
-    message = refusal(run_cli(data_dir, "ask", "how many pages settled the grain question"))
-    assert "refit it" in message and message.endswith(
-        "or delete it to answer with the shipped ranker"
-    )
