@@ -6,9 +6,9 @@ report it and go on with the other files.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import html
+import itertools
 import os
 import re
 import stat
@@ -31,6 +31,7 @@ MAX_FRONT_MATTER_DEPTH = 20
 MAX_FIELD_CHARS = {"title": 1_000, "outlet": 200, "published": 100, "date": 100}
 MAX_URL_CHARS = 2_048
 MARKDOWN_SUFFIXES = {".md", ".markdown"}
+_METADATA_LINE = re.compile(r"(title|url|published|date|outlet)\s*:", re.I)
 TEXT_SUFFIXES = {".txt"}
 HTML_SUFFIXES = {".html", ".htm"}
 SUPPORTED_SUFFIXES = MARKDOWN_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES
@@ -256,10 +257,6 @@ class FrontMatterError(yaml.YAMLError):
     """Front matter refused before or while it is composed; the message says why."""
 
 
-class _NoMetadata(IngestError):
-    """Front matter that parsed but holds no 'key: value' lines."""
-
-
 class _PlainLoader(yaml.SafeLoader):
     """``SafeLoader`` without anchors and aliases, and with nesting capped.
 
@@ -419,7 +416,7 @@ def parse_markdown(text: str, name: str) -> RawArticle:
         raise IngestError(f"{name}: malformed front matter: every key must be text") from None
     meta = post.metadata
     if not isinstance(meta, dict) or not meta:
-        raise _NoMetadata(f"{name}: malformed front matter: expected 'key: value' lines")
+        raise IngestError(f"{name}: malformed front matter: expected 'key: value' lines")
     body = _markdown_text(post.content)
     fields = {key: _field(meta, key, name) for key in ("title", "url", "published", "date")}
     url = _link(fields["url"])
@@ -528,10 +525,13 @@ def load_file(path: Path) -> RawArticle:
     if suffix in HTML_SUFFIXES:
         return parse_html(text, name)
     if suffix in TEXT_SUFFIXES:
-        # Front matter only when it opens with a line of just "---" and holds 'key: value'
-        # lines: a plain text may open with a rule ("----------", or "---" before prose).
-        if text.lstrip().split("\n", 1)[0].strip() == "---":
-            with contextlib.suppress(_NoMetadata):
+        # Front matter only when a line of just "---" opens a block naming one of its fields
+        # ("title: …"): a plain text may open with a rule ("----------", or "---" before
+        # prose that happens to read as YAML, "Updated: the talks resumed").
+        lines = text.lstrip().splitlines()
+        if lines and lines[0].strip() == "---":
+            block = list(itertools.takewhile(lambda line: line.strip() != "---", lines[1:]))
+            if any(_METADATA_LINE.match(line) for line in block):
                 return parse_markdown(text, name)
         return RawArticle(
             title=_first_line(text) or path.stem,

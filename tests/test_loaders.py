@@ -427,18 +427,23 @@ def test_front_matter_dates_and_times_still_read(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "content",
+    ("content", "title"),
     [
-        "----------\nTalks resumed in Geneva on Monday.\n",
-        "---\nTalks resumed in Geneva on Monday.\n---\nMore about the talks.\n",
+        ("----------\nTalks resumed in Geneva on Monday.\n", "Talks resumed in Geneva on Monday."),
+        ("---\nTalks resumed in Geneva.\n---\nMore about the talks.\n", "Talks resumed in Geneva."),
+        # Prose that reads as YAML is not metadata (it had been taken, or refused).
+        ("---\nUpdated: talks resumed.\n---\nMore about the talks.\n", "Updated: talks resumed."),
+        ("---\nNote: he said: talks resumed.\n---\nMore.\n", "Note: he said: talks resumed."),
     ],
 )
-def test_a_text_file_opening_with_a_rule_is_read_as_text(tmp_path: Path, content: str) -> None:
+def test_a_text_file_opening_with_a_rule_is_read_as_text(
+    tmp_path: Path, content: str, title: str
+) -> None:
     """A rule of dashes is no front matter (it was refused as malformed), nor a title."""
     f = tmp_path / "a.txt"
     f.write_text(content)
     a = load_file(f)
-    assert (a.title, a.kind) == ("Talks resumed in Geneva on Monday.", "text")
+    assert (a.title, a.kind) == (title, "text") and a.text == content
     # With 'key: value' lines it is front matter, as in Markdown; broken YAML is still named.
     f.write_text("---\ntitle: Geneva\n---\nTalks resumed.\n")
     assert load_file(f).title == "Geneva"
