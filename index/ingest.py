@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -27,6 +28,8 @@ from index.segment import BOILERPLATE, HEADING, Unit, citable, segment
 from index.store import NewArticleRow, NewSentenceRow, Store, content_key
 from index.text import plural, text_hash
 from index.unit_features import encode
+
+T = TypeVar("T")
 
 NEAR_DUPLICATE_SHARE = 0.8  # share of a new article's sentences already stored in one article
 BOILERPLATE_CACHE = 50_000  # distinct boilerplate texts whose vectors one ingest run reuses
@@ -123,10 +126,11 @@ class Ingester:
 
         report = IngestReport()
         started = time.perf_counter()
-        files: list[Path] = []
+        files: list[tuple[Path, Path | None]] = []  # each file, and the folder it was found in
         for path in paths:
             try:
-                files.extend(iter_article_files([Path(path)], report.errors))
+                folder = Path(path) if Path(path).is_dir() else None
+                files.extend((f, folder) for f in iter_article_files([Path(path)], report.errors))
             except IngestError as exc:
                 report.errors.append(str(exc))
         bar = tqdm(
@@ -336,11 +340,12 @@ class Prepared:
         )
 
 
-def prepare(path: Path) -> Prepared | str:
-    """Read, segment and tokenize one file, or say why it cannot be read. No store access,
-    so it can run in a worker process."""
+def prepare(listed: tuple[Path, Path | None]) -> Prepared | str:
+    """Read, segment and tokenize one file (listed in a folder, or named itself), or say why
+    it cannot be read. No store access, so it can run in a worker process."""
+    path, folder = listed
     try:
-        return Prepared.of(load_file(path))
+        return Prepared.of(load_file(path, within=folder))
     except IngestError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - one file's failure is reported, not fatal
@@ -350,7 +355,7 @@ def prepare(path: Path) -> Prepared | str:
         return f"{path}: could not be read ({type(exc).__name__}: {str(exc)[:200]})"
 
 
-def prepare_all(files: Iterable[Path], count: int) -> Iterator[Prepared | str]:
+def prepare_all(files: Iterable[tuple[Path, Path | None]], count: int) -> Iterator[Prepared | str]:
     """``prepare`` each file, in order. A bulk ingest reads and segments (most of its work)
     in worker processes while this process embeds and writes; only this process touches the
     store, so every article is still written whole, in file order, as by a serial run."""
@@ -373,10 +378,10 @@ def prepare_all(files: Iterable[Path], count: int) -> Iterator[Prepared | str]:
             yield from current
 
 
-def _batches(items: Iterator[Path], size: int) -> Iterator[list[Path]]:
+def _batches(items: Iterator[T], size: int) -> Iterator[list[T]]:
     while batch := [item for _, item in zip(range(size), items, strict=False)]:
         yield batch
 
 
-def _take(batches: Iterator[list[Path]], n: int) -> list[list[Path]]:
+def _take(batches: Iterator[list[T]], n: int) -> list[list[T]]:
     return [batch for _, batch in zip(range(n), batches, strict=False)]

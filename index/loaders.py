@@ -486,14 +486,16 @@ def _too_large(name: str, size: int) -> IngestError:
     )
 
 
-def read_capped(path: Path, name: str) -> bytes:
+def read_capped(path: Path, name: str, within: Path | None = None) -> bytes:
     """The bytes of a regular file (symlinks followed), at most ``MAX_FILE_BYTES``.
 
     A FIFO would block the open until a writer comes, and a device (``z.md -> /dev/zero``)
     says it is empty yet never ends, so anything but a regular file is refused, checked before
     the open and again on the open file (opened non-blocking, so even a FIFO swapped in between
     cannot hang us). The read stops at one byte past the limit whatever ``stat`` said: files
-    in /proc report 0 bytes too."""
+    in /proc report 0 bytes too. With ``within`` (the folder it was listed in), the file as
+    opened must lie inside that folder: a file swapped for a link out of it after the folder
+    was listed is refused (``iter_article_files`` checked only at listing)."""
     not_regular = IngestError(f"{name}: not a regular file (a pipe, device or socket?)")
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
@@ -504,6 +506,8 @@ def read_capped(path: Path, name: str) -> bytes:
             info = os.fstat(fh.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise not_regular
+            if within is not None and not _opened_path(fh.fileno(), path).is_relative_to(within):
+                raise IngestError(f"{name}: a link to a file outside {within}, not followed")
             if info.st_size > MAX_FILE_BYTES:
                 raise _too_large(name, info.st_size)
             data = fh.read(MAX_FILE_BYTES + 1)
@@ -514,10 +518,20 @@ def read_capped(path: Path, name: str) -> bytes:
     return data
 
 
-def load_file(path: Path) -> RawArticle:
-    """Read one file; raise ``IngestError`` with a clear message for anything unusable."""
+def _opened_path(fd: int, path: Path) -> Path:
+    """Where an open file really is: from the descriptor where the system says (Linux), so no
+    link swapped in since the open can change the answer; else the path resolved now."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return path.resolve()
+
+
+def load_file(path: Path, within: Path | None = None) -> RawArticle:
+    """Read one file; raise ``IngestError`` with a clear message for anything unusable.
+    ``within``: the folder it was listed in, which the file read must lie inside."""
     name = str(path)
-    data = read_capped(path, name)
+    data = read_capped(path, name, within.resolve() if within is not None else None)
     text = _decode(data, name)
     suffix = path.suffix.lower()
     if suffix in MARKDOWN_SUFFIXES:

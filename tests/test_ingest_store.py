@@ -307,10 +307,10 @@ def test_a_file_that_breaks_the_reader_is_skipped_and_the_run_goes_on(
 
     real = index.ingest.load_file
 
-    def load(path: Path) -> object:
+    def load(path: Path, within: Path | None = None) -> object:
         if path.name == "geneva-talks.md":
             raise ValueError("Exceeds the limit (4300 digits) for integer string conversion")
-        return real(path)
+        return real(path, within)
 
     monkeypatch.setattr(index.ingest, "load_file", load)
     report = ingest(data_dir, CORPUS)

@@ -468,3 +468,20 @@ def test_a_link_out_of_a_walked_folder_is_not_followed(tmp_path: Path) -> None:
     assert found == ["a.txt", "sub/inside.txt"]
     assert skipped == [f"{folder / 'leak.txt'}: a link to a file outside {folder}, not followed"]
     assert list(iter_article_files([folder / "leak.txt"])) == [folder / "leak.txt"]
+
+
+def test_a_file_swapped_for_a_link_after_listing_is_refused(tmp_path: Path) -> None:
+    """The listing's check alone is a race: a file replaced by a link out of the folder
+    between listing and reading is caught where it is read, on the opened file."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("Private notes nobody should ever see quoted.\n")
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Talks resumed in Geneva.\n")
+    (listed,) = iter_article_files([folder])
+    assert load_file(listed, within=folder).title == "Talks resumed in Geneva."
+    listed.unlink()
+    listed.symlink_to(secret)  # swapped after the listing
+    with pytest.raises(IngestError, match="a link to a file outside .*drop, not followed"):
+        load_file(listed, within=folder)
+    assert "Private" in load_file(listed).text  # named on the command line: read
