@@ -659,11 +659,7 @@ class Store:
                     [(k, deletion, now) for k in sorted(keys - {""})],
                 )
             gone = db.execute("DELETE FROM articles WHERE id=?", (article_id,)).rowcount
-            db.execute(
-                "UPDATE deliveries SET status='cancelled' WHERE article_id=? "
-                "AND status IN ('pending', 'digest')",
-                (article_id,),
-            )
+            _cancel_pushes(db, article_id)
         return bool(gone)
 
     def fold_into(self, article_id: int, into: int) -> None:
@@ -677,11 +673,7 @@ class Store:
                 "WHERE article_id=?",
                 (into, into, article_id),
             )
-            db.execute(
-                "UPDATE deliveries SET status='cancelled' WHERE article_id=? "
-                "AND status IN ('pending', 'digest')",
-                (article_id,),
-            )
+            _cancel_pushes(db, article_id)
             db.execute("DELETE FROM articles WHERE id=?", (article_id,))
 
     def add_aliases(self, keys: list[str], article_id: int, outlet: str, kind: str) -> None:
@@ -692,6 +684,16 @@ class Store:
                 "VALUES (?, ?, ?, ?)",
                 [(k, article_id, outlet, kind) for k in keys],
             )
+
+
+def _cancel_pushes(db: sqlite3.Connection, article_id: int) -> None:
+    """Cancel the pushes of an article not yet sent (inside the caller's transaction): it is
+    gone, deleted or folded into another."""
+    db.execute(
+        "UPDATE deliveries SET status='cancelled' WHERE article_id=? "
+        "AND status IN ('pending', 'digest')",
+        (article_id,),
+    )
 
 
 def content_key(content_hash: str) -> str:
