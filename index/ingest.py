@@ -193,7 +193,8 @@ class Ingester:
         # The article this file or page wrote (its key recorded as "primary"), if any: only
         # that one is ever rewritten by it. A copy's key (an alias) never rewrites the article
         # it copied, or anyone could take over a stored article by editing a copy.
-        holder = store.find_article_by_key(keys[-1])
+        found = {k: store.find_article_by_key(k) for k in keys}  # each key looked up once
+        holder = found[keys[-1]]
         own = holder if holder is not None and store.is_primary_key(holder, keys[-1]) else None
         same = store.find_by_content(content_hash)
         if same is not None and own is not None and own != same:
@@ -204,7 +205,7 @@ class Ingester:
             report.duplicates += 1
             return None
         if same is not None:
-            if not all(store.find_article_by_key(k) == same for k in keys):
+            if not all(found[k] == same for k in keys):
                 self._alias(keys, same, raw)
                 report.duplicates += 1
                 return None
@@ -223,8 +224,9 @@ class Ingester:
             # re-embedded, as the title is part of each unit's embedded context.
         # Ingested before and changed: that article is updated in place.
         existing = own
-        by_url = store.find_article_by_key(keys[0]) if existing is None and len(keys) > 1 else None
-        if by_url is not None and holder is None and store.is_own_url(by_url, keys[0]):
+        by_url = found[keys[0]] if existing is None and len(keys) > 1 else None
+        at_own_url = by_url is not None and store.is_own_url(by_url, keys[0])
+        if at_own_url and holder is None:
             # A file or page never seen, under a stored article's own address, with new
             # text: the page changed. It is the article's own file from now on.
             existing = by_url
@@ -235,7 +237,7 @@ class Ingester:
             # beyond a near copy, is an article of its own.)
             near, share = store.best_overlap(hashes)
             copy_of = near if near is not None and share >= NEAR_DUPLICATE_SHARE else None
-            if copy_of is None and by_url is not None and store.is_own_url(by_url, keys[0]):
+            if copy_of is None and at_own_url:
                 copy_of = by_url
             if copy_of is not None:
                 self._alias(keys, copy_of, raw)
