@@ -107,7 +107,7 @@ def fit(
     """Ranker and abstainer fitted on ``questions``."""
     exs = list(exs) if exs is not None else examples(searcher, questions)
     model = searcher.embedder.name
-    groups = [q.doc or q.id for q in questions]
+    groups = [q.group for q in questions]
     ranker = Ranker(model, fit_rank(exs, groups, without=LATER_ONLY))
     ranker.rest = fit_rank(exs, groups)
     ranker.store = store_fingerprint(searcher.store.read_params())
@@ -249,7 +249,7 @@ def evaluate_with_cv(
     into folds), and reachability."""
     from retrieval.evaluate import format_metrics
 
-    groups = {q.doc or q.id for q in questions}
+    groups = {q.group for q in questions}
     if folds > 1 and len(groups) < folds:
         raise EvalFileError(
             f"{folds}-fold cross-validation needs questions about at least {folds} articles "

@@ -25,6 +25,11 @@ class EvalQuestion:
     id: str = ""
     doc: str = ""  # the article the answer comes from ("" for unanswerable questions)
 
+    @property
+    def group(self) -> str:
+        """What keeps questions together when fitting: their article, else the question."""
+        return self.doc or self.id
+
 
 class EvalFileError(Exception):
     pass

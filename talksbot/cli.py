@@ -108,7 +108,7 @@ def cmd_fit_ranker(args: argparse.Namespace, settings: Settings) -> int:
 
     questions = load_questions(Path(args.file))
     answerable = [q for q in questions if q.answerable]
-    articles = {q.doc or q.id for q in answerable}
+    articles = {q.group for q in answerable}
     if len(answerable) < MIN_FIT_QUESTIONS or len(articles) < MIN_FIT_ARTICLES:
         raise CliError(
             f"fit-ranker needs at least {MIN_FIT_QUESTIONS} answerable questions about "
@@ -145,7 +145,7 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     try:
         store.check_params(ingest_params(backend_of(settings, store)), write=True)
         missing = []
-        deleted = 0
+        deleted = refused = 0
         for given in args.items:
             # Any URL an article was stored under (its own, an alias) or the file it came from.
             try:
@@ -154,16 +154,16 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
                 found = store.find_article_by_key(source_key(given))
             except IngestError as exc:  # a malformed URL, a path that cannot be resolved
                 _echo(f"talksbot: {exc}")
-                missing.append("")  # said already; the others are still looked up
+                refused += 1  # the others are still looked up
                 continue
             if found is not None and store.delete_article(found):
                 deleted += 1
             else:
                 missing.append(given)
-        for item in filter(None, missing):
+        for item in missing:
             _echo(f"talksbot: no stored article has the URL or file {item}")
         print(f"{plural(deleted, 'article')} deleted")
-        return 1 if missing else 0
+        return 1 if missing or refused else 0
     finally:
         store.close()
 
