@@ -48,6 +48,7 @@ from talksbot.telegram.callbacks import (
     pattern,
 )
 from talksbot.telegram.commands import COMMANDS, bot_commands
+from talksbot.telegram.fairness import FairUpdates
 from talksbot.telegram.pacer import Limits, Pacer
 from talksbot.telegram.services import Services
 from talksbot.wiring import open_answerer
@@ -129,7 +130,8 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
                 )
             )
         )
-        .concurrent_updates(True)
+        # Updates at once; a person's or a chat's beyond a few in progress are dropped.
+        .concurrent_updates(FairUpdates())
         .post_init(post_init)
         .post_stop(post_stop)
         .post_shutdown(post_shutdown)

@@ -75,6 +75,61 @@ def test_one_persons_flood_is_answered_three_at_a_time_and_told_once(world: Worl
     assert "<blockquote>" in after.params["text"]
 
 
+def _sent_to(api: FakeBotAPI, chat: int, since: float) -> list[str]:
+    return [
+        c.params.get("text", "")
+        for c in api.calls_to("sendMessage") + api.calls_to("editMessageText")
+        if c.at >= since and str(c.params.get("chat_id")) == str(chat) and c.status == 200
+    ]
+
+
+def test_a_flood_of_commands_and_button_presses_holds_up_nobody_else(world: World) -> None:
+    """300 /help and 300 presses of one button from one person (each reply waits for that
+    chat's one message a second): the person gets a few replies and the rest are dropped
+    before any handler, so the 256 updates the bot processes at once are never all theirs
+    and someone else's question is answered meanwhile."""
+    from talksbot.telegram.fairness import PER_PERSON
+
+    api, _ = world
+    flooder = {"id": 555, "is_bot": False, "first_name": "Flood"}
+    answer = ask(api, api.message(QUESTION, chat_id=555, user=flooder), chat_id=555)
+    more = api.callback(buttons(answer)["More results"], api.sent_message(answer))
+    more["callback_query"]["from"] = flooder
+    start = time.monotonic()
+    for _ in range(300):
+        api.push(api.message("/help", chat_id=555, user=flooder))
+        api.push(more)
+    other = {"id": 556, "is_bot": False, "first_name": "Bob"}
+    call = ask(api, api.message(QUESTION, chat_id=556, user=other), chat_id=556)
+    assert "two hours" in call.params["text"]
+    wait_until(lambda: len(_sent_to(api, 555, start)) >= 1, 10, "the flooder's first reply")
+    time.sleep(PER_PERSON + 1.5)  # one a second in a private chat: all they get is out by now
+    assert 1 <= len(_sent_to(api, 555, start)) <= PER_PERSON
+
+
+def test_a_groups_flood_is_capped_per_chat(world: World) -> None:
+    """Many people of one group flooding /help: at most the chat's cap of replies wait for
+    its window (20 messages a minute) and the rest are dropped; other chats are answered."""
+    api, bot = world
+    processor = bot.app.update_processor
+    cap, processor.per_chat = processor.per_chat, 3  # the test's own: replies here go 3 s apart
+    try:
+        start, dropped = time.monotonic(), processor.dropped
+        for i in range(300):
+            user = {"id": 10_000 + i, "is_bot": False, "first_name": f"Member {i}"}
+            api.push(api.message("/help", chat_id=-555, chat_type="supergroup", user=user))
+        call = ask(api, api.message(QUESTION, chat_id=557), chat_id=557)
+        assert "two hours" in call.params["text"]
+        wait_until(lambda: len(_sent_to(api, -555, start)) >= 3, 20, "the group's replies")
+        wait_until(lambda: not processor.chats.get(-555), 20, "the group's replies to end")
+        # Three at a time: a fourth gets in only once one of them is out (3 s apart here).
+        replies = len(_sent_to(api, -555, start))
+        assert 3 <= replies <= 6
+        assert processor.dropped - dropped == 300 - replies
+    finally:
+        processor.per_chat = cap
+
+
 def test_private_question_gets_cited_answer_with_buttons(world: World) -> None:
     api, _ = world
     call = ask(api, api.message(QUESTION), chat_id=42)
