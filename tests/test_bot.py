@@ -244,6 +244,33 @@ def test_more_results_more_context_and_feedback(world: World) -> None:
     assert len(json.loads(rows[-1][1])) >= 1
 
 
+def test_a_press_too_old_to_acknowledge_or_an_answer_gone_is_no_error(world: World) -> None:
+    """Telegram refuses to acknowledge a press that waited too long (the bot was down or
+    busy): the page is edited in all the same. An answer deleted since the press cannot be
+    edited: nothing is sent, and in neither case is the presser sent an apology."""
+    from tests.harness.telegram_rules import bad_request
+
+    api, _ = world
+    answer = ask(api, api.message(QUESTION, chat_id=558), chat_id=558)
+    message, first = api.sent_message(answer), buttons(answer)
+    too_old = "query is too old and response timeout expired or query id is invalid"
+    api.fail_next("answerCallbackQuery", 400, bad_request(too_old))
+    more = ask(api, api.callback(first["More results"], message), method="editMessageText")
+    assert "<b>[4]</b>" in more.params["text"]
+    start = time.monotonic()
+    api.fail_next("editMessageText", 400, bad_request("message to edit not found"))
+    api.push(api.callback(first["More context [1]"], message))
+    wait_until(
+        lambda: [c for c in api.calls_to("editMessageText") if c.at >= start], 20, "the edit"
+    )
+    time.sleep(1.5)  # an apology would be out by now (1 message a second per chat)
+    assert not [
+        c
+        for c in api.calls_to("sendMessage")
+        if c.at >= start and c.params.get("chat_id") in (558, "558")
+    ]
+
+
 def test_buttons_work_only_in_the_chat_of_their_answer(world: World) -> None:
     """Another chat replaying a user's button data on its own message (or an inline message)
     is told the button expired, and nothing is edited, stored or revealed."""

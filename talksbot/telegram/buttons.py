@@ -3,6 +3,7 @@ store, so buttons under them keep working after a restart."""
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -27,13 +28,14 @@ from talksbot.telegram.services import Services, services
 from talksbot.telegram.subscriptions import may_manage
 
 EXPIRED = "This button has expired; please ask again."
+log = logging.getLogger("talksbot.bot")
 
 
 async def example_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """An example question under /start: asked as if typed."""
     query = update.callback_query
     data = decode(Example, query.data)
-    await query.answer()
+    await _ack(query)
     if query.message is None:  # not under /start: nowhere to answer
         return
     index = data.index if data and 0 <= data.index < len(EXAMPLES) else 0
@@ -46,10 +48,10 @@ async def unsubscribe_button(update: Update, context: ContextTypes.DEFAULT_TYPE)
     """ "Remove" under /subscriptions and "Unsubscribe" under a push."""
     query = update.callback_query
     if query.message is None:  # a forged button on an inline message
-        await query.answer(EXPIRED, show_alert=True)
+        await _ack(query, EXPIRED, show_alert=True)
         return
     if not await may_manage(update, context):
-        await query.answer("Only the group's administrators can do that.", show_alert=True)
+        await _ack(query, "Only the group's administrators can do that.", show_alert=True)
         return
     data = decode(Unsubscribe, query.data)
     svc = services(context)
@@ -59,7 +61,7 @@ async def unsubscribe_button(update: Update, context: ContextTypes.DEFAULT_TYPE)
         None,
         data.subscription_id if data else -1,
     )
-    await query.answer("Unsubscribed." if removed else "Already unsubscribed.")
+    await _ack(query, "Unsubscribed." if removed else "Already unsubscribed.")
 
 
 async def about_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -68,7 +70,7 @@ async def about_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     data = decode(AskAbout, query.data)
     svc = services(context)
     article = await svc.run(svc.store.article, data.article_id) if data else None
-    await query.answer()
+    await _ack(query)
     if article and query.message:
         await reply_with_answer(
             query.message, article.title, context, remember=False, asker_id=query.from_user.id
@@ -105,7 +107,7 @@ async def _answer_button(
     saved = await svc.run(svc.store.answers.load, data.key) if data else None
     message = query.message
     if saved is None or message is None or saved.chat_id != message.chat.id:
-        await query.answer(EXPIRED, show_alert=True)
+        await _ack(query, EXPIRED, show_alert=True)
         return None
     return AnswerButton(query, svc, data, saved)
 
@@ -124,7 +126,7 @@ async def vote_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         b.shown,
         1 if b.data.vote == 1 else -1,
     )
-    await b.query.answer("Thanks for the feedback!")
+    await _ack(b.query, "Thanks for the feedback!")
 
 
 async def more_results_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -135,11 +137,11 @@ async def more_results_button(update: Update, context: ContextTypes.DEFAULT_TYPE
     offset = min(max(b.data.offset, 0), (MAX_PAGES - 1) * PAGE)
     answer = await b.svc.answer(b.question, k=PAGE, offset=offset)
     if not answer.citations:
-        await b.query.answer("No more results.")
+        await _ack(b.query, "No more results.")
         return
     shown = [c.sentence_id for c in answer.citations]
     await b.svc.run(b.svc.store.answers.update, b.saved.id, shown)
-    await b.query.answer()
+    await _ack(b.query)
     keyboard = answer_keyboard(b.data.key, answer, first_number=offset + 1)
     await _edit(b.query, answer_html(answer, first_number=offset + 1), keyboard)
 
@@ -162,7 +164,7 @@ async def more_context_button(update: Update, context: ContextTypes.DEFAULT_TYPE
     svc, data = b.svc, b.data
     around = await svc.run(svc.answerer.context, data.sentence_id, 2, 2)
     if not around:
-        await b.query.answer("No more context for that passage.")
+        await _ack(b.query, "No more context for that passage.")
         return
     if 0 <= data.offset < MAX_PAGES * PAGE:
         offset = data.offset
@@ -173,19 +175,37 @@ async def more_context_button(update: Update, context: ContextTypes.DEFAULT_TYPE
             shown = {c.sentence_id for c in answer.citations}
             if not shown or data.sentence_id in shown:
                 break
-    await b.query.answer()
+    await _ack(b.query)
     page = context_html(b.question, answer.citations, offset + 1, data.sentence_id, around)
     await _edit(b.query, page, b.query.message.reply_markup if b.query.message else None)
 
 
 async def unknown_button(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
     """Data no handler above knows (an old or forged button): the spinner just stops."""
-    await update.callback_query.answer()
+    await _ack(update.callback_query)
+
+
+async def _ack(query: CallbackQuery, text: str | None = None, show_alert: bool = False) -> None:
+    """Stop the button's spinner (showing ``text``). Telegram refuses once a press is too old
+    to acknowledge (it waited while the bot was down or busy): the press is acted on all the
+    same, and nobody is told of an error that is not theirs."""
+    try:
+        await query.answer(text, show_alert=show_alert)
+    except BadRequest as exc:
+        log.info("a button press could not be acknowledged: %s", exc)
+
+
+# Telegram's refusals to edit a message that is gone (deleted since the press) or can no longer
+# be edited: the page has nowhere to go, and nothing went wrong on the presser's side.
+_GONE = ("message to edit not found", "message can't be edited")
 
 
 async def _edit(query: CallbackQuery, text: str, keyboard: InlineKeyboardMarkup | None) -> None:
     try:
         await query.edit_message_text(text, reply_markup=keyboard)
     except BadRequest as exc:
-        if "not modified" not in str(exc).lower():
+        reason = str(exc).lower()
+        if any(gone in reason for gone in _GONE):
+            log.info("a button's answer could not be edited: %s", exc)
+        elif "not modified" not in reason:
             raise
