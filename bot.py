@@ -57,15 +57,29 @@ log = logging.getLogger("talksbot.bot")
 
 
 async def error_handler(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log every handler error (the token is redacted from all logs) and tell the user briefly."""
-    log.error("error while handling an update", exc_info=context.error)
+    """Log every handler error (the token is redacted from all logs) with what it was
+    handling, and tell the user briefly."""
+    log.error("error while handling %s", _described(update), exc_info=context.error)
     if isinstance(update, Update) and update.effective_message:
         try:
             await update.effective_message.reply_text(
                 "Sorry, something went wrong while answering. Please try again."
             )
-        except Exception:  # the apology itself may fail (e.g. the API is down)
-            log.warning("could not tell the user about the error")
+        except Exception as exc:  # the apology itself may fail (e.g. the API is down)
+            log.warning("could not tell the user about the error: %s", exc)
+
+
+_KINDS = ("message", "edited_message", "callback_query", "inline_query", "channel_post")
+
+
+def _described(update: object) -> str:
+    """An update as an operator can find it again: its kind, id and chat (never its text)."""
+    if not isinstance(update, Update):
+        return "a job" if update is None else "an update"
+    kind = next((k for k in _KINDS if getattr(update, k, None)), "update")
+    chat = update.effective_chat
+    where = f" in chat {chat.id}" if chat else ""
+    return f"{kind.replace('_', ' ')} {update.update_id}{where}"
 
 
 def build_application(settings: Settings, answerer: Answerer | None = None) -> Application:
@@ -119,6 +133,9 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
             Defaults(
                 parse_mode=ParseMode.HTML,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
+                # A question deleted before its answer (groups that clean up commands) is
+                # answered all the same: Telegram refuses a reply to it otherwise.
+                allow_sending_without_reply=True,
             )
         )
         # One pacer for everything sent: answers, edits and pushes share Telegram's windows.

@@ -332,6 +332,17 @@ def test_group_ask_command_replies_to_the_asker(world: World) -> None:
     assert "two hours" in ask(api, update, chat_id=-100).params["text"]
 
 
+def test_a_question_deleted_before_its_answer_is_still_answered(world: World) -> None:
+    """A group that deletes commands (or an asker who deletes the question) still gets the
+    answer: Telegram refuses a reply to a deleted message unless asked to send it anyway."""
+    api, _ = world
+    update = api.message(f"/ask {QUESTION}", chat_id=-101, chat_type="supergroup")
+    api.deleted.add((-101, update["message"]["message_id"]))
+    call = ask(api, update, chat_id=-101)
+    assert "two hours" in call.params["text"]
+    assert not [c for c in api.refused(400) if str(c.params.get("chat_id")) == "-101"]
+
+
 def test_group_ignores_other_traffic_but_answers_mentions_and_replies(world: World) -> None:
     api, _ = world
     start = time.monotonic()
@@ -673,13 +684,21 @@ def test_retry_after_is_waited_out_not_dropped(world: World) -> None:
     assert "two hours" in call.params["text"]
 
 
-def test_server_error_is_caught_and_the_user_told(world: World) -> None:
+def test_server_error_is_caught_and_the_user_told(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     api, _ = world
     api.fail_next(
         "sendMessage", 500, {"ok": False, "error_code": 500, "description": "Internal Server Error"}
     )
-    apology = ask(api, api.message(QUESTION, chat_id=44), chat_id=44)
+    update = api.message(QUESTION, chat_id=44)
+    apology = ask(api, update, chat_id=44)
     assert "something went wrong" in apology.params["text"]
+    # The operator can tell which update failed, where (never what it said).
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any(line.startswith("error while handling message ") for line in logged)
+    assert any(line.endswith(" in chat 44") for line in logged)
+    assert not any("Geneva" in line for line in logged)
     # The bot lives on.
     assert "two hours" in ask(api, api.message(QUESTION, chat_id=44), chat_id=44).params["text"]
 

@@ -45,6 +45,7 @@ class FakeBotAPI:
     blocked: set[int] = field(default_factory=set)  # chats that blocked the bot (403)
     member_status: str = "administrator"  # what getChatMember says of any user
     migrated: dict[int, int] = field(default_factory=dict)  # group id -> its supergroup's id
+    deleted: set[tuple[int, int]] = field(default_factory=set)  # (chat id, message id) deleted
     # Telegram's flood control (30/s overall, 1/s per chat, 20/min per group): always on.
     flood: FloodControl = field(default_factory=FloodControl)
 
@@ -163,6 +164,13 @@ class FakeBotAPI:
                 "group chat was upgraded to a supergroup chat",
                 migrate_to_chat_id=self.migrated[chat_id],
             )
+        reply = params.get("reply_parameters")
+        if (
+            isinstance(reply, dict)
+            and (chat_id, int(reply.get("message_id") or 0)) in self.deleted
+            and not reply.get("allow_sending_without_reply")
+        ):
+            return 400, bad_request("message to be replied not found")
         if method in ("sendMessage", "editMessageText"):
             error = check_text(params.get("text"), params.get("parse_mode"))
             if error:
