@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import syntok.segmenter as syntok
 
-from index.text import BIDI, CONTROL, MIN_PROSE_WORDS
+from index.text import BIDI, CONTROL, INVISIBLE, MIN_PROSE_WORDS
 
 HEADING = "heading"
 SENTENCE = "sentence"
@@ -60,7 +60,6 @@ _ADDRESS = re.compile(r"((?:https?://|www\.)\S+)")
 _BLOCKQUOTE = re.compile(r"^\s{0,3}>[>\s]*\s")
 # Zero-width spaces, joiners and byte-order marks some CMSs leave inside words: invisible in a
 # quote, they still break search and the quote's link to its place on the page.
-_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
 _HEADING_MARK = re.compile(r"^\s{0,3}#{1,6}\s+")
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*$")
@@ -109,7 +108,7 @@ def _link_text(m: re.Match[str]) -> str:
 
 def clean_line(line: str) -> str:
     """Markdown syntax off, link text kept: the result reads as the page does."""
-    line = CONTROL.sub(" ", BIDI.sub("", _INVISIBLE.sub("", line)))  # a page's, or "&#27;"
+    line = CONTROL.sub(" ", BIDI.sub("", INVISIBLE.sub("", line)))  # a page's, or "&#27;"
     line = _BLOCKQUOTE.sub("", line)
     line = _HEADING_MARK.sub("", line)
     line = _BULLET.sub("", line)

@@ -84,9 +84,8 @@ class PushTables:
         False when it was already active (it then moves to that topic)."""
         blob = None if vector is None else np.asarray(vector, np.float32).tobytes()
         with write(self.db):
-            row = self.db.execute(
-                "SELECT id, active FROM subscriptions WHERE chat_id=? AND topic=?", (chat_id, topic)
-            ).fetchone()
+            rows = self._topic_rows(chat_id, topic)
+            row = max(rows, key=lambda r: r[1]) if rows else None  # the active one, if any
             if row and row[1]:
                 self.db.execute(
                     "UPDATE subscriptions SET thread_id=? WHERE id=?", (thread_id, row[0])
@@ -106,6 +105,16 @@ class PushTables:
                 )
         return True
 
+    def _topic_rows(self, chat_id: int, topic: str) -> list[tuple[int, int]]:
+        """(id, active) of the chat's subscriptions to ``topic``, whatever its case."""
+        return [
+            (r[0], r[1])
+            for r in self.db.execute(
+                "SELECT id, active, topic FROM subscriptions WHERE chat_id=?", (chat_id,)
+            )
+            if r[2].casefold() == topic.casefold()
+        ]
+
     def chat_subscriptions(self, chat_id: int) -> list[tuple[int, str]]:
         """(id, topic) of the chat's active subscriptions."""
         return [
@@ -122,9 +131,11 @@ class PushTables:
         where, args = "chat_id=? AND active=1", [chat_id]
         if sub_id is not None:
             where, args = where + " AND id=?", [*args, sub_id]
-        elif topic is not None:
-            where, args = where + " AND topic=?", [*args, topic]
         with write(self.db):
+            if sub_id is None and topic is not None:
+                ids = [r[0] for r in self._topic_rows(chat_id, topic)]
+                where = f"{where} AND id IN ({','.join('?' * len(ids))})"
+                args = [*args, *ids]
             ids = [
                 r[0] for r in self.db.execute(f"SELECT id FROM subscriptions WHERE {where}", args)
             ]

@@ -30,6 +30,8 @@ CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # Bidirectional formatting characters (embeddings, overrides, isolates, marks): dropped, not
 # spaced ("Kyiv\u200e's" stays one word), as "\u202esretueR" displays as "Reuters".
 BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Zero-width spaces and joiners, word joiner, byte-order mark, soft hyphen: dropped too.
+INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 
 
 def one_line(text: str, limit: int) -> str:

@@ -55,6 +55,26 @@ def test_topic_bounds(topic: str, ok: bool) -> None:
             normalise_topic(topic)
 
 
+@pytest.mark.parametrize("topic", ["\u200b\u200b\u200b", "???", "— – —", "\u202e\u202e\u202e _"])
+def test_a_topic_without_words_is_refused_not_taken_for_all_coverage(topic: str) -> None:
+    with pytest.raises(SubscriptionError, match="needs words"):
+        normalise_topic(topic)
+
+
+def test_a_topics_invisible_characters_are_dropped() -> None:
+    assert normalise_topic("cease\u200bfire\u2060 \u202eterms") == "ceasefire terms"
+
+
+def test_a_topic_is_one_subscription_whatever_its_case(store: Store) -> None:
+    assert store.pushes.subscribe(1, "Ceasefire terms", None)
+    assert not store.pushes.subscribe(1, "CEASEFIRE TERMS", None)
+    assert store.pushes.chat_subscriptions(1) == [(1, "Ceasefire terms")]
+    assert store.pushes.unsubscribe(1, "ceasefire Terms") == 1
+    assert store.pushes.chat_subscriptions(1) == []
+    assert store.pushes.subscribe(1, "ceasefire terms", None)  # re-activated, as typed before
+    assert [t for _, t in store.pushes.chat_subscriptions(1)] == ["Ceasefire terms"]
+
+
 def test_fan_out_rules(data_dir: Path, tmp_path: Path, store: Store) -> None:
     ingest(data_dir, CORPUS)
     assert fan_out(store) == 0  # the first run only sets the watermark: no backlog
@@ -382,5 +402,12 @@ def test_a_chat_has_a_bounded_number_of_subscriptions(data_dir: Path) -> None:
         active = "SELECT COUNT(*) FROM subscriptions WHERE chat_id=42 AND active=1"
         assert query(data_dir, active) == [(MAX_SUBSCRIPTIONS,)]
         time.sleep(1.1)  # Telegram's one message a second per chat
-        again = ask(api, api.message("/subscribe topic number 3"), chat_id=42)
+        again = ask(api, api.message("/subscribe Topic Number 3"), chat_id=42)
         assert "Already subscribed" in again.params["text"]  # one it has is no new one
+        time.sleep(1.1)
+        gone = ask(api, api.message("/unsubscribe TOPIC NUMBER 3"), chat_id=42)
+        assert "Unsubscribed (1 subscription)" in gone.params["text"]
+        time.sleep(1.1)
+        wordless = ask(api, api.message("/unsubscribe ???"), chat_id=42)
+        assert "no such subscription" in wordless.params["text"]
+        assert query(data_dir, active) == [(MAX_SUBSCRIPTIONS - 1,)]

@@ -14,6 +14,7 @@ from talksbot.pushes.subscriptions import (
     SubscriptionError,
     check_digest_minutes,
     normalise_topic,
+    same_topic,
 )
 from talksbot.render import esc, plain, subscriptions_html
 from talksbot.telegram.keyboards import subscriptions_keyboard
@@ -50,7 +51,7 @@ async def subscribe_command(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         return
     svc = services(context)
     subs = await svc.run(svc.store.pushes.chat_subscriptions, message.chat_id)
-    if len(subs) >= MAX_SUBSCRIPTIONS and topic not in {t for _, t in subs}:
+    if len(subs) >= MAX_SUBSCRIPTIONS and not any(same_topic(topic, t) for _, t in subs):
         await message.reply_text(
             f"This chat has {len(subs)} subscriptions, the most it can have. "
             "/unsubscribe TOPIC to make room."
@@ -88,9 +89,13 @@ async def unsubscribe_command(update: Update, context: ContextTypes.DEFAULT_TYPE
     if not await may_manage(update, context):
         await message.reply_text(plain(NOT_ADMIN))
         return
-    topic = " ".join(" ".join(context.args or []).split())
     svc = services(context)
-    removed = await svc.run(svc.store.pushes.unsubscribe, message.chat_id, topic or None)
+    try:  # read as /subscribe reads it, so what was subscribed to is found
+        topic = normalise_topic(" ".join(context.args or []))
+    except SubscriptionError:  # nothing that could have been subscribed to
+        removed = 0
+    else:
+        removed = await svc.run(svc.store.pushes.unsubscribe, message.chat_id, topic or None)
     if removed:
         await message.reply_text(f"Unsubscribed ({removed} subscription{'s' * (removed > 1)}).")
     else:
