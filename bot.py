@@ -37,7 +37,7 @@ from retrieval.answer import Answerer
 from talksbot import cli
 from talksbot.answering import AnswerPool, default_workers
 from talksbot.config import Settings
-from talksbot.telegram import buttons, jobs, questions, webhook
+from talksbot.telegram import buttons, commands, jobs, questions, webhook
 from talksbot.telegram.callbacks import (
     AskAbout,
     Example,
@@ -166,8 +166,14 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
         [
             # Commands, in private chats and groups (/ask@botname works too).
             *(CommandHandler(c.name, c.callback, filters=new) for c in COMMANDS),
-            # Private chat: any text is a question.
-            MessageHandler(private & text, questions.private_text),
+            # Private chat: any text is a question (not an inline result sent via a bot); a
+            # command it does not have, or anything but text, gets a hint.
+            MessageHandler(private & text & ~filters.VIA_BOT, questions.private_text),
+            MessageHandler(private & new & filters.COMMAND, commands.unknown_command),
+            MessageHandler(
+                private & new & ~filters.TEXT & ~filters.StatusUpdate.ALL & ~filters.VIA_BOT,
+                commands.not_text,
+            ),
             # Groups: only messages that mention the bot or reply to it.
             MessageHandler(groups & text & questions.AddressedToMe(), questions.group_text),
             # An answered question edited: its answer is edited to match.

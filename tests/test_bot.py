@@ -193,6 +193,41 @@ def test_button_answers_count_against_whoever_pressed(world: World) -> None:
     assert "Budapest" in reply.params["text"]  # someone else is answered all the same
 
 
+def test_a_private_chat_gets_a_hint_for_unknown_commands_and_anything_but_text(
+    world: World,
+) -> None:
+    """Silence reads as a broken bot: an unknown command and a photo or sticker are told
+    what works. A passage sent from inline mode (via the bot) is no question to answer."""
+    api, _ = world
+    unknown = ask(api, api.message("/foo bar", chat_id=559), chat_id=559)
+    assert unknown.params["text"] == "I don't know /foo. /help lists what I can do."
+    photo = api.message("", chat_id=559)
+    del photo["message"]["text"]
+    photo["message"]["photo"] = [{"file_id": "p", "file_unique_id": "p", "width": 9, "height": 9}]
+    photo["message"]["caption"] = QUESTION
+    time.sleep(1.1)  # Telegram's one message a second per chat
+    assert "text only" in ask(api, photo, chat_id=559).params["text"]
+    sticker = api.message("", chat_id=559)
+    del sticker["message"]["text"]
+    sticker["message"]["sticker"] = {
+        "file_id": "s",
+        "file_unique_id": "s",
+        "width": 512,
+        "height": 512,
+        "is_animated": False,
+        "is_video": False,
+        "type": "regular",
+    }
+    time.sleep(1.1)
+    assert "text only" in ask(api, sticker, chat_id=559).params["text"]
+    pasted = api.message(QUESTION, chat_id=559)
+    pasted["message"]["via_bot"] = BOT
+    start = time.monotonic()
+    api.push(pasted)
+    time.sleep(2.5)  # an answer would be out by now
+    assert not _sent_to(api, 559, start)
+
+
 def test_hostile_markup_in_the_question_is_escaped(world: World) -> None:
     api, _ = world
     hostile = (

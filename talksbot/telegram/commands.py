@@ -10,7 +10,7 @@ from telegram import BotCommand, Update
 from telegram.constants import ChatType
 from telegram.ext import ContextTypes
 
-from talksbot.render import help_html, latest_html, sources_html, welcome_html
+from talksbot.render import help_html, latest_html, plain, sources_html, welcome_html
 from talksbot.telegram import admin, questions, subscriptions
 from talksbot.telegram.keyboards import examples_keyboard
 from talksbot.telegram.services import services
@@ -56,6 +56,20 @@ async def latest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await update.effective_message.reply_text("No articles yet.")
         return
     await update.effective_message.reply_text(latest_html(articles))
+
+
+async def unknown_command(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A private chat's command the bot does not have: said so, not met with silence."""
+    message = update.effective_message
+    name = (message.text or "").split(maxsplit=1)[0][:40] if message.text else "that command"
+    await message.reply_text(plain(f"I don't know {name}. /help lists what I can do."))
+
+
+async def not_text(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A photo, sticker, voice note or file in a private chat: only text is read."""
+    await update.effective_message.reply_text(
+        plain("I read text only: send your question as a message.")
+    )
 
 
 COMMANDS: tuple[Command, ...] = (
