@@ -115,6 +115,15 @@ class PushTables:
             if r[2].casefold() == topic.casefold()
         ]
 
+    def leave_thread(self, chat_id: int, thread_id: int) -> int:
+        """The chat's subscriptions made in forum topic ``thread_id`` (deleted or closed since)
+        are pushed to its general topic from now on; how many."""
+        with write(self.db):
+            return self.db.execute(
+                "UPDATE subscriptions SET thread_id=NULL WHERE chat_id=? AND thread_id=?",
+                (chat_id, thread_id),
+            ).rowcount
+
     def chat_subscriptions(self, chat_id: int) -> list[tuple[int, str]]:
         """(id, topic) of the chat's active subscriptions."""
         return [

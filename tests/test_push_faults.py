@@ -333,6 +333,33 @@ def test_a_forum_topic_subscription_is_pushed_to_its_topic(data_dir: Path, tmp_p
         assert int(push.params["message_thread_id"]) == 7
 
 
+def test_a_deleted_forum_topics_pushes_go_to_the_general_topic(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """Subscribed in a forum topic the group deleted since: Telegram refuses every push
+    there, so the subscription moves to the chat's general topic instead of each story
+    failing for good, unseen."""
+    ingest(data_dir, CORPUS)
+    with app_bot(data_dir, talksbot_fanout_interval=0.3) as (api, _):
+        update = api.message("/subscribe", chat_id=-601, chat_type="supergroup", thread_id=7)
+        assert "Subscribed" in ask(api, update, chat_id=-601).params["text"]
+        api.gone_topics.add((-601, 7))
+        for name in ("topic-one", "topic-two"):
+            start = time.monotonic()
+            ingest(data_dir, story(tmp_path / "new", name))
+            push = api.wait_for(
+                "sendMessage",
+                lambda c, start=start: c.at >= start and c.params["text"].startswith("🆕"),
+            )
+            assert int(push.params["chat_id"]) == -601
+            assert not push.params.get("message_thread_id")
+        tries = [c for c in api.calls_to("sendMessage") if c.params["text"].startswith("🆕")]
+        assert [c.status for c in tries] == [400, 200, 200]  # the topic was tried once
+        assert query(data_dir, "SELECT thread_id FROM subscriptions") == [(None,)]
+        sent = "SELECT COUNT(*) FROM deliveries WHERE status='sent'"
+        wait_until(lambda: query(data_dir, sent) == [(2,)], 10, "both pushes recorded as sent")
+
+
 # -- retention ------------------------------------------------------------------------------
 def test_old_answers_feedback_and_finished_pushes_are_pruned(data_dir: Path) -> None:
     ingest(data_dir, CORPUS)

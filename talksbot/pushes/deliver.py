@@ -58,6 +58,8 @@ def process_id() -> str:
 
 CLAIM_SECONDS = 120.0  # a claimed row may wait this long for its turn (group windows)
 STOP_GRACE = 5.0  # seconds a clean stop waits for sends in progress
+# Telegram's refusals of a forum topic that was deleted or closed since the subscription.
+TOPIC_GONE = ("message thread not found", "topic_closed", "topic_deleted")
 
 
 class Deliverer:
@@ -275,8 +277,22 @@ class Deliverer:
         except Forbidden as exc:
             return Outcome(Status.GONE, f"forbidden: {exc.message}")
         except BadRequest as exc:
-            if "chat not found" in exc.message.lower():
+            reason = exc.message.lower()
+            if "chat not found" in reason:
                 return Outcome(Status.GONE, "chat not found")
+            if thread_id is not None and any(gone in reason for gone in TOPIC_GONE):
+                # Not every story failing for good in a topic nobody reads any more: the
+                # chat's general topic gets this one and the next.
+                moved = await self.run(self.store.pushes.leave_thread, chat_id, thread_id)
+                log.info(
+                    "forum topic %d of chat %d refused a push (%s): %d subscriptions moved to "
+                    "its general topic",
+                    thread_id,
+                    chat_id,
+                    exc.message,
+                    moved,
+                )
+                return await self._post(chat_id, text, keyboard, None, send)
             return Outcome(Status.FAILED, exc.message)
         except NetworkError as exc:  # includes TimedOut and 5xx answers
             return Outcome(Status.TRANSIENT, str(exc))

@@ -46,6 +46,7 @@ class FakeBotAPI:
     member_status: str = "administrator"  # what getChatMember says of any user
     migrated: dict[int, int] = field(default_factory=dict)  # group id -> its supergroup's id
     deleted: set[tuple[int, int]] = field(default_factory=set)  # (chat id, message id) deleted
+    gone_topics: set[tuple[int, int]] = field(default_factory=set)  # (chat id, thread) deleted
     # Telegram's flood control (30/s overall, 1/s per chat, 20/min per group): always on.
     flood: FloodControl = field(default_factory=FloodControl)
 
@@ -164,6 +165,9 @@ class FakeBotAPI:
                 "group chat was upgraded to a supergroup chat",
                 migrate_to_chat_id=self.migrated[chat_id],
             )
+        thread = int(params.get("message_thread_id") or 0)
+        if method == "sendMessage" and (chat_id, thread) in self.gone_topics:
+            return 400, bad_request("message thread not found")
         reply = params.get("reply_parameters")
         if (
             isinstance(reply, dict)
