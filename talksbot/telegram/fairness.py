@@ -24,8 +24,9 @@ from telegram.ext import BaseUpdateProcessor
 
 log = logging.getLogger("talksbot.bot")
 
-# A person's updates in progress: three questions answered at a time, the notice that tells a
-# fourth to wait, and a button.
+# A person's updates in progress in one chat: three questions answered at a time (as
+# ``questions.MAX_ASKING`` counts them, per chat and person), the notice that tells a fourth to
+# wait, and a button.
 PER_PERSON = 5
 # A chat's: a group gets 20 messages a minute, so a twenty-first waiting reply would go out more
 # than a minute late.
@@ -45,9 +46,9 @@ class FairUpdates(BaseUpdateProcessor):
     ) -> None:
         super().__init__(max_updates)
         self.per_person, self.per_chat = per_person, per_chat
-        self.people: collections.Counter[int] = collections.Counter()
+        self.people: collections.Counter[tuple[int, int]] = collections.Counter()
         self.chats: collections.Counter[int] = collections.Counter()
-        self.flooding: set[tuple[str, int]] = set()
+        self.flooding: set[tuple[str, object]] = set()
         self.dropped = 0
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
@@ -60,7 +61,7 @@ class FairUpdates(BaseUpdateProcessor):
             self.dropped += 1
             if over not in self.flooding:
                 self.flooding.add(over)
-                log.warning("%s %d sends faster than it is answered: dropping updates", *over)
+                log.warning("%s %s sends faster than it is answered: dropping updates", *over)
             close = getattr(coroutine, "close", None)
             if close:
                 close()  # never awaited: no "coroutine was never awaited" warning
@@ -71,14 +72,14 @@ class FairUpdates(BaseUpdateProcessor):
         finally:
             self._count(person, chat, -1)
 
-    def _over(self, person: int | None, chat: int | None) -> tuple[str, int] | None:
+    def _over(self, person: tuple[int, int] | None, chat: int | None) -> tuple[str, object] | None:
         if person is not None and self.people[person] >= self.per_person:
             return ("user", person)
         if chat is not None and self.chats[chat] >= self.per_chat:
             return ("chat", chat)
         return None
 
-    def _count(self, person: int | None, chat: int | None, step: int) -> None:
+    def _count(self, person: tuple[int, int] | None, chat: int | None, step: int) -> None:
         for kind, key, counter in (("user", person, self.people), ("chat", chat, self.chats)):
             if key is None:
                 continue
@@ -94,11 +95,12 @@ class FairUpdates(BaseUpdateProcessor):
         """Nothing to free."""
 
 
-def _keys(update: object) -> tuple[int | None, int | None]:
-    """Whose update this is and in which chat; (None, None) for updates left uncapped."""
+def _keys(update: object) -> tuple[tuple[int, int] | None, int | None]:
+    """(chat, person) and chat of an update; (None, None) for updates left uncapped."""
     if not isinstance(update, Update):
         return None, None
     if update.inline_query or update.chosen_inline_result or update.edited_message:
         return None, None
     user, chat = update.effective_user, update.effective_chat
-    return (user.id if user else None), (chat.id if chat else None)
+    chat_id = chat.id if chat else None
+    return ((chat_id or 0, user.id) if user else None), chat_id
