@@ -174,8 +174,11 @@ def build_application(settings: Settings, answerer: Answerer | None = None) -> A
                 private & new & ~filters.TEXT & ~filters.StatusUpdate.ALL & ~filters.VIA_BOT,
                 commands.not_text,
             ),
-            # Groups: only messages that mention the bot or reply to it.
-            MessageHandler(groups & text & questions.AddressedToMe(), questions.group_text),
+            # Groups: only messages that mention the bot or reply to it (not a passage sent
+            # from inline mode as a reply).
+            MessageHandler(
+                groups & text & ~filters.VIA_BOT & questions.AddressedToMe(), questions.group_text
+            ),
             # An answered question edited: its answer is edited to match.
             MessageHandler(edited & (private | groups), questions.edited_question),
             # A group upgraded to a supergroup: its subscriptions and queue move with it.

@@ -12,8 +12,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from index.schema import write
+from index.text import BIDI, BLANK, CONTROL, INVISIBLE
 
 WATERMARK = "fanout_article_id"  # meta key: the last article fanned out
+
+
+def visible(topic: str) -> str:
+    """A subscription topic as it shows: control, bidirectional and blank characters dropped,
+    spacing folded."""
+    return " ".join(BLANK.sub("", INVISIBLE.sub("", BIDI.sub("", CONTROL.sub(" ", topic)))).split())
+
+
+def topic_key(topic: str) -> str:
+    """How subscription topics compare: as they show, whatever their case."""
+    return visible(topic).casefold()
 
 
 @dataclass
@@ -85,12 +97,15 @@ class PushTables:
         blob = None if vector is None else np.asarray(vector, np.float32).tobytes()
         with write(self.db):
             rows = self._topic_rows(chat_id, topic)
-            row = max(rows, key=lambda r: r[1]) if rows else None  # the active one, if any
-            if row and row[1]:
+            active = [r[0] for r in rows if r[1]]  # more than one only if stored before keys
+            if active:
+                marks = ",".join("?" * len(active))
                 self.db.execute(
-                    "UPDATE subscriptions SET thread_id=? WHERE id=?", (thread_id, row[0])
+                    f"UPDATE subscriptions SET thread_id=? WHERE id IN ({marks})",
+                    (thread_id, *active),
                 )
                 return False
+            row = rows[0] if rows else None
             if row:
                 self.db.execute(
                     "UPDATE subscriptions SET active=1, vector=?, created_at=?, thread_id=? "
@@ -106,13 +121,15 @@ class PushTables:
         return True
 
     def _topic_rows(self, chat_id: int, topic: str) -> list[tuple[int, int]]:
-        """(id, active) of the chat's subscriptions to ``topic``, whatever its case."""
+        """(id, active) of the chat's subscriptions to ``topic`` (``topic_key``: rows stored
+        before topics were cleaned and compared so are found too)."""
+        key = topic_key(topic)
         return [
             (r[0], r[1])
             for r in self.db.execute(
                 "SELECT id, active, topic FROM subscriptions WHERE chat_id=?", (chat_id,)
             )
-            if r[2].casefold() == topic.casefold()
+            if topic_key(r[2]) == key
         ]
 
     def leave_thread(self, chat_id: int, thread_id: int) -> int:

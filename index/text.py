@@ -32,6 +32,10 @@ CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # Zero-width spaces and joiners, word joiner, byte-order mark, soft hyphen: dropped too.
 INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
+# Blank in every font though Unicode calls some of them letters (Hangul fillers) or marks: also
+# the combining grapheme joiner, variation selectors and tag characters. Dropped from what must
+# show something (a subscription topic); article text keeps them (emoji sequences use them).
+BLANK = re.compile("[\u115f\u1160\u3164\uffa0\u034f\ufe00-\ufe0f\U000e0000-\U000e007f]")
 
 
 def one_line(text: str, limit: int) -> str:

@@ -26,6 +26,14 @@ from tests.harness.data import CORPUS, ROOT, cli_env, ingest
 from tests.harness.in_process import InProcessBot, app_bot
 
 QUESTION = "How long did the second day of talks in Geneva last?"
+# A message of the bot's in a group, as a reply to it carries it.
+BOT_MESSAGE = {
+    "message_id": 1,
+    "date": 0,
+    "chat": {"id": -200, "type": "supergroup"},
+    "from": BOT,
+    "text": "an earlier answer",
+}
 World = tuple[FakeBotAPI, InProcessBot]
 
 
@@ -112,7 +120,7 @@ def test_a_groups_flood_is_capped_per_chat(world: World) -> None:
     its window (20 messages a minute) and the rest are dropped; other chats are answered."""
     api, bot = world
     processor = bot.app.update_processor
-    cap, processor.per_chat = processor.per_chat, 3  # the test's own: replies here go 3 s apart
+    cap, processor.caps["chat"] = processor.caps["chat"], 3  # the test's own: replies 3 s apart
     try:
         start, dropped = time.monotonic(), processor.dropped
         for i in range(300):
@@ -121,13 +129,13 @@ def test_a_groups_flood_is_capped_per_chat(world: World) -> None:
         call = ask(api, api.message(QUESTION, chat_id=557), chat_id=557)
         assert "two hours" in call.params["text"]
         wait_until(lambda: len(_sent_to(api, -555, start)) >= 3, 20, "the group's replies")
-        wait_until(lambda: not processor.chats.get(-555), 20, "the group's replies to end")
+        wait_until(lambda: not processor.busy.get(("chat", -555)), 20, "the replies to end")
         # Three at a time: a fourth gets in only once one of them is out (3 s apart here).
         replies = len(_sent_to(api, -555, start))
         assert 3 <= replies <= 6
         assert processor.dropped - dropped == 300 - replies
     finally:
-        processor.per_chat = cap
+        processor.caps["chat"] = cap
 
 
 def test_private_question_gets_cited_answer_with_buttons(world: World) -> None:
@@ -293,7 +301,7 @@ def test_a_press_too_old_to_acknowledge_or_an_answer_gone_is_no_error(world: Wor
     more = ask(api, api.callback(first["More results"], message), method="editMessageText")
     assert "<b>[4]</b>" in more.params["text"]
     start = time.monotonic()
-    api.fail_next("editMessageText", 400, bad_request("message to edit not found"))
+    api.deleted.add((558, message["message_id"]))  # the answer deleted since the press
     api.push(api.callback(first["More context [1]"], message))
     wait_until(
         lambda: [c for c in api.calls_to("editMessageText") if c.at >= start], 20, "the edit"
@@ -383,6 +391,9 @@ def test_group_ignores_other_traffic_but_answers_mentions_and_replies(world: Wor
     start = time.monotonic()
     api.push(api.message(QUESTION, chat_id=-200, chat_type="supergroup"))  # not for the bot
     api.push(api.message("/ask@some_other_bot hello", chat_id=-200, chat_type="supergroup"))
+    pasted = api.message(QUESTION, chat_id=-200, chat_type="supergroup", reply_to=BOT_MESSAGE)
+    pasted["message"]["via_bot"] = BOT  # a passage picked from inline mode, as a reply
+    api.push(pasted)
     mention = api.message(f"@{BOT['username']} {QUESTION}", chat_id=-200, chat_type="supergroup")
     call = ask(api, mention, chat_id=-200)
     assert call.params["reply_parameters"]["message_id"] == mention["message"]["message_id"]
@@ -401,7 +412,8 @@ def test_group_ignores_other_traffic_but_answers_mentions_and_replies(world: Wor
         for c in api.calls_to("sendMessage")
         if c.at >= start and str(c.params["chat_id"]) == "-200"
     ]
-    assert len(to_group) == 2  # nothing for the unaddressed message or the other bot's command
+    # Nothing for the unaddressed message, the other bot's command or the inline passage.
+    assert len(to_group) == 2
 
 
 def test_an_edited_question_or_command_is_not_answered_again(world: World) -> None:

@@ -307,8 +307,9 @@ def test_questions_during_a_fan_out_all_answered_without_a_429(
     with running_bot(data_dir, TALKSBOT_FANOUT_INTERVAL="0.3") as (api, _):
         assert run_cli(data_dir, "ingest", str(story(tmp_path / "new", "fanned"))).returncode == 0
         api.wait_for("sendMessage", lambda c: c.params.get("text", "").startswith("🆕"))
-        for chat in askers:  # 60 questions at once, in the middle of the fan-out
-            api.push(api.message("How long did the second day of talks last?", chat_id=chat))
+        for chat in askers:  # 60 people's questions at once, in the middle of the fan-out
+            person = {"id": chat, "is_bot": False, "first_name": f"Asker {chat}"}
+            api.push(api.message("How long did the second day of talks last?", chat, user=person))
 
         def sent_to(chats: list[int]) -> list[int]:
             return sorted(
@@ -333,17 +334,21 @@ def test_a_forum_topic_subscription_is_pushed_to_its_topic(data_dir: Path, tmp_p
         assert int(push.params["message_thread_id"]) == 7
 
 
-def test_a_deleted_forum_topics_pushes_go_to_the_general_topic(
-    data_dir: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("refusal", "kept"), [("message thread not found", None), ("TOPIC_CLOSED", 7)]
+)
+def test_a_deleted_or_closed_forum_topics_pushes_go_to_the_general_topic(
+    data_dir: Path, tmp_path: Path, refusal: str, kept: int | None
 ) -> None:
-    """Subscribed in a forum topic the group deleted since: Telegram refuses every push
-    there, so the subscription moves to the chat's general topic instead of each story
-    failing for good, unseen."""
+    """Subscribed in a forum topic the group deleted (or closed) since: Telegram refuses
+    every push there, so they go to the chat's general topic instead of each story failing
+    for good, unseen. A deleted topic's subscription moves there; a closed one, which can be
+    reopened, keeps its topic (each story tries it first)."""
     ingest(data_dir, CORPUS)
     with app_bot(data_dir, talksbot_fanout_interval=0.3) as (api, _):
         update = api.message("/subscribe", chat_id=-601, chat_type="supergroup", thread_id=7)
         assert "Subscribed" in ask(api, update, chat_id=-601).params["text"]
-        api.gone_topics.add((-601, 7))
+        api.refused_topics[-601, 7] = refusal
         for name in ("topic-one", "topic-two"):
             start = time.monotonic()
             ingest(data_dir, story(tmp_path / "new", name))
@@ -354,8 +359,9 @@ def test_a_deleted_forum_topics_pushes_go_to_the_general_topic(
             assert int(push.params["chat_id"]) == -601
             assert not push.params.get("message_thread_id")
         tries = [c for c in api.calls_to("sendMessage") if c.params["text"].startswith("🆕")]
-        assert [c.status for c in tries] == [400, 200, 200]  # the topic was tried once
-        assert query(data_dir, "SELECT thread_id FROM subscriptions") == [(None,)]
+        topic_tries = 1 if kept is None else 2  # a deleted topic is tried once
+        assert sorted(c.status for c in tries) == [200, 200] + [400] * topic_tries
+        assert query(data_dir, "SELECT thread_id FROM subscriptions") == [(kept,)]
         sent = "SELECT COUNT(*) FROM deliveries WHERE status='sent'"
         wait_until(lambda: query(data_dir, sent) == [(2,)], 10, "both pushes recorded as sent")
 

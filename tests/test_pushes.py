@@ -55,7 +55,17 @@ def test_topic_bounds(topic: str, ok: bool) -> None:
             normalise_topic(topic)
 
 
-@pytest.mark.parametrize("topic", ["\u200b\u200b\u200b", "???", "— – —", "\u202e\u202e\u202e _"])
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "\u200b\u200b\u200b",
+        "???",
+        "— – —",
+        "\u202e\u202e\u202e _",
+        "\u3164\u3164\u3164",
+        "\u115f\u1160\uffa0",
+    ],
+)
 def test_a_topic_without_words_is_refused_not_taken_for_all_coverage(topic: str) -> None:
     with pytest.raises(SubscriptionError, match="needs words"):
         normalise_topic(topic)
@@ -73,6 +83,20 @@ def test_a_topic_is_one_subscription_whatever_its_case(store: Store) -> None:
     assert store.pushes.chat_subscriptions(1) == []
     assert store.pushes.subscribe(1, "ceasefire terms", None)  # re-activated, as typed before
     assert [t for _, t in store.pushes.chat_subscriptions(1)] == ["Ceasefire terms"]
+
+
+def test_topics_stored_before_they_were_cleaned_are_found(store: Store) -> None:
+    """Rows from before topics were cleaned and compared whatever their case: two active
+    subscriptions that read the same are both moved, and both retired, by what is typed."""
+    with store.db:
+        for topic in ("cease\u200bfire", "Ceasefire"):
+            store.db.execute(
+                "INSERT INTO subscriptions(chat_id, topic, created_at) VALUES (2, ?, 0)", (topic,)
+            )
+    assert not store.pushes.subscribe(2, "CEASEFIRE", None, thread_id=9)
+    threads = "SELECT thread_id FROM subscriptions WHERE chat_id=2"
+    assert [tuple(r) for r in store.db.execute(threads)] == [(9,), (9,)]
+    assert store.pushes.unsubscribe(2, "ceasefire") == 2
 
 
 def test_fan_out_rules(data_dir: Path, tmp_path: Path, store: Store) -> None:

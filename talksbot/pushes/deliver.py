@@ -58,8 +58,10 @@ def process_id() -> str:
 
 CLAIM_SECONDS = 120.0  # a claimed row may wait this long for its turn (group windows)
 STOP_GRACE = 5.0  # seconds a clean stop waits for sends in progress
-# Telegram's refusals of a forum topic that was deleted or closed since the subscription.
-TOPIC_GONE = ("message thread not found", "topic_closed", "topic_deleted")
+# Telegram's refusals of a forum topic deleted since the subscription, and of one closed (which
+# can be reopened: its subscriptions stay).
+TOPIC_DELETED = ("message thread not found", "topic_deleted")
+TOPIC_CLOSED = "topic_closed"
 
 
 class Deliverer:
@@ -280,18 +282,11 @@ class Deliverer:
             reason = exc.message.lower()
             if "chat not found" in reason:
                 return Outcome(Status.GONE, "chat not found")
-            if thread_id is not None and any(gone in reason for gone in TOPIC_GONE):
-                # Not every story failing for good in a topic nobody reads any more: the
-                # chat's general topic gets this one and the next.
-                moved = await self.run(self.store.pushes.leave_thread, chat_id, thread_id)
-                log.info(
-                    "forum topic %d of chat %d refused a push (%s): %d subscriptions moved to "
-                    "its general topic",
-                    thread_id,
-                    chat_id,
-                    exc.message,
-                    moved,
-                )
+            deleted = any(gone in reason for gone in TOPIC_DELETED)
+            if thread_id is not None and (deleted or TOPIC_CLOSED in reason):
+                # Not every story failing for good, unseen: the chat's general topic gets this
+                # one, and, for a deleted topic, the next ones.
+                await self._leave_thread(chat_id, thread_id, exc.message, deleted)
                 return await self._post(chat_id, text, keyboard, None, send)
             return Outcome(Status.FAILED, exc.message)
         except NetworkError as exc:  # includes TimedOut and 5xx answers
@@ -300,6 +295,28 @@ class Deliverer:
             if task:
                 self._sends.pop(task, None)
         return Outcome(Status.SENT)
+
+    async def _leave_thread(self, chat_id: int, thread_id: int, why: str, moved: bool) -> None:
+        """Say (and for a deleted topic, store) that a chat's pushes go to its general topic.
+        A failed write is logged, never lets the push be lost: it goes all the same."""
+        try:
+            if moved:
+                moved = bool(await self.run(self.store.pushes.leave_thread, chat_id, thread_id))
+        except Exception as exc:
+            log.warning(
+                "could not move chat %d's subscriptions out of topic %d: %s",
+                chat_id,
+                thread_id,
+                exc,
+            )
+            moved = False
+        log.info(
+            "forum topic %d of chat %d refused a push (%s): sent to its general topic%s",
+            thread_id,
+            chat_id,
+            why,
+            ", and its subscriptions moved there" if moved else "",
+        )
 
     # -- one digest -------------------------------------------------------------------------
     async def _digest(self, chat_id: int, rows: list[Delivery]) -> None:

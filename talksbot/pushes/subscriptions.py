@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from index.text import BIDI, CONTROL, INVISIBLE
+from index.store_pushes import topic_key, visible
 
 MIN_TOPIC_CHARS, MAX_TOPIC_CHARS = 3, 100
 DIGEST_DEFAULT_MINUTES, DIGEST_MIN_MINUTES, DIGEST_MAX_MINUTES = 60, 5, 1440
@@ -25,7 +25,7 @@ def normalise_topic(topic: str) -> str:
     coverage" nor listed as an empty line with a blank remove button."""
     if not (topic or "").split():
         return ""
-    topic = " ".join(INVISIBLE.sub("", BIDI.sub("", CONTROL.sub(" ", topic))).split())
+    topic = visible(topic)
     if not _WORD.search(topic):
         raise SubscriptionError("A topic needs words, e.g. /subscribe ceasefire terms")
     if len(topic) < MIN_TOPIC_CHARS:
@@ -51,4 +51,4 @@ def check_digest_minutes(minutes: int) -> int:
 def same_topic(a: str, b: str) -> bool:
     """Topics are the same whatever their case: "Ceasefire" and "ceasefire" are one
     subscription, and either unsubscribes it."""
-    return a.casefold() == b.casefold()
+    return topic_key(a) == topic_key(b)

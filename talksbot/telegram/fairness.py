@@ -7,9 +7,9 @@ slot waiting on their own chat's window, and nobody else was answered for minute
 have their own turns (``questions.MAX_ASKING``); commands and buttons had none. Here every
 update of a person or chat over its cap is dropped before any handler sees it.
 
-Inline queries and edits are left to their own handlers: a person's latest inline query must
-get through (the ones typed past are dropped there), and edits wait for the asker's turn off
-any handler.
+Left uncapped: inline queries and edits (a person's latest inline query must get through, the
+ones typed past are dropped by its handler; edits wait for the asker's turn off any handler),
+and service messages (a group's move to a supergroup must always be handled).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from telegram import Update
-from telegram.ext import BaseUpdateProcessor
+from telegram.ext import BaseUpdateProcessor, filters
 
 log = logging.getLogger("talksbot.bot")
 
@@ -28,10 +28,17 @@ log = logging.getLogger("talksbot.bot")
 # ``questions.MAX_ASKING`` counts them, per chat and person), the notice that tells a fourth to
 # wait, and a button.
 PER_PERSON = 5
+# A person's in all chats: one account in sixty groups of its own must not hold every slot.
+PER_USER = 20
 # A chat's: a group gets 20 messages a minute, so a twenty-first waiting reply would go out more
 # than a minute late.
 PER_CHAT = 20
 MAX_UPDATES = 256  # python-telegram-bot's own default for ``concurrent_updates(True)``
+# Senders Telegram shows for many people at once (a group's anonymous administrators, a channel
+# posting in a group, Telegram's own service account): capped per chat, never as one person.
+SHARED_SENDERS = frozenset({1087968824, 136817688, 777000})
+
+Key = tuple[str, object]
 
 
 class FairUpdates(BaseUpdateProcessor):
@@ -42,21 +49,18 @@ class FairUpdates(BaseUpdateProcessor):
         self,
         max_updates: int = MAX_UPDATES,
         per_person: int = PER_PERSON,
+        per_user: int = PER_USER,
         per_chat: int = PER_CHAT,
     ) -> None:
         super().__init__(max_updates)
-        self.per_person, self.per_chat = per_person, per_chat
-        self.people: collections.Counter[tuple[int, int]] = collections.Counter()
-        self.chats: collections.Counter[int] = collections.Counter()
-        self.flooding: set[tuple[str, object]] = set()
+        self.caps = {"person": per_person, "user": per_user, "chat": per_chat}
+        self.busy: collections.Counter[Key] = collections.Counter()
+        self.flooding: set[Key] = set()
         self.dropped = 0
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        person, chat = _keys(update)
-        if person is None and chat is None:
-            await coroutine
-            return
-        over = self._over(person, chat)
+        keys = _keys(update)
+        over = next((k for k in keys if self.busy[k] >= self.caps[k[0]]), None)
         if over:
             self.dropped += 1
             if over not in self.flooding:
@@ -66,27 +70,15 @@ class FairUpdates(BaseUpdateProcessor):
             if close:
                 close()  # never awaited: no "coroutine was never awaited" warning
             return
-        self._count(person, chat, 1)
+        self.busy.update(keys)
         try:
             await coroutine
         finally:
-            self._count(person, chat, -1)
-
-    def _over(self, person: tuple[int, int] | None, chat: int | None) -> tuple[str, object] | None:
-        if person is not None and self.people[person] >= self.per_person:
-            return ("user", person)
-        if chat is not None and self.chats[chat] >= self.per_chat:
-            return ("chat", chat)
-        return None
-
-    def _count(self, person: tuple[int, int] | None, chat: int | None, step: int) -> None:
-        for kind, key, counter in (("user", person, self.people), ("chat", chat, self.chats)):
-            if key is None:
-                continue
-            counter[key] += step
-            if counter[key] <= 0:
-                del counter[key]
-                self.flooding.discard((kind, key))
+            self.busy.subtract(keys)
+            for key in keys:
+                if self.busy[key] <= 0:
+                    del self.busy[key]
+                    self.flooding.discard(key)
 
     async def initialize(self) -> None:
         """Nothing to set up."""
@@ -95,12 +87,20 @@ class FairUpdates(BaseUpdateProcessor):
         """Nothing to free."""
 
 
-def _keys(update: object) -> tuple[tuple[int, int] | None, int | None]:
-    """(chat, person) and chat of an update; (None, None) for updates left uncapped."""
+def _keys(update: object) -> list[Key]:
+    """What an update counts against: its sender in this chat, its sender anywhere, its
+    chat; nothing for the updates left uncapped (see the module's docstring)."""
     if not isinstance(update, Update):
-        return None, None
+        return []
     if update.inline_query or update.chosen_inline_result or update.edited_message:
-        return None, None
+        return []
+    if update.message and filters.StatusUpdate.ALL.check_update(update):
+        return []
     user, chat = update.effective_user, update.effective_chat
-    chat_id = chat.id if chat else None
-    return ((chat_id or 0, user.id) if user else None), chat_id
+    chat_id = chat.id if chat else 0
+    keys: list[Key] = [("chat", chat_id)] if chat else []
+    if user:
+        keys.append(("person", (chat_id, user.id)))
+        if user.id not in SHARED_SENDERS:
+            keys.append(("user", user.id))
+    return keys

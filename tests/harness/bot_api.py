@@ -46,7 +46,9 @@ class FakeBotAPI:
     member_status: str = "administrator"  # what getChatMember says of any user
     migrated: dict[int, int] = field(default_factory=dict)  # group id -> its supergroup's id
     deleted: set[tuple[int, int]] = field(default_factory=set)  # (chat id, message id) deleted
-    gone_topics: set[tuple[int, int]] = field(default_factory=set)  # (chat id, thread) deleted
+    # (chat id, forum topic) -> Telegram's refusal of a send there: "message thread not found"
+    # (deleted) or "TOPIC_CLOSED"
+    refused_topics: dict[tuple[int, int], str] = field(default_factory=dict)
     # Telegram's flood control (30/s overall, 1/s per chat, 20/min per group): always on.
     flood: FloodControl = field(default_factory=FloodControl)
 
@@ -166,8 +168,12 @@ class FakeBotAPI:
                 migrate_to_chat_id=self.migrated[chat_id],
             )
         thread = int(params.get("message_thread_id") or 0)
-        if method == "sendMessage" and (chat_id, thread) in self.gone_topics:
-            return 400, bad_request("message thread not found")
+        if method == "sendMessage" and (chat_id, thread) in self.refused_topics:
+            return 400, bad_request(self.refused_topics[chat_id, thread])
+        if method == "editMessageText" and (chat_id, int(params.get("message_id") or 0)) in (
+            self.deleted
+        ):
+            return 400, bad_request("message to edit not found")
         reply = params.get("reply_parameters")
         if (
             isinstance(reply, dict)
