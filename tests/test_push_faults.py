@@ -366,6 +366,32 @@ def test_a_deleted_or_closed_forum_topics_pushes_go_to_the_general_topic(
         wait_until(lambda: query(data_dir, sent) == [(2,)], 10, "both pushes recorded as sent")
 
 
+async def test_a_failed_move_out_of_a_deleted_topic_never_loses_the_push(
+    data_dir: Path, tmp_path: Path, api: FakeBotAPI, bot: ExtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest(data_dir, CORPUS)
+    store = Store(data_dir)
+    try:
+        fan_out(store)
+        store.pushes.subscribe(-602, "", None, thread_id=7)
+        ingest(data_dir, story(tmp_path / "new", "locked"))
+        assert fan_out(store) == 1
+        api.refused_topics[-602, 7] = "message thread not found"
+
+        def locked(*_args: object) -> int:
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(store.pushes, "leave_thread", locked)
+        deliverer = Deliverer(bot, store, on_thread)
+        await deliver_until(deliverer, lambda: store.pushes.counts() == {"sent": 1}, "sent")
+        assert [c.params.get("message_thread_id") for c in accepted(api, -602)] == [None]
+        assert store.pushes.chat_subscriptions(-602)  # still there, still in its topic
+        thread = store.db.execute("SELECT thread_id FROM subscriptions").fetchone()[0]
+        assert thread == 7
+    finally:
+        store.close()
+
+
 # -- retention ------------------------------------------------------------------------------
 def test_old_answers_feedback_and_finished_pushes_are_pruned(data_dir: Path) -> None:
     ingest(data_dir, CORPUS)
