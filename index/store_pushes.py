@@ -154,17 +154,17 @@ class PushTables:
     def unsubscribe(self, chat_id: int, topic: str | None = None, sub_id: int | None = None) -> int:
         """Retire the chat's subscriptions: one topic, one id, or (neither) all; the stories
         they queued and not yet sent are cancelled. Returns how many subscriptions."""
-        where, args = "chat_id=? AND active=1", [chat_id]
-        if sub_id is not None:
-            where, args = where + " AND id=?", [*args, sub_id]
         with write(self.db):
             if sub_id is None and topic is not None:
-                ids = [r[0] for r in self._topic_rows(chat_id, topic)]
-                where = f"{where} AND id IN ({','.join('?' * len(ids))})"
-                args = [*args, *ids]
-            ids = [
-                r[0] for r in self.db.execute(f"SELECT id FROM subscriptions WHERE {where}", args)
-            ]
+                ids = [i for i, active in self._topic_rows(chat_id, topic) if active]
+            else:
+                where, args = "chat_id=? AND active=1", [chat_id]
+                if sub_id is not None:
+                    where, args = where + " AND id=?", [*args, sub_id]
+                ids = [
+                    r[0]
+                    for r in self.db.execute(f"SELECT id FROM subscriptions WHERE {where}", args)
+                ]
             marks = ",".join("?" * len(ids))
             self.db.execute(
                 "UPDATE deliveries SET status='cancelled', error='unsubscribed' WHERE chat_id=? "
@@ -172,7 +172,7 @@ class PushTables:
                 (chat_id, *ids),
             )
             return self.db.execute(
-                f"UPDATE subscriptions SET active=0 WHERE {where}", args
+                f"UPDATE subscriptions SET active=0 WHERE id IN ({marks})", ids
             ).rowcount
 
     def subscription_vector(self, sub_id: int) -> np.ndarray | None:

@@ -296,11 +296,12 @@ class Deliverer:
                 self._sends.pop(task, None)
         return Outcome(Status.SENT)
 
-    async def _leave_thread(self, chat_id: int, thread_id: int, why: str, moved: bool) -> None:
+    async def _leave_thread(self, chat_id: int, thread_id: int, why: str, deleted: bool) -> None:
         """Say (and for a deleted topic, store) that a chat's pushes go to its general topic.
         A failed write is logged, never lets the push be lost: it goes all the same."""
+        moved = False
         try:
-            if moved:
+            if deleted:
                 moved = bool(await self.run(self.store.pushes.leave_thread, chat_id, thread_id))
         except Exception as exc:
             log.warning(
@@ -309,7 +310,6 @@ class Deliverer:
                 thread_id,
                 exc,
             )
-            moved = False
         log.info(
             "forum topic %d of chat %d refused a push (%s): sent to its general topic%s",
             thread_id,

@@ -61,7 +61,7 @@ async def latest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def unknown_command(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
     """A private chat's command the bot does not have: said so, not met with silence."""
     message = update.effective_message
-    name = (message.text or "").split(maxsplit=1)[0][:40] if message.text else "that command"
+    name = message.text.split(maxsplit=1)[0][:40] if message.text else "that command"
     await message.reply_text(plain(f"I don't know {name}. /help lists what I can do."))
 
 
