@@ -479,6 +479,28 @@ class Store:
             )
         )
 
+    def unit_sample(self, n: int) -> list[str]:
+        """The texts of up to about ``n`` searchable units, spread evenly over the ids (corpus
+        statistics from a sample: each id looked up, never a scan of the whole table)."""
+        low, high = self.db.execute("SELECT MIN(id), MAX(id) FROM sentences").fetchone()
+        if low is None:
+            return []
+        span = high - low + 1
+        ids = range(low, high + 1) if span <= n else np.linspace(low, high, n).round()
+        wanted = sorted({int(i) for i in ids})
+        texts: list[str] = []
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            texts += [
+                text
+                for (text,) in self.db.execute(
+                    f"SELECT text FROM sentences WHERE id IN ({marks}) AND embedding IS NOT NULL",
+                    chunk,
+                )
+            ]
+        return texts
+
     def vocabulary(self) -> set[str]:
         """Every token the corpus uses anywhere, titles, URLs and boilerplate included."""
         from index.terms import vocabulary

@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from index.backend import SearchBackend
-from index.embed import Embedder, load_embedder
+from index.embed import Embedder, bundled_model_dir, load_embedder
 from index.live_index import LiveIndex, bm25_idf
 from index.params import ingest_params
 from index.store import ArticleRow, SentenceRow, Store
 from index.text import MIN_PROSE_WORDS, tokenize
 from retrieval.features import FEATURES, Pool, RowInfo, build_pool, row_info
 from retrieval.names import NameMatcher
+from retrieval.pieces import PieceMatcher
 from retrieval.rank import EVIDENCE, Ranker, load_ranker
 
 COVERAGE = FEATURES.index("coverage")
@@ -160,6 +161,7 @@ class Searcher:
         self._names_base: object = None  # the index base its vocabulary was read at
         self._names_added = 0  # terms of that base's newer sentences added to it since
         self._coverage: tuple[int, dict] | None = None
+        self._pieces: PieceMatcher | None = None
 
     @classmethod
     def open(
@@ -229,6 +231,7 @@ class Searcher:
         gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
         self.index.prefetch()
         _ = self.names.skeletons
+        _ = self.pieces.idf
         zipf_frequency("talks", "en")  # loads wordfreq's English list
         self.result("What did Zelensky say about the peace talks in Geneva?", limit=10)
 
@@ -250,6 +253,14 @@ class Searcher:
             self._names.add(recent[self._names_added :])
             self._names_added = len(recent)
         return self._names
+
+    @property
+    def pieces(self) -> PieceMatcher:
+        """The soft piece matcher, loaded on first need (the bundled model's piece table and
+        the corpus's piece rarity, counted on a sample of the units at that time)."""
+        if self._pieces is None:
+            self._pieces = PieceMatcher(bundled_model_dir(), self.store.unit_sample)
+        return self._pieces
 
     def row_info(self, sentence_id: int, text: str) -> RowInfo:
         """A unit's text-only features, computed on first use and kept (a bounded cache)."""
@@ -332,6 +343,7 @@ class Searcher:
             info=self.row_info,
             question_terms=tokenize(question),
             spellings={t: spellings[t] for t in terms if t in spellings},
+            pieces=self.pieces,
         )
         if self.pool_cache is not None:
             self.pool_cache[question] = pool

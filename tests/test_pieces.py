@@ -1,0 +1,108 @@
+"""Soft matching of word pieces (``retrieval.pieces``) with the bundled model's real piece table:
+what it matches, what it ignores, how rarity weighs, and the store sample it counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.embed import bundled_model_dir
+from index.store import Store
+from retrieval.features import FEATURES
+from retrieval.pieces import PieceMatcher
+from tests.harness.data import CORPUS, answering, ingest
+
+BACKGROUND = [
+    "Officials in Ukraine met on Tuesday.",
+    "Ukraine said the meeting went well.",
+    "A spokesman for Ukraine declined to comment.",
+    "The weather in Ukraine was mild.",
+]
+
+
+def matcher(sample: list[str] = BACKGROUND) -> PieceMatcher:
+    return PieceMatcher(bundled_model_dir(), lambda n: sample[:n])
+
+
+@pytest.fixture(scope="module")
+def plain() -> PieceMatcher:
+    return matcher()
+
+
+def test_a_unit_holding_every_asked_piece_scores_one_and_a_paraphrase_beats_an_unrelated_one(
+    plain: PieceMatcher,
+) -> None:
+    question = "How many civilians were killed in the strike?"
+    units = [
+        "Many civilians were killed in the strike on Kharkiv.",
+        "Dozens of people died when the missile hit.",
+        "The museum opened a new exhibition of paintings.",
+    ]
+    scores = plain.recall(question, [1, 2, 3], units)
+    assert scores[0] == pytest.approx(1.0, abs=1e-5)
+    assert scores[1] > scores[2]
+    assert 0 < scores[2] < scores[1] < scores[0]
+
+
+def test_stopwords_punctuation_and_empty_units_count_for_nothing(plain: PieceMatcher) -> None:
+    assert plain.recall("What is it, and who?", [1], ["Civilians were killed."]).tolist() == [0]
+    scores = plain.recall("Were civilians killed?", [1, 2], ["", "?!, the of"])
+    assert scores.tolist() == [0, 0]
+
+
+def test_a_piece_every_unit_uses_weighs_less_than_a_rare_one() -> None:
+    m = matcher()
+    question = "Ukraine ceasefire"
+    only_common, only_rare = m.recall(question, [1, 2], ["Ukraine", "ceasefire"])
+    assert only_rare > only_common
+    # Counted on another corpus, the weights follow it: there "ceasefire" is everywhere.
+    other = matcher([f"The ceasefire held on day {i}." for i in range(5)])
+    only_common, only_rare = other.recall(question, [1, 2], ["Ukraine", "ceasefire"])
+    assert only_common > only_rare
+
+
+def test_unit_pieces_are_kept_by_id_and_text_and_the_cache_is_bounded(
+    plain: PieceMatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import retrieval.pieces as pieces
+
+    first = plain.unit_pieces([7], ["Civilians were killed."])[0]
+    assert np.array_equal(plain.unit_pieces([7], ["Civilians were killed."])[0], first)
+    assert plain._units[(7, "Civilians were killed.")] is first  # kept, not read again
+    # An id that comes back with another text (a deleted article's, reused) is read again.
+    assert not np.array_equal(plain.unit_pieces([7], ["The museum opened."])[0], first)
+    monkeypatch.setattr(pieces, "PIECE_CACHE", 3)
+    for uid in range(100, 110):
+        plain.unit_pieces([uid], ["text"])
+        assert len(plain._units) <= 3
+
+
+def test_the_store_sample_spreads_over_ids_and_skips_unsearchable_rows(tmp_path: Path) -> None:
+    ingest(tmp_path, CORPUS)
+    store = Store(tmp_path)
+    everything = [text for _, text in store.searchable_units()]
+    assert sorted(store.unit_sample(10_000)) == sorted(everything)
+    few = store.unit_sample(5)
+    assert 0 < len(few) <= 5
+    assert set(few) <= set(everything)
+    ids = [r[0] for r in store.db.execute("SELECT id FROM sentences ORDER BY id")]
+    assert len(ids) > 10  # the fixture spreads the sample over more ids than it takes
+    store.close()
+
+
+def test_pools_carry_piece_recall_counted_on_the_store(tmp_path: Path) -> None:
+    ingest(tmp_path, CORPUS)
+    with answering(tmp_path) as answerer:
+        searcher = answerer.searcher
+        pool = searcher.pool("Where were the Geneva talks held?")
+        column = pool.features[:, FEATURES.index("piece_recall")]
+        texts = pool.texts
+        best = texts[int(np.argmax(column))].lower()
+        assert "geneva" in best and "talks" in best
+        assert column.min() >= 0
+        idf = searcher.pieces.idf
+        vocab = searcher.pieces.tokenizer.get_vocab()
+        # Counted on the store: a word the fixture corpus uses weighs less than one it never does.
+        assert idf[vocab["geneva"]] < idf[vocab["banana"]]
