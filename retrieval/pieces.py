@@ -92,6 +92,11 @@ class PieceMatcher:
                 self._idf = np.maximum(np.log((n + 1) / (df + 0.5)), 0.0).astype(np.float32)
             return self._idf
 
+    def recount(self) -> None:
+        """Count the rarity again on next need (the store has changed much since)."""
+        with self._lock:
+            self._idf = None
+
     def unit_pieces(self, ids: Sequence[int], texts: Sequence[str]) -> list[np.ndarray]:
         """Pieces of these units, read from their texts on first need and kept by id and text
         (an id freed by a deleted article can come back with another text)."""

@@ -162,6 +162,7 @@ class Searcher:
         self._names_added = 0  # terms of that base's newer sentences added to it since
         self._coverage: tuple[int, dict] | None = None
         self._pieces: PieceMatcher | None = None
+        self._pieces_base: object = None  # the index base its rarity was counted at
 
     @classmethod
     def open(
@@ -256,10 +257,15 @@ class Searcher:
 
     @property
     def pieces(self) -> PieceMatcher:
-        """The soft piece matcher, loaded on first need (the bundled model's piece table and
-        the corpus's piece rarity, counted on a sample of the units at that time)."""
+        """The soft piece matcher, loaded on first need: the bundled model's piece table, and
+        the corpus's piece rarity, counted on a sample of the units and again after the index
+        is rewritten (as ``names``: between rewrites new articles change it little)."""
+        base = self.index.vocabulary_since()[0]
         if self._pieces is None:
             self._pieces = PieceMatcher(bundled_model_dir(), self.store.unit_sample)
+        elif self._pieces_base != base:
+            self._pieces.recount()
+        self._pieces_base = base
         return self._pieces
 
     def row_info(self, sentence_id: int, text: str) -> RowInfo:

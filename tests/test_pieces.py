@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from index.embed import bundled_model_dir
+from index.live_index import rebuild
 from index.store import Store
 from retrieval.features import FEATURES
 from retrieval.pieces import PieceMatcher
@@ -106,3 +107,19 @@ def test_pools_carry_piece_recall_counted_on_the_store(tmp_path: Path) -> None:
         vocab = searcher.pieces.tokenizer.get_vocab()
         # Counted on the store: a word the fixture corpus uses weighs less than one it never does.
         assert idf[vocab["geneva"]] < idf[vocab["banana"]]
+
+
+def test_rarity_is_counted_again_after_the_index_is_rewritten(tmp_path: Path) -> None:
+    ingest(tmp_path, CORPUS / "geneva-talks.md")
+    with answering(tmp_path) as answerer:
+        searcher = answerer.searcher
+        vocab = searcher.pieces.tokenizer.get_vocab()
+        before = searcher.pieces.idf[vocab["prisoners"]]
+        ingest(tmp_path, CORPUS / "prisoner-exchange.txt")
+        searcher.refresh()
+        assert searcher.pieces.idf[vocab["prisoners"]] == before  # the tail: not yet
+        store = Store(tmp_path)
+        rebuild(store)  # what ``talksbot reindex`` and a large tail do
+        store.close()
+        searcher.refresh()
+        assert searcher.pieces.idf[vocab["prisoners"]] < before
