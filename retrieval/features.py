@@ -269,7 +269,7 @@ def build_pool(
         "window_dense": window @ q,
         "lexical": lex,
         "coverage": coverage,
-        "piece_recall": piece_recall(pieces, question, ids, rows, cand_idx, m),
+        "piece_recall": piece_recall(pieces, question, rows, cand_idx, m),
         "lexical_rank": rank_feature(by(lex)),
         "novelty": novelty,
         "window_coverage": window_cov,
@@ -299,12 +299,7 @@ def build_pool(
 
 
 def piece_recall(
-    pieces: PieceMatcher | None,
-    question: str,
-    ids: list[int],
-    rows: list,
-    cand_idx: np.ndarray,
-    m: int,
+    pieces: PieceMatcher | None, question: str, rows: list, cand_idx: np.ndarray, m: int
 ) -> np.ndarray:
     """``PieceMatcher.recall`` of the candidates (0 for their neighbours and without a
     matcher). Citations are chosen among candidates; a neighbour's score only decides which
@@ -313,10 +308,7 @@ def piece_recall(
     the dev corpus instead of ~200)."""
     out = np.zeros(m, np.float32)
     if pieces is not None and len(cand_idx):
-        chosen = [int(i) for i in cand_idx]
-        out[cand_idx] = pieces.recall(
-            question, [ids[i] for i in chosen], [rows[i].text for i in chosen]
-        )
+        out[cand_idx] = pieces.recall(question, [rows[int(i)].text for i in cand_idx])
     return out
 
 

@@ -11,12 +11,14 @@ question words' IDF instead of the pieces' scored .526 / .630, by general Englis
 .526 / .630, and sharpened similarities (cubed, or cut below .5) lost the gain.
 
 Nothing is stored: pieces are counted from a sample of the store's units on first need, and a
-unit's pieces are read from its text when it is first a candidate (kept, bounded, by id).
+unit's pieces are read from its text (each distinct word's pieces kept).
 """
 
 from __future__ import annotations
 
+import re
 import threading
+import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -26,7 +28,7 @@ import numpy as np
 # Rarity needs only an estimate (below this, every unit is counted); a bound on the work at a
 # million units, not a fitted value.
 SAMPLE_UNITS = 20_000
-PIECE_CACHE = 20_000  # units whose piece ids a process keeps
+WORD_CACHE = 500_000  # distinct words whose pieces a process keeps (a bound on memory)
 EMBEDDINGS = "embeddings.word_embeddings.weight"
 # A question's frame: articles, auxiliaries, wh-words, pronouns, the commonest prepositions.
 # They match a piece of nearly every sentence and say nothing of the topic. Narrower than the
@@ -41,8 +43,22 @@ FUNCTION_WORDS = frozenset(
 )
 
 
+_WORD = re.compile(r"[^\W_]+")  # BERT's pre-tokenizer splits at spaces and punctuation
+_MARKS = re.compile(r"[\u0300-\u036f]")
+
+
+def words(text: str) -> list[str]:
+    """The text's words as BERT's tokenizer sees them before WordPiece (lower-cased, accents
+    stripped, split at spaces and punctuation), punctuation left out."""
+    text = text.lower()
+    if not text.isascii():
+        text = _MARKS.sub("", unicodedata.normalize("NFD", text))
+    return _WORD.findall(text)
+
+
 class PieceMatcher:
-    """The bundled model's tokenizer and static piece vectors, and the corpus's piece rarity."""
+    """The bundled model's WordPiece vocabulary and static piece vectors, and the corpus's piece
+    rarity."""
 
     def __init__(self, model_dir: Path, sample: Callable[[int], Sequence[str]]) -> None:
         """``sample(n)``: the texts of up to ``n`` of the store's units, evenly spread."""
@@ -51,13 +67,11 @@ class PieceMatcher:
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.no_truncation()
         with safe_open(str(model_dir / "model.safetensors"), "np") as f:
             table = f.get_tensor(EMBEDDINGS).astype(np.float32)
         table /= np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-9)
         self.table = table
-        # Pieces that say nothing about a topic: special tokens, punctuation, stopwords.
+        # Pieces that say nothing about a topic: special tokens, punctuation, function words.
         vocab = self.tokenizer.get_vocab()
         self.ignored = np.zeros(len(table), bool)
         for piece, i in vocab.items():
@@ -66,28 +80,37 @@ class PieceMatcher:
             self.ignored[i] = special or blank or piece in FUNCTION_WORDS
         self._sample = sample
         self._idf: np.ndarray | None = None
-        self._units: dict[tuple[int, str], np.ndarray] = {}
+        # Each word's topical pieces, WordPiece run once per distinct word: a unit is read in
+        # a few dict look-ups, where the tokenizer took ~45 us a unit (~9 ms a question).
+        self._words: dict[str, list[int]] = {}
         self._lock = threading.Lock()
         self._blas = ThreadpoolController()
 
-    def pieces(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Each text's topical piece ids."""
-        encoded = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        out = []
-        for e in encoded:
-            ids = np.asarray(e.ids, np.int64)
-            out.append(ids[~self.ignored[ids]])
+    def _word(self, word: str) -> list[int]:
+        found = self._words.get(word)
+        if found is None:
+            if len(self._words) >= WORD_CACHE:
+                self._words.clear()
+            ids = [t.id for t in self.tokenizer.model.tokenize(word)]
+            found = self._words[word] = [i for i in ids if not self.ignored[i]]
+        return found
+
+    def pieces(self, text: str) -> list[int]:
+        """The text's topical piece ids, in order."""
+        out: list[int] = []
+        for word in words(text):
+            out += self._word(word)
         return out
 
     @property
     def idf(self) -> np.ndarray:
-        """Each piece's IDF among the sampled units (estimated once per matcher)."""
+        """Each piece's IDF among the sampled units (counted once, and after ``recount``)."""
         with self._lock:
             if self._idf is None:
                 texts = list(self._sample(SAMPLE_UNITS))
                 df = np.zeros(len(self.table), np.float64)
-                for ids in self.pieces(texts):
-                    df[np.unique(ids)] += 1
+                for text in texts:
+                    df[list(set(self.pieces(text)))] += 1
                 n = len(texts)
                 self._idf = np.maximum(np.log((n + 1) / (df + 0.5)), 0.0).astype(np.float32)
             return self._idf
@@ -97,40 +120,30 @@ class PieceMatcher:
         with self._lock:
             self._idf = None
 
-    def unit_pieces(self, ids: Sequence[int], texts: Sequence[str]) -> list[np.ndarray]:
-        """Pieces of these units, read from their texts on first need and kept by id and text
-        (an id freed by a deleted article can come back with another text)."""
-        keys = list(zip(ids, texts, strict=True))
-        missing = [i for i, key in enumerate(keys) if key not in self._units]
-        if missing:
-            if len(self._units) + len(missing) > PIECE_CACHE:
-                self._units.clear()
-            for i, found in zip(missing, self.pieces([texts[i] for i in missing]), strict=True):
-                self._units[keys[i]] = found
-        return [self._units[key] for key in keys]
-
-    def recall(self, question: str, ids: Sequence[int], texts: Sequence[str]) -> np.ndarray:
-        """Per unit: the rarity-weighted mean, over the question's pieces, of each one's best
-        cosine with a piece of the unit (0 for a unit or question without topical pieces)."""
-        out = np.zeros(len(ids), np.float32)
-        asked = self.pieces([question])[0]
-        idf = self.idf
-        weights = idf[asked]
+    def recall(self, question: str, texts: Sequence[str]) -> np.ndarray:
+        """Per text: the rarity-weighted mean, over the question's pieces, of each one's best
+        cosine with a piece of the text (0 for a text or question without topical pieces)."""
+        out = np.zeros(len(texts), np.float32)
+        asked = np.array(self.pieces(question), np.int64)
+        weights = self.idf[asked]
         total = float(weights.sum())
-        if not len(ids) or total <= 0:
+        if not len(texts) or total <= 0:
             return out
-        units = self.unit_pieces(ids, texts)
-        lengths = np.array([len(u) for u in units], np.int64)
+        flat: list[int] = []
+        lengths = np.zeros(len(texts), np.int64)
+        for i, text in enumerate(texts):
+            before = len(flat)
+            flat += self.pieces(text)
+            lengths[i] = len(flat) - before
         present = np.flatnonzero(lengths)
         if not len(present):
             return out
-        flat = np.concatenate([units[i] for i in present])
         starts = np.concatenate([[0], np.cumsum(lengths[present])[:-1]])
         # Each distinct piece once (a pool's units share most of theirs), on one BLAS thread:
         # OpenBLAS spreads even a matrix-vector product this size (thousands of pieces) over
         # two threads, whose spinning then slowed the rest of the answer (warm p50 on the dev
         # questions 24.6 ms against 18.3 on one thread; see also ``features.support``).
-        distinct, inverse = np.unique(flat, return_inverse=True)
+        distinct, inverse = np.unique(np.array(flat, np.int64), return_inverse=True)
         with self._blas.limit(limits=1, user_api="blas"):
             similar = (self.table[asked] @ self.table[distinct].T)[:, inverse]
         best = np.maximum.reduceat(similar, starts, axis=1)  # per question piece, per unit

@@ -41,43 +41,42 @@ def test_a_unit_holding_every_asked_piece_scores_one_and_a_paraphrase_beats_an_u
         "Dozens of people died when the missile hit.",
         "The museum opened a new exhibition of paintings.",
     ]
-    scores = plain.recall(question, [1, 2, 3], units)
+    scores = plain.recall(question, units)
     assert scores[0] == pytest.approx(1.0, abs=1e-5)
     assert scores[1] > scores[2]
     assert 0 < scores[2] < scores[1] < scores[0]
 
 
 def test_stopwords_punctuation_and_empty_units_count_for_nothing(plain: PieceMatcher) -> None:
-    assert plain.recall("What is it, and who?", [1], ["Civilians were killed."]).tolist() == [0]
-    scores = plain.recall("Were civilians killed?", [1, 2], ["", "?!, the of"])
+    assert plain.recall("What is it, and who?", ["Civilians were killed."]).tolist() == [0]
+    scores = plain.recall("Were civilians killed?", ["", "?!, the of"])
     assert scores.tolist() == [0, 0]
 
 
 def test_a_piece_every_unit_uses_weighs_less_than_a_rare_one() -> None:
     m = matcher()
     question = "Ukraine ceasefire"
-    only_common, only_rare = m.recall(question, [1, 2], ["Ukraine", "ceasefire"])
+    only_common, only_rare = m.recall(question, ["Ukraine", "ceasefire"])
     assert only_rare > only_common
     # Counted on another corpus, the weights follow it: there "ceasefire" is everywhere.
     other = matcher([f"The ceasefire held on day {i}." for i in range(5)])
-    only_common, only_rare = other.recall(question, [1, 2], ["Ukraine", "ceasefire"])
+    only_common, only_rare = other.recall(question, ["Ukraine", "ceasefire"])
     assert only_common > only_rare
 
 
-def test_unit_pieces_are_kept_by_id_and_text_and_the_cache_is_bounded(
+def test_pieces_are_the_tokenizers_and_each_words_are_kept_within_a_bound(
     plain: PieceMatcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import retrieval.pieces as pieces
 
-    first = plain.unit_pieces([7], ["Civilians were killed."])[0]
-    assert np.array_equal(plain.unit_pieces([7], ["Civilians were killed."])[0], first)
-    assert plain._units[(7, "Civilians were killed.")] is first  # kept, not read again
-    # An id that comes back with another text (a deleted article's, reused) is read again.
-    assert not np.array_equal(plain.unit_pieces([7], ["The museum opened."])[0], first)
-    monkeypatch.setattr(pieces, "PIECE_CACHE", 3)
-    for uid in range(100, 110):
-        plain.unit_pieces([uid], ["text"])
-        assert len(plain._units) <= 3
+    text = "Zelenskyy's négociateurs met Witkoff in Genève; 14,383 deaths (UNHCR) — «talks»."
+    encoded = plain.tokenizer.encode(text, add_special_tokens=False).ids
+    assert plain.pieces(text) == [i for i in encoded if not plain.ignored[i]]
+    assert plain._words["witkoff"] == plain.pieces("Witkoff")  # kept by word
+    monkeypatch.setattr(pieces, "WORD_CACHE", 3)
+    for word in ("alpha", "beta", "gamma", "delta", "epsilon"):
+        plain.pieces(word)
+        assert len(plain._words) <= 3
 
 
 def test_the_store_sample_spreads_over_ids_and_skips_unsearchable_rows(tmp_path: Path) -> None:
