@@ -20,6 +20,7 @@ import re
 import threading
 import unicodedata
 from collections.abc import Callable, Sequence
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,8 @@ FUNCTION_WORDS = frozenset(
 )
 
 
-_WORD = re.compile(r"[^\W_]+")  # BERT's pre-tokenizer splits at spaces and punctuation
+# BERT's pre-tokenizer splits at spaces and punctuation.
+_WORD = re.compile(r"[^\W_]+")
 _MARKS = re.compile(r"[\u0300-\u036f]")
 
 
@@ -97,10 +99,25 @@ class PieceMatcher:
 
     def pieces(self, text: str) -> list[int]:
         """The text's topical piece ids, in order."""
-        out: list[int] = []
-        for word in words(text):
-            out += self._word(word)
-        return out
+        return self._pieces_of([text])[0]
+
+    def _pieces_of(self, texts: Sequence[str]) -> tuple[list[int], np.ndarray]:
+        """All the texts' topical pieces in one list, and how many each text gave. Words are
+        looked up with C-level ``map`` and ``chain`` (a Python loop over the ~4,500 words of a
+        question's candidates at a million units took ~2.4 ms of its answer)."""
+        flat: list[int] = []
+        lengths = np.zeros(len(texts), np.int64)
+        get = self._words.get
+        for i, text in enumerate(texts):
+            seen = words(text)
+            found = list(map(get, seen))
+            if None in found:
+                pairs = zip(seen, found, strict=True)
+                found = [self._word(w) if f is None else f for w, f in pairs]
+            before = len(flat)
+            flat.extend(chain.from_iterable(found))
+            lengths[i] = len(flat) - before
+        return flat, lengths
 
     @property
     def idf(self) -> np.ndarray:
@@ -108,9 +125,10 @@ class PieceMatcher:
         with self._lock:
             if self._idf is None:
                 texts = list(self._sample(SAMPLE_UNITS))
-                df = np.zeros(len(self.table), np.float64)
-                for text in texts:
-                    df[list(set(self.pieces(text)))] += 1
+                flat, lengths = self._pieces_of(texts)
+                owner = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+                held = np.unique(owner * len(self.table) + np.array(flat, np.int64))
+                df = np.bincount(held % len(self.table), minlength=len(self.table))
                 n = len(texts)
                 self._idf = np.maximum(np.log((n + 1) / (df + 0.5)), 0.0).astype(np.float32)
             return self._idf
@@ -129,12 +147,7 @@ class PieceMatcher:
         total = float(weights.sum())
         if not len(texts) or total <= 0:
             return out
-        flat: list[int] = []
-        lengths = np.zeros(len(texts), np.int64)
-        for i, text in enumerate(texts):
-            before = len(flat)
-            flat += self.pieces(text)
-            lengths[i] = len(flat) - before
+        flat, lengths = self._pieces_of(texts)
         present = np.flatnonzero(lengths)
         if not len(present):
             return out
