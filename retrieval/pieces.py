@@ -84,17 +84,19 @@ class PieceMatcher:
         self._idf: np.ndarray | None = None
         # Each word's topical pieces, WordPiece run once per distinct word: a unit is read in
         # a few dict look-ups, where the tokenizer took ~45 us a unit (~9 ms a question).
-        self._words: dict[str, list[int]] = {}
+        self._words: dict[str, tuple[int, ...]] = {}
         self._lock = threading.Lock()
         self._blas = ThreadpoolController()
 
-    def _word(self, word: str) -> list[int]:
+    def _word(self, word: str) -> tuple[int, ...]:
         found = self._words.get(word)
         if found is None:
             if len(self._words) >= WORD_CACHE:
                 self._words.clear()
             ids = [t.id for t in self.tokenizer.model.tokenize(word)]
-            found = self._words[word] = [i for i in ids if not self.ignored[i]]
+            # A tuple of ints: the cyclic garbage collector stops tracking it, where hundreds of
+            # thousands of kept lists lengthened every full collection of an answering process.
+            found = self._words[word] = tuple(i for i in ids if not self.ignored[i])
         return found
 
     def pieces(self, text: str) -> list[int]:
