@@ -6,9 +6,11 @@ bundled MiniLM's WordPiece vocabulary) is matched to its most similar piece in t
 model's own input embeddings (a static table, no encoding), and the matches are averaged,
 weighted by each piece's rarity in the corpus (BERTScore's IDF-weighted recall, over static
 piece vectors). Out of fold over four fold seeds on the dev questions it moved hit@1 / hit@3 /
-hit@5 / MRR from .524 / .730 / .772 / .626 to .535 / .732 / .789 / .640; weighting by the
+hit@5 / MRR from .524 / .730 / .772 / .626 to .537 / .734 / .791 / .642 (.533 / .740 / .793 /
+.641 with ``FUNCTION_WORDS`` itself chosen by inner CV among three lists); weighting by the
 question words' IDF instead of the pieces' scored .526 / .630, by general English frequency
-.526 / .630, and sharpened similarities (cubed, or cut below .5) lost the gain.
+.526 / .630, and sharpened similarities (cubed, or cut below .5) lost the gain (README,
+Quality).
 
 Nothing is stored: pieces are counted from a sample of the store's units on first need, and a
 unit's pieces are read from its text (each distinct word's pieces kept).
@@ -35,7 +37,7 @@ EMBEDDINGS = "embeddings.word_embeddings.weight"
 # They match a piece of nearly every sentence and say nothing of the topic. Narrower than the
 # search's stopwords (``index.text.STOPWORDS``), which also drop words that carry a question's
 # meaning ("not", "after", "against", "more", "said"): out of fold over four fold seeds this
-# list scored .537 / .734 / .789, MRR .641; the search's stopwords .520 / .738 / .781, .630;
+# list scored .537 / .734 / .791, MRR .642; the search's stopwords .520 / .738 / .781, .630;
 # none (punctuation only) .522 / .736 / .780, .630.
 FUNCTION_WORDS = frozenset(
     "the a an of to in on and or is are was were be been do does did what who whom which where "
