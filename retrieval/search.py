@@ -163,6 +163,7 @@ class Searcher:
         self._coverage: tuple[int, dict] | None = None
         self._pieces: PieceMatcher | None = None
         self._pieces_base: object = None  # the index base its rarity was counted at
+        self._pieces_size = 0  # and the index's size then
 
     @classmethod
     def open(
@@ -258,14 +259,17 @@ class Searcher:
     @property
     def pieces(self) -> PieceMatcher:
         """The soft piece matcher, loaded on first need: the bundled model's piece table, and
-        the corpus's piece rarity, counted on a sample of the units and again after the index
-        is rewritten (as ``names``: between rewrites new articles change it little)."""
-        base = self.index.vocabulary_since()[0]
+        the corpus's piece rarity, counted on a sample of the units, and again after the index
+        is rewritten or has doubled since (a store that started empty or small, whose index
+        is rewritten only once its tail is large)."""
+        base, size = self.index.vocabulary_since()[0], self.index.size
         if self._pieces is None:
             self._pieces = PieceMatcher(bundled_model_dir(), self.store.unit_sample)
-        elif self._pieces_base != base:
+        elif self._pieces_base != base or size > 2 * self._pieces_size:
             self._pieces.recount()
-        self._pieces_base = base
+        else:
+            return self._pieces
+        self._pieces_base, self._pieces_size = base, size
         return self._pieces
 
     def row_info(self, sentence_id: int, text: str) -> RowInfo:

@@ -82,14 +82,64 @@ def test_pieces_are_the_tokenizers_and_each_words_are_kept_within_a_bound(
 def test_the_store_sample_spreads_over_ids_and_skips_unsearchable_rows(tmp_path: Path) -> None:
     ingest(tmp_path, CORPUS)
     store = Store(tmp_path)
-    everything = [text for _, text in store.searchable_units()]
-    assert sorted(store.unit_sample(10_000)) == sorted(everything)
-    few = store.unit_sample(5)
-    assert 0 < len(few) <= 5
-    assert set(few) <= set(everything)
     ids = [r[0] for r in store.db.execute("SELECT id FROM sentences ORDER BY id")]
-    assert len(ids) > 10  # the fixture spreads the sample over more ids than it takes
+    # Two rows made unsearchable (as boilerplate mentions are): never sampled.
+    hidden = {ids[1], ids[-2]}
+    with store.db:
+        store.db.executemany(
+            "UPDATE sentences SET embedding=NULL WHERE id=?", [(i,) for i in hidden]
+        )
+    text_id = {t: i for i, t in store.db.execute("SELECT id, text FROM sentences")}
+    searchable = {text_id[t] for _, t in store.searchable_units()}
+    assert not hidden & searchable
+    assert {text_id[t] for t in store.unit_sample(10_000)} == searchable
+    few = sorted(text_id[t] for t in store.unit_sample(3))
+    assert 0 < len(few) <= 3 and not hidden & set(few)
+    assert few[0] == ids[0] and few[-1] == ids[-1]  # from both ends of the ids, not the first 3
     store.close()
+
+
+def test_repeats_are_weighed_as_before_and_long_words_count_for_nothing(
+    plain: PieceMatcher,
+) -> None:
+    question = "ceasefire ceasefire talks"
+    texts = ["talks talks talks on a truce", "Ceasefire", "x" * 41, ""]
+    # Reference: every question piece with its rarity, each against every piece of the text.
+    asked = plain.pieces(question)
+    w = plain.idf[asked]
+    expected = []
+    for text in texts:
+        own = plain.pieces(text)
+        if not own:
+            expected.append(0.0)
+            continue
+        best = (plain.table[asked] @ plain.table[own].T).max(axis=1)
+        expected.append(float(w @ best / w.sum()))
+    assert plain.recall(question, texts) == pytest.approx(expected, abs=1e-5)
+    assert plain.pieces("x" * 41) == [] and "x" * 41 not in plain._words
+    assert plain.pieces("x" * 40) != []
+
+
+def test_a_hostile_question_and_article_cost_their_distinct_pieces_only(
+    plain: PieceMatcher,
+) -> None:
+    import random
+    import string
+    import tracemalloc
+
+    rng = random.Random(7)
+    made_up = [
+        "".join(rng.choices(string.ascii_lowercase, k=rng.randint(30, 40))) for _ in range(2000)
+    ]
+    question = " ".join(made_up[:30])
+    texts = [" ".join(rng.sample(made_up, 60)) for _ in range(150)]
+    tracemalloc.start()
+    plain.recall(question, texts)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # One row of the texts' pieces at a time: a few MB, where a matrix of every question piece
+    # by every text piece (here ~300 x ~90,000 floats) took over 100 MB.
+    assert peak < 30e6
 
 
 def test_pools_carry_piece_recall_counted_on_the_store(tmp_path: Path) -> None:
@@ -106,6 +156,20 @@ def test_pools_carry_piece_recall_counted_on_the_store(tmp_path: Path) -> None:
         vocab = searcher.pieces.tokenizer.get_vocab()
         # Counted on the store: a word the fixture corpus uses weighs less than one it never does.
         assert idf[vocab["geneva"]] < idf[vocab["banana"]]
+
+
+def test_rarity_counted_on_an_empty_store_is_counted_again_once_articles_come(
+    tmp_path: Path,
+) -> None:
+    Store(tmp_path).close()
+    with answering(tmp_path) as answerer:
+        searcher = answerer.searcher
+        empty = searcher.pieces.idf.copy()
+        assert len(set(empty.tolist())) == 1  # nothing counted: every piece alike
+        ingest(tmp_path, CORPUS)
+        searcher.refresh()
+        vocab = searcher.pieces.tokenizer.get_vocab()
+        assert searcher.pieces.idf[vocab["geneva"]] < searcher.pieces.idf[vocab["banana"]]
 
 
 def test_rarity_is_counted_again_after_the_index_is_rewritten(tmp_path: Path) -> None:
