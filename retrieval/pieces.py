@@ -130,16 +130,22 @@ class PieceMatcher:
             lengths[i] = len(flat) - before
         return flat, lengths
 
+    def _held(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Each (text, piece) pair the texts hold, once: text indices and piece ids, ordered by
+        text, then piece (what both the rarity count and ``recall`` need of them)."""
+        flat, lengths = self._pieces_of(texts)
+        vocab = len(self.table)
+        owner = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+        held = np.unique(owner * vocab + np.array(flat, np.int64))
+        return held // vocab, held % vocab
+
     @property
     def idf(self) -> np.ndarray:
         """Each piece's IDF among the sampled units (counted once, and after ``recount``)."""
         with self._lock:
             if self._idf is None:
                 texts = list(self._sample(SAMPLE_UNITS))
-                flat, lengths = self._pieces_of(texts)
-                owner = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
-                held = np.unique(owner * len(self.table) + np.array(flat, np.int64))
-                df = np.bincount(held % len(self.table), minlength=len(self.table))
+                df = np.bincount(self._held(texts)[1], minlength=len(self.table))
                 n = len(texts)
                 self._idf = np.maximum(np.log((n + 1) / (df + 0.5)), 0.0).astype(np.float32)
             return self._idf
@@ -163,13 +169,9 @@ class PieceMatcher:
         total = float(weights.sum())
         if not len(texts) or total <= 0:
             return out
-        flat, lengths = self._pieces_of(texts)
-        if not flat:
+        owner, piece = self._held(texts)
+        if not len(piece):
             return out
-        vocab = len(self.table)
-        owner = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
-        held = np.unique(owner * vocab + np.array(flat, np.int64))  # by text, then piece
-        owner, piece = held // vocab, held % vocab
         present, starts = np.unique(owner, return_index=True)
         # Each distinct piece once (texts share most of theirs), on one BLAS thread: OpenBLAS
         # spreads even a matrix-vector product this size (thousands of pieces) over two
