@@ -471,13 +471,17 @@ class Store:
         ).fetchall()
         return [SentenceRow(**dict(r)) for r in rows]
 
-    def searchable_units(self) -> list[tuple[str, str]]:
-        """``(kind, text)`` of every searchable (embedded) unit, in id order."""
-        return list(
-            self.db.execute(
-                "SELECT kind, text FROM sentences WHERE embedding IS NOT NULL ORDER BY id"
+    def searchable_units(self, titles: bool = False) -> list[tuple[str, ...]]:
+        """``(kind, text)`` of every searchable (embedded) unit, in id order; with ``titles``,
+        ``(kind, text, article title)``."""
+        if titles:
+            sql = (
+                "SELECT s.kind, s.text, a.title FROM sentences s JOIN articles a "
+                "ON a.id = s.article_id WHERE s.embedding IS NOT NULL ORDER BY s.id"
             )
-        )
+        else:
+            sql = "SELECT kind, text FROM sentences WHERE embedding IS NOT NULL ORDER BY id"
+        return [tuple(row) for row in self.db.execute(sql)]
 
     def unit_sample(self, n: int) -> list[str]:
         """The texts of up to about ``n`` searchable units, spread evenly over the ids (corpus

@@ -46,22 +46,82 @@ _FIGURE = re.compile(r"\d")
 # stories) is searched and may be cited, but is no evidence that the question is covered.
 EVIDENCE_UNITS = 5
 BOILERPLATE = "boilerplate"  # index.segment's mark (not imported: retrieval loads no segmenter)
+TITLE_CACHE = 200_000  # articles whose folded title a searcher keeps (~100 bytes each)
 
 
-def says_nothing(kind: str, text: str) -> bool:
-    """A unit that cannot be cited alone: a short heading ("Putin's air campaign"), or a bare
-    label. Such a unit states nothing a reader could check, so it is neither cited nor counted
+def says_nothing(kind: str, text: str, title: tuple[str, ...] = ()) -> bool:
+    """A unit that cannot be cited alone: a short heading ("Putin's air campaign"), a bare
+    label, its article's own title line, or a link. Such a unit states nothing a reader could
+    check, or nothing the citation does not already show, so it is neither cited nor counted
     as evidence that the question is covered ("What did the Pope say about cricket?" must not
     be answered by a menu link reading "Cricket"). It stays searchable and is still a
     neighbour's context. A heading as long as prose is a claim without its full stop (a pull
     quote: "The 2026 Plan adopts an issue-based approach, organized around four strategic
     priorities"), and short lines holding a figure ("€165 million in 2024", a table row) stay
-    citable."""
-    if kind == "heading":
-        return len(_WORD.findall(text)) < MIN_PROSE_WORDS
-    return (
-        kind == BOILERPLATE and not _FIGURE.search(text) and len(_WORD.findall(text)) <= LABEL_WORDS
-    )
+    citable. ``title``: the unit's article title (``fold_title``), empty when not known."""
+    if kind == "heading" and len(_WORD.findall(text)) < MIN_PROSE_WORDS:
+        return True
+    if kind == BOILERPLATE and not _FIGURE.search(text) and len(_WORD.findall(text)) <= LABEL_WORDS:
+        return True
+    return is_link(text) or repeats_title(text, title)
+
+
+# Typographic quotes, dashes and spaces as the title in the front matter may spell them plainly.
+_PLAIN = str.maketrans(
+    {"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "‑": "-", "\xa0": " "}
+)
+# What parts a page's title line from the site's name ("Opinion | …", "… - The Washington Post").
+_TITLE_SEPARATORS = frozenset("|-:·•/")
+# A site's name beside the title: "The Mighty 790 KFGO | KFGO", "UN Human Rights Monitoring
+# Mission in Ukraine". A bound on what is left beside the title, not a tuned value.
+SITE_NAME_WORDS = 8
+# A title shorter than this is not told from a sentence that mentions it ("Ukraine").
+MIN_TITLE_WORDS = 3
+_TITLE_PARTS = re.compile(r" [|·•/-] ")
+_LINK = re.compile(r"\S*(?:://|www\.|%[0-9A-Fa-f]{2}|[?&]\w+=)\S*")
+
+
+def fold_title(title: str) -> tuple[str, ...]:
+    """The title as ``repeats_title`` compares it (case-folded, plain punctuation, single
+    spaces), and its headline when the title also names the site ("Russian UAV Video Feeds
+    Plunge … — UNITED24 Media": the longest part between separators); none that is too short
+    to tell apart from a mention."""
+    folded = " ".join(title.casefold().translate(_PLAIN).split())
+    parts = [p.strip() for p in _TITLE_PARTS.split(folded)]
+    forms = dict.fromkeys([folded, max(parts, key=len)])
+    return tuple(f for f in forms if len(_WORD.findall(f)) >= MIN_TITLE_WORDS)
+
+
+def repeats_title(text: str, title: tuple[str, ...]) -> bool:
+    """The page's title line: the article's title (``fold_title``), alone or beside the
+    site's name ("Opinion | Putin's sabotage, shadow war … - The Washington Post"). Every
+    citation already shows the title, so quoting it says nothing more. A sentence that only
+    uses the title's words ("WRC is committed to … the humanitarian crisis in Ukraine") is not
+    one: what is beside the title must be parted from it by a separator."""
+    if not title:
+        return False
+    line = " ".join(text.casefold().translate(_PLAIN).split())
+    for form in title:
+        at = line.find(form)
+        if at < 0:
+            continue
+        before, after = line[:at].rstrip(), line[at + len(form) :].lstrip()
+        parted = (not before or before[-1] in _TITLE_SEPARATORS) and (
+            not after or after[0] in _TITLE_SEPARATORS
+        )
+        if parted and len(_WORD.findall(f"{before} {after}")) <= SITE_NAME_WORDS:
+            return True
+    return False
+
+
+def is_link(text: str) -> bool:
+    """Mostly an address: a share button ("[https://twitter.com/intent/tweet?url=…&text=…]")
+    or a list of sources. Most of its non-space characters lie in address-like tokens."""
+    chars = len(text) - text.count(" ")
+    if "://" not in text and "www." not in text and "%" not in text:
+        return False
+    linked = sum(len(m.group()) for m in _LINK.finditer(text))
+    return linked * 2 >= chars
 
 
 @dataclass
@@ -161,6 +221,9 @@ class Searcher:
         self._names_base: object = None  # the index base its vocabulary was read at
         self._names_added = 0  # terms of that base's newer sentences added to it since
         self._coverage: tuple[int, dict] | None = None
+        # Articles' titles as ``says_nothing`` compares them, read once per article (cleared
+        # when the index changes: an article rewritten may have a new title).
+        self._titles: dict[int, tuple[str, ...]] = {}
         self._pieces: PieceMatcher | None = None
         self._pieces_base: object = None  # the index base its rarity was counted at
         self._pieces_size = 0  # and the index's size then
@@ -194,9 +257,21 @@ class Searcher:
         nothing did (one read of the change log's position)."""
         with self._lock:
             changed = self.index.refresh()
-            if changed and self.pool_cache is not None:
-                self.pool_cache.clear()
+            if changed:
+                self._titles.clear()
+                if self.pool_cache is not None:
+                    self.pool_cache.clear()
         return changed
+
+    def _title(self, article_id: int) -> tuple[str, ...]:
+        """The article's title, folded for ``says_nothing`` (kept per article)."""
+        found = self._titles.get(article_id)
+        if found is None:
+            if len(self._titles) >= TITLE_CACHE:
+                self._titles.clear()
+            article = self.store.article(article_id)
+            found = self._titles[article_id] = fold_title(article.title) if article else ()
+        return found
 
     @property
     def size(self) -> int:
@@ -210,8 +285,8 @@ class Searcher:
         (``says_nothing``: evaluation's reachability); reads the store."""
         return [
             text
-            for kind, text in self.store.searchable_units()
-            if not (citable and says_nothing(kind, text))
+            for kind, text, title in self.store.searchable_units(titles=True)
+            if not (citable and says_nothing(kind, text, fold_title(title)))
         ]
 
     def coverage(self) -> dict:
@@ -384,7 +459,7 @@ class Searcher:
             citable: dict[int, SentenceRow] = {}  # pool entry -> its row, if it can be cited
             for i in candidates:
                 row = near.rows[int(pool.rows[i])]
-                if not says_nothing(row.kind, row.text):
+                if not says_nothing(row.kind, row.text, self._title(row.article_id)):
                     citable[int(i)] = row
             text_rows = [i for i, row in citable.items() if row.kind != BOILERPLATE]
 

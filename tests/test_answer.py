@@ -18,7 +18,7 @@ from retrieval.answer import (
     render_text,
     text_fragment_link,
 )
-from retrieval.search import says_nothing
+from retrieval.search import fold_title, is_link, repeats_title, says_nothing
 from tests.harness.data import CORPUS, ROOT, answering, ingest
 
 
@@ -313,6 +313,101 @@ def test_only_headings_and_bare_labels_cannot_be_cited_alone(
     kind: str, text: str, alone: bool
 ) -> None:
     assert says_nothing(kind, text) is not alone
+
+
+TITLED = "Kupiansk siege: Russians in high-rises dwindling, Ukraine says — Frontline Daily"
+
+
+@pytest.mark.parametrize(
+    ("text", "repeats"),
+    [
+        # The page's title line, alone or beside the site's name, in typographic or plain marks.
+        ("Kupiansk siege: Russians in high-rises dwindling, Ukraine says", True),
+        ("Kupiansk siege: Russians in high-rises dwindling, Ukraine says — Frontline Daily", True),
+        (
+            "Opinion | Kupiansk Siege: Russians in high‑rises dwindling, Ukraine says - FD es en",
+            True,
+        ),
+        # A sentence that uses the title's words is the article's own: what is beside the title
+        # is not parted from it by a separator, or is more than a site's name.
+        ("Kupiansk siege: Russians in high-rises dwindling, Ukraine says, as drones hit", False),
+        (
+            "Officials said the Kupiansk siege: Russians in high-rises dwindling, Ukraine says",
+            False,
+        ),
+        (
+            "Kupiansk siege: Russians in high-rises dwindling, Ukraine says | and the brigade that"
+            " held the district for nine months through the winter said more",
+            False,
+        ),
+        ("Russians in high-rises dwindling", False),  # a part of the headline is not the title
+    ],
+)
+def test_a_pages_title_line_is_told_from_its_sentences(text: str, repeats: bool) -> None:
+    assert repeats_title(text, fold_title(TITLED)) is repeats
+    assert says_nothing("boilerplate", text, fold_title(TITLED)) is repeats
+
+
+def test_a_short_title_is_never_taken_for_a_title_line() -> None:
+    # "Ukraine" as a title would make every line mentioning Ukraine a title line.
+    assert fold_title("Ukraine") == ()
+    assert not says_nothing("sentence", "Ukraine", fold_title("Ukraine"))
+
+
+@pytest.mark.parametrize(
+    ("text", "link"),
+    [
+        ("[https://twitter.com/intent/tweet?url=https://x.example/a/&text=Trump hints at]", True),
+        ("(whatsapp://send?text=%E2%80%98Not%20imposing%20anything%20on%20Ukraine)", True),
+        ("https://x.com/wartranslated/status/2025 ; https://militarnyi.example/uk/news/x/", True),
+        (
+            "Please leave your corrections here https://example.org/2026/02/27/a-long-story-slug/",
+            True,
+        ),
+        ("Read the statement at https://kyiv.example/a. Officials met on Monday in Geneva.", False),
+        ("The fund's share rose to 45% of GDP, officials said on Monday in Kyiv.", False),
+    ],
+)
+def test_a_link_is_never_cited(text: str, link: bool) -> None:
+    assert is_link(text) is link
+    assert says_nothing("boilerplate", text) is link
+
+
+TITLE_PAGE = """---
+title: "Drone feeds plunge after Starlink cutoff | Frontline Daily"
+url: https://frontline-daily.example/drone-feeds
+published: 2026-02-20
+outlet: frontline-daily.example
+---
+
+Drone feeds plunge after Starlink cutoff — Frontline Daily es en
+
+[https://twitter.com/intent/tweet?url=https://fd.example/feeds&text=Drone feeds plunge]
+
+Ukraine's defence minister said Russian drone video streams fell eleven-fold after the cutoff.
+
+Russian units have turned to captured SIM cards to get their drone feeds back online.
+"""
+
+
+def test_a_pages_title_line_and_share_links_are_never_cited(data_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "title.md").write_text(TITLE_PAGE)
+    ingest(data_dir, tmp_path / "title.md", CORPUS)
+    with answering(data_dir) as answerer:
+        title_line = "Drone feeds plunge after Starlink cutoff — Frontline Daily es en"
+        units = answerer.searcher.unit_texts()
+        share = [t for t in units if t.startswith("[https://twitter.com/intent/tweet")]
+        # Both are searchable units, and match the question best word for word …
+        assert title_line in units and share
+        citable = answerer.searcher.unit_texts(citable=True)
+        assert title_line not in citable and share[0] not in citable
+        a = answerer.answer("drone feeds plunge after starlink cutoff", k=5)
+        # … but the citation already shows the title: the article's own sentences are quoted.
+        assert a.status == ANSWERED
+        quotes = [c.quote for c in a.citations]
+        assert title_line not in quotes and share[0] not in quotes, quotes
+        assert a.citations[0].title == "Drone feeds plunge after Starlink cutoff | Frontline Daily"
+        assert "eleven-fold" in a.citations[0].quote, quotes
 
 
 CHROME_PAGE = """---
