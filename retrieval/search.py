@@ -46,10 +46,11 @@ _FIGURE = re.compile(r"\d")
 # stories) is searched and may be cited, but is no evidence that the question is covered.
 EVIDENCE_UNITS = 5
 BOILERPLATE = "boilerplate"  # index.segment's mark (not imported: retrieval loads no segmenter)
-TITLE_CACHE = 200_000  # articles whose folded title a searcher keeps (~100 bytes each)
+TITLE_CACHE = 20_000  # articles whose folded title a searcher keeps (~1 KB each)
+VERDICT_CACHE = 200_000  # units whose ``says_nothing`` a searcher keeps (~100 bytes each)
 
 
-def says_nothing(kind: str, text: str, title: tuple[str, ...] = ()) -> bool:
+def says_nothing(kind: str, text: str, title: Title = ()) -> bool:
     """A unit that cannot be cited alone: a short heading ("Putin's air campaign"), a bare
     label, its article's own title line, or a link. Such a unit states nothing a reader could
     check, or nothing the citation does not already show, so it is neither cited nor counted
@@ -63,7 +64,7 @@ def says_nothing(kind: str, text: str, title: tuple[str, ...] = ()) -> bool:
         return True
     if kind == BOILERPLATE and not _FIGURE.search(text) and len(_WORD.findall(text)) <= LABEL_WORDS:
         return True
-    return is_link(text) or repeats_title(text, title)
+    return is_link(text) or is_reference(text) or repeats_title(text, title)
 
 
 # Typographic quotes, dashes and spaces as the title in the front matter may spell them plainly.
@@ -77,22 +78,34 @@ _TITLE_SEPARATORS = frozenset("|-:·•/")
 SITE_NAME_WORDS = 8
 # A title shorter than this is not told from a sentence that mentions it ("Ukraine").
 MIN_TITLE_WORDS = 3
+_KEY = re.compile(r"[a-z0-9]{3,}")
+# An article's title as ``says_nothing`` compares it: (folded form, its plain words) pairs.
+Title = tuple[tuple[str, tuple[str, ...]], ...]
 _TITLE_PARTS = re.compile(r" [|·•/-] ")
+_DAY = r"(?:[A-Z][a-z]+\.? \d{1,2},? \d{4}|\d{1,2} [A-Z][a-z]+\.? \d{4}|\d{4}-\d\d-\d\d)"
+_ACCESSED = re.compile(
+    rf"[,.] (?:[Aa]ccessed|[Rr]etrieved)(?: on)? {_DAY}[,.;]?(?:\s+\S*(?:://|www\.)\S*)?\s*$"
+)
 _LINK = re.compile(r"\S*(?:://|www\.|%[0-9A-Fa-f]{2}|[?&]\w+=)\S*")
 
 
-def fold_title(title: str) -> tuple[str, ...]:
+def fold_title(title: str) -> Title:
     """The title as ``repeats_title`` compares it (case-folded, plain punctuation, single
     spaces), and its headline when the title also names the site ("Russian UAV Video Feeds
-    Plunge … — UNITED24 Media": the longest part between separators); none that is too short
-    to tell apart from a mention."""
+    Plunge … — UNITED24 Media": the longest part between separators), each with its plain
+    words, longest first (a line missing one is passed over by look-ups alone: folding every
+    candidate took ~20 us); none that is too short to tell apart from a mention."""
     folded = " ".join(title.casefold().translate(_PLAIN).split())
     parts = [p.strip() for p in _TITLE_PARTS.split(folded)]
     forms = dict.fromkeys([folded, max(parts, key=len)])
-    return tuple(f for f in forms if len(_WORD.findall(f)) >= MIN_TITLE_WORDS)
+    return tuple(
+        (f, tuple(sorted(set(_KEY.findall(f)), key=len, reverse=True)))
+        for f in forms
+        if len(_WORD.findall(f)) >= MIN_TITLE_WORDS
+    )
 
 
-def repeats_title(text: str, title: tuple[str, ...]) -> bool:
+def repeats_title(text: str, title: Title) -> bool:
     """The page's title line: the article's title (``fold_title``), alone or beside the
     site's name ("Opinion | Putin's sabotage, shadow war … - The Washington Post"). Every
     citation already shows the title, so quoting it says nothing more. A sentence that only
@@ -100,8 +113,12 @@ def repeats_title(text: str, title: tuple[str, ...]) -> bool:
     one: what is beside the title must be parted from it by a separator."""
     if not title:
         return False
-    line = " ".join(text.casefold().translate(_PLAIN).split())
-    for form in title:
+    low = text.casefold()
+    forms = [form for form, words in title if all(w in low for w in words)]
+    if not forms:
+        return False
+    line = " ".join(low.translate(_PLAIN).split())
+    for form in forms:
         at = line.find(form)
         if at < 0:
             continue
@@ -112,6 +129,13 @@ def repeats_title(text: str, title: tuple[str, ...]) -> bool:
         if parted and len(_WORD.findall(f"{before} {after}")) <= SITE_NAME_WORDS:
             return True
     return False
+
+
+def is_reference(text: str) -> bool:
+    """An entry of a report's list of works cited ("Revealed: how Orbán blocked €90bn loan for
+    Ukraine, accessed February 21, 2026,"): the title of another work, which states nothing
+    itself."""
+    return ("ccessed" in text or "etrieved" in text) and bool(_ACCESSED.search(text))
 
 
 def is_link(text: str) -> bool:
@@ -221,9 +245,11 @@ class Searcher:
         self._names_base: object = None  # the index base its vocabulary was read at
         self._names_added = 0  # terms of that base's newer sentences added to it since
         self._coverage: tuple[int, dict] | None = None
-        # Articles' titles as ``says_nothing`` compares them, read once per article (cleared
-        # when the index changes: an article rewritten may have a new title).
-        self._titles: dict[int, tuple[str, ...]] = {}
+        # Articles' titles as ``says_nothing`` compares them, read once per article, and its
+        # verdict per unit (~4 us each, ~175 candidates a question); both cleared when the
+        # index changes: an article rewritten may have a new title.
+        self._titles: dict[int, Title] = {}
+        self._silent: dict[int, bool] = {}
         self._pieces: PieceMatcher | None = None
         self._pieces_base: object = None  # the index base its rarity was counted at
         self._pieces_size = 0  # and the index's size then
@@ -259,18 +285,25 @@ class Searcher:
             changed = self.index.refresh()
             if changed:
                 self._titles.clear()
+                self._silent.clear()
                 if self.pool_cache is not None:
                     self.pool_cache.clear()
         return changed
 
-    def _title(self, article_id: int) -> tuple[str, ...]:
-        """The article's title, folded for ``says_nothing`` (kept per article)."""
-        found = self._titles.get(article_id)
+    def says_nothing(self, row: SentenceRow) -> bool:
+        """``says_nothing`` of a stored unit, given its article's title (both kept)."""
+        found = self._silent.get(row.id)
         if found is None:
-            if len(self._titles) >= TITLE_CACHE:
-                self._titles.clear()
-            article = self.store.article(article_id)
-            found = self._titles[article_id] = fold_title(article.title) if article else ()
+            title = self._titles.get(row.article_id)
+            if title is None:
+                article = self.store.article(row.article_id)
+                title = fold_title(article.title) if article else ()
+                if len(self._titles) >= TITLE_CACHE:
+                    self._titles.clear()
+                self._titles[row.article_id] = title
+            if len(self._silent) >= VERDICT_CACHE:
+                self._silent.clear()
+            found = self._silent[row.id] = says_nothing(row.kind, row.text, title)
         return found
 
     @property
@@ -459,7 +492,7 @@ class Searcher:
             citable: dict[int, SentenceRow] = {}  # pool entry -> its row, if it can be cited
             for i in candidates:
                 row = near.rows[int(pool.rows[i])]
-                if not says_nothing(row.kind, row.text, self._title(row.article_id)):
+                if not self.says_nothing(row):
                     citable[int(i)] = row
             text_rows = [i for i, row in citable.items() if row.kind != BOILERPLATE]
 

@@ -18,7 +18,7 @@ from retrieval.answer import (
     render_text,
     text_fragment_link,
 )
-from retrieval.search import fold_title, is_link, repeats_title, says_nothing
+from retrieval.search import fold_title, is_link, is_reference, repeats_title, says_nothing
 from tests.harness.data import CORPUS, ROOT, answering, ingest
 
 
@@ -371,6 +371,21 @@ def test_a_short_title_is_never_taken_for_a_title_line() -> None:
 def test_a_link_is_never_cited(text: str, link: bool) -> None:
     assert is_link(text) is link
     assert says_nothing("boilerplate", text) is link
+
+
+@pytest.mark.parametrize(
+    ("text", "reference"),
+    [
+        ("Revealed: how Orbán blocked €90bn loan for Ukraine, accessed February 21, 2026,", True),
+        ("Grinding War in Ukraine – CSIS. Accessed 21 February 2026. https://csis.org/a", True),
+        ("Ukraine war briefing, retrieved on 2026-02-21", True),
+        ("Officials accessed the site on February 21, 2026, and left the next day.", False),
+        ("The archive was accessed February 21, 2026 by investigators.", False),
+    ],
+)
+def test_a_works_cited_entry_is_never_cited(text: str, reference: bool) -> None:
+    assert is_reference(text) is reference
+    assert says_nothing("boilerplate", text) is reference
 
 
 TITLE_PAGE = """---
