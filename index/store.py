@@ -346,6 +346,16 @@ class Store:
         ).fetchone()
         return ArticleRow(**dict(row)) if row else None
 
+    def titles(self, ids: Sequence[int]) -> dict[int, str]:
+        """Title by article id, of those of ``ids`` stored."""
+        out: dict[int, str] = {}
+        for start in range(0, len(ids), 500):  # under SQLite's bound on query parameters
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT id, title FROM articles WHERE id IN ({marks})"
+            out.update((int(i), t) for i, t in self.db.execute(sql, chunk))
+        return out
+
     def articles(self) -> list[ArticleRow]:
         rows = self.db.execute(
             "SELECT id, url, title, outlet, published, source FROM articles ORDER BY id"

@@ -290,21 +290,23 @@ class Searcher:
                     self.pool_cache.clear()
         return changed
 
-    def says_nothing(self, row: SentenceRow) -> bool:
-        """``says_nothing`` of a stored unit, given its article's title (both kept)."""
-        found = self._silent.get(row.id)
-        if found is None:
-            title = self._titles.get(row.article_id)
-            if title is None:
-                article = self.store.article(row.article_id)
-                title = fold_title(article.title) if article else ()
-                if len(self._titles) >= TITLE_CACHE:
-                    self._titles.clear()
-                self._titles[row.article_id] = title
-            if len(self._silent) >= VERDICT_CACHE:
-                self._silent.clear()
-            found = self._silent[row.id] = says_nothing(row.kind, row.text, title)
-        return found
+    def silent(self, rows: list[SentenceRow]) -> list[bool]:
+        """``says_nothing`` of stored units, given their articles' titles: verdicts kept per
+        unit, and the titles not kept yet read in one query (at a million units a question's
+        candidates come from ~100 articles, one look-up each took ~1.5 ms)."""
+        if len(self._silent) >= VERDICT_CACHE:
+            self._silent.clear()
+        new = [r for r in rows if r.id not in self._silent]
+        missing = {r.article_id for r in new} - self._titles.keys()
+        if missing:
+            if len(self._titles) + len(missing) > TITLE_CACHE:
+                self._titles.clear()
+            titles = self.store.titles(sorted(missing))
+            for article_id in missing:
+                self._titles[article_id] = fold_title(titles.get(article_id, ""))
+        for r in new:
+            self._silent[r.id] = says_nothing(r.kind, r.text, self._titles[r.article_id])
+        return [self._silent[r.id] for r in rows]
 
     @property
     def size(self) -> int:
@@ -490,9 +492,9 @@ class Searcher:
             entries: list[Candidate] = []
             candidates = np.flatnonzero(pool.candidates)
             citable: dict[int, SentenceRow] = {}  # pool entry -> its row, if it can be cited
-            for i in candidates:
-                row = near.rows[int(pool.rows[i])]
-                if not self.says_nothing(row):
+            rows = [near.rows[int(pool.rows[i])] for i in candidates]
+            for i, row, silent in zip(candidates, rows, self.silent(rows), strict=True):
+                if not silent:
                     citable[int(i)] = row
             text_rows = [i for i, row in citable.items() if row.kind != BOILERPLATE]
 
