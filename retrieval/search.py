@@ -86,7 +86,7 @@ _DAY = r"(?:[A-Z][a-z]+\.? \d{1,2},? \d{4}|\d{1,2} [A-Z][a-z]+\.? \d{4}|\d{4}-\d
 _ACCESSED = re.compile(
     rf"[,.] (?:[Aa]ccessed|[Rr]etrieved)(?: on)? {_DAY}[,.;]?(?:\s+\S*(?:://|www\.)\S*)?\s*$"
 )
-_LINK = re.compile(r"\S*(?:://|www\.|%[0-9A-Fa-f]{2}|[?&]\w+=)\S*")
+_LINKISH = re.compile(r"://|www\.|%[0-9A-Fa-f]{2}|[?&]\w+=")
 
 
 def fold_title(title: str) -> Title:
@@ -144,7 +144,9 @@ def is_link(text: str) -> bool:
     chars = len(text) - text.count(" ")
     if "://" not in text and "www." not in text and "%" not in text:
         return False
-    linked = sum(len(m.group()) for m in _LINK.finditer(text))
+    # Token by token: a pattern with ``\S*`` on both sides backtracks quadratically over a
+    # long token without a match (a hostile page's 10,000-letter "word").
+    linked = sum(len(token) for token in text.split() if _LINKISH.search(token))
     return linked * 2 >= chars
 
 
@@ -298,9 +300,10 @@ class Searcher:
             self._silent.clear()
         new = [r for r in rows if r.id not in self._silent]
         missing = {r.article_id for r in new} - self._titles.keys()
+        if len(self._titles) + len(missing) > TITLE_CACHE:
+            self._titles.clear()
+            missing = {r.article_id for r in new}
         if missing:
-            if len(self._titles) + len(missing) > TITLE_CACHE:
-                self._titles.clear()
             titles = self.store.titles(sorted(missing))
             for article_id in missing:
                 self._titles[article_id] = fold_title(titles.get(article_id, ""))

@@ -425,6 +425,31 @@ def test_a_pages_title_line_and_share_links_are_never_cited(data_dir: Path, tmp_
         assert "eleven-fold" in a.citations[0].quote, quotes
 
 
+def test_title_verdicts_hold_when_the_kept_titles_overflow(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Caches far smaller than one question's articles: every question clears them (at a
+    # million units a bot's caches fill the same way; a clearing once lost titles still needed).
+    monkeypatch.setattr("retrieval.search.TITLE_CACHE", 2)
+    monkeypatch.setattr("retrieval.search.VERDICT_CACHE", 3)
+    (tmp_path / "title.md").write_text(TITLE_PAGE)
+    ingest(data_dir, tmp_path / "title.md", CORPUS)
+    with answering(data_dir) as answerer:
+        searcher = answerer.searcher
+        for question in (
+            "drone feeds plunge after starlink cutoff",
+            "How long did the second day of talks in Geneva last?",
+            "fourth such exchange this year largest since Abu Dhabi",
+        ):
+            for _ in range(2):
+                a = answerer.answer(question, k=5)
+                assert a.status == ANSWERED, question
+                assert not any(
+                    c.quote.startswith(("Drone feeds plunge", "[https")) for c in a.citations
+                )
+        assert len(searcher._titles) <= 2 + 40 and len(searcher._silent) <= 3 + 400
+
+
 CHROME_PAGE = """---
 title: "Geneva talks resume"
 url: https://chrome-news.example/geneva-resume
