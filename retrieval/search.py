@@ -46,7 +46,7 @@ _FIGURE = re.compile(r"\d")
 # stories) is searched and may be cited, but is no evidence that the question is covered.
 EVIDENCE_UNITS = 5
 BOILERPLATE = "boilerplate"  # index.segment's mark (not imported: retrieval loads no segmenter)
-TITLE_CACHE = 20_000  # articles whose folded title a searcher keeps (~1 KB each)
+TITLE_CACHE = 10_000  # articles whose folded title a searcher keeps (~2 KB each at most)
 VERDICT_CACHE = 200_000  # units whose ``says_nothing`` a searcher keeps (~100 bytes each)
 
 
@@ -71,20 +71,32 @@ def says_nothing(kind: str, text: str, title: Title = ()) -> bool:
 _PLAIN = str.maketrans(
     {"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "‑": "-", "\xa0": " "}
 )
-# What parts a page's title line from the site's name ("Opinion | …", "… - The Washington Post").
-_TITLE_SEPARATORS = frozenset("|-:·•/")
+# What parts a page's title line from the site's name ("Opinion | …", "… - The Washington Post"):
+# these marks with a space on both sides. A colon or an unspaced dash goes on with the headline's
+# own words ("Drone attack on Kyiv: 3 dead, 12 injured", "Pro-Russian forces advance …").
+_TITLE_SEPARATOR = re.compile(r" [|/·•-] ")
+_PARTED_BEFORE = re.compile(r"(?:^| )[|/·•-] $")  # what precedes the title: "opinion | "
+_PARTED_AFTER = re.compile(r" [|/·•-](?: |$)")  # what follows it: " - the washington post"
 # A site's name beside the title: "The Mighty 790 KFGO | KFGO", "UN Human Rights Monitoring
 # Mission in Ukraine". A bound on what is left beside the title, not a tuned value.
 SITE_NAME_WORDS = 8
-# A title shorter than this is not told from a sentence that mentions it ("Ukraine").
+# A title shorter than this is not told from a sentence that mentions it ("Ukraine"); one
+# longer than this is no headline (a hostile page's title would be kept, folded, per article).
 MIN_TITLE_WORDS = 3
+MAX_TITLE_CHARS = 300
+# A line ending as a sentence does is the article's own, even when it is all the title holds:
+# a plain-text article's title is its first line, often a one-sentence lede.
+_SENTENCE_END = re.compile(r"[.!][\"')\]]*$")
 _KEY = re.compile(r"[a-z0-9]{3,}")
-# An article's title as ``says_nothing`` compares it: (folded form, its plain words) pairs.
+KEY_WORDS = 4  # the title's longest words a line must hold before it is folded and compared
+# An article's title as ``says_nothing`` compares it: (folded form, its longest words) pairs.
 Title = tuple[tuple[str, tuple[str, ...]], ...]
-_TITLE_PARTS = re.compile(r" [|·•/-] ")
 _DAY = r"(?:[A-Z][a-z]+\.? \d{1,2},? \d{4}|\d{1,2} [A-Z][a-z]+\.? \d{4}|\d{4}-\d\d-\d\d)"
+# "…, accessed February 21, 2026," or "… Accessed 21 February 2026. https://…": the date closes
+# the entry with a comma or an address (a news sentence "…, retrieved on March 3, 2026." ends
+# with its full stop).
 _ACCESSED = re.compile(
-    rf"[,.] (?:[Aa]ccessed|[Rr]etrieved)(?: on)? {_DAY}[,.;]?(?:\s+\S*(?:://|www\.)\S*)?\s*$"
+    rf"[,.] (?:[Aa]ccessed|[Rr]etrieved)(?: on)? {_DAY}(?:,|[.;]?\s+(?:https?://|www\.)\S*)\s*$"
 )
 _LINKISH = re.compile(r"://|www\.|%[0-9A-Fa-f]{2}|[?&]\w+=")
 
@@ -92,26 +104,31 @@ _LINKISH = re.compile(r"://|www\.|%[0-9A-Fa-f]{2}|[?&]\w+=")
 def fold_title(title: str) -> Title:
     """The title as ``repeats_title`` compares it (case-folded, plain punctuation, single
     spaces), and its headline when the title also names the site ("Russian UAV Video Feeds
-    Plunge … — UNITED24 Media": the longest part between separators), each with its plain
-    words, longest first (a line missing one is passed over by look-ups alone: folding every
-    candidate took ~20 us); none that is too short to tell apart from a mention."""
-    folded = " ".join(title.casefold().translate(_PLAIN).split())
-    parts = [p.strip() for p in _TITLE_PARTS.split(folded)]
-    forms = dict.fromkeys([folded, max(parts, key=len)])
-    return tuple(
-        (f, tuple(sorted(set(_KEY.findall(f)), key=len, reverse=True)))
-        for f in forms
-        if len(_WORD.findall(f)) >= MIN_TITLE_WORDS
-    )
+    Plunge … — UNITED24 Media": the longest part between separators), each with its longest
+    words (a line missing one is passed over by look-ups alone: folding every candidate took
+    ~20 us); none that is too short to tell apart from a mention, or too long for a title."""
+    if len(title) > MAX_TITLE_CHARS:
+        return ()
+    folded = title.casefold() if title.isascii() else title.casefold().translate(_PLAIN)
+    folded = " ".join(folded.split())
+    parts = [p.strip() for p in _TITLE_SEPARATOR.split(folded)]
+    out = []
+    for form in dict.fromkeys([folded, max(parts, key=len)]):
+        if len(_WORD.findall(form)) >= MIN_TITLE_WORDS:
+            words = sorted(set(_KEY.findall(form)), key=len, reverse=True)[:KEY_WORDS]
+            out.append((form, tuple(words)))
+    return tuple(out)
 
 
 def repeats_title(text: str, title: Title) -> bool:
     """The page's title line: the article's title (``fold_title``), alone or beside the
     site's name ("Opinion | Putin's sabotage, shadow war … - The Washington Post"). Every
-    citation already shows the title, so quoting it says nothing more. A sentence that only
-    uses the title's words ("WRC is committed to … the humanitarian crisis in Ukraine") is not
-    one: what is beside the title must be parted from it by a separator."""
-    if not title:
+    citation already shows the title, so quoting it alone says nothing more. Not one: a line
+    that goes on from the title ("Drone attack on Kyiv: 3 dead, 12 injured"), one that only
+    uses the title's words ("WRC is committed to … the humanitarian crisis in Ukraine"), one
+    ending as a sentence does (a plain-text article's first line is its title): what is beside
+    the title must be parted from it by a spaced separator."""
+    if not title or _SENTENCE_END.search(text.rstrip()):
         return False
     low = text.casefold()
     forms = [form for form, words in title if all(w in low for w in words)]
@@ -122,9 +139,9 @@ def repeats_title(text: str, title: Title) -> bool:
         at = line.find(form)
         if at < 0:
             continue
-        before, after = line[:at].rstrip(), line[at + len(form) :].lstrip()
-        parted = (not before or before[-1] in _TITLE_SEPARATORS) and (
-            not after or after[0] in _TITLE_SEPARATORS
+        before, after = line[:at], line[at + len(form) :]
+        parted = (not before or _PARTED_BEFORE.search(before)) and (
+            not after or _PARTED_AFTER.match(after)
         )
         if parted and len(_WORD.findall(f"{before} {after}")) <= SITE_NAME_WORDS:
             return True
@@ -140,14 +157,26 @@ def is_reference(text: str) -> bool:
 
 def is_link(text: str) -> bool:
     """Mostly an address: a share button ("[https://twitter.com/intent/tweet?url=…&text=…]")
-    or a list of sources. Most of its non-space characters lie in address-like tokens."""
-    chars = len(text) - text.count(" ")
+    or a list of sources: most of its non-space characters lie in address-like tokens, and it
+    opens with one, or what is left holds neither a figure nor a sentence. "Applications are
+    open at https://www.kyivcity.gov.ua/… until March 31." and "Source: https://data.example/…,
+    2024: $178 billion" are the article's own."""
     if "://" not in text and "www." not in text and "%" not in text:
         return False
     # Token by token: a pattern with ``\S*`` on both sides backtracks quadratically over a
     # long token without a match (a hostile page's 10,000-letter "word").
-    linked = sum(len(token) for token in text.split() if _LINKISH.search(token))
-    return linked * 2 >= chars
+    tokens = text.split()
+    linked = [bool(_LINKISH.search(token)) for token in tokens]
+    chars = sum(map(len, tokens))
+    if sum(len(t) for t, is_linked in zip(tokens, linked, strict=True) if is_linked) * 2 < chars:
+        return False
+    if linked[0]:
+        return True
+    rest = " ".join(t for t, is_linked in zip(tokens, linked, strict=True) if not is_linked)
+    sentence = len(_WORD.findall(rest)) >= MIN_PROSE_WORDS and rest.rstrip().endswith(
+        (".", "!", "?")
+    )
+    return not (_FIGURE.search(rest) or sentence)
 
 
 @dataclass
@@ -292,24 +321,23 @@ class Searcher:
                     self.pool_cache.clear()
         return changed
 
-    def silent(self, rows: list[SentenceRow]) -> list[bool]:
-        """``says_nothing`` of stored units, given their articles' titles: verdicts kept per
-        unit, and the titles not kept yet read in one query (at a million units a question's
-        candidates come from ~100 articles, one look-up each took ~1.5 ms)."""
-        if len(self._silent) >= VERDICT_CACHE:
-            self._silent.clear()
-        new = [r for r in rows if r.id not in self._silent]
-        missing = {r.article_id for r in new} - self._titles.keys()
-        if len(self._titles) + len(missing) > TITLE_CACHE:
-            self._titles.clear()
-            missing = {r.article_id for r in new}
-        if missing:
-            titles = self.store.titles(sorted(missing))
-            for article_id in missing:
-                self._titles[article_id] = fold_title(titles.get(article_id, ""))
-        for r in new:
-            self._silent[r.id] = says_nothing(r.kind, r.text, self._titles[r.article_id])
-        return [self._silent[r.id] for r in rows]
+    def silent(self, row: SentenceRow) -> bool:
+        """``says_nothing`` of a stored unit, given its article's title: the verdict kept per
+        unit, the folded title per article (``result`` asks only of the candidates it looks at,
+        best first: at a million units, judging all ~190 candidates of a question, from ~140
+        articles, took ~1.7 ms)."""
+        found = self._silent.get(row.id)
+        if found is None:
+            title = self._titles.get(row.article_id)
+            if title is None:
+                raw = self.store.titles([row.article_id]).get(row.article_id, "")
+                if len(self._titles) >= TITLE_CACHE:
+                    self._titles.clear()
+                title = self._titles[row.article_id] = fold_title(raw)
+            if len(self._silent) >= VERDICT_CACHE:
+                self._silent.clear()
+            found = self._silent[row.id] = says_nothing(row.kind, row.text, title)
+        return found
 
     @property
     def size(self) -> int:
@@ -494,15 +522,25 @@ class Searcher:
             pos = {int(r): i for i, r in enumerate(pool.rows)}
             entries: list[Candidate] = []
             candidates = np.flatnonzero(pool.candidates)
-            citable: dict[int, SentenceRow] = {}  # pool entry -> its row, if it can be cited
-            rows = [near.rows[int(pool.rows[i])] for i in candidates]
-            for i, row, silent in zip(candidates, rows, self.silent(rows), strict=True):
-                if not silent:
-                    citable[int(i)] = row
-            text_rows = [i for i, row in citable.items() if row.kind != BOILERPLATE]
+            judged: dict[int, SentenceRow | None] = {}  # pool entry -> its row if citable
+
+            def citable(i: int) -> SentenceRow | None:
+                """The entry's row if it can be cited (``says_nothing``), judged on first need:
+                only the best ~60 candidates by each order are ever looked at."""
+                if i not in judged:
+                    row = near.rows[int(pool.rows[i])]
+                    judged[i] = None if self.silent(row) else row
+                return judged[i]
+
+            def text(i: int) -> bool:
+                """Citable article text (not boilerplate)."""
+                if near.rows[int(pool.rows[i])].kind == BOILERPLATE:
+                    return False
+                return citable(i) is not None
 
             def candidate(i: int) -> Candidate:
-                sentence = citable[i]
+                sentence = judged[i]
+                assert sentence is not None
                 r = int(pool.rows[i])
                 prev, nxt = near.prev_of.get(r), near.next_of.get(r)
                 return Candidate(
@@ -524,17 +562,20 @@ class Searcher:
 
             # The first citation and the evidence by ``scores``; the others by the ranker's
             # ``score_rest`` (the same scores when it has no second model).
-            ranked = [int(i) for i in candidates[np.argsort(-scores[candidates], kind="stable")]]
-            ranked = [i for i in ranked if i in citable]
-            text_first = (i for i in ranked if citable[i].kind != BOILERPLATE)
+            by_score = [int(i) for i in candidates[np.argsort(-scores[candidates], kind="stable")]]
             # The best of the article text: the evidence.
-            content = [candidate(i) for i in islice(text_first, EVIDENCE_UNITS)]
-            if ranked and limit > 0:
+            content = [candidate(i) for i in islice(filter(text, by_score), EVIDENCE_UNITS)]
+            first = next((i for i in by_score if citable(i) is not None), None)
+            if first is not None and limit > 0:
                 rest = ranker.score_rest(pool.features)
-                first = ranked[0]
-                others = sorted(ranked[1:], key=lambda i: -rest[i])  # stable: ties keep order
-                entries = [candidate(i) for i in [first, *others[: limit - 1]]]
-        best_dense = float(pool.dense[text_rows].max()) if text_rows else 0.0
+                order = sorted(by_score, key=lambda i: -rest[i])  # stable: ties keep order
+                others = (i for i in order if i != first and citable(i) is not None)
+                entries = [candidate(i) for i in [first, *islice(others, limit - 1)]]
+            by_dense = [
+                int(i) for i in candidates[np.argsort(-pool.dense[candidates], kind="stable")]
+            ]
+            best = next(filter(text, by_dense), None)
+        best_dense = float(pool.dense[best]) if best is not None else 0.0
         return Result(entries, evidence(content, analysis, best_dense), analysis, best_dense)
 
 

@@ -348,6 +348,35 @@ def test_a_pages_title_line_is_told_from_its_sentences(text: str, repeats: bool)
     assert says_nothing("boilerplate", text, fold_title(TITLED)) is repeats
 
 
+@pytest.mark.parametrize(
+    ("title", "text"),
+    [
+        # A line that goes on from the headline after a colon states facts of its own.
+        (
+            "Drone attack on Kyiv | Reuters",
+            "Drone attack on Kyiv: 3 dead, 12 injured, the mayor said",
+        ),
+        ("Grain exports from Odesa", "Grain exports from Odesa: 4.2 million tonnes in January"),
+        ("Ukraine peace talks - BBC News", "Ukraine peace talks: Russia rejected the ceasefire"),
+        # An unspaced dash joins words: another claim.
+        ("Russian forces advance near Pokrovsk", "Pro-Russian forces advance near Pokrovsk"),
+        # A plain-text article's title is its first line, often a one-sentence lede.
+        (
+            "The backup line was restored after 19 days.",
+            "The backup line was restored after 19 days.",
+        ),
+    ],
+)
+def test_a_sentence_that_holds_the_title_stays_citable(title: str, text: str) -> None:
+    assert not says_nothing("sentence", text, fold_title(title))
+    assert not says_nothing("boilerplate", text, fold_title(title))
+
+
+def test_a_hostile_title_is_not_kept() -> None:
+    # A title far longer than a headline would be kept, folded, for every article in a cache.
+    assert fold_title("Ukraine peace talks " * 100) == ()
+
+
 def test_a_short_title_is_never_taken_for_a_title_line() -> None:
     # "Ukraine" as a title would make every line mentioning Ukraine a title line.
     assert fold_title("Ukraine") == ()
@@ -365,6 +394,13 @@ def test_a_short_title_is_never_taken_for_a_title_line() -> None:
             True,
         ),
         ("Read the statement at https://kyiv.example/a. Officials met on Monday in Geneva.", False),
+        # Mostly an address, but what is left is a sentence or holds a figure: the article's own.
+        (
+            "Applications are open at https://www.kyivcity.gov.ua/compensation-for-damaged-"
+            "housing-program-2026-details-and-forms until March 31.",
+            False,
+        ),
+        ("Source: https://data.worldbank.org/indicator/NY.GDP.MKTP.CD?locations=UA, $178bn", False),
         ("The fund's share rose to 45% of GDP, officials said on Monday in Kyiv.", False),
     ],
 )
@@ -378,7 +414,10 @@ def test_a_link_is_never_cited(text: str, link: bool) -> None:
     [
         ("Revealed: how Orbán blocked €90bn loan for Ukraine, accessed February 21, 2026,", True),
         ("Grinding War in Ukraine – CSIS. Accessed 21 February 2026. https://csis.org/a", True),
-        ("Ukraine war briefing, retrieved on 2026-02-21", True),
+        ("Ukraine war briefing, retrieved on 2026-02-21,", True),
+        # A news sentence ends with its full stop, and no address follows.
+        ("The recorder was found 40 km from the crash site, retrieved on March 3, 2026.", False),
+        ("Hackers stole data on 2 million customers. Accessed January 5, 2026.", False),
         ("Officials accessed the site on February 21, 2026, and left the next day.", False),
         ("The archive was accessed February 21, 2026 by investigators.", False),
     ],
@@ -509,3 +548,31 @@ def test_the_example_a_refusal_offers_is_answered_on_the_bundled_sample(
         assert not refused.answered and EXAMPLE_QUESTION in refused.message
         example = answerer.answer(EXAMPLE_QUESTION)
         assert example.answered and "Rubio" in example.citations[0].quote
+
+
+RETITLED = """---
+title: "{title}"
+url: https://retitled.example/geneva
+published: 2026-02-20
+outlet: retitled.example
+---
+
+Geneva talks stall over the Donbas corridor once again
+
+Negotiators in Geneva said the Donbas corridor talks would resume on Monday after a short session.
+"""
+
+
+def test_a_retitled_article_is_judged_by_its_new_title(data_dir: Path, tmp_path: Path) -> None:
+    page = tmp_path / "geneva.md"
+    line = "Geneva talks stall over the Donbas corridor once again"
+    page.write_text(RETITLED.format(title=line))
+    ingest(data_dir, page, CORPUS)
+    with answering(data_dir) as answerer:
+        a = answerer.answer("geneva talks stall over the donbas corridor once again", k=5)
+        assert line not in [c.quote for c in a.citations]  # the page's own title line
+        # Re-published under another headline: the line is now a heading of its own.
+        page.write_text(RETITLED.format(title="Negotiators to meet again on Monday"))
+        ingest(data_dir, page)
+        a = answerer.answer("geneva talks stall over the donbas corridor once again", k=5)
+        assert line in [c.quote for c in a.citations], a.citations
