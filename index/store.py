@@ -346,11 +346,10 @@ class Store:
         ).fetchone()
         return ArticleRow(**dict(row)) if row else None
 
-    def titles(self, ids: Sequence[int]) -> dict[int, str]:
-        """Title by article id, of those of ``ids`` stored. The ids go in as one JSON array,
-        so the statement is prepared once, whatever their number."""
-        sql = "SELECT id, title FROM articles WHERE id IN (SELECT value FROM json_each(?))"
-        return {int(i): t for i, t in self.db.execute(sql, (json.dumps([int(i) for i in ids]),))}
+    def title(self, article_id: int) -> str:
+        """The article's title ("" when it is not stored)."""
+        row = self.db.execute("SELECT title FROM articles WHERE id=?", (article_id,)).fetchone()
+        return row[0] if row else ""
 
     def articles(self) -> list[ArticleRow]:
         rows = self.db.execute(
