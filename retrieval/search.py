@@ -281,9 +281,9 @@ class Searcher:
         self._names_base: object = None  # the index base its vocabulary was read at
         self._names_added = 0  # terms of that base's newer sentences added to it since
         self._coverage: tuple[int, dict] | None = None
-        # Articles' titles as ``says_nothing`` compares them, read once per article, and its
-        # verdict per unit (~4 us each, ~175 candidates a question); both cleared when the
-        # index changes: an article rewritten may have a new title.
+        # ``silent``'s verdict per unit and folded title per article (a question judges its
+        # best ~60 candidates); both cleared when the index changes: an article rewritten
+        # may have a new title.
         self._titles: dict[int, Title] = {}
         self._silent: dict[int, bool] = {}
         self._pieces: PieceMatcher | None = None
