@@ -346,11 +346,6 @@ class Store:
         ).fetchone()
         return ArticleRow(**dict(row)) if row else None
 
-    def title(self, article_id: int) -> str:
-        """The article's title ("" when it is not stored)."""
-        row = self.db.execute("SELECT title FROM articles WHERE id=?", (article_id,)).fetchone()
-        return row[0] if row else ""
-
     def articles(self) -> list[ArticleRow]:
         rows = self.db.execute(
             "SELECT id, url, title, outlet, published, source FROM articles ORDER BY id"
@@ -476,17 +471,13 @@ class Store:
         ).fetchall()
         return [SentenceRow(**dict(r)) for r in rows]
 
-    def searchable_units(self, titles: bool = False) -> list[tuple[str, ...]]:
-        """``(kind, text)`` of every searchable (embedded) unit, in id order; with ``titles``,
-        ``(kind, text, article title)``."""
-        if titles:
-            sql = (
-                "SELECT s.kind, s.text, a.title FROM sentences s JOIN articles a "
-                "ON a.id = s.article_id WHERE s.embedding IS NOT NULL ORDER BY s.id"
-            )
-        else:
-            sql = "SELECT kind, text FROM sentences WHERE embedding IS NOT NULL ORDER BY id"
-        return [tuple(row) for row in self.db.execute(sql)]
+    def searchable_units(self) -> list[tuple[str, str, str]]:
+        """``(kind, text, article title)`` of every searchable (embedded) unit, in id order."""
+        sql = (
+            "SELECT s.kind, s.text, a.title FROM sentences s JOIN articles a "
+            "ON a.id = s.article_id WHERE s.embedding IS NOT NULL ORDER BY s.id"
+        )
+        return [(kind, text, title) for kind, text, title in self.db.execute(sql)]
 
     def unit_sample(self, n: int) -> list[str]:
         """The texts of up to about ``n`` searchable units, spread evenly over the ids (corpus

@@ -345,7 +345,8 @@ class Searcher:
         if found is None:
             if len(self._titles) >= TITLE_CACHE:
                 self._titles.clear()
-            found = self._titles[article_id] = fold_title(self.store.title(article_id))
+            article = self.article(article_id)
+            found = self._titles[article_id] = fold_title(article.title if article else "")
         return found
 
     @property
@@ -360,7 +361,7 @@ class Searcher:
         (``says_nothing``: evaluation's reachability); reads the store."""
         return [
             text
-            for kind, text, title in self.store.searchable_units(titles=True)
+            for kind, text, title in self.store.searchable_units()
             if not (citable and says_nothing(kind, text, fold_title(title)))
         ]
 

@@ -90,7 +90,7 @@ def test_the_store_sample_spreads_over_ids_and_skips_unsearchable_rows(tmp_path:
             "UPDATE sentences SET embedding=NULL WHERE id=?", [(i,) for i in hidden]
         )
     text_id = {t: i for i, t in store.db.execute("SELECT id, text FROM sentences")}
-    searchable = {text_id[t] for _, t in store.searchable_units()}
+    searchable = {text_id[t] for _, t, _ in store.searchable_units()}
     assert not hidden & searchable
     assert {text_id[t] for t in store.unit_sample(10_000)} == searchable
     few = sorted(text_id[t] for t in store.unit_sample(3))
