@@ -29,6 +29,7 @@ from retrieval.features import (
 from retrieval.names import MAX_SPELLINGS, NameMatcher, skeleton
 from retrieval.rank import (
     EVIDENCE,
+    EVIDENCE_SIGN,
     WRONG_ABSTAIN_BUDGET,
     Example,
     Linear,
@@ -317,6 +318,27 @@ def test_the_abstention_cut_sits_between_the_classes() -> None:
     assert threshold == pytest.approx((highest_abstained + lowest_answered) / 2, abs=1e-5)
     assert (logits[~answerable] < threshold).sum() == (unanswerable < lowest_answered).sum()
     assert (logits[answerable] < threshold).sum() <= allowed
+
+
+def test_the_abstainer_keeps_each_evidences_sign() -> None:
+    """Evidence that, in a small training set, happens to point the wrong way (full coverage
+    among unanswerable questions, unknown names among answerable ones) gets no weight rather
+    than a weight of the wrong sign; evidence that points the right way is still learned."""
+    rng = np.random.default_rng(5)
+    n = 120
+    evidence = rng.normal(size=(n, len(EVIDENCE))).astype(np.float32)
+    answerable = evidence[:, EVIDENCE.index("top_dense")] + 0.3 * rng.normal(size=n) > -0.5
+    cov, unknown = EVIDENCE.index("top3_coverage"), EVIDENCE.index("unknown_names")
+    evidence[:, cov] = np.where(answerable, 0.4, 1.0) + 0.1 * rng.normal(size=n)
+    evidence[:, unknown] = np.where(answerable, 1.0, 0.0)
+    abstain, _ = fit_abstain(evidence, answerable)
+    assert abstain.coef[cov] >= 0.0
+    assert abstain.coef[unknown] <= 0.0
+    assert abstain.coef[EVIDENCE.index("top_dense")] > 0.5
+    assert all(
+        (c >= 0.0) if EVIDENCE_SIGN[name] > 0 else (c <= 0.0)
+        for name, c in zip(EVIDENCE, abstain.coef, strict=True)
+    )
 
 
 def test_the_first_citation_is_chosen_without_the_later_only_features(tmp_path: Path) -> None:
