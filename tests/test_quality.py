@@ -30,7 +30,6 @@ from retrieval.names import MAX_SPELLINGS, NameMatcher, skeleton
 from retrieval.rank import (
     EVIDENCE,
     EVIDENCE_SIGN,
-    WRONG_ABSTAIN_BUDGET,
     Example,
     Linear,
     Ranker,
@@ -297,27 +296,6 @@ def test_ranker_learns_and_round_trips_and_refuses_another_model(tmp_path: Path)
     path.write_text("{not json")
     with pytest.raises(RankerError, match="cannot read"):
         Ranker.load(path, "model-a")
-
-
-def test_the_abstention_cut_sits_between_the_classes() -> None:
-    """Within the wrong-abstention budget, the cut abstains on every training unanswerable
-    question the strictest cut would, and sits midway between the highest of them and the
-    lowest answerable question it answers (not glued to the answerable side)."""
-    rng = np.random.default_rng(3)
-    score = np.concatenate([rng.uniform(2.0, 6.0, 80), rng.uniform(-6.0, -1.0, 20)])
-    score[:2] = [-3.0, -2.5]  # two answerable questions look unanswerable: the budget's share
-    evidence = np.zeros((len(score), len(EVIDENCE)), np.float32)
-    evidence[:, 0] = score
-    answerable = np.arange(len(score)) < 80
-    abstain, threshold = fit_abstain(evidence, answerable)
-    logits = abstain(evidence)
-    allowed = int(np.floor(WRONG_ABSTAIN_BUDGET * answerable.sum()))
-    lowest_answered = np.sort(logits[answerable])[allowed]
-    unanswerable = logits[~answerable]
-    highest_abstained = unanswerable[unanswerable < lowest_answered].max()
-    assert threshold == pytest.approx((highest_abstained + lowest_answered) / 2, abs=1e-5)
-    assert (logits[~answerable] < threshold).sum() == (unanswerable < lowest_answered).sum()
-    assert (logits[answerable] < threshold).sum() <= allowed
 
 
 def test_the_abstainer_keeps_each_evidences_sign() -> None:
