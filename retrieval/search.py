@@ -488,7 +488,7 @@ class Searcher:
         A question word the corpus spells otherwise is searched by the corpus's spellings."""
         if self.pool_cache is not None and question in self.pool_cache:
             return self.pool_cache[question]
-        q = self.embedder.embed([question])[0]
+        q = self.embedder.embed([embedding_text(question)])[0]
         spellings = (analysis or self.analyse(question)).spellings
         df = self.index.df
         terms = [
@@ -587,6 +587,18 @@ class Searcher:
             best = next(filter(text, by_dense), None)
         best_dense = float(pool.dense[best]) if best is not None else 0.0
         return Result(entries, evidence(content, analysis, best_dense), analysis, best_dense)
+
+
+# Closing marks a question may end with: "?" or not, it is the same question.
+_CLOSING = "?!.…？！。 \t\n"
+
+
+def embedding_text(question: str) -> str:
+    """The question as it is embedded: without its closing marks, so "who is Lavrov" and "who
+    is Lavrov?" get one vector (they had crossed the abstainer's threshold apart). Units are
+    statements and seldom end in "?": out of fold over ten fold seeds hit@1 rose from .552 to
+    .560, never lower on a seed (ending every question with "?" instead: .549 over four)."""
+    return question.rstrip(_CLOSING) or question
 
 
 # Stopwords as typed without their apostrophe: the corpus writes them with one.

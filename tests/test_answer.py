@@ -18,7 +18,14 @@ from retrieval.answer import (
     render_text,
     text_fragment_link,
 )
-from retrieval.search import fold_title, is_link, is_reference, repeats_title, says_nothing
+from retrieval.search import (
+    embedding_text,
+    fold_title,
+    is_link,
+    is_reference,
+    repeats_title,
+    says_nothing,
+)
 from tests.harness.data import CORPUS, ROOT, answering, ingest
 
 
@@ -108,6 +115,22 @@ def test_accented_names_and_a_foreign_word_or_two_are_still_questions(
         assert answerer.answer(question).status != INVALID
     assert answerer.answer("Did the Кремль comment on the Geneva talks?").status != INVALID
     assert answerer.answer("ｗｈｏ ｍｅｄｉａｔｅｓ the talks").status != INVALID  # full-width
+
+
+@pytest.mark.parametrize(
+    ("question", "embedded"),
+    [
+        ("who is Lavrov?", "who is Lavrov"),
+        ("who is Lavrov ?! ", "who is Lavrov"),
+        ("Talks in Geneva…", "Talks in Geneva"),
+        ("какие переговоры？", "какие переговоры"),
+        ("what happened in Geneva", "what happened in Geneva"),
+        ("Is it over? Or not", "Is it over? Or not"),
+        ("???", "???"),  # nothing but marks: left as typed
+    ],
+)
+def test_a_question_is_embedded_without_its_closing_marks(question: str, embedded: str) -> None:
+    assert embedding_text(question) == embedded
 
 
 def test_json_shape(answerer: Answerer) -> None:

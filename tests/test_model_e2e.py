@@ -43,13 +43,16 @@ def test_cli_with_the_real_model(data_dir: Path, model_cache: Path) -> None:
         "who would monitor a truce?",
         "What did Erdogan say about the talks?",  # a name the corpus never mentions
         "what's a good recipe for banana bread",  # off topic
+        "Who would monitor a truce",  # the third, without its "?": the same question
     ]
     result = run_cli(
         data_dir, "ask", "--json", stdin="\n".join(questions), backend=DEFAULT_BACKEND, **env
     )
     assert result.returncode == 0, result.stderr
     answers = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [a["answered"] for a in answers] == [True, True, True, False, False]
+    assert [a["answered"] for a in answers] == [True, True, True, False, False, True]
+    # Scores and all: "?" or not, one vector (``search.embedding_text``).
+    assert answers[5]["citations"] == answers[2]["citations"]
     assert "two hours" in answers[0]["citations"][0]["quote"]
     # The reason sits in the next paragraph: the quote is two adjacent sentences, verbatim.
     assert "restoring the backup power line" in answers[1]["citations"][0]["quote"]
