@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -36,6 +37,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     if any(not p.strip() for p in args.paths):
         # An empty argument is the current directory to pathlib: ingested, unasked.
         raise CliError("ingest was given an empty path; name files, folders or URLs")
+    for p in args.paths:
+        if not is_url(p) and re.match(r"^[a-z][a-z0-9+.-]*://", p, re.I):
+            raise CliError(f"{p}: only http:// and https:// addresses can be fetched")
     urls = [p for p in args.paths if is_url(p)]
     files = [Path(p) for p in args.paths if not is_url(p)]
     report = run_ingest(settings, files, urls=urls)

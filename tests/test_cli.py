@@ -443,6 +443,14 @@ def test_ingest_refuses_an_empty_path(filled: Path) -> None:
     assert "empty path" in refusal(run_cli(filled, "ingest", ""))
 
 
+@pytest.mark.parametrize("address", ["ftp://example.org/x", "file:///etc/passwd"])
+def test_ingest_names_the_addresses_it_can_fetch(filled: Path, address: str) -> None:
+    """Not "skipped ftp:/example.org/x: no such file or folder" (a path, with a slash lost)."""
+    line = refusal(run_cli(filled, "ingest", address))
+    assert f"{address}: only http:// and https:// addresses can be fetched" in line
+    assert stats(filled)["articles"] == 3  # nothing stored was touched
+
+
 def _facts_corpus(folder: Path) -> list[dict]:
     """Four small articles of six facts each, and a question about each fact."""
     places = ["Geneva", "Istanbul", "Riyadh", "Abu Dhabi"]
