@@ -77,8 +77,11 @@ class Answer:
         """The ``ask --json`` line: question, answered, why not (``status``: answered,
         abstained (not covered), declined (off topic) or invalid, with the one-line
         ``message`` a reader is shown), citations best first."""
+        question = self.question
+        if len(question) > MAX_QUESTION_CHARS:  # refused as too long: not echoed whole
+            question = question[:MAX_QUESTION_CHARS] + "…"
         return {
-            "question": self.question,
+            "question": question,
             "answered": self.answered,
             "status": self.status,
             "message": self.message,

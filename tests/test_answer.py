@@ -151,6 +151,13 @@ def test_json_shape(answerer: Answerer) -> None:
         assert obj["message"]
 
 
+def test_a_question_refused_as_too_long_is_not_echoed_whole(answerer: Answerer) -> None:
+    answer = answerer.answer("why?" * 250_000)
+    assert answer.status == "invalid" and "1,000,000 characters" in answer.message
+    echoed = answer.to_json()["question"]
+    assert len(echoed) == 1001 and echoed.endswith("…")
+
+
 def test_more_context_returns_neighbouring_sentences(answerer: Answerer) -> None:
     a = answerer.answer("Monitoring of any ceasefire led by the Americans")
     context = answerer.context(a.citations[0].sentence_id, before=1, after=1)
