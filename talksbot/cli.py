@@ -282,7 +282,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def console_chat(settings: Settings) -> int:
     """No token: chat on the terminal over the same answer pipeline (or answer stdin lines)."""
-    from retrieval.answer import render_text
+    from retrieval.answer import EXAMPLE_QUESTION, render_text
 
     interactive = sys.stdin.isatty()
     if interactive:
@@ -297,6 +297,13 @@ def console_chat(settings: Settings) -> int:
         except EOFError:
             break
         if not line.strip():
+            continue
+        if re.match(r"\s*/[A-Za-z_]+(@\w+)?(\s|$)", line):  # "/help": no search finds it
+            print(
+                f"{line.split()[0][:40]} is a command of the Telegram bot; here every line is a "
+                f"question, for example: {EXAMPLE_QUESTION}\n",
+                flush=True,
+            )
             continue
         print(render_text(answerer.answer(line)) + "\n", flush=True)
     return 0

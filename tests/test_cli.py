@@ -213,6 +213,18 @@ def test_main_job_answers_each_stdin_line_and_exits(data_dir: Path) -> None:
     assert result.stdout.count("[1] “") == 2
 
 
+def test_the_console_chat_says_what_a_command_is(data_dir: Path) -> None:
+    """/help typed in the console was searched ("Nothing in the coverage comes close")."""
+    result = run_cli(
+        data_dir, stdin="/help\n/sources@talksbot now\nWho is Peskov?\n", script="bot.py"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("/help is a command of the Telegram bot; here every line is a")
+    assert lines[2].startswith("/sources@talksbot is a command of the Telegram bot")
+    assert result.stdout.count("[1] “") == 1 and "Nothing in the coverage" not in result.stdout
+
+
 def test_a_store_built_by_another_backend_is_refused(filled: Path) -> None:
     for command in (["ask", "anything about Geneva"], ["ingest", str(CORPUS)], ["reindex"]):
         line = refusal(run_cli(filled, *command, backend="onnx-int8"))
