@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the Telegram bot (or a console chat without a token)")
     p = sub.add_parser("ingest", help="add articles: files, folders (.md, .txt, .html) or URLs")
-    p.add_argument("paths", nargs="+")
+    p.add_argument("paths", nargs="+", help="files, folders or http(s) addresses")
     p = sub.add_parser("ask", help="answer a question with citations")
     p.add_argument("question", nargs="*", help="the question; omit to read questions from stdin")
     p.add_argument("--json", action="store_true", help="one JSON object per question")
@@ -323,8 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-k", type=_between(1, 50), default=3, help="citations per answer (default 3, at most 50)"
     )
     p = sub.add_parser("eval", help="hit@k, MRR and abstention on a JSONL question file")
-    p.add_argument("file")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "file", help="one JSON object a line: question, answer_contains, answerable, doc"
+    )
+    p.add_argument("--json", action="store_true", help="the figures and per-question rows as JSON")
     p.add_argument(
         "--folds",
         type=_between(0, 50, not_one=True),
@@ -339,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(one split is noisy: a question or two either way)",
     )
     p = sub.add_parser("fit-ranker", help="fit the ranker and abstainer on a JSONL question file")
-    p.add_argument("file")
+    p.add_argument("file", help="questions as for eval")
     p.add_argument(
         "--out",
         help="where to write it (default: ranker.json in the data dir, which that store's "
@@ -352,6 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("feeds", help="RSS/Atom feeds the bot polls: list, add, remove, poll")
     p.add_argument("action", choices=["list", "add", "remove", "poll"], nargs="?", default="list")
     p.add_argument("url", nargs="?")
+    # -v after the command too ("talksbot ask -v …"); SUPPRESS keeps one given before it.
+    for command in sub.choices.values():
+        command.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="more detail"
+        )
     return parser
 
 

@@ -225,6 +225,14 @@ def test_the_console_chat_says_what_a_command_is(data_dir: Path) -> None:
     assert result.stdout.count("[1] “") == 1 and "Nothing in the coverage" not in result.stdout
 
 
+def test_verbose_goes_before_or_after_the_command(filled: Path) -> None:
+    question = "how long did the talks in Geneva last"
+    for argv in (["-v", "ask", question], ["ask", "-v", question]):
+        result = run_cli(filled, *argv)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("[1] “") and "two hours" in result.stdout
+
+
 def test_a_store_built_by_another_backend_is_refused(filled: Path) -> None:
     for command in (["ask", "anything about Geneva"], ["ingest", str(CORPUS)], ["reindex"]):
         line = refusal(run_cli(filled, *command, backend="onnx-int8"))
