@@ -133,7 +133,10 @@ def _fit_abstainer(x: np.ndarray, answerable: np.ndarray, c: float) -> Linear:
     unconstrained fit gave the best passages' coverage a negative weight, so a short question
     fully covered ("who is Lavrov") counted as less answerable for it."""
     from scipy.optimize import minimize
+    from scipy.special import expit
 
+    if not np.isfinite(x).all():  # sklearn refused these; a NaN threshold abstains on all
+        raise RankerError("the abstainer's evidence holds a value that is not a finite number")
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale < 1e-6] = 1.0
@@ -143,7 +146,7 @@ def _fit_abstainer(x: np.ndarray, answerable: np.ndarray, c: float) -> Linear:
     def loss(p: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = p[:-1], p[-1]
         s = z @ w + b
-        g = 1.0 / (1.0 + np.exp(-s)) - y
+        g = expit(s) - y
         value = float((np.logaddexp(0.0, s) - y * s).sum() + (w @ w) / (2 * c))
         return value, np.append(z.T @ g + w / c, g.sum())
 
@@ -155,6 +158,8 @@ def _fit_abstainer(x: np.ndarray, answerable: np.ndarray, c: float) -> Linear:
         method="L-BFGS-B",
         bounds=[*bounds, (None, None)],
     ).x
+    if not np.isfinite(p).all():
+        raise RankerError("fitting the abstainer failed (its weights are not finite)")
     return Linear(mean.astype(np.float32), scale.astype(np.float32), p[:-1], float(p[-1]))
 
 

@@ -309,6 +309,7 @@ def test_the_abstainer_keeps_each_evidences_sign() -> None:
     cov, unknown = EVIDENCE.index("top3_coverage"), EVIDENCE.index("unknown_names")
     evidence[:, cov] = np.where(answerable, 0.4, 1.0) + 0.1 * rng.normal(size=n)
     evidence[:, unknown] = np.where(answerable, 1.0, 0.0)
+    assert set(EVIDENCE_SIGN) == set(EVIDENCE)  # every piece of evidence has its sign
     abstain, _ = fit_abstain(evidence, answerable)
     assert abstain.coef[cov] >= 0.0
     assert abstain.coef[unknown] <= 0.0
@@ -317,6 +318,16 @@ def test_the_abstainer_keeps_each_evidences_sign() -> None:
         (c >= 0.0) if EVIDENCE_SIGN[name] > 0 else (c <= 0.0)
         for name, c in zip(EVIDENCE, abstain.coef, strict=True)
     )
+
+
+def test_evidence_that_is_not_a_number_is_refused_not_fitted() -> None:
+    """A NaN threshold would abstain on every question without a word."""
+    rng = np.random.default_rng(6)
+    evidence = rng.normal(size=(60, len(EVIDENCE))).astype(np.float32)
+    answerable = evidence[:, 0] > -0.5
+    evidence[7, 2] = np.nan
+    with pytest.raises(RankerError, match="not a finite number"):
+        fit_abstain(evidence, answerable)
 
 
 def test_the_first_citation_is_chosen_without_the_later_only_features(tmp_path: Path) -> None:
