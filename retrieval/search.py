@@ -590,7 +590,7 @@ class Searcher:
 
 
 # Closing marks a question may end with: "?" or not, it is the same question.
-_CLOSING = "?!.…？！。 \t\n"
+_CLOSING = "?!.…？！。؟‽⁇﹖ \t\n\u00a0"
 
 
 def embedding_text(question: str) -> str:

@@ -2,6 +2,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
+import numpy as np
 import pytest
 
 from index.store import SentenceRow
@@ -131,6 +132,22 @@ def test_accented_names_and_a_foreign_word_or_two_are_still_questions(
 )
 def test_a_question_is_embedded_without_its_closing_marks(question: str, embedded: str) -> None:
     assert embedding_text(question) == embedded
+
+
+def test_the_searcher_embeds_the_question_without_its_closing_marks(
+    answerer: Answerer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder = answerer.searcher.embedder
+    seen: list[str] = []
+    embed = embedder.embed
+
+    def recording(texts: list[str]) -> np.ndarray:
+        seen.extend(texts)
+        return embed(texts)
+
+    monkeypatch.setattr(embedder, "embed", recording)
+    answerer.answer("Who would monitor a ceasefire?!")
+    assert seen == ["Who would monitor a ceasefire"]
 
 
 def test_json_shape(answerer: Answerer) -> None:
