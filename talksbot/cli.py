@@ -38,7 +38,10 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         # An empty argument is the current directory to pathlib: ingested, unasked.
         raise CliError("ingest was given an empty path; name files, folders or URLs")
     for p in args.paths:
-        if not is_url(p) and re.match(r"^[a-z][a-z0-9+.-]*://", p, re.I):
+        scheme = re.match(r"([a-z][a-z0-9+.-]+)://", p, re.I)  # two letters or more: not C://
+        if scheme and not is_url(p):
+            if scheme.group(1).lower() in ("http", "https"):
+                raise CliError(f"{p}: not a web address (no host after {scheme.group(0)})")
             raise CliError(f"{p}: only http:// and https:// addresses can be fetched")
     urls = [p for p in args.paths if is_url(p)]
     files = [Path(p) for p in args.paths if not is_url(p)]

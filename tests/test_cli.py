@@ -471,6 +471,11 @@ def test_ingest_names_the_addresses_it_can_fetch(filled: Path, address: str) -> 
     assert stats(filled)["articles"] == 3  # nothing stored was touched
 
 
+def test_ingest_says_a_web_address_without_a_host_is_none(filled: Path) -> None:
+    line = refusal(run_cli(filled, "ingest", "https:///x"))
+    assert "https:///x: not a web address (no host after https://)" in line
+
+
 def _facts_corpus(folder: Path) -> list[dict]:
     """Four small articles of six facts each, and a question about each fact."""
     places = ["Geneva", "Istanbul", "Riyadh", "Abu Dhabi"]
