@@ -7,6 +7,7 @@ import math
 import re
 import threading
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import islice
 from pathlib import Path
 
@@ -358,11 +359,13 @@ class Searcher:
 
     def unit_texts(self, citable: bool = False) -> list[str]:
         """The text of every searchable unit, or only of those that can be cited
-        (``says_nothing``: evaluation's reachability); reads the store."""
+        (``says_nothing``: evaluation's reachability); reads the store. Each distinct title is
+        folded once (an article's units share it)."""
+        folded = cache(fold_title)
         return [
             text
             for kind, text, title in self.store.searchable_units()
-            if not (citable and says_nothing(kind, text, fold_title(title)))
+            if not (citable and says_nothing(kind, text, folded(title)))
         ]
 
     def coverage(self) -> dict:
