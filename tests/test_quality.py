@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 
 from index.embed import DEFAULT_BACKEND, MODEL_NAME, HashEmbedder
-from index.mpnet import MPNET_NAME, MPNET_SHA256, ModelFileError, assemble, model_dir
+from index.mpnet import (
+    MPNET_NAME,
+    MPNET_PACKAGES,
+    MPNET_SHA256,
+    MPNET_VERSION,
+    ModelFileError,
+    assemble,
+    model_dir,
+)
 from index.params import ingest_params
 from index.segment import BOILERPLATE, segment, split_sentences
 from index.store import Store
@@ -497,6 +505,18 @@ def _fake_model_zip(tmp_path: Path, weights: bytes) -> list[Path]:
         part.write_bytes(data[n * third : (n + 1) * third])
         parts.append(part)
     return parts
+
+
+def test_mpnet_requirements_pin_the_parts_the_code_reads() -> None:
+    """requirements-mpnet.txt (installed with --no-deps) pins exactly the parts and version
+    index/mpnet.py looks for, and pyproject does not list them (that would pull their
+    declared dependency tree back in)."""
+    root = Path(__file__).resolve().parent.parent
+    lines = (root / "requirements-mpnet.txt").read_text().splitlines()
+    pinned = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert pinned == [f"{name}=={MPNET_VERSION}" for name in MPNET_PACKAGES]
+    pyproject = (root / "pyproject.toml").read_text()
+    assert not [name for name in MPNET_PACKAGES if name in pyproject]
 
 
 def test_mpnet_parts_are_reassembled_and_checksummed(tmp_path: Path) -> None:
