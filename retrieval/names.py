@@ -10,13 +10,14 @@ one, "lavorv" for Lavrov).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
 FUZZY_MIN_CHARS = 5  # shorter words match only exactly or by skeleton
 FUZZY_SCORE = 85.0  # rapidfuzz ratio (0-100) for a near spelling
+FUZZY_CANDIDATES = 10  # nearest skeletons weighed against each other (a bound on the work)
 # Skeletons this short also match at one typo (a second pass over the vocabulary, ~25 ms at
 # 400,000 words, only for a word the corpus does not spell).
 OSA_MAX_CHARS = 6
@@ -57,8 +58,9 @@ def skeleton(word: str) -> str:
 class NameMatcher:
     """Knows the corpus's words, as stems and by skeleton."""
 
-    def __init__(self, stems: Iterable[str]) -> None:
+    def __init__(self, stems: Iterable[str], df: Callable[[str], int] | None = None) -> None:
         self.stems = set(stems)
+        self.df = df  # how many units use a stem: picks among near spellings
         # skeleton -> the corpus's stems with that skeleton, space-joined (one string, not a
         # list, per key: hundreds of thousands of keys at a million sentences)
         self._skeletons: dict[str, str] | None = None
@@ -105,15 +107,17 @@ class NameMatcher:
         if self._skeletons is not None:
             self._choices.extend(k for k in self._index(new) if len(k) >= FUZZY_MIN_CHARS - 1)
 
-    def known(self, word: str, stem: str) -> bool:
-        return self.spellings(word, stem) is not None
+    def known(self, word: str, stem: str, fuzzy: bool = True) -> bool:
+        return self.spellings(word, stem, fuzzy) is not None
 
-    def spellings(self, word: str, stem: str) -> list[str] | None:
+    def spellings(self, word: str, stem: str, fuzzy: bool = True) -> list[str] | None:
         """The corpus's own spellings (stems) of ``word`` (typed; ``stem`` its stem): [] when
         the corpus uses ``stem`` itself (or the word has no Latin letters to compare, or its
-        skeleton is one too many stems share), the stems sharing its skeleton or else those of
-        the nearest skeleton within ``FUZZY_SCORE``, and None when the corpus never mentions
-        it, however spelled."""
+        skeleton is one too many stems share), the stems sharing its skeleton or else (when
+        ``fuzzy``) those of the nearest skeleton within ``FUZZY_SCORE`` or one typo, and None
+        when the corpus never mentions it, however spelled. The caller turns ``fuzzy`` off for
+        a word English itself uses often: "Taylor" is no misspelling of "sailor", nor "Angela"
+        of "angel"."""
         if stem in self.stems:
             return []
         key = skeleton(word)
@@ -122,14 +126,42 @@ class NameMatcher:
         for k in (key, skeleton(stem)):
             if k in self.skeletons:
                 return self._spelt(k)
-        if len(key) < FUZZY_MIN_CHARS:
+        if not fuzzy or len(key) < FUZZY_MIN_CHARS:
             return None
-        match = process.extractOne(key, self._choices, scorer=fuzz.ratio, score_cutoff=FUZZY_SCORE)
-        if match is None and len(key) <= OSA_MAX_CHARS:
+        # The nearest skeletons, each judged by its own ratio or its stems' ratio to the stem
+        # as typed, whichever is higher: the skeleton rules can make a swap of two letters
+        # look like more ("Zelenksy" -> "zelenxi", nearer "zeleni" than "zelenski").
+        from anyascii import anyascii
+
+        near = process.extract(key, self._choices, scorer=fuzz.ratio, limit=FUZZY_CANDIDATES)
+        typed = anyascii(stem).casefold()
+        found = [
+            k
+            for k, score, _ in near
+            if max(score, *(fuzz.ratio(typed, s) for s in self._stems_of(k))) >= FUZZY_SCORE
+        ]
+        if not found and len(key) <= OSA_MAX_CHARS:
             # One typo: a letter swapped with the next, replaced, added or lost. The ratio cut
             # lets a swap (two edits to it) through from seven letters on; below, this pass.
-            match = process.extractOne(key, self._choices, scorer=OSA.distance, score_cutoff=1)
-        return self._spelt(match[0]) if match is not None else None
+            found = [
+                k
+                for k, _, _ in process.extract(
+                    key, self._choices, scorer=OSA.distance, score_cutoff=1, limit=FUZZY_CANDIDATES
+                )
+            ]
+        if not found:
+            return None
+        # Several near spellings: the one the corpus uses most, as a spelling corrector takes
+        # the commonest word within reach ("Rubeo": Rubio, not "rubber"); the nearest first
+        # among equals (``extract`` orders by score).
+        if self.df is not None:
+            df = self.df
+            found.sort(key=lambda k: -max(df(s) for s in self._stems_of(k)))
+        return self._spelt(found[0])
+
+    def _stems_of(self, key: str) -> list[str]:
+        """Up to ``MAX_SPELLINGS`` of the stems under ``key`` (a crowded key is not split whole)."""
+        return self.skeletons[key].split(" ", MAX_SPELLINGS)[:MAX_SPELLINGS]
 
     def _spelt(self, key: str) -> list[str]:
         """The stems under ``key``, sorted (their stored order follows string hashing, which

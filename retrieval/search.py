@@ -6,6 +6,7 @@ import gc
 import math
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import islice
@@ -399,7 +400,7 @@ class Searcher:
         million sentences, paid by the first question after every new article."""
         base, recent = self.index.vocabulary_since()
         if self._names is None or self._names_base != base:
-            self._names = NameMatcher(self.store.vocabulary())
+            self._names = NameMatcher(self.store.vocabulary(), df=lambda t: self.index.df(t))
             self._names_base, self._names_added = base, len(recent)
             # Hundreds of thousands of long-lived objects: out of the cyclic collector's full
             # passes (measured at a million units: p95 of distinct questions 56 -> 33 ms).
@@ -452,14 +453,14 @@ class Searcher:
         everyday = EXPECTED_ZIPF - math.log10(max(self.index.token_count, 1))
         looked: dict[str, list[str] | None] = {}  # each distinct stem looked up once
 
-        def spelt(word: str, stem: str) -> list[str] | None:
+        def spelt(word: str, stem: str, fuzzy: bool = True) -> list[str] | None:
             """``NameMatcher.spellings``, at most ``MAX_FUZZY_LOOKUPS`` per question (a fuzzy
             look-up scans the vocabulary): a long question of made-up words is not an attack
             on the answering worker. Beyond it a word counts as never mentioned."""
             if stem not in looked:
                 if len(looked) >= MAX_FUZZY_LOOKUPS:
                     return None
-                looked[stem] = self.names.spellings(word, stem)
+                looked[stem] = self.names.spellings(word, stem, fuzzy)
             return looked[stem]
 
         for match in _WORD.finditer(words_only):
@@ -471,7 +472,9 @@ class Searcher:
             if looks_like_name(word, match.start(), zipf):
                 counted.update(stems)
                 if not mentioned(stems[0]):
-                    found = spelt(word, stems[0])
+                    # Only a word rare in English may be a misspelt or transliterated name; a
+                    # common one ("Taylor", "Angela") is a name of its own the corpus lacks.
+                    found = spelt(word, stems[0], fuzzy=zipf < RARE_WORD_ZIPF)
                     if found is None:
                         names.append(word)
                         continue
@@ -491,9 +494,13 @@ class Searcher:
         A question word the corpus spells otherwise is searched by the corpus's spellings."""
         if self.pool_cache is not None and question in self.pool_cache:
             return self.pool_cache[question]
-        q = self.embedder.embed([embedding_text(question)])[0]
         spellings = (analysis or self.analyse(question)).spellings
         df = self.index.df
+        # Embedded and matched piece by piece as the corpus spells it: "Who is Kusner?" as
+        # "Who is kushner?" (as typed, its vector and pieces sat further from every unit
+        # about Kushner, and it was declined where "Who is Kushner?" was answered).
+        spelt = respelt(question, spellings, df)
+        q = self.embedder.embed([embedding_text(spelt)])[0]
         terms = [
             t
             for t in dict.fromkeys(tokenize(question))
@@ -502,7 +509,7 @@ class Searcher:
         pool = build_pool(
             q,
             terms,
-            question,
+            spelt,
             backend=self.index,
             info=self.row_info,
             question_terms=tokenize(question),
@@ -602,6 +609,22 @@ def embedding_text(question: str) -> str:
     statements and seldom end in "?": out of fold over ten fold seeds hit@1 rose from .552 to
     .560, never lower on a seed (ending every question with "?" instead: .549 over four)."""
     return question.rstrip(_CLOSING) or question
+
+
+def respelt(question: str, spellings: dict[str, list[str]], df: Callable[[str], int]) -> str:
+    """``question`` with each word the corpus spells otherwise (``spellings``: its stem -> the
+    corpus's stems) replaced by the corpus's commonest spelling (a stem: the models are
+    uncased, and a stem is the word or its start)."""
+    if not spellings:
+        return question
+
+    def swap(match: re.Match[str]) -> str:
+        stems = tokenize(match.group())
+        if len(stems) == 1 and spellings.get(stems[0]):
+            return max(spellings[stems[0]], key=df)
+        return match.group()
+
+    return _WORD.sub(swap, question)
 
 
 # Stopwords as typed without their apostrophe: the corpus writes them with one.

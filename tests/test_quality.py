@@ -599,6 +599,53 @@ def test_a_name_the_corpus_spells_otherwise_is_searched_by_its_spelling(tmp_path
     assert unknown.unknown_names == ["Tokayev"] and unknown.spellings == {}
 
 
+def test_a_common_english_word_is_no_misspelt_name_and_a_misspelt_name_takes_the_commonest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "Taylor" is a name of its own, not one typo from the corpus's "sailor" (English uses it
+    often); "Rubeo", one typo from both "rubber" and "Rubio", is the name the corpus uses most.
+    The question is then embedded as the corpus spells it: "Who is Kusner" as "Who is kushner"
+    (as typed it was declined where "Who is Kushner?" was answered)."""
+    article = tmp_path / "a.md"
+    article.write_text(
+        '---\ntitle: "Envoys in Geneva"\nurl: https://news.example/a\noutlet: N\n---\n\n'
+        "Secretary of State Marco Rubio met the delegation in Geneva on Tuesday. Rubio said the "
+        "talks on the ceasefire were useful. A ceasefire was what Rubio asked for again. Jared "
+        "Kushner joined the talks later. A sailor spoke about rubber supplies to the port.\n"
+    )
+    ingest(tmp_path / "d", article)
+    searcher = Searcher.open(tmp_path / "d", "hash", HashEmbedder())
+    taylor = searcher.analyse("What did Taylor say about the ceasefire?")
+    assert taylor.unknown_names == ["Taylor"] and taylor.spellings == {}
+    assert searcher.analyse("What did Rubeo say?").spellings == {"rubeo": ["rubio"]}
+    assert searcher.analyse("What did Lavorv say?").unknown_names == ["Lavorv"]
+
+    seen: list[str] = []
+    embed = searcher.embedder.embed
+
+    def recording(texts: list[str]) -> np.ndarray:
+        seen.extend(texts)
+        return embed(texts)
+
+    monkeypatch.setattr(searcher.embedder, "embed", recording)
+    pool = searcher.pool("Who is Kusner?")
+    assert seen == ["Who is kushner"]
+    kushner = next(i for i, t in enumerate(pool.texts) if "Kushner" in t)
+    assert pool.features[kushner, FEATURES.index("lexical")] > 0
+
+
+def test_near_spellings_are_weighed_by_how_often_the_corpus_uses_them() -> None:
+    """The skeleton rules can make a swap look like more ("Zelenksy" -> "zelenxi", nearer
+    "zeleni" than "zelenski"): a near skeleton also counts by its stems' own ratio, and among
+    near spellings the corpus's commonest wins."""
+    from index.text import tokenize
+
+    df = {"zelenski": 300, "zelenskyy": 40, "zelenyi": 1}
+    matcher = NameMatcher([*df, "talks"], df=lambda t: df.get(t, 0))
+    assert matcher.spellings("Zelenksy", tokenize("Zelenksy")[0]) == ["zelenski", "zelenskyy"]
+    assert matcher.spellings("Zelenksy", tokenize("Zelenksy")[0], fuzzy=False) is None
+
+
 def test_an_update_leaves_every_term_weight_positive(tmp_path: Path) -> None:
     """Deleted sentences count in ``df`` until the next rewrite, so after an update a word can
     be in more sentences than there are: its IDF weight went negative, and the share of the
