@@ -17,7 +17,13 @@ from rapidfuzz.distance import OSA
 
 FUZZY_MIN_CHARS = 5  # shorter words match only exactly or by skeleton
 FUZZY_SCORE = 85.0  # rapidfuzz ratio (0-100) for a near spelling
-FUZZY_CANDIDATES = 10  # nearest skeletons weighed against each other (a bound on the work)
+# Bounds on the work of one fuzzy look-up, not fitted weights: the ratio below which a skeleton
+# is not looked at (rapidfuzz skips most of the vocabulary by length), how many of the nearest
+# are weighed, and the longest word compared (no name is longer; a 4,000-letter "word" took
+# 0.4 s a scan).
+FUZZY_SCAN_SCORE = 70.0
+FUZZY_CANDIDATES = 50
+FUZZY_MAX_CHARS = 40
 # Skeletons this short also match at one typo (a second pass over the vocabulary, ~25 ms at
 # 400,000 words, only for a word the corpus does not spell).
 OSA_MAX_CHARS = 6
@@ -58,9 +64,16 @@ def skeleton(word: str) -> str:
 class NameMatcher:
     """Knows the corpus's words, as stems and by skeleton."""
 
-    def __init__(self, stems: Iterable[str], df: Callable[[str], int] | None = None) -> None:
+    def __init__(
+        self,
+        stems: Iterable[str],
+        df: Callable[[str], int] | None = None,
+        common: Callable[[str], bool] | None = None,
+    ) -> None:
         self.stems = set(stems)
-        self.df = df  # how many units use a stem: picks among near spellings
+        self.df = df  # how many units use a stem: picks among equally near spellings
+        self.common = common  # is a stem an everyday English word
+
         # skeleton -> the corpus's stems with that skeleton, space-joined (one string, not a
         # list, per key: hundreds of thousands of keys at a million sentences)
         self._skeletons: dict[str, str] | None = None
@@ -107,40 +120,59 @@ class NameMatcher:
         if self._skeletons is not None:
             self._choices.extend(k for k in self._index(new) if len(k) >= FUZZY_MIN_CHARS - 1)
 
-    def known(self, word: str, stem: str, fuzzy: bool = True) -> bool:
-        return self.spellings(word, stem, fuzzy) is not None
+    def known(self, word: str, stem: str, everyday: bool = False) -> bool:
+        return self.spellings(word, stem, everyday) is not None
 
-    def spellings(self, word: str, stem: str, fuzzy: bool = True) -> list[str] | None:
+    def spellings(self, word: str, stem: str, everyday: bool = False) -> list[str] | None:
         """The corpus's own spellings (stems) of ``word`` (typed; ``stem`` its stem): [] when
         the corpus uses ``stem`` itself (or the word has no Latin letters to compare, or its
-        skeleton is one too many stems share), the stems sharing its skeleton or else (when
-        ``fuzzy``) those of the nearest skeleton within ``FUZZY_SCORE`` or one typo, and None
-        when the corpus never mentions it, however spelled. The caller turns ``fuzzy`` off for
-        a word English itself uses often: "Taylor" is no misspelling of "sailor", nor "Angela"
-        of "angel"."""
+        skeleton is one too many stems share), the stems sharing its skeleton or else those
+        of a near skeleton (below), and None when the corpus never mentions it, however
+        spelled. ``everyday``: English itself uses the typed word often. It is then no typo,
+        only perhaps another transliteration (a near skeleton), and a spelling that is only
+        everyday words too is no spelling of it: "Taylor" is not "sailor", "Bush" not "bus",
+        "Rihanna" not "Orianna", but "Chernobyl" is "Chornobyl"."""
         if stem in self.stems:
             return []
         key = skeleton(word)
         if not key:
             return []
         for k in (key, skeleton(stem)):
-            if k in self.skeletons:
+            if k in self.skeletons and not (everyday and self._everyday(k)):
                 return self._spelt(k)
-        if not fuzzy or len(key) < FUZZY_MIN_CHARS:
+        if len(key) < FUZZY_MIN_CHARS or len(key) > FUZZY_MAX_CHARS:
             return None
-        # The nearest skeletons, each judged by its own ratio or its stems' ratio to the stem
-        # as typed, whichever is higher: the skeleton rules can make a swap of two letters
-        # look like more ("Zelenksy" -> "zelenxi", nearer "zeleni" than "zelenski").
+        found = self._near(key, stem, typos=not everyday)
+        if everyday:
+            found = [k for k in found if not self._everyday(k)]
+        return self._spelt(found[0]) if found else None
+
+    def _near(self, key: str, stem: str, typos: bool = True) -> list[str]:
+        """Near skeletons, the nearest first: fewest edits (one typo, a swap counted as one)
+        to the skeleton or to one of its stems as typed, and among equally near ones the
+        spelling the corpus uses in the most units, as a spelling corrector takes the
+        commonest word within reach ("Rubeo": Rubio, not "rubber"). A skeleton is near when
+        its ratio, or one of its stems' ratio to the stem as typed, is ``FUZZY_SCORE`` or
+        more (the skeleton rules can make a swap look like more: "Zelenksy" -> "zelenxi"),
+        or, for a short word, at one typo. Without ``typos``, only the skeleton's own ratio
+        counts."""
         from anyascii import anyascii
 
-        near = process.extract(key, self._choices, scorer=fuzz.ratio, limit=FUZZY_CANDIDATES)
         typed = anyascii(stem).casefold()
+        near = process.extract(
+            key,
+            self._choices,
+            scorer=fuzz.ratio,
+            score_cutoff=FUZZY_SCAN_SCORE,
+            limit=FUZZY_CANDIDATES,
+        )
         found = [
             k
             for k, score, _ in near
-            if max(score, *(fuzz.ratio(typed, s) for s in self._stems_of(k))) >= FUZZY_SCORE
+            if score >= FUZZY_SCORE
+            or (typos and max(fuzz.ratio(typed, s) for s in self._stems_of(k)) >= FUZZY_SCORE)
         ]
-        if not found and len(key) <= OSA_MAX_CHARS:
+        if not found and typos and len(key) <= OSA_MAX_CHARS:
             # One typo: a letter swapped with the next, replaced, added or lost. The ratio cut
             # lets a swap (two edits to it) through from seven letters on; below, this pass.
             found = [
@@ -149,15 +181,18 @@ class NameMatcher:
                     key, self._choices, scorer=OSA.distance, score_cutoff=1, limit=FUZZY_CANDIDATES
                 )
             ]
-        if not found:
-            return None
-        # Several near spellings: the one the corpus uses most, as a spelling corrector takes
-        # the commonest word within reach ("Rubeo": Rubio, not "rubber"); the nearest first
-        # among equals (``extract`` orders by score).
-        if self.df is not None:
-            df = self.df
-            found.sort(key=lambda k: -max(df(s) for s in self._stems_of(k)))
-        return self._spelt(found[0])
+
+        def edits(k: str) -> int:
+            return min(OSA.distance(key, k), *(OSA.distance(typed, s) for s in self._stems_of(k)))
+
+        df = self.df or (lambda _: 0)
+        found.sort(key=lambda k: (edits(k), -max(df(s) for s in self._stems_of(k))))
+        return found
+
+    def _everyday(self, key: str) -> bool:
+        """Every stem under ``key`` is an everyday English word."""
+        common = self.common
+        return common is not None and all(common(s) for s in self._stems_of(key))
 
     def _stems_of(self, key: str) -> list[str]:
         """Up to ``MAX_SPELLINGS`` of the stems under ``key`` (a crowded key is not split whole)."""

@@ -245,6 +245,11 @@ def zipf_frequency(word: str, lang: str) -> float:
     return zipf_frequency(word, lang)
 
 
+def _everyday_stem(stem: str) -> bool:
+    """A corpus stem that is an everyday English word (a stem cut short, "ukrain", is not)."""
+    return zipf_frequency(stem, "en") >= RARE_WORD_ZIPF
+
+
 def looks_like_name(word: str, start: int, zipf: float) -> bool:
     """Capitalised inside the question, or rare in English at large (``zipf``: the word's
     ``zipf_frequency``)."""
@@ -400,7 +405,9 @@ class Searcher:
         million sentences, paid by the first question after every new article."""
         base, recent = self.index.vocabulary_since()
         if self._names is None or self._names_base != base:
-            self._names = NameMatcher(self.store.vocabulary(), df=lambda t: self.index.df(t))
+            self._names = NameMatcher(
+                self.store.vocabulary(), df=self.index.df, common=_everyday_stem
+            )
             self._names_base, self._names_added = base, len(recent)
             # Hundreds of thousands of long-lived objects: out of the cyclic collector's full
             # passes (measured at a million units: p95 of distinct questions 56 -> 33 ms).
@@ -453,14 +460,14 @@ class Searcher:
         everyday = EXPECTED_ZIPF - math.log10(max(self.index.token_count, 1))
         looked: dict[str, list[str] | None] = {}  # each distinct stem looked up once
 
-        def spelt(word: str, stem: str, fuzzy: bool = True) -> list[str] | None:
+        def spelt(word: str, stem: str, everyday: bool = False) -> list[str] | None:
             """``NameMatcher.spellings``, at most ``MAX_FUZZY_LOOKUPS`` per question (a fuzzy
             look-up scans the vocabulary): a long question of made-up words is not an attack
             on the answering worker. Beyond it a word counts as never mentioned."""
             if stem not in looked:
                 if len(looked) >= MAX_FUZZY_LOOKUPS:
                     return None
-                looked[stem] = self.names.spellings(word, stem, fuzzy)
+                looked[stem] = self.names.spellings(word, stem, everyday)
             return looked[stem]
 
         for match in _WORD.finditer(words_only):
@@ -472,9 +479,9 @@ class Searcher:
             if looks_like_name(word, match.start(), zipf):
                 counted.update(stems)
                 if not mentioned(stems[0]):
-                    # Only a word rare in English may be a misspelt or transliterated name; a
-                    # common one ("Taylor", "Angela") is a name of its own the corpus lacks.
-                    found = spelt(word, stems[0], fuzzy=zipf < RARE_WORD_ZIPF)
+                    # A word English uses often ("Taylor", "Bush") is a name of its own, not
+                    # another spelling of an everyday word the corpus has ("sailor", "bus").
+                    found = spelt(word, stems[0], everyday=zipf >= RARE_WORD_ZIPF)
                     if found is None:
                         names.append(word)
                         continue

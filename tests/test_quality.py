@@ -634,16 +634,38 @@ def test_a_common_english_word_is_no_misspelt_name_and_a_misspelt_name_takes_the
     assert pool.features[kushner, FEATURES.index("lexical")] > 0
 
 
-def test_near_spellings_are_weighed_by_how_often_the_corpus_uses_them() -> None:
+def test_near_spellings_nearest_first_then_the_commonest() -> None:
     """The skeleton rules can make a swap look like more ("Zelenksy" -> "zelenxi", nearer
-    "zeleni" than "zelenski"): a near skeleton also counts by its stems' own ratio, and among
-    near spellings the corpus's commonest wins."""
+    "zeleni" than "zelenski"): a near skeleton is judged by its stems as typed too. The fewest
+    edits win ("Urinform" is Ukrinform, not the commoner "inform"); among equally near
+    spellings, the corpus's commonest ("Rubeo" is Rubio, not "rubber")."""
     from index.text import tokenize
 
-    df = {"zelenski": 300, "zelenskyy": 40, "zelenyi": 1}
-    matcher = NameMatcher([*df, "talks"], df=lambda t: df.get(t, 0))
-    assert matcher.spellings("Zelenksy", tokenize("Zelenksy")[0]) == ["zelenski", "zelenskyy"]
-    assert matcher.spellings("Zelenksy", tokenize("Zelenksy")[0], fuzzy=False) is None
+    df = {"zelenski": 300, "zelenskyy": 40, "zelenyi": 1, "ukrinform": 5, "inform": 500}
+    df |= {"rubio": 30, "rubber": 2}
+    matcher = NameMatcher(df, df=lambda t: df.get(t, 0))
+    for typed, spelt in [
+        ("Zelenksy", ["zelenski", "zelenskyy"]),
+        ("Urinform", ["ukrinform"]),
+        ("Rubeo", ["rubio"]),
+    ]:
+        assert matcher.spellings(typed, tokenize(typed)[0]) == spelt, typed
+    assert matcher.spellings("x" * 41, "x" * 41) is None  # no name is that long: not compared
+
+
+def test_an_everyday_word_is_no_spelling_of_another_everyday_word() -> None:
+    """A word English uses often is no typo, only perhaps another transliteration, and never
+    another spelling of words all everyday too: "Bush" is not "bus" (same skeleton), "Taylor"
+    not "sailor" (one typo), "Rihanna" not "Orianna", but "Chernobyl" is "Chornobyl"."""
+    everyday = {"bus", "sailor"}
+    matcher = NameMatcher(["bus", "sailor", "chornobyl", "orianna"], common=everyday.__contains__)
+    assert matcher.spellings("Bush", "bush", everyday=True) is None
+    assert matcher.spellings("Taylor", "taylor", everyday=True) is None
+    # Nor a typo of a rarer word: only a near skeleton (another transliteration) counts.
+    assert matcher.spellings("Rihanna", "rihanna", everyday=True) is None
+    assert matcher.spellings("Rihanna", "rihanna") == ["orianna"]
+    assert matcher.spellings("Chernobyl", "chernobyl", everyday=True) == ["chornobyl"]
+    assert matcher.spellings("Bush", "bush") == ["bus"]  # not said to be everyday: not gated
 
 
 def test_an_update_leaves_every_term_weight_positive(tmp_path: Path) -> None:
