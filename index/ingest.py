@@ -47,6 +47,7 @@ class IngestReport:
     restored: int = 0  # deleted by an operator, stored again by an explicit ingest
     sentences: int = 0
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # stored, but the reader should know how
     seconds: float = 0.0
     # article id -> ("added" or "updated", sentences counted): an article written twice in one
     # run (two files under one URL) is counted once, with the sentences it now has
@@ -56,6 +57,7 @@ class IngestReport:
         for name in ("unchanged", "duplicates", "withheld", "restored", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors
+        self.notes += other.notes
         # added, updated and sentences come only from ``count``: an article both wrote is
         # counted once, as first counted, with the sentences it was last written with
         for article_id, (kind, sentences) in other.written.items():
@@ -168,6 +170,7 @@ class Ingester:
         ``unless_deleted`` (feed polling): leave out an article an operator deleted, found by
         any of its URLs or by its text; an explicit ingest stores it again."""
         prepared = Prepared.of(raw) if prepared is None else prepared
+        report.notes += raw.notes
         try:
             return self._ingest(raw, report, prepared, unless_deleted)
         except sqlite3.IntegrityError:
@@ -202,12 +205,12 @@ class Ingester:
             # one, stored first, and is folded into it (its addresses kept as aliases). The
             # other is never rewritten: no source decides another's article.
             store.fold_into(own, same)
-            report.duplicates += 1
+            self._duplicate(report, raw, same)
             return None
         if same is not None:
             if not all(found[k] == same for k in keys):
                 self._alias(keys, same, raw)
-                report.duplicates += 1
+                self._duplicate(report, raw, same)
                 return None
             stored = store.article(same)
             if (
@@ -241,7 +244,7 @@ class Ingester:
                 copy_of = by_url
             if copy_of is not None:
                 self._alias(keys, copy_of, raw)
-                report.duplicates += 1
+                self._duplicate(report, raw, copy_of)
                 return None
 
         vectors = self._embed(raw.title, units)
@@ -269,6 +272,14 @@ class Ingester:
         # sentences as `stats` counts them: the searchable ones
         report.count(article_id, existing is not None, sum(1 for v in vectors if v is not None))
         return article_id
+
+    def _duplicate(self, report: IngestReport, raw: RawArticle, article_id: int) -> None:
+        """Count a copy and say of what: "1 duplicate skipped" alone left the reader to guess
+        which file was a copy of which article."""
+        report.duplicates += 1
+        original = self.store.article(article_id)
+        of = f"“{original.title}” ({original.url or original.source})" if original else "another"
+        report.notes.append(f"{raw.source}: a copy of {of}, stored once")
 
     def _alias(self, keys: list[str], article_id: int, raw: RawArticle) -> None:
         """Record another URL (or file) of a stored article; another outlet's copy is

@@ -13,7 +13,7 @@ import os
 import re
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -53,6 +53,9 @@ class RawArticle:
     text: str
     source: str
     kind: str  # "markdown", "text" or "html"
+    # What the reader should know of how it was read (a link left out, say): not errors, the
+    # article is stored.
+    notes: list[str] = field(default_factory=list)
 
     def __setattr__(self, name: str, value: object) -> None:
         # A title or outlet is one clean line of bounded length however it is set: from front
@@ -421,6 +424,10 @@ def parse_markdown(text: str, name: str) -> RawArticle:
     fields = {key: _field(meta, key, name) for key in ("title", "url", "published", "date")}
     url = _link(fields["url"])
     title = _headline(fields["title"], body) or _first_line(body) or Path(name).stem
+    notes = []
+    if fields["url"] and not url:
+        given = one_line(fields["url"], 80)
+        notes.append(f"{name}: url {given!r} is no plain http(s) link; stored without one")
     return RawArticle(
         title=title,
         url=url,
@@ -429,6 +436,7 @@ def parse_markdown(text: str, name: str) -> RawArticle:
         text=body,
         source=name,
         kind="markdown",
+        notes=notes,
     )
 
 

@@ -48,6 +48,8 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     report = run_ingest(settings, files, urls=urls)
     for error in report.errors:
         _echo(f"talksbot: skipped {error}")
+    for note in report.notes:
+        _echo(f"talksbot: {note}")
     print(report.summary())
     if report.errors and not (
         report.added or report.updated or report.unchanged or report.duplicates

@@ -25,8 +25,28 @@ def test_ingest_prints_a_summary(data_dir: Path) -> None:
     # The units made searchable, as `stats` counts them (headings and captions included).
     assert "15 sentences indexed, 0 failed" in result.stdout
     assert stats(data_dir)["indexed_sentences"] == 15
+    # The duplicate is named, with the article it copies (the file read second).
+    copy = CORPUS / "geneva-talks.md"
+    assert f"talksbot: {copy}: a copy of “Geneva round ends without a deal on the Donbas”" in (
+        result.stderr
+    )
     again = run_cli(data_dir, "ingest", str(CORPUS))
     assert again.stdout.startswith("0 articles added, 0 updated, 4 unchanged, 0 duplicates")
+
+
+def test_a_front_matter_url_that_is_no_link_is_said_not_silently_dropped(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    page = tmp_path / "a.md"
+    page.write_text(
+        '---\ntitle: "Envoys meet"\nurl: "javascript:alert(1)"\noutlet: N\n---\n\n'
+        "The envoys met in Riyadh on Monday for a second round of talks on prisoner exchanges.\n"
+    )
+    result = run_cli(data_dir, "ingest", str(page))
+    assert result.returncode == 0 and result.stdout.startswith("1 article added")
+    assert "url 'javascript:alert(1)' is no plain http(s) link; stored without one" in (
+        result.stderr
+    )
 
 
 def stats(data_dir: Path) -> dict:

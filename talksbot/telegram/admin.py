@@ -35,7 +35,7 @@ async def ingest_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     url = context.args[0]
     policy = svc.settings.fetch_policy
     report = await svc.ingest(lambda store, ingester: ingest_url(store, ingester, url, policy))
-    text = report.summary() + "".join(f"\n• {e}" for e in report.errors)
+    text = report.summary() + "".join(f"\n• {e}" for e in [*report.errors, *report.notes])
     await message.reply_text(plain(text))
     if report.added:
         await fan_out_now(context)
