@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -62,7 +63,8 @@ class Settings(BaseSettings):
     telegram_webhook_max_connections: int = Field(default=256, ge=1, le=10_000)
     # Seconds between getUpdates calls when polling (0 in tests keeps them snappy).
     telegram_poll_interval: float = Field(default=0.0, ge=0, le=3600)
-    telegram_admin_ids: list[int] = Field(default_factory=list)
+    # JSON ("[1, 2]") or plain ("1,2", "1 2", "1"): read by ``_id_list``, not decoded as JSON.
+    telegram_admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     # Feeds are polled, and new stories fanned out to subscribers, every so many seconds.
     talksbot_feed_interval: float = Field(default=600.0, gt=0, le=7 * DAY)
     talksbot_fanout_interval: float = Field(default=5.0, gt=0, le=DAY)
@@ -97,6 +99,21 @@ class Settings(BaseSettings):
     def _unset_when_empty(cls, value: object) -> object:
         """``TALKSBOT_BACKEND=`` (an emptied line in .env or a compose file) means unset."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("telegram_admin_ids", mode="before")
+    @classmethod
+    def _id_list(cls, value: object) -> object:
+        """User ids as a JSON list or as plain ids parted by commas or spaces: an operator
+        who wrote ``TELEGRAM_ADMIN_IDS=123`` was refused ("input should be a valid list")."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise ValueError("not a JSON list of user ids") from None
+        return [part for part in re.split(r"[\s,]+", text) if part]
 
     @field_validator("talksbot_fetch_allow_hosts", mode="after")
     @classmethod

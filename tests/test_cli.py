@@ -302,6 +302,20 @@ def test_a_settings_file_naming_an_unknown_backend_is_refused(filled: Path) -> N
 def test_bad_configuration_is_one_line(data_dir: Path) -> None:
     result = run_cli(data_dir, "stats", TELEGRAM_ADMIN_IDS="not-a-list")
     refusal(result)
+    refusal(run_cli(data_dir, "stats", TELEGRAM_ADMIN_IDS="[1,"))
+
+
+@pytest.mark.parametrize(
+    ("value", "ids"),
+    [("123", [123]), ("123, 456", [123, 456]), ("123 456", [123, 456]), ("[123, 456]", [123, 456])],
+)
+def test_admin_ids_as_json_or_plain(
+    monkeypatch: pytest.MonkeyPatch, value: str, ids: list[int]
+) -> None:
+    from talksbot.config import Settings
+
+    monkeypatch.setenv("TELEGRAM_ADMIN_IDS", value)
+    assert Settings().telegram_admin_ids == ids
 
 
 @pytest.mark.parametrize(
