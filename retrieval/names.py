@@ -17,11 +17,9 @@ from rapidfuzz.distance import OSA
 
 FUZZY_MIN_CHARS = 5  # shorter words match only exactly or by skeleton
 FUZZY_SCORE = 85.0  # rapidfuzz ratio (0-100) for a near spelling
-# Bounds on the work of one fuzzy look-up, not fitted weights: the ratio below which a skeleton
-# is not looked at (rapidfuzz skips most of the vocabulary by length), how many of the nearest
-# are weighed, and the longest word compared (no name is longer; a 4,000-letter "word" took
-# 0.4 s a scan).
-FUZZY_SCAN_SCORE = 70.0
+# Bounds on the work of one fuzzy look-up, not fitted weights: how many of the nearest are
+# weighed, and the longest word compared (no name is longer; a 4,000-letter "word" took 0.4 s
+# a scan).
 FUZZY_CANDIDATES = 50
 FUZZY_MAX_CHARS = 40
 # Skeletons this short also match at one typo (a second pass over the vocabulary, ~25 ms at
@@ -78,6 +76,7 @@ class NameMatcher:
         # list, per key: hundreds of thousands of keys at a million sentences)
         self._skeletons: dict[str, str] | None = None
         self._choices: list[str] = []
+        self._stem_choices: list[str] = []  # the stems themselves, for typos the rules distort
 
     @property
     def skeletons(self) -> dict[str, str]:
@@ -86,6 +85,7 @@ class NameMatcher:
             self._skeletons = {}
             self._index(self.stems)
             self._choices = sorted(w for w in self._skeletons if len(w) >= FUZZY_MIN_CHARS - 1)
+            self._stem_choices = sorted(w for w in self.stems if len(w) >= FUZZY_MIN_CHARS - 1)
         return self._skeletons
 
     def _index(self, stems: Iterable[str]) -> list[str]:
@@ -119,6 +119,7 @@ class NameMatcher:
         self.stems.update(new)
         if self._skeletons is not None:
             self._choices.extend(k for k in self._index(new) if len(k) >= FUZZY_MIN_CHARS - 1)
+            self._stem_choices.extend(w for w in new if len(w) >= FUZZY_MIN_CHARS - 1)
 
     def known(self, word: str, stem: str, everyday: bool = False) -> bool:
         return self.spellings(word, stem, everyday) is not None
@@ -151,27 +152,34 @@ class NameMatcher:
         """Near skeletons, the nearest first: fewest edits (one typo, a swap counted as one)
         to the skeleton or to one of its stems as typed, and among equally near ones the
         spelling the corpus uses in the most units, as a spelling corrector takes the
-        commonest word within reach ("Rubeo": Rubio, not "rubber"). A skeleton is near when
-        its ratio, or one of its stems' ratio to the stem as typed, is ``FUZZY_SCORE`` or
-        more (the skeleton rules can make a swap look like more: "Zelenksy" -> "zelenxi"),
-        or, for a short word, at one typo. Without ``typos``, only the skeleton's own ratio
-        counts."""
+        commonest word within reach ("Rubeo": Rubio, not "rubber"). Near: a skeleton within
+        ``FUZZY_SCORE`` of the word's; with ``typos`` also the skeleton of a stem within it of
+        the stem as typed (the rules can make a typo look like more: "Zelenksy" -> "zelenxi",
+        "Kshner" -> "xhner"), and for a short word a skeleton at one typo."""
         from anyascii import anyascii
 
         typed = anyascii(stem).casefold()
-        near = process.extract(
-            key,
-            self._choices,
-            scorer=fuzz.ratio,
-            score_cutoff=FUZZY_SCAN_SCORE,
-            limit=FUZZY_CANDIDATES,
-        )
         found = [
             k
-            for k, score, _ in near
-            if score >= FUZZY_SCORE
-            or (typos and max(fuzz.ratio(typed, s) for s in self._stems_of(k)) >= FUZZY_SCORE)
+            for k, _, _ in process.extract(
+                key,
+                self._choices,
+                scorer=fuzz.ratio,
+                score_cutoff=FUZZY_SCORE,
+                limit=FUZZY_CANDIDATES,
+            )
         ]
+        if typos:
+            for s, _, _ in process.extract(
+                typed,
+                self._stem_choices,
+                scorer=fuzz.ratio,
+                score_cutoff=FUZZY_SCORE,
+                limit=FUZZY_CANDIDATES,
+            ):
+                k = skeleton(s)
+                if k in self.skeletons and k not in found:
+                    found.append(k)
         if not found and typos and len(key) <= OSA_MAX_CHARS:
             # One typo: a letter swapped with the next, replaced, added or lost. The ratio cut
             # lets a swap (two edits to it) through from seven letters on; below, this pass.
@@ -186,7 +194,7 @@ class NameMatcher:
             return min(OSA.distance(key, k), *(OSA.distance(typed, s) for s in self._stems_of(k)))
 
         df = self.df or (lambda _: 0)
-        found.sort(key=lambda k: (edits(k), -max(df(s) for s in self._stems_of(k))))
+        found.sort(key=lambda k: (edits(k), -max(df(s) for s in self._stems_of(k)), k))
         return found
 
     def _everyday(self, key: str) -> bool:

@@ -246,8 +246,26 @@ def zipf_frequency(word: str, lang: str) -> float:
 
 
 def _everyday_stem(stem: str) -> bool:
-    """A corpus stem that is an everyday English word (a stem cut short, "ukrain", is not)."""
-    return zipf_frequency(stem, "en") >= RARE_WORD_ZIPF
+    """A corpus stem that some everyday English word stems to ("brussel": Brussels)."""
+    return stem in _everyday_stems()
+
+
+@cache
+def _everyday_stems() -> frozenset[str]:
+    """The stems of the words English uses often (Zipf ``RARE_WORD_ZIPF`` or more: ~29,000
+    words, ~0.6 s once). Asking wordfreq about a stem itself missed those the stemmer cuts
+    short: "Russell" had matched "brussel", "County" "countri"."""
+    from wordfreq import top_n_list
+
+    words = top_n_list("en", 100_000)  # most frequent first
+    lo, hi = 0, len(words)
+    while lo < hi:  # the first word below the line
+        mid = (lo + hi) // 2
+        if zipf_frequency(words[mid], "en") >= RARE_WORD_ZIPF:
+            lo = mid + 1
+        else:
+            hi = mid
+    return frozenset(s for w in words[:lo] for s in tokenize(w)[:1])
 
 
 def looks_like_name(word: str, start: int, zipf: float) -> bool:
@@ -395,6 +413,7 @@ class Searcher:
         _ = self.names.skeletons
         _ = self.pieces.idf
         zipf_frequency("talks", "en")  # loads wordfreq's English list
+        _everyday_stems()
         self.result("What did Zelensky say about the peace talks in Geneva?", limit=10)
 
     @property

@@ -611,7 +611,8 @@ def test_a_common_english_word_is_no_misspelt_name_and_a_misspelt_name_takes_the
         '---\ntitle: "Envoys in Geneva"\nurl: https://news.example/a\noutlet: N\n---\n\n'
         "Secretary of State Marco Rubio met the delegation in Geneva on Tuesday. Rubio said the "
         "talks on the ceasefire were useful. A ceasefire was what Rubio asked for again. Jared "
-        "Kushner joined the talks later. A sailor spoke about rubber supplies to the port.\n"
+        "Kushner joined the talks later. A sailor spoke about rubber supplies to the port. "
+        "Ministers met in Brussels.\n"
     )
     ingest(tmp_path / "d", article)
     searcher = Searcher.open(tmp_path / "d", "hash", HashEmbedder())
@@ -619,6 +620,8 @@ def test_a_common_english_word_is_no_misspelt_name_and_a_misspelt_name_takes_the
     assert taylor.unknown_names == ["Taylor"] and taylor.spellings == {}
     assert searcher.analyse("What did Rubeo say?").spellings == {"rubeo": ["rubio"]}
     assert searcher.analyse("What did Lavorv say?").unknown_names == ["Lavorv"]
+    # "Brussels" stems to "brussel", which wordfreq does not know: still an everyday word's.
+    assert searcher.analyse("What did Russell say?").unknown_names == ["Russell"]
 
     seen: list[str] = []
     embed = searcher.embedder.embed
@@ -642,12 +645,13 @@ def test_near_spellings_nearest_first_then_the_commonest() -> None:
     from index.text import tokenize
 
     df = {"zelenski": 300, "zelenskyy": 40, "zelenyi": 1, "ukrinform": 5, "inform": 500}
-    df |= {"rubio": 30, "rubber": 2}
+    df |= {"rubio": 30, "rubber": 2, "kushner": 9}
     matcher = NameMatcher(df, df=lambda t: df.get(t, 0))
     for typed, spelt in [
         ("Zelenksy", ["zelenski", "zelenskyy"]),
         ("Urinform", ["ukrinform"]),
         ("Rubeo", ["rubio"]),
+        ("Kshner", ["kushner"]),  # skeleton "xhner": near only as typed
     ]:
         assert matcher.spellings(typed, tokenize(typed)[0]) == spelt, typed
     assert matcher.spellings("x" * 41, "x" * 41) is None  # no name is that long: not compared
