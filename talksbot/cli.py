@@ -27,7 +27,12 @@ class CliError(Exception):
 
 
 def _echo(*parts: object) -> None:
-    print(*parts, file=sys.stderr, flush=True)
+    """A message to stderr, control characters shown escaped: a message may quote a file
+    name or a page's text, and a name holding ESC sequences would drive the terminal."""
+    from index.text import CONTROL
+
+    text = " ".join(str(p) for p in parts)
+    print(CONTROL.sub(lambda m: repr(m.group())[1:-1], text), file=sys.stderr, flush=True)
 
 
 # -- commands -------------------------------------------------------------------------------

@@ -34,6 +34,14 @@ def test_ingest_prints_a_summary(data_dir: Path) -> None:
     assert again.stdout.startswith("0 articles added, 0 updated, 4 unchanged, 0 duplicates")
 
 
+def test_a_file_name_cannot_drive_the_terminal(data_dir: Path, tmp_path: Path) -> None:
+    """Messages quote file names; ESC sequences in one are shown escaped, not sent raw."""
+    bad = tmp_path / "c\x1b[31mred.md"
+    bad.write_text("no front matter here")
+    result = run_cli(data_dir, "ingest", str(bad))
+    assert "\x1b" not in result.stderr and "c\\x1b[31mred.md" in result.stderr
+
+
 def test_a_front_matter_url_that_is_no_link_is_said_not_silently_dropped(
     data_dir: Path, tmp_path: Path
 ) -> None:
