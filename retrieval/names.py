@@ -159,36 +159,16 @@ class NameMatcher:
         from anyascii import anyascii
 
         typed = anyascii(stem).casefold()
-        found = [
-            k
-            for k, _, _ in process.extract(
-                key,
-                self._choices,
-                scorer=fuzz.ratio,
-                score_cutoff=FUZZY_SCORE,
-                limit=FUZZY_CANDIDATES,
-            )
-        ]
+        found = _closest(key, self._choices, fuzz.ratio, FUZZY_SCORE)
         if typos:
-            for s, _, _ in process.extract(
-                typed,
-                self._stem_choices,
-                scorer=fuzz.ratio,
-                score_cutoff=FUZZY_SCORE,
-                limit=FUZZY_CANDIDATES,
-            ):
+            for s in _closest(typed, self._stem_choices, fuzz.ratio, FUZZY_SCORE):
                 k = skeleton(s)
                 if k in self.skeletons and k not in found:
                     found.append(k)
         if not found and typos and len(key) <= OSA_MAX_CHARS:
             # One typo: a letter swapped with the next, replaced, added or lost. The ratio cut
             # lets a swap (two edits to it) through from seven letters on; below, this pass.
-            found = [
-                k
-                for k, _, _ in process.extract(
-                    key, self._choices, scorer=OSA.distance, score_cutoff=1, limit=FUZZY_CANDIDATES
-                )
-            ]
+            found = _closest(key, self._choices, OSA.distance, 1)
 
         def edits(k: str) -> int:
             return min(OSA.distance(key, k), *(OSA.distance(typed, s) for s in self._stems_of(k)))
@@ -212,3 +192,13 @@ class NameMatcher:
         ``MAX_SPELLINGS`` share it; a crowded key's string is not split whole."""
         found = self.skeletons[key].split(" ", MAX_SPELLINGS)
         return sorted(found) if len(found) <= MAX_SPELLINGS else []
+
+
+def _closest(query: str, choices: list[str], scorer: Callable, cutoff: float) -> list[str]:
+    """Up to ``FUZZY_CANDIDATES`` of ``choices`` within ``cutoff`` of ``query``, best first."""
+    return [
+        c
+        for c, _, _ in process.extract(
+            query, choices, scorer=scorer, score_cutoff=cutoff, limit=FUZZY_CANDIDATES
+        )
+    ]
