@@ -6,6 +6,7 @@ import gc
 import math
 import re
 import threading
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -257,15 +258,9 @@ def _everyday_stems() -> frozenset[str]:
     short: "Russell" had matched "brussel", "County" "countri"."""
     from wordfreq import top_n_list
 
-    words = top_n_list("en", 100_000)  # most frequent first
-    lo, hi = 0, len(words)
-    while lo < hi:  # the first word below the line
-        mid = (lo + hi) // 2
-        if zipf_frequency(words[mid], "en") >= RARE_WORD_ZIPF:
-            lo = mid + 1
-        else:
-            hi = mid
-    return frozenset(s for w in words[:lo] for s in tokenize(w)[:1])
+    words = top_n_list("en", 100_000)  # most frequent first: the first below the line ends them
+    end = bisect_left(words, True, key=lambda w: zipf_frequency(w, "en") < RARE_WORD_ZIPF)
+    return frozenset(s for w in words[:end] for s in tokenize(w)[:1])
 
 
 def looks_like_name(word: str, start: int, zipf: float) -> bool:
@@ -639,8 +634,8 @@ def embedding_text(question: str) -> str:
 
 def respelt(question: str, spellings: dict[str, list[str]], df: Callable[[str], int]) -> str:
     """``question`` with each word the corpus spells otherwise (``spellings``: its stem -> the
-    corpus's stems) replaced by the corpus's commonest spelling (a stem: the models are
-    uncased, and a stem is the word or its start)."""
+    corpus's stems) replaced by the corpus's commonest spelling, as a stem ("zelenski"): the
+    models are uncased, and a stem is near enough the word for them."""
     if not spellings:
         return question
 
